@@ -1,0 +1,53 @@
+"""Developer sessions: ``nox -s tests lint typecheck docs bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(str(p) for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+
+
+def install_project(session: nox.Session, *extras: str) -> None:
+    extra = f"[{','.join(extras)}]" if extras else ""
+    session.install("-e", f".{extra}", *[arg for p in PLUGINS for arg in ("-e", p)])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Install the core and every plugin distribution, then run pytest."""
+    install_project(session, "testing")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    install_project(session, "testing")
+    session.install("mypy>=1.10")
+    session.run("mypy", "--strict", "scheduler", *[f"{p}/src" for p in PLUGINS])
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Check the docs: every ```python example in README.md and docs/ runs."""
+    install_project(session, "testing")
+    session.run("pytest", "-p", "no:cacheprovider", "tests/test_docs.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Print the benchmark numbers recorded in docs/benchmarks.md (not a timed test)."""
+    install_project(session, "testing")
+    session.run("python", "benchmarks/bench_gc.py", *session.posargs)

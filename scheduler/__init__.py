@@ -1,0 +1,15 @@
+"""A Trio-based, single-process P2P scheduler with pluggable, deadline-driven GC policies.
+
+The package is layered:
+
+* :mod:`scheduler.core`: the sans-IO model, managers and GC engine;
+* :mod:`scheduler.policies`: the built-in eviction policies (pluggy plugins);
+* :mod:`scheduler.hookspecs`: every hook a plugin can implement;
+* :mod:`scheduler.testing`: Hypothesis strategies and a state machine for plugin authors.
+"""
+
+from .hookspecs import hookimpl as hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "hookimpl"]

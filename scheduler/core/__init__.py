@@ -1,0 +1,100 @@
+"""The sans-IO core: model, lifecycles, managers and the deadline-driven GC engine.
+
+Nothing here imports trio or does I/O. Every mutation takes ``now`` and
+returns events; the service layer owns the clock and the sockets.
+"""
+
+from ._bitset import PieceSet as PieceSet
+from ._config import parse_duration as parse_duration
+from ._config import section_reader as section_reader
+from ._deadlines import DeadlineQueue as DeadlineQueue
+from ._errors import BackToSourceLimitReached as BackToSourceLimitReached
+from ._errors import ConfigError as ConfigError
+from ._errors import Conflict as Conflict
+from ._errors import Forbidden as Forbidden
+from ._errors import IllegalTransition as IllegalTransition
+from ._errors import NotFound as NotFound
+from ._errors import SchedulerError as SchedulerError
+from ._events import ContactSource as ContactSource
+from ._events import Event as Event
+from ._events import Eviction as Eviction
+from ._events import Expiry as Expiry
+from ._events import HostDisconnected as HostDisconnected
+from ._events import HostReconnected as HostReconnected
+from ._events import HostRegistered as HostRegistered
+from ._events import PeerRegistered as PeerRegistered
+from ._events import Reason as Reason
+from ._events import TaskCreated as TaskCreated
+from ._events import Verdict as Verdict
+from ._lifecycle import ACTIVE_PEER_STATES as ACTIVE_PEER_STATES
+from ._lifecycle import HOST_TRANSITIONS as HOST_TRANSITIONS
+from ._lifecycle import PEER_TRANSITIONS as PEER_TRANSITIONS
+from ._lifecycle import TASK_TRANSITIONS as TASK_TRANSITIONS
+from ._lifecycle import HostEvent as HostEvent
+from ._lifecycle import HostState as HostState
+from ._lifecycle import PeerEvent as PeerEvent
+from ._lifecycle import PeerState as PeerState
+from ._lifecycle import TaskEvent as TaskEvent
+from ._lifecycle import TaskState as TaskState
+from ._lifecycle import transition as transition
+from ._model import Host as Host
+from ._model import HostInfo as HostInfo
+from ._model import HostType as HostType
+from ._model import Peer as Peer
+from ._model import RecordKind as RecordKind
+from ._model import Task as Task
+from ._model import TaskInfo as TaskInfo
+from ._model import host_id_for as host_id_for
+from ._policy import PolicySet as PolicySet
+from ._policy import new_plugin_manager as new_plugin_manager
+from ._policy import plugin_name as plugin_name
+from ._state import DEFAULT_SWEEP_INTERVAL as DEFAULT_SWEEP_INTERVAL
+from ._state import SchedulerState as SchedulerState
+
+__all__ = [
+    "ACTIVE_PEER_STATES",
+    "DEFAULT_SWEEP_INTERVAL",
+    "HOST_TRANSITIONS",
+    "PEER_TRANSITIONS",
+    "TASK_TRANSITIONS",
+    "BackToSourceLimitReached",
+    "ConfigError",
+    "Conflict",
+    "ContactSource",
+    "DeadlineQueue",
+    "Event",
+    "Eviction",
+    "Expiry",
+    "Forbidden",
+    "Host",
+    "HostDisconnected",
+    "HostEvent",
+    "HostInfo",
+    "HostReconnected",
+    "HostRegistered",
+    "HostState",
+    "HostType",
+    "IllegalTransition",
+    "NotFound",
+    "Peer",
+    "PeerEvent",
+    "PeerRegistered",
+    "PeerState",
+    "PieceSet",
+    "PolicySet",
+    "Reason",
+    "RecordKind",
+    "SchedulerError",
+    "SchedulerState",
+    "Task",
+    "TaskCreated",
+    "TaskEvent",
+    "TaskInfo",
+    "TaskState",
+    "host_id_for",
+    "new_plugin_manager",
+    "parse_duration",
+    "plugin_name",
+    "section_reader",
+    "transition",
+]

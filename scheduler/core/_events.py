@@ -1,0 +1,132 @@
+"""Events the core returns from every mutation. Small frozen classes under one base."""
+
+from __future__ import annotations
+
+import enum
+from typing import final
+
+import attrs
+
+from ._model import RecordKind
+
+
+class Reason(enum.StrEnum):
+    """Eviction reasons the core and the built-in policies use.
+
+    Reasons are plain strings on the wire and in metrics, so a plugin may
+    define its own (``"phi_suspect"``) without touching this enum.
+    """
+
+    LEAVE = "leave"
+    DISCONNECTED = "disconnected"
+    TTL_EXPIRED = "ttl_expired"
+    SUPERSEDED = "superseded"
+    CAPACITY = "capacity"
+    ADMIN = "admin"
+    HOST_EVICTED = "host_evicted"
+    TASK_EVICTED = "task_evicted"
+    PIECE_TIMEOUT = "piece_timeout"
+    FAILED = "failed"
+    IDLE = "idle"
+
+
+class ContactSource(enum.StrEnum):
+    """What told the scheduler that a host is alive."""
+
+    ANNOUNCE = "announce"
+    PONG = "pong"
+    MESSAGE = "message"
+
+
+@final
+@attrs.frozen
+class Expiry:
+    """A policy's verdict on one record: evict it at ``at`` (seconds) for ``reason``."""
+
+    at: float
+    reason: str
+
+
+@final
+@attrs.frozen
+class Verdict:
+    """A policy's order to evict one record now, from a sweep."""
+
+    kind: RecordKind
+    record_id: str
+    reason: str
+
+
+class Event:
+    """Base class of everything the core returns."""
+
+    __slots__ = ()
+
+
+@final
+@attrs.frozen
+class HostRegistered(Event):
+    host_id: str
+    at: float
+
+
+@final
+@attrs.frozen
+class HostReconnected(Event):
+    host_id: str
+    at: float
+    disconnected_for: float
+
+
+@final
+@attrs.frozen
+class HostDisconnected(Event):
+    host_id: str
+    at: float
+
+
+@final
+@attrs.frozen
+class PeerRegistered(Event):
+    peer_id: str
+    task_id: str
+    host_id: str
+    at: float
+
+
+@final
+@attrs.frozen
+class TaskCreated(Event):
+    task_id: str
+    at: float
+
+
+@final
+@attrs.frozen
+class Eviction(Event):
+    """One record removed from the state, with everything observability needs.
+
+    * ``detection_latency`` = ``at`` − ``last_contact``: how long the record
+      was stale before the scheduler noticed;
+    * ``lateness`` = ``at`` − ``deadline``: how late the GC ran relative to the
+      deadline that caused it (None for evictions that had no deadline: leave,
+      admin, supersede, sweep verdicts, cascades).
+    """
+
+    kind: RecordKind
+    record_id: str
+    reason: str
+    at: float
+    last_contact: float
+    deadline: float | None = None
+    host_id: str | None = None
+    hostname: str | None = None
+    task_id: str | None = None
+
+    @property
+    def detection_latency(self) -> float:
+        return max(0.0, self.at - self.last_contact)
+
+    @property
+    def lateness(self) -> float | None:
+        return None if self.deadline is None else self.at - self.deadline

@@ -1,0 +1,176 @@
+"""Lifecycles as data.
+
+Rules of this file:
+
+* every state and every event is an ``Enum`` member;
+* a lifecycle is a table ``{state: {event: new_state}}``; nothing else decides
+  whether a transition is legal;
+* :func:`transition` only *computes* the new state. It raises
+  :class:`IllegalTransition` for a pair missing from the table, and the caller
+  assigns the result only after it returned, so an illegal event changes nothing.
+
+The peer and task tables follow Dragonfly's scheduler FSMs.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import TypeVar
+
+from ._errors import IllegalTransition
+
+
+class HostState(enum.Enum):
+    """Connection state of a host. An evicted host is removed, not kept in a state."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    LEFT = "left"
+
+
+class HostEvent(enum.Enum):
+    ANNOUNCE = "announce"
+    DISCONNECT = "disconnect"
+    LEAVE = "leave"
+
+
+class PeerState(enum.Enum):
+    PENDING = "pending"
+    RECEIVED_EMPTY = "received_empty"
+    RECEIVED_TINY = "received_tiny"
+    RECEIVED_SMALL = "received_small"
+    RECEIVED_NORMAL = "received_normal"
+    RUNNING = "running"
+    BACK_TO_SOURCE = "back_to_source"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LEAVE = "leave"
+
+
+class PeerEvent(enum.Enum):
+    REGISTER_EMPTY = "register_empty"
+    REGISTER_TINY = "register_tiny"
+    REGISTER_SMALL = "register_small"
+    REGISTER_NORMAL = "register_normal"
+    DOWNLOAD = "download"
+    DOWNLOAD_BACK_TO_SOURCE = "download_back_to_source"
+    DOWNLOAD_SUCCEEDED = "download_succeeded"
+    DOWNLOAD_FAILED = "download_failed"
+    LEAVE = "leave"
+
+
+class TaskState(enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    LEAVE = "leave"
+
+
+class TaskEvent(enum.Enum):
+    DOWNLOAD = "download"
+    DOWNLOAD_SUCCEEDED = "download_succeeded"
+    DOWNLOAD_FAILED = "download_failed"
+    LEAVE = "leave"
+
+
+HOST_TRANSITIONS: Mapping[HostState, Mapping[HostEvent, HostState]] = {
+    HostState.CONNECTED: {
+        HostEvent.ANNOUNCE: HostState.CONNECTED,
+        HostEvent.DISCONNECT: HostState.DISCONNECTED,
+        HostEvent.LEAVE: HostState.LEFT,
+    },
+    HostState.DISCONNECTED: {
+        # A new session announcing the same host id is a reconnect.
+        HostEvent.ANNOUNCE: HostState.CONNECTED,
+        HostEvent.LEAVE: HostState.LEFT,
+    },
+    HostState.LEFT: {},
+}
+
+_RECEIVED = (
+    PeerState.RECEIVED_EMPTY,
+    PeerState.RECEIVED_TINY,
+    PeerState.RECEIVED_SMALL,
+    PeerState.RECEIVED_NORMAL,
+)
+
+
+def _peer_table() -> dict[PeerState, dict[PeerEvent, PeerState]]:
+    table: dict[PeerState, dict[PeerEvent, PeerState]] = {s: {} for s in PeerState}
+    table[PeerState.PENDING].update(
+        {
+            PeerEvent.REGISTER_EMPTY: PeerState.RECEIVED_EMPTY,
+            PeerEvent.REGISTER_TINY: PeerState.RECEIVED_TINY,
+            PeerEvent.REGISTER_SMALL: PeerState.RECEIVED_SMALL,
+            PeerEvent.REGISTER_NORMAL: PeerState.RECEIVED_NORMAL,
+            PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
+        }
+    )
+    for received in _RECEIVED:
+        table[received].update(
+            {
+                PeerEvent.DOWNLOAD: PeerState.RUNNING,
+                PeerEvent.DOWNLOAD_BACK_TO_SOURCE: PeerState.BACK_TO_SOURCE,
+                PeerEvent.DOWNLOAD_SUCCEEDED: PeerState.SUCCEEDED,
+                PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
+            }
+        )
+    table[PeerState.RUNNING].update(
+        {
+            PeerEvent.DOWNLOAD_BACK_TO_SOURCE: PeerState.BACK_TO_SOURCE,
+            PeerEvent.DOWNLOAD_SUCCEEDED: PeerState.SUCCEEDED,
+            PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
+        }
+    )
+    table[PeerState.BACK_TO_SOURCE].update(
+        {
+            PeerEvent.DOWNLOAD_SUCCEEDED: PeerState.SUCCEEDED,
+            PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
+        }
+    )
+    table[PeerState.SUCCEEDED][PeerEvent.DOWNLOAD_FAILED] = PeerState.FAILED
+    for state in PeerState:
+        if state is not PeerState.LEAVE:
+            table[state][PeerEvent.LEAVE] = PeerState.LEAVE
+    return table
+
+
+PEER_TRANSITIONS: Mapping[PeerState, Mapping[PeerEvent, PeerState]] = _peer_table()
+
+TASK_TRANSITIONS: Mapping[TaskState, Mapping[TaskEvent, TaskState]] = {
+    TaskState.PENDING: {
+        TaskEvent.DOWNLOAD: TaskState.RUNNING,
+        TaskEvent.LEAVE: TaskState.LEAVE,
+    },
+    TaskState.RUNNING: {
+        TaskEvent.DOWNLOAD_SUCCEEDED: TaskState.SUCCEEDED,
+        TaskEvent.DOWNLOAD_FAILED: TaskState.FAILED,
+        TaskEvent.LEAVE: TaskState.LEAVE,
+    },
+    TaskState.SUCCEEDED: {
+        TaskEvent.DOWNLOAD: TaskState.RUNNING,
+        TaskEvent.LEAVE: TaskState.LEAVE,
+    },
+    TaskState.FAILED: {
+        TaskEvent.DOWNLOAD: TaskState.RUNNING,
+        TaskEvent.DOWNLOAD_SUCCEEDED: TaskState.SUCCEEDED,
+        TaskEvent.LEAVE: TaskState.LEAVE,
+    },
+    TaskState.LEAVE: {},
+}
+
+#: Peer states in which a peer is still downloading (piece-progress timeouts apply).
+ACTIVE_PEER_STATES = frozenset({PeerState.RUNNING, PeerState.BACK_TO_SOURCE})
+
+S = TypeVar("S", bound=enum.Enum)
+E = TypeVar("E", bound=enum.Enum)
+
+
+def transition(machine: str, table: Mapping[S, Mapping[E, S]], state: S, event: E) -> S:
+    """Return the state that ``event`` leads to from ``state``; raise if the table forbids it."""
+    try:
+        return table[state][event]
+    except KeyError:
+        raise IllegalTransition(machine, state.value, event.value) from None

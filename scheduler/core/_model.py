@@ -1,0 +1,125 @@
+"""The records the scheduler keeps true: hosts, tasks and peers.
+
+Records are plain mutable attrs classes owned by :class:`SchedulerState`.
+Policies receive them read-only by convention; only the state mutates them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import final
+
+import attrs
+
+from ._bitset import PieceSet
+from ._lifecycle import HostState, PeerState, TaskState
+
+
+class HostType(enum.Enum):
+    NORMAL = "normal"
+    SEED = "seed"
+
+
+class RecordKind(enum.Enum):
+    """The three kinds of record the GC engine manages, one deadline queue each."""
+
+    HOST = "host"
+    PEER = "peer"
+    TASK = "task"
+
+
+def host_id_for(ip: str, hostname: str, host_type: HostType = HostType.NORMAL) -> str:
+    """Dragonfly's host id: ``"{ip}-{hostname}"``, with ``"-seed"`` for seed hosts."""
+    base = f"{ip}-{hostname}"
+    return f"{base}-seed" if host_type is HostType.SEED else base
+
+
+@final
+@attrs.frozen
+class HostInfo:
+    """What a host says about itself in an announce."""
+
+    hostname: str
+    ip: str
+    port: int = 0
+    download_port: int = 0
+    type: HostType = HostType.NORMAL
+    idc: str = ""
+    location: str = ""
+    concurrent_upload_limit: int = 50
+
+    @property
+    def id(self) -> str:
+        return host_id_for(self.ip, self.hostname, self.type)
+
+
+@final
+@attrs.define(eq=False)
+class Host:
+    id: str
+    hostname: str
+    ip: str
+    port: int
+    download_port: int
+    type: HostType
+    idc: str
+    location: str
+    announce_interval: float | None
+    concurrent_upload_limit: int
+    created_at: float
+    last_announce_at: float
+    last_contact_at: float
+    state: HostState = HostState.CONNECTED
+    disconnected_at: float | None = None
+    concurrent_upload_count: int = 0
+    upload_count: int = 0
+    upload_failed_count: int = 0
+
+    @property
+    def schedulable(self) -> bool:
+        return self.state is HostState.CONNECTED
+
+    def free_upload_slots(self) -> int:
+        return max(0, self.concurrent_upload_limit - self.concurrent_upload_count)
+
+
+@final
+@attrs.frozen
+class TaskInfo:
+    """What a peer says about the task it downloads."""
+
+    id: str
+    url: str = ""
+    piece_length: int = 4 * 1024 * 1024
+    content_length: int = -1
+    total_piece_count: int = -1
+
+
+@final
+@attrs.define(eq=False)
+class Task:
+    id: str
+    url: str
+    piece_length: int
+    content_length: int
+    total_piece_count: int
+    created_at: float
+    updated_at: float
+    back_to_source_limit: int = 200
+    back_to_source_count: int = 0
+    state: TaskState = TaskState.PENDING
+
+
+@final
+@attrs.define(eq=False)
+class Peer:
+    id: str
+    task_id: str
+    host_id: str
+    created_at: float
+    updated_at: float
+    piece_updated_at: float
+    state: PeerState = PeerState.PENDING
+    finished_pieces: PieceSet = attrs.field(factory=PieceSet)
+    parents: set[str] = attrs.field(factory=set)
+    cost_total: float = 0.0

@@ -1,0 +1,198 @@
+"""Calling policy hooks with containment.
+
+pluggy stops a hook call at the first exception, which would let one broken
+plugin silence every other policy. :class:`PolicySet` therefore calls each
+implementation on its own: a raise (or a result of the wrong type) is logged,
+counted per ``(plugin, hook)``, reported to ``on_error``, and the remaining
+plugins still decide.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, final
+
+import pluggy
+
+from .. import hookspecs
+from ._errors import ConfigError
+from ._events import ContactSource, Eviction, Expiry, Verdict
+from ._model import Host, Peer, RecordKind, Task
+
+if TYPE_CHECKING:
+    from ._state import SchedulerState
+
+log = logging.getLogger("scheduler.plugins")
+
+T = TypeVar("T")
+
+PluginErrorCallback = Callable[[str, str, BaseException], None]
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with every scheduler hookspec added."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+class _BadResult(TypeError):
+    pass
+
+
+@final
+class PolicySet:
+    """The registered plugins, called one implementation at a time."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        on_error: PluginErrorCallback | None = None,
+    ) -> None:
+        self.pm = pm
+        self.errors: Counter[tuple[str, str]] = Counter()
+        self.on_error = on_error
+
+    @classmethod
+    def from_plugins(
+        cls,
+        plugins: Iterable[object],
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        on_error: PluginErrorCallback | None = None,
+    ) -> PolicySet:
+        """Register ``plugins`` (instances or modules) in order, apply replacements, configure."""
+        pm = new_plugin_manager()
+        for plugin in plugins:
+            pm.register(plugin, name=plugin_name(plugin))
+        return cls.finish(pm, config or {}, on_error)
+
+    @classmethod
+    def finish(
+        cls,
+        pm: pluggy.PluginManager,
+        config: Mapping[str, Mapping[str, Any]],
+        on_error: PluginErrorCallback | None = None,
+    ) -> PolicySet:
+        """Apply ``scheduler_replaces``, check hook names, and deliver the configuration."""
+        for replaced in pm.hook.scheduler_replaces():
+            for name in replaced or ():
+                pm.set_blocked(name)
+        pm.check_pending()
+        known = {name for name, _ in pm.list_name_plugin()}
+        for section in config:
+            if section not in known and not pm.is_blocked(section):
+                raise ConfigError(f"plugins.{section}", "no plugin of that name is loaded")
+        pm.hook.scheduler_configure.call_historic(kwargs={"config": config})
+        return cls(pm, on_error)
+
+    @property
+    def names(self) -> list[str]:
+        """Registered plugin names, in registration order."""
+        return [name for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+
+    # --- decision hooks ---------------------------------------------------------------
+
+    def host_expiry(self, host: Host, state: SchedulerState, now: float) -> Expiry | None:
+        return self._earliest("scheduler_host_expiry", {"host": host, "state": state, "now": now})
+
+    def peer_expiry(self, peer: Peer, state: SchedulerState, now: float) -> Expiry | None:
+        return self._earliest("scheduler_peer_expiry", {"peer": peer, "state": state, "now": now})
+
+    def task_expiry(self, task: Task, state: SchedulerState, now: float) -> Expiry | None:
+        return self._earliest("scheduler_task_expiry", {"task": task, "state": state, "now": now})
+
+    def sweep(self, kind: RecordKind, state: SchedulerState, now: float) -> list[Verdict]:
+        kwargs = {"kind": kind, "state": state, "now": now}
+        return self._concat("scheduler_sweep", kwargs, Verdict)
+
+    def host_supersedes(self, host: Host, state: SchedulerState, now: float) -> list[str]:
+        kwargs = {"host": host, "state": state, "now": now}
+        return self._concat("scheduler_host_supersedes", kwargs, str)
+
+    # --- notifications ----------------------------------------------------------------
+
+    def host_contact(self, host: Host, source: ContactSource, now: float) -> None:
+        self._notify("scheduler_host_contact", {"host": host, "source": source, "now": now})
+
+    def host_disconnected(self, host: Host, now: float) -> None:
+        self._notify("scheduler_host_disconnected", {"host": host, "now": now})
+
+    def host_reconnected(self, host: Host, disconnected_for: float, now: float) -> None:
+        self._notify(
+            "scheduler_host_reconnected",
+            {"host": host, "disconnected_for": disconnected_for, "now": now},
+        )
+
+    def evicted(self, eviction: Eviction) -> None:
+        self._notify("scheduler_evicted", {"eviction": eviction})
+
+    # --- machinery --------------------------------------------------------------------
+
+    def _earliest(self, hook_name: str, kwargs: Mapping[str, Any]) -> Expiry | None:
+        best: Expiry | None = None
+        for plugin, result in self._results(hook_name, kwargs):
+            if not isinstance(result, Expiry) or math.isnan(result.at):
+                self._contain(
+                    plugin, hook_name, _BadResult(f"expected Expiry or None, got {result!r:.200}")
+                )
+                continue
+            if best is None or result.at < best.at:
+                best = result
+        return best
+
+    def _concat(self, hook_name: str, kwargs: Mapping[str, Any], item_type: type[T]) -> list[T]:
+        """Concatenate every plugin's iterable answer, dropping (and counting) malformed ones."""
+        items: list[T] = []
+        for plugin, result in self._results(hook_name, kwargs):
+            try:
+                answer = list(result)
+                if not all(isinstance(item, item_type) for item in answer):
+                    raise _BadResult(
+                        f"expected items of type {item_type.__name__}: {answer!r:.200}"
+                    )
+            except Exception as exc:
+                self._contain(plugin, hook_name, exc)
+                continue
+            items.extend(answer)
+        return items
+
+    def _notify(self, hook_name: str, kwargs: Mapping[str, Any]) -> None:
+        for _ in self._results(hook_name, kwargs):
+            pass
+
+    def _results(self, hook_name: str, kwargs: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+        """Yield ``(plugin_name, result)`` for each implementation that returned non-None."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        # pluggy calls the last registered implementation first; keep that order.
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception as exc:
+                self._contain(impl.plugin_name, hook_name, exc)
+                continue
+            if result is not None:
+                yield impl.plugin_name, result
+
+    def _contain(self, plugin: str, hook_name: str, exc: BaseException) -> None:
+        self.errors[(plugin, hook_name)] += 1
+        log.error(
+            "plugin %s raised in %s; ignoring its answer",
+            plugin,
+            hook_name,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        if self.on_error is not None:
+            self.on_error(plugin, hook_name, exc)
+
+
+def plugin_name(plugin: object) -> str:
+    """A plugin's name: its ``name`` attribute, else its module or class name."""
+    name = getattr(plugin, "name", None)
+    if isinstance(name, str):
+        return name
+    if hasattr(plugin, "__name__"):
+        return str(plugin.__name__)
+    return type(plugin).__name__

@@ -1,0 +1,149 @@
+"""Every hook a scheduler plugin can implement.
+
+Hooks are synchronous and should be pure: a policy *decides* (returns a
+deadline, a list of verdicts, a list of hosts to supersede) and the core
+*applies*. Records passed to hooks are the live objects owned by the core;
+read them, never mutate them. All hooks are called with keyword arguments,
+and an implementation may accept any subset of the documented arguments.
+
+The core calls each implementation separately: one that raises is logged
+and counted (``plugin_errors_total{plugin,hook}``), and the others still
+decide. The exception is :func:`scheduler_configure`, whose errors are
+configuration errors and stop start-up.
+
+Implement hooks with :data:`scheduler.hookimpl`::
+
+    from scheduler import hookimpl
+
+    class MyPolicy:
+        @hookimpl
+        def scheduler_host_expiry(self, host, now):
+            ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .core import (
+        ContactSource,
+        Eviction,
+        Expiry,
+        Host,
+        Peer,
+        RecordKind,
+        SchedulerState,
+        Task,
+        Verdict,
+    )
+
+PROJECT_NAME = "scheduler"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+# --- configuration and composition -------------------------------------------------
+
+
+@hookspec(historic=True)
+def scheduler_configure(config: Mapping[str, Mapping[str, Any]]) -> None:
+    """Receive the plugin configuration, once, before any other hook.
+
+    ``config`` maps a plugin name to its section (``[plugins.<name>]`` in the
+    TOML file). Take your own section with ``config.get(NAME, {})``, validate
+    it, and raise :class:`scheduler.core.ConfigError` naming the bad key: the
+    server then refuses to start with exit status 2.
+
+    The hook is historic: a plugin registered late still receives it.
+    """
+
+
+@hookspec
+def scheduler_replaces() -> Iterable[str] | None:
+    """Return the names of plugins (built-ins included) that this plugin replaces.
+
+    The loader blocks those names after every plugin is registered, so a
+    distribution such as ``dragonfly-compat`` can swap the built-in policies
+    just by being enabled.
+    """
+
+
+# --- per-record deadlines ------------------------------------------------------------
+
+
+@hookspec
+def scheduler_host_expiry(host: Host, state: SchedulerState, now: float) -> Expiry | None:
+    """Return when ``host`` should be evicted, and why, or None for no opinion.
+
+    Called after every change to the host (announce, contact, disconnect,
+    reconnect). The engine keeps the earliest deadline across all plugins and
+    evicts the host when it passes, with that plugin's reason.
+    """
+
+
+@hookspec
+def scheduler_peer_expiry(peer: Peer, state: SchedulerState, now: float) -> Expiry | None:
+    """Return when ``peer`` should be evicted, and why, or None for no opinion.
+
+    Called after every change to the peer (register, state change, piece progress).
+    """
+
+
+@hookspec
+def scheduler_task_expiry(task: Task, state: SchedulerState, now: float) -> Expiry | None:
+    """Return when ``task`` should be evicted, and why, or None for no opinion.
+
+    Called when the task is created, changes state, or gains or loses a peer.
+    """
+
+
+# --- verdicts --------------------------------------------------------------------------
+
+
+@hookspec
+def scheduler_sweep(
+    kind: RecordKind, state: SchedulerState, now: float
+) -> Iterable[Verdict] | None:
+    """Periodic batch decision for one kind of record (default every 60 s).
+
+    Return verdicts for records to evict now, e.g. to enforce a capacity cap.
+    Verdicts naming unknown records or another kind are ignored and logged.
+    """
+
+
+@hookspec
+def scheduler_host_supersedes(
+    host: Host, state: SchedulerState, now: float
+) -> Iterable[str] | None:
+    """After ``host`` announced, return ids of other hosts it supersedes.
+
+    Each named host (never ``host`` itself) is evicted with reason ``superseded``.
+    """
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+@hookspec
+def scheduler_host_contact(host: Host, source: ContactSource, now: float) -> None:
+    """``host`` showed it is alive: an announce, a pong, or any other message."""
+
+
+@hookspec
+def scheduler_host_disconnected(host: Host, now: float) -> None:
+    """``host``'s session dropped without a leave; it is unschedulable from now on."""
+
+
+@hookspec
+def scheduler_host_reconnected(host: Host, disconnected_for: float, now: float) -> None:
+    """``host`` announced on a new session before it was evicted."""
+
+
+@hookspec
+def scheduler_evicted(eviction: Eviction) -> None:
+    """A record was evicted. Drop any per-record state the plugin keeps."""

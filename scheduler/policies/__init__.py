@@ -1,0 +1,116 @@
+"""The built-in eviction policies, and the loader that composes them with third-party plugins.
+
+Built-ins are ordinary pluggy plugins registered from :data:`BUILTIN_PLUGINS`,
+so any of them can be disabled by name and replaced by a plugin found
+through the ``scheduler.plugins`` entry-point group or named in config as
+``module:object``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from ..core import ConfigError, PolicySet, new_plugin_manager, plugin_name
+from ..core._policy import PluginErrorCallback
+from ._announce_ttl import AnnounceTTL as AnnounceTTL
+from ._capacity import Capacity as Capacity
+from ._disconnect_grace import DisconnectGrace as DisconnectGrace
+from ._hostname_unique import HostnameUnique as HostnameUnique
+from ._peer_lifetime import PeerLifetime as PeerLifetime
+from ._task_idle import TaskIdleTTL as TaskIdleTTL
+
+#: The entry-point group third-party plugin distributions register under.
+ENTRYPOINT_GROUP: Final = "scheduler.plugins"
+
+#: Built-in plugin classes, registered in this order by :func:`load_policies`.
+BUILTIN_PLUGINS: Final[tuple[type, ...]] = (
+    AnnounceTTL,
+    DisconnectGrace,
+    PeerLifetime,
+    TaskIdleTTL,
+    HostnameUnique,
+    Capacity,
+)
+
+
+def builtin_plugins() -> list[object]:
+    """Fresh instances of every built-in policy."""
+    return [cls() for cls in BUILTIN_PLUGINS]
+
+
+def instantiate(obj: object) -> object:
+    """Plugins may be given as a class (instantiated with no arguments), an instance or a module."""
+    return obj() if inspect.isclass(obj) else obj
+
+
+def import_object(spec: str) -> object:
+    """Import ``"package.module:attribute"``; raise ConfigError with the spec on failure."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError("plugins.enable", f"expected 'module:object', got {spec!r}")
+    try:
+        obj: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError("plugins.enable", f"cannot import {spec!r}: {exc}") from exc
+    return obj
+
+
+def load_policies(
+    *,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    enable: Sequence[str] = (),
+    disable: Iterable[str] = (),
+    plugins: Sequence[object] = (),
+    entrypoints: bool = True,
+    on_error: PluginErrorCallback | None = None,
+) -> PolicySet:
+    """Compose the policy set: built-ins, entry points, ``module:object`` specs, then ``plugins``.
+
+    ``disable`` blocks plugins by name (built-ins included) before anything is
+    registered. A plugin's ``scheduler_replaces`` hook blocks the names it
+    replaces afterwards. Unknown hook names fail in ``check_pending()``.
+    """
+    pm = new_plugin_manager()
+    for name in disable:
+        pm.set_blocked(name)
+
+    def register(obj: object, name: str | None = None) -> None:
+        plugin = instantiate(obj)
+        name = name or plugin_name(plugin)
+        if pm.is_blocked(name) or pm.has_plugin(name):
+            return
+        pm.register(plugin, name=name)
+
+    for builtin in builtin_plugins():
+        register(builtin)
+    if entrypoints:
+        for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
+            if not pm.is_blocked(ep.name):
+                register(ep.load(), ep.name)
+    for spec in enable:
+        register(import_object(spec))
+    for plugin in plugins:
+        register(plugin)
+    return PolicySet.finish(pm, config or {}, on_error)
+
+
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "ENTRYPOINT_GROUP",
+    "AnnounceTTL",
+    "Capacity",
+    "DisconnectGrace",
+    "HostnameUnique",
+    "PeerLifetime",
+    "TaskIdleTTL",
+    "builtin_plugins",
+    "import_object",
+    "instantiate",
+    "load_policies",
+]

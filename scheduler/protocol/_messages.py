@@ -1,0 +1,350 @@
+"""The messages of protocol v1, as frozen attrs classes.
+
+Rules of this file:
+
+* One class per message type; its ``tag`` class variable is the ``"type"`` on the
+  wire. The codec builds its dispatch tables from :data:`CLIENT_MESSAGES` and
+  :data:`SERVER_MESSAGES`, so adding a class here and to one table is enough.
+* Field types are exactly what JSON carries (``str``, ``int``, ``float``, ``list``,
+  ``dict``, nested payload classes). An optional field is ``X | None = None`` and
+  is left out of the frame when it is ``None``.
+* Range checks live in the attrs validators below, so a message built in Python
+  is as valid as one decoded from the wire. Type checks live in the codec.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, final
+
+import attrs
+from cattrs.errors import AttributeValidationNote
+
+from ._errors import InvalidValue, ProtocolError
+
+#: The WebSocket subprotocol name of this protocol version.
+SUBPROTOCOL: Final = "scheduler.v1"
+
+#: The most piece numbers one ``pieces_finished`` may carry.
+MAX_PIECES_PER_MESSAGE: Final = 10_000
+
+
+@final
+class CloseCode(enum.IntEnum):
+    """The WebSocket close codes the server uses, and when."""
+
+    #: The host left (``leave_host``) and the server closed the session.
+    NORMAL = 1000
+    #: The server is shutting down.
+    GOING_AWAY = 1001
+    #: Too many errors within the error window (after a ``too_many_errors`` reply).
+    POLICY_VIOLATION = 1008
+    #: A frame was longer than the server's ``max_message_size``.
+    MESSAGE_TOO_BIG = 1009
+    #: The host was evicted (after an ``evicted`` message).
+    EVICTED = 4001
+
+
+HostType: TypeAlias = Literal["normal", "seed"]
+
+_T = TypeVar("_T")
+_Validator: TypeAlias = Callable[[Any, "attrs.Attribute[_T]", _T], None]
+
+
+# --- validators ------------------------------------------------------------------
+
+
+def _invalid(attribute: attrs.Attribute[Any], reason: str) -> InvalidValue:
+    exc = InvalidValue(attribute.name, reason)
+    # cattrs.transform_error reads this note to put the field on the error path,
+    # e.g. "must be finite and > 0 @ $.interval".
+    exc.add_note(
+        AttributeValidationNote(f"Validating field {attribute.name}", attribute.name, attribute.type)
+    )
+    return exc
+
+
+def _check(ok: Callable[[_T], bool], reason: str) -> _Validator[_T]:
+    def validate(_instance: Any, attribute: attrs.Attribute[_T], value: _T) -> None:
+        if not ok(value):
+            raise _invalid(attribute, reason)
+
+    return validate
+
+
+def _is_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _is_non_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+def _is_port(value: int) -> bool:
+    return 1 <= value <= 65535
+
+
+def _are_finite(values: Mapping[str, float]) -> bool:
+    return all(math.isfinite(v) for v in values.values())
+
+
+_non_empty: _Validator[str] = _check(bool, "must not be empty")
+_positive: _Validator[float] = _check(_is_positive, "must be finite and > 0")
+_non_negative: _Validator[float] = _check(_is_non_negative, "must be finite and >= 0")
+_port: _Validator[int] = _check(_is_port, "must be a port number in 1..65535")
+_at_least_minus_one: _Validator[int] = _check(lambda v: v >= -1, "must be >= -1 (-1: unknown)")
+_count: _Validator[int] = _check(lambda v: v >= 0, "must be >= 0")
+_finite_values: _Validator[dict[str, float]] = _check(_are_finite, "values must be finite")
+
+
+def _validate_pieces(_instance: Any, attribute: attrs.Attribute[list[int]], value: list[int]) -> None:
+    if not value:
+        raise _invalid(attribute, "must not be empty")
+    if len(value) > MAX_PIECES_PER_MESSAGE:
+        raise _invalid(attribute, f"must hold at most {MAX_PIECES_PER_MESSAGE} piece numbers")
+    if min(value) < 0:
+        index = next(i for i, piece in enumerate(value) if piece < 0)
+        raise _invalid(attribute, f"piece numbers must be >= 0 (got {value[index]} at [{index}])")
+
+
+def _validate_url(instance: TaskPayload, attribute: attrs.Attribute[str], value: str) -> None:
+    # attrs runs validators after every field is set, so ``instance.id`` is readable.
+    if instance.id is None and not value:
+        raise _invalid(attribute, "a task needs an id or a url")
+
+
+_optional_str = attrs.validators.optional(_non_empty)
+_optional_positive = attrs.validators.optional(_positive)
+_optional_non_negative = attrs.validators.optional(_non_negative)
+_optional_finite_values = attrs.validators.optional(_finite_values)
+
+
+# --- payloads ----------------------------------------------------------------------
+
+
+@final
+@attrs.frozen(kw_only=True)
+class HostPayload:
+    """What a host says about itself in ``announce_host``."""
+
+    hostname: str = attrs.field(validator=_non_empty)
+    ip: str = attrs.field(validator=_non_empty)
+    port: int = attrs.field(validator=_port)
+    download_port: int = attrs.field(validator=_port)
+    type: HostType = "normal"
+    idc: str = ""
+    location: str = ""
+    concurrent_upload_limit: int = attrs.field(default=50, validator=_count)
+    #: Free-form load figures (cpu, memory, ...), for plugins; values must be finite.
+    stats: dict[str, float] | None = attrs.field(default=None, validator=_optional_finite_values)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class TaskPayload:
+    """The task a peer downloads. Either ``id`` or ``url`` is required."""
+
+    id: str | None = attrs.field(default=None, validator=_optional_str)
+    url: str = attrs.field(default="", validator=_validate_url)
+    piece_length: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    content_length: int = attrs.field(default=-1, validator=_at_least_minus_one)
+    total_piece_count: int = attrs.field(default=-1, validator=_at_least_minus_one)
+
+    @property
+    def task_id(self) -> str:
+        """``id`` if given, else the SHA-256 hex digest of ``url`` (deterministic)."""
+        if self.id is not None:
+            return self.id
+        return task_id_for_url(self.url)
+
+
+def task_id_for_url(url: str) -> str:
+    """The task id of a task announced by url only: the SHA-256 hex digest of the url."""
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+# --- client -> server ------------------------------------------------------------------
+
+
+@final
+@attrs.frozen(kw_only=True)
+class AnnounceHost:
+    """Must be the session's first message; repeat it every ``interval`` seconds."""
+
+    tag: ClassVar[str] = "announce_host"
+    id: str | int | None = None
+    host: HostPayload
+    #: Seconds between announces; the host's TTL is twice this. ``None``: the server default.
+    interval: float | None = attrs.field(default=None, validator=_optional_positive)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class LeaveHost:
+    """The host leaves: its peers are released and the server closes with 1000."""
+
+    tag: ClassVar[str] = "leave_host"
+    id: str | int | None = None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RegisterPeer:
+    """A peer of this host starts to take part in a task."""
+
+    tag: ClassVar[str] = "register_peer"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+    task: TaskPayload
+
+
+@final
+@attrs.frozen(kw_only=True)
+class DownloadStarted:
+    tag: ClassVar[str] = "download_started"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class BackToSource:
+    """The peer downloads from the origin instead of from other peers."""
+
+    tag: ClassVar[str] = "back_to_source"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class PiecesFinished:
+    """The peer has these pieces now, fetched from ``parent_id`` (or the origin)."""
+
+    tag: ClassVar[str] = "pieces_finished"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+    pieces: list[int] = attrs.field(validator=_validate_pieces)
+    parent_id: str | None = attrs.field(default=None, validator=_optional_str)
+    #: Seconds the pieces took to download.
+    cost: float | None = attrs.field(default=None, validator=_optional_non_negative)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class DownloadFinished:
+    tag: ClassVar[str] = "download_finished"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class DownloadFailed:
+    tag: ClassVar[str] = "download_failed"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+    reason: str = ""
+
+
+@final
+@attrs.frozen(kw_only=True)
+class LeavePeer:
+    tag: ClassVar[str] = "leave_peer"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+
+
+# --- server -> client ----------------------------------------------------------------
+
+
+@final
+@attrs.frozen(kw_only=True)
+class HostAccepted:
+    """The reply to every ``announce_host``: the host id and the session's timings."""
+
+    tag: ClassVar[str] = "host_accepted"
+    id: str | int | None = None
+    host_id: str = attrs.field(validator=_non_empty)
+    #: Seconds until the host expires unless it announces again; ``None``: never.
+    ttl: float | None = attrs.field(default=None, validator=_optional_positive)
+    ping_interval: float = attrs.field(validator=_positive)
+    ping_timeout: float = attrs.field(validator=_positive)
+    reconnect_grace: float = attrs.field(validator=_non_negative)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Ack:
+    """The reply to a request that succeeded and has nothing else to say."""
+
+    tag: ClassVar[str] = "ack"
+    id: str | int | None = None
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ErrorReply:
+    """The reply to a request that failed; the ``"type"`` on the wire is ``error``."""
+
+    tag: ClassVar[str] = "error"
+    id: str | int | None = None
+    #: One of :class:`ErrorCode`; a client must accept codes it does not know.
+    code: str = attrs.field(validator=_non_empty)
+    message: str
+
+    @classmethod
+    def from_error(cls, error: ProtocolError) -> ErrorReply:
+        """The reply to a frame that could not be decoded."""
+        return cls(id=error.request_id, code=error.code, message=error.message)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Evicted:
+    """The host was evicted; the server closes with 4001 right after."""
+
+    tag: ClassVar[str] = "evicted"
+    #: Why, e.g. ``ttl_expired``, ``admin``, ``superseded``, ``disconnected``.
+    reason: str = attrs.field(validator=_non_empty)
+    message: str = ""
+
+
+ClientMessage: TypeAlias = (
+    AnnounceHost
+    | LeaveHost
+    | RegisterPeer
+    | DownloadStarted
+    | BackToSource
+    | PiecesFinished
+    | DownloadFinished
+    | DownloadFailed
+    | LeavePeer
+)
+ServerMessage: TypeAlias = HostAccepted | Ack | ErrorReply | Evicted
+
+#: Every client -> server message class by its ``"type"``.
+CLIENT_MESSAGES: Final[Mapping[str, type[ClientMessage]]] = MappingProxyType(
+    {
+        cls.tag: cls
+        for cls in (
+            AnnounceHost,
+            LeaveHost,
+            RegisterPeer,
+            DownloadStarted,
+            BackToSource,
+            PiecesFinished,
+            DownloadFinished,
+            DownloadFailed,
+            LeavePeer,
+        )
+    }
+)
+#: Every server -> client message class by its ``"type"``.
+SERVER_MESSAGES: Final[Mapping[str, type[ServerMessage]]] = MappingProxyType(
+    {cls.tag: cls for cls in (HostAccepted, Ack, ErrorReply, Evicted)}
+)
