@@ -1,0 +1,127 @@
+"""A Hypothesis ``RuleBasedStateMachine`` that checks the core invariants under a policy set.
+
+A plugin author subclasses :class:`SchedulerStateMachine`, says which plugins
+to run, and gets every core invariant checked against their policy::
+
+    from scheduler.policies import builtin_plugins
+    from scheduler.testing import SchedulerStateMachine
+
+    class MyPolicyMachine(SchedulerStateMachine):
+        @classmethod
+        def make_plugins(cls):
+            return [*builtin_plugins(), MyPolicy()]
+
+    TestMyPolicy = MyPolicyMachine.TestCase
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from ..core import PolicySet
+from ..policies import builtin_plugins
+from ._simulation import Simulation
+from ._strategies import (
+    PEER_ACTIONS,
+    Advance,
+    Announce,
+    Crash,
+    Hang,
+    HostProfile,
+    Leave,
+    NextAnnounce,
+    PeerStep,
+    Pong,
+    RegisterPeer,
+    Sweep,
+    host_profiles,
+    task_infos,
+)
+
+_HOST = st.integers(0, 7)
+
+
+class SchedulerStateMachine(RuleBasedStateMachine):
+    """Drives the core with interleaved hosts; every step is checked by :class:`Simulation`.
+
+    Override :meth:`make_plugins` (and optionally :attr:`config`,
+    :attr:`unique_hostnames`, :attr:`sweep_interval`) in a subclass.
+    """
+
+    #: Plugin configuration sections, as the ``scheduler_configure`` hook receives them.
+    config: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: Check "at most one live host per hostname" (needs a supersede policy).
+    unique_hostnames: ClassVar[bool] = True
+    sweep_interval: ClassVar[float] = 60.0
+
+    sim: Simulation
+
+    @classmethod
+    def make_plugins(cls) -> Sequence[object]:
+        """Fresh plugin instances for one run. Default: the built-ins."""
+        return builtin_plugins()
+
+    def make_policies(self) -> PolicySet:
+        return PolicySet.from_plugins(self.make_plugins(), config=self.config)
+
+    @initialize(profiles=st.lists(host_profiles(), min_size=1, max_size=6))
+    def start(self, profiles: list[HostProfile]) -> None:
+        self.sim = Simulation(
+            self.make_policies(),
+            profiles,
+            sweep_interval=self.sweep_interval,
+            unique_hostnames=self.unique_hostnames,
+        )
+
+    @rule(host=_HOST, jitter=st.floats(-1.0, 1.0))
+    def announce(self, host: int, jitter: float) -> None:
+        self.sim.apply(Announce(host, jitter))
+
+    @rule()
+    def next_announce(self) -> None:
+        self.sim.apply(NextAnnounce())
+
+    @rule(host=_HOST)
+    def leave(self, host: int) -> None:
+        self.sim.apply(Leave(host))
+
+    @rule(host=_HOST)
+    def crash(self, host: int) -> None:
+        self.sim.apply(Crash(host))
+
+    @rule(host=_HOST)
+    def hang(self, host: int) -> None:
+        self.sim.apply(Hang(host))
+
+    @rule(host=_HOST)
+    def pong(self, host: int) -> None:
+        self.sim.apply(Pong(host))
+
+    @rule(host=_HOST, task=task_infos())
+    def register_peer(self, host: int, task: Any) -> None:
+        self.sim.apply(RegisterPeer(host, task))
+
+    @rule(peer=st.integers(0, 50), action=st.sampled_from(PEER_ACTIONS))
+    def peer_step(self, peer: int, action: str) -> None:
+        self.sim.apply(PeerStep(peer, action))
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 5.0, 10.0, 60.0, 600.0, 3600.0]))
+    def advance(self, seconds: float) -> None:
+        self.sim.apply(Advance(seconds))
+
+    @rule(seconds=st.floats(0.0, 120.0))
+    def advance_a_little(self, seconds: float) -> None:
+        self.sim.apply(Advance(seconds))
+
+    @rule(kind=st.sampled_from(["host", "peer", "task"]))
+    def sweep(self, kind: str) -> None:
+        self.sim.apply(Sweep(kind))
+
+    @invariant()
+    def core_invariants_hold(self) -> None:
+        if hasattr(self, "sim"):
+            self.sim.check()

@@ -1,0 +1,290 @@
+"""A deterministic harness that drives :class:`SchedulerState` the way the service does.
+
+Many simulated hosts, each with its own announce interval, jitter and clock
+drift, are interleaved on one timeline. Time only moves forward; whenever it
+moves, the harness wakes the GC at every deadline on the way, exactly as the
+service's GC loop does, and after every step it checks the core invariants.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..core import (
+    BackToSourceLimitReached,
+    Conflict,
+    ContactSource,
+    Event,
+    Eviction,
+    Expiry,
+    HostState,
+    IllegalTransition,
+    PolicySet,
+    Reason,
+    RecordKind,
+    SchedulerState,
+    TaskInfo,
+)
+from ._strategies import (
+    Advance,
+    Announce,
+    Crash,
+    Hang,
+    HostProfile,
+    Leave,
+    NextAnnounce,
+    PeerStep,
+    Pong,
+    RegisterPeer,
+    Step,
+    Sweep,
+)
+
+#: Reasons that never come with a deadline: the record went because another did.
+CASCADE_REASONS = frozenset({Reason.HOST_EVICTED, Reason.TASK_EVICTED})
+_EXPECTED_ERRORS = (IllegalTransition, Conflict, BackToSourceLimitReached)
+
+
+class InvariantError(AssertionError):
+    """A core invariant does not hold; the message says which and where."""
+
+
+class Simulation:
+    """Apply steps to a fresh :class:`SchedulerState` and check the invariants after each."""
+
+    def __init__(
+        self,
+        policies: PolicySet,
+        profiles: Sequence[HostProfile],
+        *,
+        start: float = 1000.0,
+        sweep_interval: float = 60.0,
+        unique_hostnames: bool = True,
+    ) -> None:
+        if not profiles:
+            raise ValueError("a simulation needs at least one host profile")
+        self.policies = policies
+        self.profiles = list(profiles)
+        self.now = start
+        self.state = SchedulerState(policies, now=start, sweep_interval=sweep_interval)
+        self.unique_hostnames = unique_hostnames
+        #: Per host: when it will next announce on its own (None: silent, crashed or left).
+        self.next_announce: list[float | None] = [None] * len(profiles)
+        self.evictions: list[Eviction] = []
+        self.events: list[Event] = []
+        self.host_evicted_at: dict[str, float] = {}
+        self._peer_seq = 0
+        self.check()
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def apply(self, step: Step) -> None:
+        """Apply one step, then check every invariant."""
+        handler: Callable[[Any], None] = getattr(self, f"_on_{type(step).__name__.lower()}")
+        handler(step)
+        self.run_gc()
+        self.check()
+
+    def run(self, steps: Iterable[Step]) -> None:
+        for step in steps:
+            self.apply(step)
+
+    def announce(self, host: int, jitter: float = 0.0) -> None:
+        self.apply(Announce(host, jitter))
+
+    def advance(self, seconds: float) -> None:
+        self.apply(Advance(seconds))
+
+    def _profile(self, index: int) -> HostProfile:
+        return self.profiles[index % len(self.profiles)]
+
+    def _on_announce(self, step: Announce) -> None:
+        index = step.host % len(self.profiles)
+        profile = self.profiles[index]
+        events = self.state.announce_host(profile.info, self.now, interval=profile.interval)
+        self._record(events, allowed={Reason.SUPERSEDED, *CASCADE_REASONS})
+        period = profile.period()
+        self.next_announce[index] = (
+            None if period is None else self.now + period * (1.0 + profile.jitter * step.jitter)
+        )
+        host = self.state.host(profile.info.id)
+        if not host.schedulable:
+            raise InvariantError(f"host {host.id} is not schedulable right after it announced")
+
+    def _on_leave(self, step: Leave) -> None:
+        index = step.host % len(self.profiles)
+        host_id = self.profiles[index].info.id
+        self.next_announce[index] = None
+        if self.state.has_host(host_id):
+            self._record(self.state.leave_host(host_id, self.now), allowed={Reason.LEAVE})
+            if self.state.has_host(host_id):
+                raise InvariantError(f"host {host_id} is still present after a leave")
+
+    def _on_crash(self, step: Crash) -> None:
+        index = step.host % len(self.profiles)
+        host_id = self.profiles[index].info.id
+        self.next_announce[index] = None
+        if self.state.has_host(host_id) and self.state.host(host_id).state is HostState.CONNECTED:
+            self._record(self.state.disconnect_host(host_id, self.now), allowed=set())
+            if self.state.is_schedulable(host_id):
+                raise InvariantError(f"host {host_id} is schedulable right after it disconnected")
+
+    def _on_hang(self, step: Hang) -> None:
+        self.next_announce[step.host % len(self.profiles)] = None
+
+    def _on_pong(self, step: Pong) -> None:
+        index = step.host % len(self.profiles)
+        host_id = self.profiles[index].info.id
+        # Only a live session answers pings.
+        if self.next_announce[index] is not None and self.state.is_schedulable(host_id):
+            self.state.touch_host(host_id, self.now, ContactSource.PONG)
+
+    def _on_registerpeer(self, step: RegisterPeer) -> None:
+        host_id = self._profile(step.host).info.id
+        if not self.state.is_schedulable(host_id):
+            return
+        self._peer_seq += 1
+        events = self.state.register_peer(f"peer-{self._peer_seq}", host_id, step.task, self.now)
+        self._record(events, allowed=set())
+
+    def _on_peerstep(self, step: PeerStep) -> None:
+        peers = sorted(p.id for p in self.state.peers())
+        if not peers:
+            return
+        peer = self.state.peer(peers[step.peer % len(peers)])
+        task = self.state.task(peer.task_id)
+        before = (peer.state, task.state, peer.updated_at, task.back_to_source_count)
+        before_pieces = len(peer.finished_pieces)
+        state, now = self.state, self.now
+        actions: Mapping[str, Callable[[], list[Event]]] = {
+            "start": lambda: state.start_download(peer.id, now),
+            "back_to_source": lambda: state.back_to_source(peer.id, now),
+            "pieces": lambda: state.finish_pieces(peer.id, [len(peer.finished_pieces) % 10], now),
+            "finish": lambda: state.finish_download(peer.id, now),
+            "fail": lambda: state.fail_download(peer.id, now),
+            "leave": lambda: state.leave_peer(peer.id, now),
+        }
+        try:
+            events = actions[step.action]()
+        except _EXPECTED_ERRORS as exc:
+            after = (peer.state, task.state, peer.updated_at, task.back_to_source_count)
+            if after != before or len(peer.finished_pieces) != before_pieces:
+                raise InvariantError(f"{type(exc).__name__} changed state: {before} -> {after}")
+            return
+        self._record(events, allowed={Reason.LEAVE})
+
+    def _on_advance(self, step: Advance) -> None:
+        self.advance_to(self.now + step.seconds)
+
+    def _on_nextannounce(self, step: NextAnnounce) -> None:
+        pending = [(t, i) for i, t in enumerate(self.next_announce) if t is not None]
+        if not pending:
+            return
+        when, index = min(pending)
+        self.advance_to(max(when, self.now))
+        self._on_announce(Announce(index, 0.0))
+
+    def _on_sweep(self, step: Sweep) -> None:
+        kind = RecordKind(step.kind)
+        self._record(self.state.sweep(self.now, kind), any_reason=True)
+
+    # --- time and GC ------------------------------------------------------------------------
+
+    def advance_to(self, when: float) -> None:
+        """Move the clock to ``when``, waking the GC at every deadline on the way."""
+        if when < self.now or math.isnan(when):
+            raise ValueError(f"time cannot go backwards ({self.now} -> {when})")
+        while True:
+            wake = self.state.next_deadline()
+            if wake is None or wake > when:
+                break
+            self.now = max(self.now, wake)
+            self.run_gc()
+        self.now = when
+
+    def run_gc(self) -> None:
+        # Evictions here must come from a held deadline, except sweep verdicts.
+        kinds = [k for k in RecordKind if self.state.next_sweep_at(k) <= self.now]
+        self._record(self.state.collect_expired(self.now))
+        for kind in kinds:
+            self._record(self.state.sweep(self.now, kind), any_reason=True)
+
+    def _record(
+        self,
+        events: list[Event],
+        *,
+        allowed: set[Reason] | None = None,
+        any_reason: bool = False,
+    ) -> None:
+        """Check each eviction against why it was allowed to happen, and keep it."""
+        self.events.extend(events)
+        for event in events:
+            if not isinstance(event, Eviction):
+                continue
+            self.evictions.append(event)
+            if event.kind is RecordKind.HOST:
+                self.host_evicted_at[event.record_id] = event.at
+            if event.reason in CASCADE_REASONS:
+                continue
+            if event.deadline is not None:
+                if event.deadline > event.at:
+                    raise InvariantError(f"evicted before its deadline: {event}")
+            elif not any_reason and (allowed is None or event.reason not in allowed):
+                raise InvariantError(f"evicted with no deadline and no verdict: {event}")
+
+    # --- invariants --------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Every core invariant, at the current time."""
+        state, now = self.state, self.now
+        problems = state.invariant_violations()
+        if problems:
+            raise InvariantError("; ".join(problems))
+        fresh: dict[RecordKind, Callable[[Any], Expiry | None]] = {
+            RecordKind.HOST: lambda r: state.policies.host_expiry(r, state, now),
+            RecordKind.PEER: lambda r: state.policies.peer_expiry(r, state, now),
+            RecordKind.TASK: lambda r: state.policies.task_expiry(r, state, now),
+        }
+        records: dict[RecordKind, Iterable[Any]] = {
+            RecordKind.HOST: state.hosts(),
+            RecordKind.PEER: state.peers(),
+            RecordKind.TASK: state.tasks(),
+        }
+        for kind, items in records.items():
+            for record in items:
+                held = state.deadline_of(kind, record.id)
+                if held is not None and held.at <= now:
+                    raise InvariantError(
+                        f"{kind.value} {record.id} survived collect_expired({now}) past {held}"
+                    )
+                expected = fresh[kind](record)
+                if (held is None) != (expected is None) or (
+                    held is not None and expected is not None and held.at != expected.at
+                ):
+                    raise InvariantError(
+                        f"{kind.value} {record.id}: engine holds {held}, policies say {expected}"
+                    )
+        if self.unique_hostnames:
+            names: dict[str, list[str]] = {}
+            for host in state.hosts():
+                names.setdefault(host.hostname, []).append(host.id)
+            for name, ids in names.items():
+                if len(ids) > 1:
+                    raise InvariantError(f"hostname {name} has {len(ids)} live hosts: {ids}")
+        for host in state.schedulable_hosts():
+            if host.state is not HostState.CONNECTED or not state.has_host(host.id):
+                raise InvariantError(f"schedulable host {host.id} is {host.state.value}")
+        for host_id, evicted_at in self.host_evicted_at.items():
+            if state.has_host(host_id) and state.host(host_id).created_at < evicted_at:
+                raise InvariantError(
+                    f"host {host_id} was evicted at {evicted_at} but is still kept"
+                )
+
+
+def register_task(index: int) -> TaskInfo:
+    """A small helper for hand-written scenarios: a 10-piece task named ``task-{index}``."""
+    return TaskInfo(
+        id=f"task-{index}", url=f"https://example.invalid/{index}", total_piece_count=10
+    )
