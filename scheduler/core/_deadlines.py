@@ -36,7 +36,7 @@ class DeadlineQueue:
     def __contains__(self, key: object) -> bool:
         return key in self._current
 
-    def keys(self) -> list[str]:
+    def ids(self) -> list[str]:
         return list(self._current)
 
     def get(self, key: str) -> Expiry | None:

@@ -524,7 +524,7 @@ class SchedulerState:
             if bts != task.back_to_source_count:
                 problems.append(f"task {task.id}: back_to_source_count {task.back_to_source_count}")
         for kind in _ALL_KINDS:
-            for record_id in self.queues[kind].keys():
+            for record_id in self.queues[kind].ids():
                 if not self._exists(kind, record_id):
                     problems.append(f"deadline held for evicted {kind.value} {record_id}")
         return problems

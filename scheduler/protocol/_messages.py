@@ -63,7 +63,9 @@ def _invalid(attribute: attrs.Attribute[Any], reason: str) -> InvalidValue:
     # cattrs.transform_error reads this note to put the field on the error path,
     # e.g. "must be finite and > 0 @ $.interval".
     exc.add_note(
-        AttributeValidationNote(f"Validating field {attribute.name}", attribute.name, attribute.type)
+        AttributeValidationNote(
+            f"Validating field {attribute.name}", attribute.name, attribute.type
+        )
     )
     return exc
 
@@ -98,10 +100,13 @@ _non_negative: _Validator[float] = _check(_is_non_negative, "must be finite and 
 _port: _Validator[int] = _check(_is_port, "must be a port number in 1..65535")
 _at_least_minus_one: _Validator[int] = _check(lambda v: v >= -1, "must be >= -1 (-1: unknown)")
 _count: _Validator[int] = _check(lambda v: v >= 0, "must be >= 0")
+_positive_count: _Validator[int] = _check(lambda v: v > 0, "must be > 0")
 _finite_values: _Validator[dict[str, float]] = _check(_are_finite, "values must be finite")
 
 
-def _validate_pieces(_instance: Any, attribute: attrs.Attribute[list[int]], value: list[int]) -> None:
+def _validate_pieces(
+    _instance: Any, attribute: attrs.Attribute[list[int]], value: list[int]
+) -> None:
     if not value:
         raise _invalid(attribute, "must not be empty")
     if len(value) > MAX_PIECES_PER_MESSAGE:
@@ -150,7 +155,7 @@ class TaskPayload:
 
     id: str | None = attrs.field(default=None, validator=_optional_str)
     url: str = attrs.field(default="", validator=_validate_url)
-    piece_length: int = attrs.field(default=4 * 1024 * 1024, validator=_positive)
+    piece_length: int = attrs.field(default=4 * 1024 * 1024, validator=_positive_count)
     content_length: int = attrs.field(default=-1, validator=_at_least_minus_one)
     total_piece_count: int = attrs.field(default=-1, validator=_at_least_minus_one)
 
@@ -300,7 +305,7 @@ class ErrorReply:
     @classmethod
     def from_error(cls, error: ProtocolError) -> ErrorReply:
         """The reply to a frame that could not be decoded."""
-        return cls(id=error.request_id, code=error.code, message=error.message)
+        return cls(id=error.request_id, code=error.code.value, message=error.message)
 
 
 @final

@@ -171,7 +171,8 @@ class Simulation:
         except _EXPECTED_ERRORS as exc:
             after = (peer.state, task.state, peer.updated_at, task.back_to_source_count)
             if after != before or len(peer.finished_pieces) != before_pieces:
-                raise InvariantError(f"{type(exc).__name__} changed state: {before} -> {after}")
+                error = type(exc).__name__
+                raise InvariantError(f"{error} changed state: {before} -> {after}") from exc
             return
         self._record(events, allowed={Reason.LEAVE})
 
