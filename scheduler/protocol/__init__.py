@@ -1,0 +1,68 @@
+"""Protocol v1: the messages between hosts and the scheduler, and their JSON codec.
+
+Sans-IO: nothing here does I/O or imports trio. See ``docs/protocol.md``.
+"""
+
+from ._codec import decode_client as decode_client
+from ._codec import decode_server as decode_server
+from ._codec import encode as encode
+from ._errors import ErrorCode as ErrorCode
+from ._errors import InvalidValue as InvalidValue
+from ._errors import ProtocolError as ProtocolError
+from ._messages import CLIENT_MESSAGES as CLIENT_MESSAGES
+from ._messages import MAX_PIECES_PER_MESSAGE as MAX_PIECES_PER_MESSAGE
+from ._messages import SERVER_MESSAGES as SERVER_MESSAGES
+from ._messages import SUBPROTOCOL as SUBPROTOCOL
+from ._messages import Ack as Ack
+from ._messages import AnnounceHost as AnnounceHost
+from ._messages import BackToSource as BackToSource
+from ._messages import ClientMessage as ClientMessage
+from ._messages import CloseCode as CloseCode
+from ._messages import DownloadFailed as DownloadFailed
+from ._messages import DownloadFinished as DownloadFinished
+from ._messages import DownloadStarted as DownloadStarted
+from ._messages import ErrorReply as ErrorReply
+from ._messages import Evicted as Evicted
+from ._messages import HostAccepted as HostAccepted
+from ._messages import HostPayload as HostPayload
+from ._messages import HostType as HostType
+from ._messages import LeaveHost as LeaveHost
+from ._messages import LeavePeer as LeavePeer
+from ._messages import PiecesFinished as PiecesFinished
+from ._messages import RegisterPeer as RegisterPeer
+from ._messages import ServerMessage as ServerMessage
+from ._messages import TaskPayload as TaskPayload
+from ._messages import task_id_for_url as task_id_for_url
+
+__all__ = [
+    "CLIENT_MESSAGES",
+    "MAX_PIECES_PER_MESSAGE",
+    "SERVER_MESSAGES",
+    "SUBPROTOCOL",
+    "Ack",
+    "AnnounceHost",
+    "BackToSource",
+    "ClientMessage",
+    "CloseCode",
+    "DownloadFailed",
+    "DownloadFinished",
+    "DownloadStarted",
+    "ErrorCode",
+    "ErrorReply",
+    "Evicted",
+    "HostAccepted",
+    "HostPayload",
+    "HostType",
+    "InvalidValue",
+    "LeaveHost",
+    "LeavePeer",
+    "PiecesFinished",
+    "ProtocolError",
+    "RegisterPeer",
+    "ServerMessage",
+    "TaskPayload",
+    "decode_client",
+    "decode_server",
+    "encode",
+    "task_id_for_url",
+]
