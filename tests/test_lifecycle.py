@@ -8,7 +8,6 @@ from scheduler.core import (
     HOST_TRANSITIONS,
     PEER_TRANSITIONS,
     TASK_TRANSITIONS,
-    Conflict,
     HostEvent,
     HostInfo,
     HostState,
@@ -87,7 +86,7 @@ def test_piece_report_outside_a_download_is_rejected_without_change() -> None:
     state = _state()
     state.announce_host(HostInfo("h", "10.0.0.1"), 0.0, interval=30)
     state.register_peer("p", "10.0.0.1-h", TaskInfo("t", total_piece_count=4), 1.0)
-    with pytest.raises(Conflict):
+    with pytest.raises(IllegalTransition):
         state.finish_pieces("p", [0], 2.0)
     assert len(state.peer("p").finished_pieces) == 0
     assert state.peer("p").updated_at == 1.0

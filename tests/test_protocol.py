@@ -219,7 +219,7 @@ def test_wire_constants() -> None:
         "too_many_errors",
         "internal",
     }
-    assert [int(code) for code in CloseCode] == [1000, 1001, 1008, 1009, 4001]
+    assert [int(code) for code in CloseCode] == [1000, 1001, 1008, 1009, 1011, 4001, 4002]
 
 
 def test_tags_are_the_wire_types() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Final, final
 
 from ._deadlines import DeadlineQueue
-from ._errors import BackToSourceLimitReached, Conflict, Forbidden, NotFound
+from ._errors import BackToSourceLimitReached, Conflict, Forbidden, IllegalTransition, NotFound
 from ._events import (
     ContactSource,
     Event,
@@ -360,7 +360,7 @@ class SchedulerState:
         peer = self._owned_peer(peer_id, as_host)
         task = self._tasks[peer.task_id]
         if peer.state not in ACTIVE_PEER_STATES:
-            raise Conflict(f"peer {peer_id!r} is {peer.state.value}, not downloading")
+            raise IllegalTransition("peer", peer.state.value, "pieces_finished")
         limit = task.total_piece_count
         for piece in pieces:
             if piece < 0 or (limit >= 0 and piece >= limit):

@@ -45,8 +45,12 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008
     #: A frame was longer than the server's ``max_message_size``.
     MESSAGE_TOO_BIG = 1009
+    #: An unexpected server error ended the session.
+    INTERNAL_ERROR = 1011
     #: The host was evicted (after an ``evicted`` message).
     EVICTED = 4001
+    #: The same host announced on a newer session, which now owns it.
+    REPLACED = 4002
 
 
 HostType: TypeAlias = Literal["normal", "seed"]

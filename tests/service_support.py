@@ -1,0 +1,145 @@
+"""An in-process service harness on memory streams, for deterministic tests under MockClock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import trio
+import trio.testing
+from trio_websocket import (
+    ConnectionRejected,
+    WebSocketConnection,
+    wrap_client_stream,
+    wrap_server_stream,
+)
+
+from scheduler.core import PolicySet
+from scheduler.protocol import SUBPROTOCOL
+from scheduler.service import SchedulerService, ServiceConfig
+
+FAST = ServiceConfig(
+    ping_interval=1.0,
+    ping_timeout=1.0,
+    send_timeout=1.0,
+    close_timeout=0.5,
+    reconnect_grace=2.0,
+    announce_timeout=3.0,
+    entrypoints=False,
+)
+
+
+class Freezable(trio.abc.Stream):
+    """A stream that can be frozen like a SIGSTOPped process: no reads, no writes."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self._thawed = trio.Event()
+        self._thawed.set()
+
+    def freeze(self) -> None:
+        self._thawed = trio.Event()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._thawed.wait()
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._thawed.wait()
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        await self._thawed.wait()
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Harness:
+    def __init__(self, service: SchedulerService, nursery: trio.Nursery) -> None:
+        self.service = service
+        self.nursery = nursery
+
+    async def rejection_status(self, subprotocols: Sequence[str] = (SUBPROTOCOL,)) -> int | None:
+        """Try a handshake in a throw-away nursery; return the HTTP status it was rejected with."""
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+
+        async def serve_one() -> None:
+            request = await wrap_server_stream(self.nursery, server_stream)
+            await self.service.handle_request(request)
+
+        self.nursery.start_soon(serve_one)
+        status: int | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                ws = await wrap_client_stream(
+                    nursery, client_stream, "scheduler.test", "/ws", subprotocols=list(subprotocols)
+                )
+                await ws.aclose()
+        except* ConnectionRejected as group:
+            rejected = group.exceptions[0]
+            assert isinstance(rejected, ConnectionRejected)
+            status = rejected.status_code
+        return status
+
+    async def connect(
+        self, subprotocols: Sequence[str] = (SUBPROTOCOL,), *, lockstep: bool = False
+    ) -> tuple[WebSocketConnection, Freezable]:
+        """Open a session over an in-memory stream pair; return the client and its stream."""
+        if lockstep:
+            client_raw, server_stream = trio.testing.lockstep_stream_pair()
+        else:
+            client_raw, server_stream = trio.testing.memory_stream_pair()
+        client_stream = Freezable(client_raw)
+        config = self.service.config
+
+        async def serve_one() -> None:
+            request = await wrap_server_stream(
+                self.nursery,
+                server_stream,
+                message_queue_size=4,
+                max_message_size=config.max_message_size,
+            )
+            await self.service.handle_request(request)
+
+        self.nursery.start_soon(serve_one)
+        ws = await wrap_client_stream(
+            self.nursery, client_stream, "scheduler.test", "/ws", subprotocols=list(subprotocols)
+        )
+        return ws, client_stream
+
+
+@asynccontextmanager
+async def running_service(
+    config: ServiceConfig = FAST, policies: PolicySet | None = None
+) -> AsyncIterator[Harness]:
+    service = SchedulerService(config, policies)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(service.run_gc_loops)
+        yield Harness(service, nursery)
+        nursery.cancel_scope.cancel()
+
+
+def host_payload(hostname: str = "alpha", ip: str = "10.0.0.1", **extra: Any) -> dict[str, Any]:
+    return {"hostname": hostname, "ip": ip, "port": 8002, "download_port": 8001, **extra}
+
+
+async def request(ws: WebSocketConnection, message: dict[str, Any]) -> dict[str, Any]:
+    """Send one JSON message and return the decoded reply."""
+    await ws.send_message(orjson.dumps(message).decode())
+    reply: dict[str, Any] = orjson.loads(await ws.get_message())
+    return reply
+
+
+async def announce(
+    ws: WebSocketConnection, hostname: str = "alpha", ip: str = "10.0.0.1", interval: float = 10.0
+) -> dict[str, Any]:
+    message = {"type": "announce_host", "id": 1, "host": host_payload(hostname, ip)}
+    message["interval"] = interval
+    return await request(ws, message)
