@@ -96,6 +96,9 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        for manager in ("host", "peer", "task"):  # export every series from the start
+            self.gc_runs.labels(manager)
+            self.gc_duration.labels(manager)
         r.register(_StateCollector(state, sessions))
 
     def observe(self, events: Iterable[Event]) -> None:
