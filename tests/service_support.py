@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -113,6 +114,31 @@ class Harness:
             self.nursery, client_stream, "scheduler.test", "/ws", subprotocols=list(subprotocols)
         )
         return ws, client_stream
+
+
+@asynccontextmanager
+async def open_client(url: str) -> AsyncIterator[WebSocketConnection]:
+    """A real-socket client that always closes its TCP stream.
+
+    trio-websocket 0.12's ``open_websocket_url`` leaves the socket open when
+    the *server* closes first (a ResourceWarning); owning the stream avoids it.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    assert parsed.hostname is not None
+    assert parsed.port is not None
+    stream = await trio.open_tcp_stream(parsed.hostname, parsed.port)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(
+                nursery, stream, parsed.hostname, parsed.path or "/", subprotocols=[SUBPROTOCOL]
+            )
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(2):
+                    await ws.aclose()
+    finally:
+        await stream.aclose()
 
 
 @asynccontextmanager
