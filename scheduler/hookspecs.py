@@ -52,7 +52,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec(historic=True)
 def scheduler_configure(config: Mapping[str, Mapping[str, Any]]) -> None:
-    """Receive the plugin configuration, once, before any other hook.
+    """Receive the plugin configuration, once, before any decision or notification hook.
 
     ``config`` maps a plugin name to its section (``[plugins.<name>]`` in the
     TOML file). Take your own section with ``config.get(NAME, {})``, validate

@@ -352,3 +352,20 @@ async def test_a_raising_plugin_is_contained(autojump_clock: trio.testing.MockCl
             )
             assert errors._value.get() >= 1
             assert math.isfinite(harness.service.state.next_deadline() or math.inf)
+
+
+async def test_a_newer_session_for_the_same_host_replaces_the_old_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(30):
+        async with running_service() as harness:
+            state = harness.service.state
+            old, _ = await harness.connect()
+            await announce(old)
+            new, _ = await harness.connect()
+            assert (await announce(new))["type"] == "host_accepted"
+            assert await closed_code(old) == CloseCode.REPLACED
+            # The old session's end neither disconnects nor evicts the host.
+            await trio.sleep(FAST.reconnect_grace * 2)
+            assert state.is_schedulable(A_ID)
+            assert (await announce(new))["type"] == "host_accepted"

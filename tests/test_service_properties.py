@@ -39,12 +39,14 @@ def scripts() -> st.SearchStrategy[list[PeerScript]]:
     script = st.builds(
         PeerScript,
         hostname=st.sampled_from(["alpha", "bravo", "charlie"]),
-        ip=st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+        ip=st.just(""),  # one address per simulated peer, set from its index below
         interval=st.sampled_from([1.0, 2.0, 5.0]),
         drift=st.floats(-0.05, 0.05),
         steps=st.lists(step, max_size=10).map(tuple),
     )
-    return st.lists(script, min_size=1, max_size=4)
+    return st.lists(script, min_size=1, max_size=4).map(
+        lambda plan: [attrs.evolve(p, ip=f"10.0.0.{i + 1}") for i, p in enumerate(plan)]
+    )
 
 
 def check_invariants(service: SchedulerService) -> None:
@@ -54,7 +56,7 @@ def check_invariants(service: SchedulerService) -> None:
     for host in state.hosts():
         names[host.hostname] = names.get(host.hostname, 0) + 1
         assert host.state in (HostState.CONNECTED, HostState.DISCONNECTED)
-    assert all(count == 1 for count in names.values()), names
+    assert all(count == 1 for count in names.values()), names  # hostnames are all "normal"
     for host in state.schedulable_hosts():
         assert host.state is HostState.CONNECTED
     now = trio.current_time()

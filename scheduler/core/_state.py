@@ -11,6 +11,7 @@ earliest answer wins). ``collect_expired(now)`` evicts exactly what is due.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Final, final
@@ -44,6 +45,8 @@ from ._lifecycle import (
 )
 from ._model import Host, HostInfo, Peer, RecordKind, Task, TaskInfo
 from ._policy import PolicySet
+
+log = logging.getLogger("scheduler.gc")
 
 #: Default period of the batch sweep, per record kind (seconds).
 DEFAULT_SWEEP_INTERVAL: Final = 60.0
@@ -135,6 +138,14 @@ class SchedulerState:
 
     def peer_ids_of_task(self, task_id: str) -> frozenset[str]:
         return frozenset(self._peers_by_task.get(task_id, ()))
+
+    def peer_count_of_task(self, task_id: str) -> int:
+        """O(1): how many peers the task has (0 for an unknown task)."""
+        return len(self._peers_by_task.get(task_id, ()))
+
+    def peer_count_of_host(self, host_id: str) -> int:
+        """O(1): how many peers the host has (0 for an unknown host)."""
+        return len(self._peers_by_host.get(host_id, ()))
 
     def peers_of_task(self, task_id: str) -> list[Peer]:
         return [self._peers[p] for p in self._peers_by_task.get(task_id, ())]
@@ -467,6 +478,12 @@ class SchedulerState:
             self._reschedule(kind, record_id, now)
         for verdict in self.policies.sweep(kind, self, now):
             if verdict.kind is not kind or not self._exists(kind, verdict.record_id):
+                log.warning(
+                    "ignoring sweep verdict for %s %s: not a live %s record",
+                    verdict.kind.value,
+                    verdict.record_id,
+                    kind.value,
+                )
                 continue
             events.extend(self.evict(kind, verdict.record_id, verdict.reason, now))
         events.extend(self.collect_expired(now, (kind,)))

@@ -83,8 +83,10 @@ def load_policies(
     def register(obj: object, name: str | None = None) -> None:
         plugin = instantiate(obj)
         name = name or plugin_name(plugin)
-        if pm.is_blocked(name) or pm.has_plugin(name):
+        if pm.is_blocked(name):
             return
+        if pm.has_plugin(name):
+            raise ConfigError("plugins", f"two plugins are named {name!r}; disable one by name")
         pm.register(plugin, name=name)
 
     for builtin in builtin_plugins():

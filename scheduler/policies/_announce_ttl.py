@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, final
 
-from ..core import Expiry, Host, Reason, parse_duration, section_reader
+from ..core import ConfigError, Expiry, Host, Reason, parse_duration, section_reader
 from ..hookspecs import hookimpl
 
 DEFAULT_HOST_TTL = 3600.0
@@ -32,9 +33,10 @@ class AnnounceTTL:
         section = section_reader(config, self.name, {"host_ttl", "multiplier"})
         key = f"plugins.{self.name}"
         self.host_ttl = parse_duration(section.get("host_ttl", self.host_ttl), f"{key}.host_ttl")
-        self.multiplier = parse_duration(
-            section.get("multiplier", self.multiplier), f"{key}.multiplier"
-        )
+        multiplier = section.get("multiplier", self.multiplier)
+        if type(multiplier) not in (int, float) or not 1 <= multiplier < math.inf:
+            raise ConfigError(f"{key}.multiplier", f"expected a number >= 1, got {multiplier!r}")
+        self.multiplier = float(multiplier)
 
     def ttl(self, host: Host) -> float:
         interval = host.announce_interval

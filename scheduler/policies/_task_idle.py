@@ -31,6 +31,6 @@ class TaskIdleTTL:
 
     @hookimpl
     def scheduler_task_expiry(self, task: Task, state: SchedulerState) -> Expiry | None:
-        if state.peer_ids_of_task(task.id):
+        if state.peer_count_of_task(task.id):
             return None
         return Expiry(task.updated_at + self.task_idle_ttl, Reason.IDLE)

@@ -13,16 +13,17 @@ decides anything the core or a policy can decide.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from collections.abc import Iterable
-from typing import Any, Final, final
+from typing import Final, final
 
 import hypercorn.config
 import hypercorn.trio
 import trio
-from trio_websocket import WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
 from ..core import (
     Event,
@@ -100,11 +101,11 @@ class SchedulerService:
         async with trio.open_nursery() as root:
             session_nursery: trio.Nursery = await root.start(_hold_nursery)
             listener_scope = trio.CancelScope()
-            ws_server = await root.start(self._serve_websocket, listener_scope, session_nursery)
+            ws_port = await root.start(self._serve_websocket, listener_scope, session_nursery)
             admin_stop, admin_done = trio.Event(), trio.Event()
             binds: list[str] = await root.start(self._serve_admin, admin_stop, admin_done)
             root.start_soon(self.run_gc_loops)
-            self.ws_url = f"ws://{_url_host(config.bind)}:{ws_server.port}{WS_PATH}"
+            self.ws_url = f"ws://{_url_host(config.bind)}:{ws_port}{WS_PATH}"
             self.admin_url = binds[0] if binds else ""
             self.ready = True
             log.info(
@@ -148,32 +149,64 @@ class SchedulerService:
         self,
         scope: trio.CancelScope,
         session_nursery: trio.Nursery,
-        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Accept TCP connections and run each as a session in ``session_nursery``."""
         config = self.config
         with scope:
-            await serve_websocket(
-                self.handle_request,
-                config.bind,
-                config.port,
-                None,
-                handler_nursery=session_nursery,
-                max_message_size=config.max_message_size,
-                message_queue_size=4,
-                connect_timeout=config.announce_timeout,
-                disconnect_timeout=config.close_timeout,
-                task_status=task_status,
-            )
+            async with trio.open_nursery() as nursery:
+                listeners: list[trio.SocketListener] = await nursery.start(
+                    functools.partial(
+                        trio.serve_tcp,
+                        self.handle_stream,
+                        config.port,
+                        host=config.bind,
+                        handler_nursery=session_nursery,
+                    )
+                )
+                task_status.started(listeners[0].socket.getsockname()[1])
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """One connection: handshake, session, close. Every exception is contained here.
+
+        The connection's nursery is ours rather than trio-websocket's, so an
+        error in its background reader (e.g. wsproto refusing a pong while we
+        close) ends this session only, never the server.
+        """
+        config = self.config
+        try:
+            async with trio.open_nursery() as nursery:
+                with trio.move_on_after(config.announce_timeout) as handshake:
+                    request = await wrap_server_stream(
+                        nursery,
+                        stream,
+                        message_queue_size=4,
+                        max_message_size=config.max_message_size,
+                    )
+                if not handshake.cancelled_caught:
+                    await self.handle_request(request)
+                nursery.cancel_scope.cancel()
+        except* trio.Cancelled:
+            raise
+        except* (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("connection failed", exc_info=exc)  # noqa: TRY400 - not current
+            self.metrics.session_ends.labels("internal").inc()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
+                await stream.aclose()
 
     async def handle_request(self, request: WebSocketRequest) -> None:
-        """The trio-websocket handler: one session, every exception contained here."""
+        """Handshake and run one session; every exception is contained here."""
         try:
             await self._accept_and_run(request)
         except* trio.Cancelled:
             raise
         except* Exception as group:
             for exc in group.exceptions:
-                log.error("session failed", exc_info=exc)  # noqa: TRY400 - not the current exception
+                log.error("session failed", exc_info=exc)  # noqa: TRY400 - not current
             self.metrics.session_ends.labels("internal").inc()
 
     async def _accept_and_run(self, request: WebSocketRequest) -> None:

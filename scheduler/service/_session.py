@@ -137,15 +137,19 @@ class Session:
 
     async def run(self) -> None:
         config = self.service.config
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_frames)
-                nursery.start_soon(self._heartbeat)
-                nursery.start_soon(self._require_announce)
-                await self._handle_frames()
-        if self.cause is None:  # pragma: no cover - the scope is only cancelled by end()
-            self.cause = EndCause.INTERNAL
-        self.service.session_ended(self)
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read_frames)
+                    nursery.start_soon(self._heartbeat)
+                    nursery.start_soon(self._require_announce)
+                    await self._handle_frames()
+        finally:
+            # Even when cancelled from outside (the connection failed, the server
+            # stops), the host's state must follow the session's end.
+            if self.cause is None:
+                self.cause = EndCause.CLOSED
+            self.service.session_ended(self)
         code, reason = CLOSE_FOR[self.cause]
         with trio.move_on_after(config.close_timeout):
             if self.cause is EndCause.EVICTED and self.evicted_reason is not None:

@@ -268,12 +268,12 @@ class Simulation:
                         f"{kind.value} {record.id}: engine holds {held}, policies say {expected}"
                     )
         if self.unique_hostnames:
-            names: dict[str, list[str]] = {}
+            names: dict[tuple[str, str], list[str]] = {}
             for host in state.hosts():
-                names.setdefault(host.hostname, []).append(host.id)
-            for name, ids in names.items():
+                names.setdefault((host.hostname, host.type.value), []).append(host.id)
+            for (name, host_type), ids in names.items():
                 if len(ids) > 1:
-                    raise InvariantError(f"hostname {name} has {len(ids)} live hosts: {ids}")
+                    raise InvariantError(f"{host_type} hostname {name} has {len(ids)} hosts: {ids}")
         for host in state.schedulable_hosts():
             if host.state is not HostState.CONNECTED or not state.has_host(host.id):
                 raise InvariantError(f"schedulable host {host.id} is {host.state.value}")
