@@ -6,7 +6,9 @@ reaches the top. ``pop_due(now)`` therefore costs O((k + s) log n) for k due
 entries and s stale heads, and the heap is compacted when stale entries
 outnumber live ones, so s stays amortised O(1) per update.
 
-``operations`` counts heap pushes and pops so tests can check the bound.
+``operations`` counts heap pushes and pops; ``pops`` counts the pops alone and
+``stale_pops`` those that only discarded an outdated entry, so tests can check
+the bound.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ _COMPACT_SLACK = 1024
 
 @final
 class DeadlineQueue:
-    __slots__ = ("_current", "_heap", "_seq", "operations")
+    __slots__ = ("_current", "_heap", "_seq", "operations", "pops", "stale_pops")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, str]] = []
         self._current: dict[str, tuple[int, Expiry]] = {}
         self._seq = itertools.count()
         self.operations = 0
+        self.pops = 0
+        self.stale_pops = 0
 
     def __len__(self) -> int:
         return len(self._current)
@@ -73,10 +77,13 @@ class DeadlineQueue:
         while heap and heap[0][0] <= now:
             _, seq, key = heapq.heappop(heap)
             self.operations += 1
+            self.pops += 1
             entry = self._current.get(key)
             if entry is not None and entry[0] == seq:
                 del self._current[key]
                 due.append((key, entry[1]))
+            else:
+                self.stale_pops += 1
         return due
 
     def heap_size(self) -> int:
@@ -92,6 +99,8 @@ class DeadlineQueue:
                 return
             heapq.heappop(heap)
             self.operations += 1
+            self.pops += 1
+            self.stale_pops += 1
 
     def _compact(self) -> None:
         self._heap = [(expiry.at, seq, key) for key, (seq, expiry) in self._current.items()]

@@ -42,7 +42,7 @@ from ._strategies import (
     task_infos,
 )
 
-_HOST = st.integers(0, 7)
+_HOST = st.integers(0, 63)
 
 
 class SchedulerStateMachine(RuleBasedStateMachine):
@@ -57,6 +57,8 @@ class SchedulerStateMachine(RuleBasedStateMachine):
     #: Check "at most one live host per hostname" (needs a supersede policy).
     unique_hostnames: ClassVar[bool] = True
     sweep_interval: ClassVar[float] = 60.0
+    #: How many simulated hosts a run may have (each with its own interval, jitter, drift).
+    max_hosts: ClassVar[int] = 6
 
     sim: Simulation
 
@@ -68,8 +70,11 @@ class SchedulerStateMachine(RuleBasedStateMachine):
     def make_policies(self) -> PolicySet:
         return PolicySet.from_plugins(self.make_plugins(), config=self.config)
 
-    @initialize(profiles=st.lists(host_profiles(), min_size=1, max_size=6))
-    def start(self, profiles: list[HostProfile]) -> None:
+    @initialize(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        profiles: list[HostProfile] = data.draw(
+            st.lists(host_profiles(), min_size=1, max_size=self.max_hosts), label="hosts"
+        )
         self.sim = Simulation(
             self.make_policies(),
             profiles,

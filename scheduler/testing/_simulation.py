@@ -161,7 +161,7 @@ class Simulation:
         actions: Mapping[str, Callable[[], list[Event]]] = {
             "start": lambda: state.start_download(peer.id, now),
             "back_to_source": lambda: state.back_to_source(peer.id, now),
-            "pieces": lambda: state.finish_pieces(peer.id, [len(peer.finished_pieces) % 10], now),
+            "pieces": lambda: state.finish_pieces(peer.id, [self._next_piece(peer, task)], now),
             "finish": lambda: state.finish_download(peer.id, now),
             "fail": lambda: state.fail_download(peer.id, now),
             "leave": lambda: state.leave_peer(peer.id, now),
@@ -175,6 +175,11 @@ class Simulation:
                 raise InvariantError(f"{error} changed state: {before} -> {after}") from exc
             return
         self._record(events, allowed={Reason.LEAVE})
+
+    @staticmethod
+    def _next_piece(peer: Any, task: Any) -> int:
+        limit = task.total_piece_count if task.total_piece_count > 0 else 10
+        return len(peer.finished_pieces) % limit
 
     def _on_advance(self, step: Advance) -> None:
         self.advance_to(self.now + step.seconds)
