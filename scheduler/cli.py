@@ -71,33 +71,85 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--max-message-size", type=_positive_int, help="largest frame, characters (default 65536)"
     )
+    net.add_argument(
+        "--inbox-size", type=_positive_int, help="frames queued per session (default 256)"
+    )
     live = serve.add_argument_group("liveness")
-    live.add_argument("--ping-interval", type=_duration, help="ping every (default 5s)")
-    live.add_argument("--ping-timeout", type=_duration, help="pong deadline (default 5s)")
-    live.add_argument("--send-timeout", type=_duration, help="bound on every send (default 5s)")
     live.add_argument(
-        "--reconnect-grace", type=_duration, help="evict a dropped host after (default 5s)"
+        "--ping-interval", type=_duration, metavar="DURATION", help="ping every (default 5s)"
     )
     live.add_argument(
-        "--announce-timeout", type=_duration, help="first announce_host deadline (default 10s)"
+        "--ping-timeout", type=_duration, metavar="DURATION", help="pong deadline (default 5s)"
+    )
+    live.add_argument(
+        "--send-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="bound on every send (default 5s)",
+    )
+    live.add_argument(
+        "--reconnect-grace",
+        type=_duration,
+        metavar="DURATION",
+        help="evict a dropped host after (default 5s)",
+    )
+    live.add_argument(
+        "--announce-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="first announce_host deadline (default 10s)",
+    )
+    live.add_argument(
+        "--close-timeout", type=_duration, metavar="DURATION", help="bound on a close (default 2s)"
+    )
+    live.add_argument(
+        "--error-limit", type=_positive_int, help="errors per window before 1008 (default 20)"
+    )
+    live.add_argument(
+        "--error-window", type=_duration, metavar="DURATION", help="error window (default 10s)"
+    )
+    live.add_argument(
+        "--shutdown-timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="wait for sessions to close (default 4s)",
     )
     gc = serve.add_argument_group("gc")
-    gc.add_argument("--sweep-interval", type=_duration, help="periodic sweep (default 60s)")
-    gc.add_argument("--host-ttl", type=_duration, help="TTL without an interval (default 1h)")
-    gc.add_argument("--peer-ttl", type=_duration, help="peer TTL since update (default 24h)")
-    gc.add_argument("--piece-timeout", type=_duration, help="stalled download (default 30m)")
-    gc.add_argument("--task-idle-ttl", type=_duration, help="task with no peers (default 10m)")
+    gc.add_argument(
+        "--sweep-interval", type=_duration, metavar="DURATION", help="periodic sweep (default 60s)"
+    )
+    gc.add_argument(
+        "--host-ttl",
+        type=_duration,
+        metavar="DURATION",
+        help="TTL without an interval (default 1h)",
+    )
+    gc.add_argument(
+        "--peer-ttl", type=_duration, metavar="DURATION", help="peer TTL since update (default 24h)"
+    )
+    gc.add_argument(
+        "--piece-timeout", type=_duration, metavar="DURATION", help="stalled download (default 30m)"
+    )
+    gc.add_argument(
+        "--task-idle-ttl",
+        type=_duration,
+        metavar="DURATION",
+        help="task with no peers (default 10m)",
+    )
     plugins = serve.add_argument_group("plugins")
     plugins.add_argument(
-        "--plugin", action="append", metavar="MODULE:OBJECT", help="load a plugin (repeatable)"
+        "--plugin",
+        action="append",
+        metavar="NAME|MODULE:OBJECT",
+        help="enable an installed plugin by name, or import one (repeatable)",
     )
     plugins.add_argument(
         "--disable-plugin", action="append", metavar="NAME", help="block a plugin by name"
     )
     plugins.add_argument(
-        "--no-entrypoints",
+        "--all-plugins",
         action="store_true",
-        help="do not load plugins from the 'scheduler.plugins' entry points",
+        help="enable every plugin installed under the 'scheduler.plugins' entry point",
     )
     logs = serve.add_argument_group("logging")
     logs.add_argument("--log-format", choices=["text", "json"], help="default text")
@@ -170,6 +222,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             send_timeout=args.send_timeout,
             reconnect_grace=args.reconnect_grace,
             announce_timeout=args.announce_timeout,
+            close_timeout=args.close_timeout,
+            error_limit=args.error_limit,
+            error_window=args.error_window,
+            shutdown_timeout=args.shutdown_timeout,
+            inbox_size=args.inbox_size,
             sweep_interval=args.sweep_interval,
             host_ttl=args.host_ttl,
             peer_ttl=args.peer_ttl,
@@ -177,7 +234,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             task_idle_ttl=args.task_idle_ttl,
             enable=tuple(args.plugin) if args.plugin else None,
             disable=tuple(args.disable_plugin) if args.disable_plugin else None,
-            entrypoints=False if args.no_entrypoints else None,
+            entrypoints=True if args.all_plugins else None,
             log_format=args.log_format,
             log_level=args.log_level,
         )

@@ -91,8 +91,26 @@ def test_misspelled_hook_fails_check_pending() -> None:
 def test_bad_module_spec_names_the_key() -> None:
     with pytest.raises(ConfigError, match=r"plugins\.enable"):
         load_policies(entrypoints=False, enable=["no_such_module_xyz:Thing"])
-    with pytest.raises(ConfigError, match="module:object"):
-        load_policies(entrypoints=False, enable=["missing-colon"])
+    with pytest.raises(ConfigError, match="no plugin named 'not-installed'"):
+        load_policies(enable=["not-installed"])
+
+
+def test_installed_plugins_are_opt_in_by_name() -> None:
+    assert "phi_accrual" not in load_policies().names
+    assert "phi_accrual" in load_policies(enable=["phi_accrual"]).names
+    everything = load_policies(entrypoints=True)
+    assert {"phi_accrual", "dragonfly_compat"} <= set(everything.names)
+
+
+def test_two_plugins_with_one_name_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="two plugins are named 'fixed_ttl'"):
+        load_policies(plugins=[FixedTTL(), FixedTTL()])
+
+
+def test_settings_for_a_disabled_plugin_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="scheduler.plugins"):
+        load_policies(disable=["task_idle"], config={"task_idle": {"task_idle_ttl": "1m"}})
+    assert "[plugins.task_idle] have no effect" in caplog.text
 
 
 @pytest.mark.parametrize(

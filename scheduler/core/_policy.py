@@ -83,7 +83,12 @@ class PolicySet:
         pm.check_pending()
         known = {name for name, _ in pm.list_name_plugin()}
         for section in config:
-            if section not in known and not pm.is_blocked(section):
+            if pm.is_blocked(section):
+                log.warning(
+                    "settings in [plugins.%s] have no effect: that plugin is disabled or replaced",
+                    section,
+                )
+            elif section not in known:
                 raise ConfigError(f"plugins.{section}", "no plugin of that name is loaded")
         pm.hook.scheduler_configure.call_historic(kwargs={"config": config})
         return cls(pm, on_error)

@@ -61,20 +61,30 @@ def import_object(spec: str) -> object:
     return obj
 
 
+def installed_plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    """Plugins installed under the ``scheduler.plugins`` entry-point group, by name."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP)}
+
+
 def load_policies(
     *,
     config: Mapping[str, Mapping[str, Any]] | None = None,
     enable: Sequence[str] = (),
     disable: Iterable[str] = (),
     plugins: Sequence[object] = (),
-    entrypoints: bool = True,
+    entrypoints: bool = False,
     on_error: PluginErrorCallback | None = None,
 ) -> PolicySet:
-    """Compose the policy set: built-ins, entry points, ``module:object`` specs, then ``plugins``.
+    """Compose the policy set: built-ins, entry points, ``enable`` specs, then ``plugins``.
 
-    ``disable`` blocks plugins by name (built-ins included) before anything is
-    registered. A plugin's ``scheduler_replaces`` hook blocks the names it
-    replaces afterwards. Unknown hook names fail in ``check_pending()``.
+    * ``enable`` names plugins to add: an installed entry-point name
+      (``"phi_accrual"``) or an import spec (``"package.module:object"``);
+    * ``entrypoints=True`` adds *every* installed entry-point plugin (like
+      pytest's autoload). It is off by default, so installing a distribution
+      never changes a running deployment's policy by itself;
+    * ``disable`` blocks plugins by name (built-ins included) before anything
+      is registered; a plugin's ``scheduler_replaces`` hook blocks the names it
+      replaces afterwards. Unknown hook names fail in ``check_pending()``.
     """
     pm = new_plugin_manager()
     for name in disable:
@@ -91,12 +101,19 @@ def load_policies(
 
     for builtin in builtin_plugins():
         register(builtin)
-    if entrypoints:
-        for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
-            if not pm.is_blocked(ep.name):
-                register(ep.load(), ep.name)
+    installed = installed_plugins()
+    wanted: list[str] = [name for name in installed if entrypoints]
     for spec in enable:
-        register(import_object(spec))
+        if ":" in spec:
+            register(import_object(spec))
+        elif spec in installed:
+            wanted.append(spec)
+        else:
+            known = ", ".join(sorted(installed)) or "none installed"
+            raise ConfigError("plugins.enable", f"no plugin named {spec!r} (installed: {known})")
+    for name in dict.fromkeys(wanted):
+        if not pm.is_blocked(name) and not pm.has_plugin(name):
+            register(installed[name].load(), name)
     for plugin in plugins:
         register(plugin)
     return PolicySet.finish(pm, config or {}, on_error)
@@ -113,6 +130,7 @@ __all__ = [
     "TaskIdleTTL",
     "builtin_plugins",
     "import_object",
+    "installed_plugins",
     "instantiate",
     "load_policies",
 ]

@@ -48,7 +48,7 @@ class ServiceConfig:
     # [plugins]
     enable: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
-    entrypoints: bool = True
+    entrypoints: bool = False
     plugin_config: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     # [log]
     log_format: str = "text"

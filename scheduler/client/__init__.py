@@ -1,0 +1,45 @@
+"""The client side of protocol v1: a scheduler session, the reference peer daemon, and hosts.
+
+* :func:`open_scheduler_session` connects, announces and keeps one session
+  (heartbeat, re-announce, requests with deadlines);
+* :func:`run_peer` is the peer daemon: it stays announced, reconnects with
+  :class:`Backoff`, and leaves on shutdown;
+* :func:`fetch_hosts`, :func:`render_hosts_table` and :func:`print_hosts` read
+  the scheduler's admin API.
+
+Trio only; see ``docs/protocol.md`` for the wire protocol.
+"""
+
+from ._backoff import Backoff as Backoff
+from ._connection import SchedulerSession as SchedulerSession
+from ._connection import open_scheduler_session as open_scheduler_session
+from ._errors import ConnectError as ConnectError
+from ._errors import RequestError as RequestError
+from ._errors import RequestTimeout as RequestTimeout
+from ._errors import SchedulerClientError as SchedulerClientError
+from ._errors import SessionLost as SessionLost
+from ._hosts import HostsFetchError as HostsFetchError
+from ._hosts import fetch_hosts as fetch_hosts
+from ._hosts import format_age as format_age
+from ._hosts import print_hosts as print_hosts
+from ._hosts import render_hosts_table as render_hosts_table
+from ._peer import PeerConfig as PeerConfig
+from ._peer import run_peer as run_peer
+
+__all__ = [
+    "Backoff",
+    "ConnectError",
+    "HostsFetchError",
+    "PeerConfig",
+    "RequestError",
+    "RequestTimeout",
+    "SchedulerClientError",
+    "SchedulerSession",
+    "SessionLost",
+    "fetch_hosts",
+    "format_age",
+    "open_scheduler_session",
+    "print_hosts",
+    "render_hosts_table",
+    "run_peer",
+]

@@ -1,0 +1,82 @@
+"""The exceptions of the client library.
+
+Every one of them derives from :class:`SchedulerClientError`, so a caller that
+only wants to know "the scheduler did not work out this time" catches one class.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+
+class SchedulerClientError(Exception):
+    """Base class of every error the client library raises on purpose."""
+
+
+@final
+class ConnectError(SchedulerClientError):
+    """The WebSocket to the scheduler could not be opened.
+
+    ``status_code`` is the HTTP status when the scheduler rejected the handshake
+    (503 when it holds its maximum number of sessions), else ``None``.
+    """
+
+    def __init__(self, url: str, detail: str, status_code: int | None = None) -> None:
+        super().__init__(f"cannot connect to the scheduler at {url}: {detail}")
+        self.url = url
+        self.detail = detail
+        self.status_code = status_code
+
+
+@final
+class RequestError(SchedulerClientError):
+    """The scheduler answered a request with an ``error`` reply.
+
+    ``code`` is the reply's error code, one of :class:`scheduler.protocol.ErrorCode`'s
+    values or a code this client does not know (the protocol allows new ones).
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@final
+class RequestTimeout(SchedulerClientError):
+    """The scheduler sent no reply to a request in time."""
+
+    def __init__(self, request_type: str, timeout: float) -> None:
+        super().__init__(f"no reply to {request_type} within {timeout:g} s")
+        self.request_type = request_type
+        self.timeout = timeout
+
+
+@final
+class SessionLost(SchedulerClientError):
+    """The session ended without ``leave_host``.
+
+    ``reason`` says why in words. ``close_code`` is the WebSocket close code when
+    the connection was closed (1001: the scheduler shut down, 4001: evicted, 1006:
+    the connection dropped), else ``None`` (e.g. the heartbeat failed).
+    ``evicted_reason`` is the ``reason`` of the scheduler's ``evicted`` message,
+    if it sent one (``ttl_expired``, ``superseded``, ``admin``, ...).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        close_code: int | None = None,
+        evicted_reason: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.close_code = close_code
+        self.evicted_reason = evicted_reason
+
+    def copy(self) -> SessionLost:
+        """A fresh exception with the same details, to raise once more elsewhere."""
+        return SessionLost(
+            self.reason, close_code=self.close_code, evicted_reason=self.evicted_reason
+        )

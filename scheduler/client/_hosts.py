@@ -1,0 +1,141 @@
+"""Read the scheduler's hosts from its admin HTTP API and show them as a table.
+
+Synchronous on purpose: it serves a one-shot command line call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any, final
+
+from rich.console import Console
+from rich.table import Table
+
+from ._errors import SchedulerClientError
+
+__all__ = ["HostsFetchError", "fetch_hosts", "format_age", "print_hosts", "render_hosts_table"]
+
+_STATE_STYLES: Mapping[str, str] = {"connected": "green", "disconnected": "yellow", "left": "dim"}
+
+
+@final
+class HostsFetchError(SchedulerClientError):
+    """The admin API could not be reached, failed, or answered something else than hosts."""
+
+
+def fetch_hosts(
+    admin_url: str, *, state: str | None = None, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """``GET {admin_url}/api/v1/hosts[?state=...]``: the scheduler's hosts, as JSON objects.
+
+    Each host has at least ``id``, ``hostname``, ``ip``, ``port``, ``state`` and
+    ``last_announce_at`` (unix seconds). Raises :class:`HostsFetchError` on a
+    connection failure, an HTTP error status, or a body that is not a JSON array
+    of objects.
+    """
+    scheme = urllib.parse.urlsplit(admin_url).scheme
+    if scheme not in ("http", "https"):
+        raise HostsFetchError(f"the admin URL must be http:// or https://, got {admin_url!r}")
+    url = admin_url.rstrip("/") + "/api/v1/hosts"
+    if state is not None:
+        url += "?" + urllib.parse.urlencode({"state": state})
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise HostsFetchError(f"GET {url}: HTTP {exc.code} {exc.reason}") from exc
+    except urllib.error.URLError as exc:
+        raise HostsFetchError(f"GET {url}: {exc.reason}") from exc
+    except OSError as exc:  # e.g. a timeout while reading the body
+        raise HostsFetchError(f"GET {url}: {exc}") from exc
+    try:
+        hosts = json.loads(body)
+    except ValueError as exc:
+        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
+    if not isinstance(hosts, list) or not all(isinstance(host, dict) for host in hosts):
+        raise HostsFetchError(f"GET {url}: expected a JSON array of host objects")
+    return hosts
+
+
+def format_age(seconds: float) -> str:
+    """How long ago, for people: ``3.2s ago``, ``4m 05s ago``, ``2h 10m ago``, ``3d 4h ago``."""
+    seconds = max(seconds, 0.0)  # a clock a little ahead of ours is "just now"
+    if seconds < 60:
+        return f"{seconds:.1f}s ago"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s ago"
+    if whole < 86400:
+        return f"{whole // 3600}h {whole % 3600 // 60:02d}m ago"
+    return f"{whole // 86400}d {whole % 86400 // 3600}h ago"
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _peers_cell(peers: object) -> str:
+    if isinstance(peers, Sequence) and not isinstance(peers, str):
+        return str(len(peers))
+    return _cell(peers)
+
+
+def _interval_cell(interval: object) -> str:
+    if isinstance(interval, int | float) and not isinstance(interval, bool):
+        return f"{interval:g}s"
+    return _cell(interval)
+
+
+def _last_announce_cell(last_announce_at: object, now: float) -> str:
+    if isinstance(last_announce_at, int | float) and not isinstance(last_announce_at, bool):
+        return format_age(now - last_announce_at)
+    return "never"
+
+
+def render_hosts_table(hosts: Sequence[Mapping[str, Any]], now: float) -> Table:
+    """A table of ``hosts`` as :func:`fetch_hosts` returns them; ``now`` is unix seconds.
+
+    Columns: host id, hostname, address (``ip:port``), state, last announce (its
+    age at ``now``), announce interval, and peers (a count; ``-`` when unknown).
+    """
+    table = Table(title="Hosts", caption=f"{len(hosts)} host{'' if len(hosts) == 1 else 's'}")
+    table.add_column("host id", no_wrap=True)
+    table.add_column("hostname")
+    table.add_column("address", no_wrap=True)
+    table.add_column("state")
+    table.add_column("last announce", justify="right")
+    table.add_column("interval", justify="right")
+    table.add_column("peers", justify="right")
+    for host in hosts:
+        state = _cell(host.get("state"))
+        table.add_row(
+            _cell(host.get("id")),
+            _cell(host.get("hostname")),
+            f"{_cell(host.get('ip'))}:{_cell(host.get('port'))}",
+            state,
+            _last_announce_cell(host.get("last_announce_at"), now),
+            _interval_cell(host.get("announce_interval")),
+            _peers_cell(host.get("peers")),
+            style=_STATE_STYLES.get(state),
+        )
+    return table
+
+
+def print_hosts(
+    hosts: Sequence[Mapping[str, Any]],
+    *,
+    now: float | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print the table of ``hosts`` (from :func:`fetch_hosts`), ages taken at ``now``.
+
+    ``now`` defaults to the wall clock (``time.time()``), ``console`` to a new
+    :class:`rich.console.Console` on stdout.
+    """
+    table = render_hosts_table(hosts, now=time.time() if now is None else now)
+    (console or Console()).print(table)
