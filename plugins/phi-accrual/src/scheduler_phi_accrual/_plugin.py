@@ -1,0 +1,221 @@
+"""The ``phi_accrual`` plugin: suspect a host when its heartbeats are improbably late."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, final
+
+from scheduler import hookimpl
+from scheduler.core import (
+    ConfigError,
+    ContactSource,
+    Eviction,
+    Expiry,
+    Host,
+    HostState,
+    RecordKind,
+    parse_duration,
+    section_reader,
+)
+
+from ._detector import MAX_THRESHOLD, HeartbeatWindow, phi, suspicion_delay
+
+#: The eviction reason this plugin gives.
+PHI_SUSPECT: Final = "phi_suspect"
+
+#: Contacts that are heartbeats: they arrive on a rhythm the detector can learn.
+#: Other messages (piece reports, ...) come in bursts; they prove the host is
+#: alive, and so move the deadline, but would distort the interval window.
+HEARTBEAT_SOURCES: Final = frozenset({ContactSource.ANNOUNCE, ContactSource.PONG})
+
+DEFAULT_THRESHOLD: Final = 8.0
+DEFAULT_MIN_STD_DEVIATION: Final = 0.5
+DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE: Final = 0.0
+DEFAULT_MAX_SAMPLES: Final = 100
+DEFAULT_MIN_SAMPLES: Final = 3
+
+_KEYS: Final = frozenset(
+    {"threshold", "min_std_deviation", "acceptable_heartbeat_pause", "max_samples", "min_samples"}
+)
+
+
+@dataclass(slots=True)
+class _History:
+    """What the detector knows about one incarnation of one host."""
+
+    created_at: float  # the Host record's, to tell a re-registered host from the old one
+    announce_interval: float | None
+    last_heartbeat: float
+    window: HeartbeatWindow
+    #: The next heartbeat starts a new baseline instead of closing an interval:
+    #: set on disconnect, so the disconnected gap never enters the window.
+    resume: bool = False
+
+
+@final
+class PhiAccrual:
+    """A φ-accrual failure detector over each host's heartbeats (announces and pongs).
+
+    It learns the distribution of each host's heartbeat inter-arrival times
+    over a bounded window and evicts the host, with reason ``phi_suspect``,
+    once the silence since its last contact makes φ reach ``threshold``. It
+    has no opinion until ``min_samples`` intervals are observed, nor about a
+    disconnected host (the session policy owns those; a reconnect resumes the
+    window without the gap). It is additive: the announce TTL stays the backstop.
+
+    Config ``[plugins.phi_accrual]``: ``threshold`` (8.0), ``min_std_deviation``
+    (``500ms``), ``acceptable_heartbeat_pause`` (``0s``), ``max_samples`` (100),
+    ``min_samples`` (3).
+    """
+
+    name = "phi_accrual"
+
+    def __init__(self) -> None:
+        self.threshold = DEFAULT_THRESHOLD
+        self.min_std_deviation = DEFAULT_MIN_STD_DEVIATION
+        self.acceptable_heartbeat_pause = DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE
+        self.max_samples = DEFAULT_MAX_SAMPLES
+        self.min_samples = DEFAULT_MIN_SAMPLES
+        self._histories: dict[str, _History] = {}
+
+    # --- configuration ------------------------------------------------------------------
+
+    @hookimpl
+    def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        section = section_reader(config, self.name, set(_KEYS))
+        key = f"plugins.{self.name}"
+        threshold = _threshold(section.get("threshold", self.threshold), f"{key}.threshold")
+        min_std = parse_duration(
+            section.get("min_std_deviation", self.min_std_deviation), f"{key}.min_std_deviation"
+        )
+        if min_std <= 0:
+            raise ConfigError(f"{key}.min_std_deviation", "must be positive")
+        pause = parse_duration(
+            section.get("acceptable_heartbeat_pause", self.acceptable_heartbeat_pause),
+            f"{key}.acceptable_heartbeat_pause",
+        )
+        max_samples = _count(section.get("max_samples", self.max_samples), f"{key}.max_samples")
+        min_samples = _count(section.get("min_samples", self.min_samples), f"{key}.min_samples")
+        if min_samples > max_samples:
+            raise ConfigError(
+                f"{key}.min_samples",
+                f"must not exceed max_samples ({max_samples}), got {min_samples}",
+            )
+        # Everything validated: only now change the plugin.
+        self.threshold = threshold
+        self.min_std_deviation = min_std
+        self.acceptable_heartbeat_pause = pause
+        self.max_samples = max_samples
+        self.min_samples = min_samples
+
+    # --- queries (pure) ----------------------------------------------------------------------
+
+    def tracked_hosts(self) -> frozenset[str]:
+        """Ids of the hosts the detector holds heartbeat state for."""
+        return frozenset(self._histories)
+
+    def intervals(self, host_id: str) -> tuple[float, ...]:
+        """The host's observed inter-arrival intervals, oldest first (empty if untracked)."""
+        history = self._histories.get(host_id)
+        return () if history is None else history.window.intervals()
+
+    def suspicion_delay(self, host: Host) -> float | None:
+        """Seconds of silence after which ``host`` is suspected, or None for no opinion."""
+        model = self._model(host)
+        return None if model is None else suspicion_delay(*model, self.threshold)
+
+    def phi(self, host: Host, now: float) -> float | None:
+        """The suspicion level of ``host`` at ``now``, or None for no opinion."""
+        model = self._model(host)
+        return None if model is None else phi(now - host.last_contact_at, *model)
+
+    # --- deadlines (pure) ----------------------------------------------------------------
+
+    @hookimpl
+    def scheduler_host_expiry(self, host: Host) -> Expiry | None:
+        if host.state is not HostState.CONNECTED:
+            return None
+        delay = self.suspicion_delay(host)
+        if delay is None:
+            return None
+        # Any contact proves the host alive, so the silence counts from the last one.
+        return Expiry(host.last_contact_at + delay, PHI_SUSPECT)
+
+    # --- notifications: the only place state changes ---------------------------------------
+
+    @hookimpl
+    def scheduler_host_contact(self, host: Host, source: ContactSource, now: float) -> None:
+        if source not in HEARTBEAT_SOURCES:
+            return
+        history = self._history_of(host)
+        if history is None or history.announce_interval != host.announce_interval:
+            # A new host, or a daemon that now announces on another rhythm (usually a
+            # restart): what was learnt about the old rhythm says nothing about this one.
+            self._histories[host.id] = _History(
+                created_at=host.created_at,
+                announce_interval=host.announce_interval,
+                last_heartbeat=now,
+                window=HeartbeatWindow(self.max_samples),
+            )
+            return
+        if history.resume:
+            history.resume = False
+            history.last_heartbeat = now
+            return
+        gap = now - history.last_heartbeat
+        if gap > 0:  # an announce and a pong at the same instant are one heartbeat
+            history.window.add(gap)
+            history.last_heartbeat = now
+
+    @hookimpl
+    def scheduler_host_disconnected(self, host: Host) -> None:
+        history = self._history_of(host)
+        if history is not None:
+            history.resume = True
+
+    @hookimpl
+    def scheduler_host_reconnected(self, host: Host) -> None:
+        # Normally already set by the disconnect; set it again in case that
+        # notification was lost to another plugin's failure.
+        history = self._history_of(host)
+        if history is not None:
+            history.resume = True
+
+    @hookimpl
+    def scheduler_evicted(self, eviction: Eviction) -> None:
+        if eviction.kind is RecordKind.HOST:
+            self._histories.pop(eviction.record_id, None)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _model(self, host: Host) -> tuple[float, float] | None:
+        """The expected interval (pause included) and its spread, once enough are observed."""
+        history = self._history_of(host)
+        if history is None or len(history.window) < self.min_samples:
+            return None
+        mean = history.window.mean + self.acceptable_heartbeat_pause
+        return mean, max(history.window.std, self.min_std_deviation)
+
+    def _history_of(self, host: Host) -> _History | None:
+        """The history of this incarnation of ``host``; None for a stale one."""
+        history = self._histories.get(host.id)
+        if history is None or history.created_at != host.created_at:
+            return None
+        return history
+
+
+def _threshold(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    threshold = float(value)
+    if not (math.isfinite(threshold) and 0 < threshold <= MAX_THRESHOLD):
+        raise ConfigError(key, f"must be in (0, {MAX_THRESHOLD:g}], got {value!r}")
+    return threshold
+
+
+def _count(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, f"expected a positive integer, got {value!r}")
+    return value
