@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--port", type=_port, default=65001, help="default 65001")
     peer.add_argument("--download-port", type=_port, default=65002, help="default 65002")
     peer.add_argument("--announce-interval", type=_duration, default=30.0, help="default 30s")
+    peer.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="keep a peer of this task registered and downloading (repeatable)",
+    )
     peer.add_argument("--idc", default="")
     peer.add_argument("--location", default="")
     peer.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -284,6 +291,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "announce_interval": args.announce_interval,
         "idc": args.idc,
         "location": args.location,
+        "tasks": tuple(args.task),
     }
     if args.hostname:
         options["hostname"] = args.hostname

@@ -16,11 +16,11 @@ from typing import final
 import attrs
 import trio
 
-from scheduler.protocol import HostPayload
+from scheduler.protocol import HostPayload, TaskPayload
 
 from ._backoff import Backoff
-from ._connection import open_scheduler_session
-from ._errors import SchedulerClientError, SessionLost
+from ._connection import SchedulerSession, open_scheduler_session
+from ._errors import RequestError, SchedulerClientError, SessionLost
 
 __all__ = ["PeerConfig", "run_peer"]
 
@@ -61,6 +61,9 @@ class PeerConfig:
     request_timeout: float = 5.0
     #: How long to wait for the ack of ``leave_host`` on shutdown.
     leave_timeout: float = 3.0
+    #: URLs of tasks this host downloads: after each announce, the daemon keeps one
+    #: peer per task registered and running (a stand-in for real downloads).
+    tasks: tuple[str, ...] = ()
 
     def host_payload(self) -> HostPayload:
         """The ``host`` of this daemon's ``announce_host``."""
@@ -131,6 +134,7 @@ class _PeerDaemon:
                     accepted_at = trio.current_time()
                     self._in_session = True
                     _log.info("announced as %s", session.host_id)
+                    await self._register_downloads(session)
                     self._report_started()
                     await self._shutdown.wait()
                     _log.info("shutting down: leaving the scheduler")
@@ -147,6 +151,23 @@ class _PeerDaemon:
             finally:
                 self._in_session = False
         return 0.0 if accepted_at is None else trio.current_time() - accepted_at
+
+    async def _register_downloads(self, session: SchedulerSession) -> None:
+        """Keep one running peer per configured task (after a reconnect it may still exist)."""
+        for url in self._config.tasks:
+            task = TaskPayload(url=url)
+            peer_id = f"{session.host_id}/{task.task_id[:16]}"
+            for step in ("register", "start"):
+                try:
+                    if step == "register":
+                        await session.register_peer(peer_id, task)
+                    else:
+                        await session.download_started(peer_id)
+                except RequestError as exc:
+                    # conflict / illegal_state: the peer survived a reconnect, keep it.
+                    if exc.code not in ("conflict", "illegal_state"):
+                        raise
+            _log.info("downloading %s as peer %s", url, peer_id)
 
     async def _abort_connect_on_shutdown(self) -> None:
         await self._shutdown.wait()

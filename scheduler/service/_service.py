@@ -75,16 +75,17 @@ class SchedulerService:
         self._sleeping_until = {kind: math.inf for kind in RecordKind}
         self._no_sessions = trio.Event()
         self._no_sessions.set()
+        # Read both clocks once: timestamps stay stable across API calls.
+        self._wall_offset = time.time() - trio.current_time()
         self.ready = False
         self.ws_url = ""
         self.admin_url = ""
 
     # --- time ---------------------------------------------------------------------------
 
-    @staticmethod
-    def wall_time(t: float) -> float:
-        """Convert a core timestamp (trio clock) into Unix time."""
-        return time.time() - (trio.current_time() - t)
+    def wall_time(self, t: float) -> float:
+        """Convert a core timestamp (trio clock) into Unix time, with one fixed offset."""
+        return self._wall_offset + t
 
     # --- running ------------------------------------------------------------------------
 

@@ -1,0 +1,229 @@
+"""End to end, with real processes on loopback: the seeds' exit scenario.
+
+A ``scheduler serve`` subprocess with short intervals (announce 1 s, ping
+0.5 s / 0.5 s, grace 1 s) and three ``scheduler peer`` subprocesses; the test
+reads ``/api/v1/hosts`` and ``/metrics``. Every wait polls with a deadline;
+every process started is killed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ANNOUNCE = 1.0
+PING_INTERVAL = 0.5
+PING_TIMEOUT = 0.5
+GRACE = 1.0
+TASK_URL = "https://example.invalid/big.iso"
+T = TypeVar("T")
+
+
+class Processes:
+    """Every process a test starts, killed (and reaped) at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scheduler", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.started.append(process)
+        # Drain stderr so a chatty process can never block on a full pipe.
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+        for process in self.started:
+            process.wait(timeout=10)
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.stop_all()
+
+
+def poll(check: Callable[[], T | None], timeout: float, what: str) -> tuple[T, float]:
+    """Call ``check`` until it returns a value; return it and the seconds it took."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value, time.monotonic() - started
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read().decode()
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return json.loads(body)
+        return body
+
+
+def hosts(admin: str) -> dict[str, dict[str, Any]]:
+    return {h["hostname"]: h for h in get(f"{admin}/api/v1/hosts")}
+
+
+def start_scheduler(procs: Processes) -> tuple[str, str]:
+    server = procs.start(
+        "serve",
+        "--bind", "127.0.0.1",
+        "--port", "0",
+        "--admin-port", "0",
+        "--ping-interval", f"{PING_INTERVAL}s",
+        "--ping-timeout", f"{PING_TIMEOUT}s",
+        "--reconnect-grace", f"{GRACE}s",
+        "--task-idle-ttl", "0s",
+        "--log-format", "json",
+    )  # fmt: skip
+    assert server.stdout is not None
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(server.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout=20)
+    assert line, "the scheduler printed no start-up line within 20 s"
+    match = re.search(r"(ws://\S+).*(http://\S+)", line[0])
+    assert match, line[0]
+    return match.group(1), match.group(2)
+
+
+def start_peer(procs: Processes, ws_url: str, name: str) -> subprocess.Popen[str]:
+    return procs.start(
+        "peer",
+        "--scheduler", ws_url,
+        "--hostname", name,
+        "--announce-interval", f"{ANNOUNCE}s",
+        "--task", TASK_URL,
+    )  # fmt: skip
+
+
+def metric(admin: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.compile(rf"^{re.escape(name)}(\{{{re.escape(wanted)}\}})? (\S+)$", re.M)
+    match = pattern.search(get(f"{admin}/metrics"))
+    return float(match.group(2)) if match else 0.0
+
+
+def test_exit_scenario(processes: Processes) -> None:
+    ws_url, admin = start_scheduler(processes)
+    peers = {name: start_peer(processes, ws_url, name) for name in ("p-term", "p-kill", "p-stop")}
+
+    def all_three_with_their_peer() -> dict[str, dict[str, Any]] | None:
+        now = hosts(admin)
+        return now if len(now) == 3 and all(h["peers"] == 1 for h in now.values()) else None
+
+    listed, _ = poll(all_three_with_their_peer, 20, "3 hosts, each with its peer")
+    assert {h["state"] for h in listed.values()} == {"connected"}
+    tasks = get(f"{admin}/api/v1/tasks")
+    assert [t["peers"] for t in tasks] == [3]
+
+    # (a) SIGTERM: the peer leaves; gone within 2 s; the others untouched.
+    peers["p-term"].send_signal(signal.SIGTERM)
+    _, took = poll(lambda: "p-term" not in hosts(admin), 2.0, "p-term to leave")
+    assert peers["p-term"].wait(timeout=5) == 0
+    now = hosts(admin)
+    for name in ("p-kill", "p-stop"):
+        assert now[name]["state"] == "connected"
+        assert now[name]["created_at"] == listed[name]["created_at"]
+
+    # (b) SIGKILL: disconnected within 1 s, evicted within grace + 1 s.
+    peers["p-kill"].kill()
+    killed = time.monotonic()
+    poll(lambda: hosts(admin).get("p-kill", {}).get("state") != "connected", 1.0,
+         "p-kill to be disconnected")  # fmt: skip
+    poll(lambda: "p-kill" not in hosts(admin), GRACE + 1.0, "p-kill to be evicted")
+    assert time.monotonic() - killed <= GRACE + 1.0 + 0.1
+
+    # (c) SIGSTOP: evicted within ping interval + ping timeout + grace + 1 s;
+    #     after SIGCONT it reconnects and is listed again.
+    peers["p-stop"].send_signal(signal.SIGSTOP)
+    bound = PING_INTERVAL + PING_TIMEOUT + GRACE + 1.0
+    poll(lambda: "p-stop" not in hosts(admin), bound, "p-stop to be evicted")
+    peers["p-stop"].send_signal(signal.SIGCONT)
+    back, _ = poll(lambda: hosts(admin).get("p-stop"), 15, "p-stop to reconnect")
+    assert back["state"] == "connected"
+
+    # (d) every reason counted; the evicted hosts' peers and the idle task reclaimed.
+    assert metric(admin, "scheduler_host_evictions_total", reason="leave") == 1
+    disconnected = metric(admin, "scheduler_host_evictions_total", reason="disconnected")
+    # The stopped host goes by whichever comes first: the dropped session's grace or
+    # its announce TTL (2 × 1 s); both are the documented reasons.
+    expired = metric(admin, "scheduler_host_evictions_total", reason="ttl_expired")
+    assert disconnected >= 1
+    assert disconnected + expired >= 2
+    assert metric(admin, "scheduler_peer_evictions_total", reason="host_evicted") >= 3
+    poll(lambda: hosts(admin)["p-stop"]["peers"] == 1, 5, "p-stop's peer to be back")
+    peers_now = get(f"{admin}/api/v1/peers")
+    assert [p["host_id"] for p in peers_now] == [hosts(admin)["p-stop"]["id"]]
+    # Stop the last peer: the task loses its last peer and is reclaimed (idle TTL 0).
+    peers["p-stop"].send_signal(signal.SIGTERM)
+    assert peers["p-stop"].wait(timeout=5) == 0
+    poll(lambda: get(f"{admin}/api/v1/tasks") == [], 5, "the idle task to be reclaimed")
+    assert metric(admin, "scheduler_task_evictions_total", reason="idle") >= 1
+    assert hosts(admin) == {}
+
+
+def test_sigterm_stops_the_scheduler_gracefully(processes: Processes) -> None:
+    ws_url, admin = start_scheduler(processes)
+    peer = start_peer(processes, ws_url, "p1")
+    poll(lambda: "p1" in hosts(admin), 20, "p1 to announce")
+    server = processes.started[0]
+    stopped = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0
+    assert time.monotonic() - stopped < 5.0
+    assert peer.poll() is None  # the peer survives and keeps trying to reconnect
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ping-interval", "soon"], "argument --ping-interval"),
+        (["--port", "99999"], "port must be 0-65535"),
+        (["--plugin", "no_such_plugin"], "plugins.enable: no plugin named 'no_such_plugin'"),
+        (["--disable-plugin", "x", "--config", "/nonexistent.toml"], "--config: cannot read"),
+    ],
+)
+def test_bad_flags_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "scheduler", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
