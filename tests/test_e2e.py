@@ -72,14 +72,14 @@ def processes() -> Iterator[Processes]:
         procs.stop_all()
 
 
-def poll(check: Callable[[], T | None], timeout: float, what: str) -> tuple[T, float]:
-    """Call ``check`` until it returns a value; return it and the seconds it took."""
+def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Call ``check`` until it returns a truthy value, at most ``timeout`` seconds."""
     started = time.monotonic()
     deadline = started + timeout
     while True:
         value = check()
         if value is not None and value is not False:
-            return value, time.monotonic() - started
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(0.02)
@@ -145,14 +145,14 @@ def test_exit_scenario(processes: Processes) -> None:
         now = hosts(admin)
         return now if len(now) == 3 and all(h["peers"] == 1 for h in now.values()) else None
 
-    listed, _ = poll(all_three_with_their_peer, 20, "3 hosts, each with its peer")
+    listed = poll(all_three_with_their_peer, 20, "3 hosts, each with its peer")
     assert {h["state"] for h in listed.values()} == {"connected"}
     tasks = get(f"{admin}/api/v1/tasks")
     assert [t["peers"] for t in tasks] == [3]
 
     # (a) SIGTERM: the peer leaves; gone within 2 s; the others untouched.
     peers["p-term"].send_signal(signal.SIGTERM)
-    _, took = poll(lambda: "p-term" not in hosts(admin), 2.0, "p-term to leave")
+    poll(lambda: "p-term" not in hosts(admin), 2.0, "p-term to leave")
     assert peers["p-term"].wait(timeout=5) == 0
     now = hosts(admin)
     for name in ("p-kill", "p-stop"):
@@ -173,7 +173,7 @@ def test_exit_scenario(processes: Processes) -> None:
     bound = PING_INTERVAL + PING_TIMEOUT + GRACE + 1.0
     poll(lambda: "p-stop" not in hosts(admin), bound, "p-stop to be evicted")
     peers["p-stop"].send_signal(signal.SIGCONT)
-    back, _ = poll(lambda: hosts(admin).get("p-stop"), 15, "p-stop to reconnect")
+    back = poll(lambda: hosts(admin).get("p-stop"), 15, "p-stop to reconnect")
     assert back["state"] == "connected"
 
     # (d) every reason counted; the evicted hosts' peers and the idle task reclaimed.
