@@ -19,6 +19,7 @@ from scheduler.core import (
     PolicySet,
     RecordKind,
     SchedulerState,
+    TaskInfo,
     Verdict,
     parse_duration,
 )
@@ -175,3 +176,31 @@ def test_earliest_deadline_across_plugins_wins() -> None:
 def test_sans_io_layers_do_not_import_trio(module: str) -> None:
     code = f"import {module}, sys; assert 'trio' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+class FlakyOnce:
+    """Raises on its first call, then answers: its first verdict is lost."""
+
+    name = "flaky_once"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl
+    def scheduler_task_expiry(self, now: float) -> Expiry:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("transient")
+        return Expiry(now + 1.0, "flaky")
+
+
+def test_the_sweep_asks_again_about_records_left_without_a_deadline() -> None:
+    flaky = FlakyOnce()
+    policies = PolicySet.from_plugins([flaky])
+    state = SchedulerState(policies, now=0.0, sweep_interval=10.0)
+    state.announce_host(A, 0.0)
+    state.register_peer("p", A.id, TaskInfo("t"), 0.0)  # the task's first answer is lost
+    assert state.deadline_of(RecordKind.TASK, "t") is None
+    state.run_gc(10.0)  # the sweep re-evaluates the undecided task
+    assert state.deadline_of(RecordKind.TASK, "t") == Expiry(11.0, "flaky")
+    assert state.invariant_violations() == []

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Final, final
 
 from ._deadlines import DeadlineQueue
@@ -82,6 +82,8 @@ class SchedulerState:
         self._peers_by_task: dict[str, set[str]] = {}
         self._hosts_by_hostname: dict[str, set[str]] = {}
         self.queues: dict[RecordKind, DeadlineQueue] = {k: DeadlineQueue() for k in _ALL_KINDS}
+        #: Records no policy gave a deadline to; the sweep asks again (the safety net).
+        self._undecided: dict[RecordKind, set[str]] = {k: set() for k in _ALL_KINDS}
         self._next_sweep: dict[RecordKind, float] = {k: now + sweep_interval for k in _ALL_KINDS}
 
     # ==================================================================================
@@ -468,13 +470,13 @@ class SchedulerState:
     def sweep(self, now: float, kind: RecordKind) -> list[Event]:
         """The periodic batch sweep of one kind: apply the policies' verdicts.
 
-        It is also the safety net: records with no deadline are re-evaluated,
-        so a policy whose earlier answer was lost to a raising plugin gets
-        another chance to decide.
+        It is also the safety net: records with no deadline are re-evaluated
+        (kept in a set, so this costs O(undecided), not O(n)), so a policy whose
+        earlier answer was lost to a raising plugin gets another chance to decide.
         """
         self._next_sweep[kind] = now + self.sweep_interval
         events: list[Event] = []
-        for record_id in self._undecided(kind):
+        for record_id in list(self._undecided[kind]):
             self._reschedule(kind, record_id, now)
         for verdict in self.policies.sweep(kind, self, now):
             if verdict.kind is not kind or not self._exists(kind, verdict.record_id):
@@ -544,6 +546,11 @@ class SchedulerState:
             for record_id in self.queues[kind].ids():
                 if not self._exists(kind, record_id):
                     problems.append(f"deadline held for evicted {kind.value} {record_id}")
+                if record_id in self._undecided[kind]:
+                    problems.append(f"{kind.value} {record_id} is both scheduled and undecided")
+            for record_id in self._undecided[kind]:
+                if not self._exists(kind, record_id):
+                    problems.append(f"evicted {kind.value} {record_id} is still undecided")
         return problems
 
     # ==================================================================================
@@ -570,17 +577,6 @@ class SchedulerState:
             return record_id in self._peers
         return record_id in self._tasks
 
-    def _undecided(self, kind: RecordKind) -> list[str]:
-        records: Iterable[str]
-        if kind is RecordKind.HOST:
-            records = self._hosts
-        elif kind is RecordKind.PEER:
-            records = self._peers
-        else:
-            records = self._tasks
-        queue = self.queues[kind]
-        return [r for r in records if r not in queue]
-
     def _reschedule(self, kind: RecordKind, record_id: str, now: float) -> None:
         if kind is RecordKind.HOST:
             self._reschedule_host(self._hosts[record_id], now)
@@ -590,13 +586,24 @@ class SchedulerState:
             self._reschedule_task(self._tasks[record_id], now)
 
     def _reschedule_host(self, host: Host, now: float) -> None:
-        self.queues[RecordKind.HOST].set(host.id, self.policies.host_expiry(host, self, now))
+        self._schedule(RecordKind.HOST, host.id, self.policies.host_expiry(host, self, now))
 
     def _reschedule_peer(self, peer: Peer, now: float) -> None:
-        self.queues[RecordKind.PEER].set(peer.id, self.policies.peer_expiry(peer, self, now))
+        self._schedule(RecordKind.PEER, peer.id, self.policies.peer_expiry(peer, self, now))
 
     def _reschedule_task(self, task: Task, now: float) -> None:
-        self.queues[RecordKind.TASK].set(task.id, self.policies.task_expiry(task, self, now))
+        self._schedule(RecordKind.TASK, task.id, self.policies.task_expiry(task, self, now))
+
+    def _schedule(self, kind: RecordKind, record_id: str, expiry: Expiry | None) -> None:
+        self.queues[kind].set(record_id, expiry)
+        if expiry is None:
+            self._undecided[kind].add(record_id)
+        else:
+            self._undecided[kind].discard(record_id)
+
+    def _unschedule(self, kind: RecordKind, record_id: str) -> None:
+        self.queues[kind].discard(record_id)
+        self._undecided[kind].discard(record_id)
 
     def _evict_by_deadline(
         self, kind: RecordKind, record_id: str, expiry: Expiry, now: float
@@ -622,7 +629,7 @@ class SchedulerState:
         same_name.discard(host.id)
         if not same_name:
             del self._hosts_by_hostname[host.hostname]
-        self.queues[RecordKind.HOST].discard(host.id)
+        self._unschedule(RecordKind.HOST, host.id)
         eviction = Eviction(
             kind=RecordKind.HOST,
             record_id=host.id,
@@ -647,7 +654,7 @@ class SchedulerState:
         del self._peers[peer.id]
         self._peers_by_host[peer.host_id].discard(peer.id)
         self._peers_by_task[task.id].discard(peer.id)
-        self.queues[RecordKind.PEER].discard(peer.id)
+        self._unschedule(RecordKind.PEER, peer.id)
         task.updated_at = now
         self._reschedule_task(task, now)
         eviction = Eviction(
@@ -673,7 +680,7 @@ class SchedulerState:
         last_contact = task.updated_at
         del self._tasks[task.id]
         del self._peers_by_task[task.id]
-        self.queues[RecordKind.TASK].discard(task.id)
+        self._unschedule(RecordKind.TASK, task.id)
         eviction = Eviction(
             kind=RecordKind.TASK,
             record_id=task.id,
