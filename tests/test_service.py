@@ -369,3 +369,23 @@ async def test_a_newer_session_for_the_same_host_replaces_the_old_one(
             await trio.sleep(FAST.reconnect_grace * 2)
             assert state.is_schedulable(A_ID)
             assert (await announce(new))["type"] == "host_accepted"
+
+
+async def test_the_session_cap_holds_under_concurrent_handshakes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    statuses: list[int | None] = []
+
+    async def attempt(harness: Harness) -> None:
+        statuses.append(await harness.rejection_status())
+
+    config = ServiceConfig(max_sessions=3, entrypoints=False, announce_timeout=60.0)
+    with trio.fail_after(30):
+        async with running_service(config) as harness:
+            held = [await harness.connect() for _ in range(2)]
+            async with trio.open_nursery() as nursery:
+                for _ in range(10):
+                    nursery.start_soon(attempt, harness)
+            assert statuses.count(None) == 1  # one slot was left
+            assert statuses.count(503) == 9
+            assert len(held) == 2

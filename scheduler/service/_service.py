@@ -75,6 +75,7 @@ class SchedulerService:
         self._sleeping_until = {kind: math.inf for kind in RecordKind}
         self._no_sessions = trio.Event()
         self._no_sessions.set()
+        self._handshakes = 0
         # Read both clocks once: timestamps stay stable across API calls.
         self._wall_offset = time.time() - trio.current_time()
         self.ready = False
@@ -212,7 +213,8 @@ class SchedulerService:
 
     async def _accept_and_run(self, request: WebSocketRequest) -> None:
         config = self.config
-        if len(self.sessions) >= config.max_sessions:
+        # Count handshakes in flight too: the cap must hold under concurrent connects.
+        if len(self.sessions) + self._handshakes >= config.max_sessions:
             self.metrics.handshake_rejections.labels("503").inc()
             with trio.move_on_after(config.send_timeout):
                 await request.reject(503, body=b"session limit reached; retry later\n")
@@ -224,8 +226,12 @@ class SchedulerService:
                 body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
                 await request.reject(400, body=body.encode())
             return
-        with trio.move_on_after(config.send_timeout) as accept_scope:
-            ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
+        self._handshakes += 1
+        try:
+            with trio.move_on_after(config.send_timeout) as accept_scope:
+                ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
+        finally:
+            self._handshakes -= 1
         if accept_scope.cancelled_caught:
             return
         remote = str(request.remote)

@@ -7,7 +7,8 @@ Three tasks run per session:
 * the handler turns frames into core calls and sends the reply, every send
   bounded by ``send_timeout``;
 * the heartbeat pings every ``ping_interval`` and ends the session when no
-  pong arrives within ``ping_timeout``.
+  pong arrives within ``ping_timeout`` (or no ``announce_host`` within
+  ``announce_timeout``).
 
 A session ends exactly once, with an :class:`EndCause`; the service maps the
 cause to host state (leave → gone, drop → disconnected) and the session then
@@ -142,7 +143,6 @@ class Session:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._read_frames)
                     nursery.start_soon(self._heartbeat)
-                    nursery.start_soon(self._require_announce)
                     await self._handle_frames()
         finally:
             # Even when cancelled from outside (the connection failed, the server
@@ -175,9 +175,21 @@ class Session:
                 await trio.lowlevel.checkpoint()
 
     async def _heartbeat(self) -> None:
+        """Ping on a timer; before the first announce, also enforce ``announce_timeout``.
+
+        (One task does both: every task costs memory in each of many idle sessions.)
+        """
         config = self.service.config
+        announce_by = self.opened_at + config.announce_timeout
         while True:
-            await trio.sleep(config.ping_interval)
+            next_ping = trio.current_time() + config.ping_interval
+            if self.host_id is None:
+                with trio.move_on_at(min(next_ping, announce_by)):
+                    await self._announced.wait()
+                if self.host_id is None and trio.current_time() >= announce_by:
+                    self.end(EndCause.ANNOUNCE_TIMEOUT)
+                    await trio.lowlevel.checkpoint()
+            await trio.sleep_until(next_ping)
             try:
                 with trio.fail_after(config.ping_timeout):
                     await self.ws.ping()
@@ -188,13 +200,6 @@ class Session:
             else:
                 self._alive(ContactSource.PONG, trio.current_time(), force=True)
             await trio.lowlevel.checkpoint()
-
-    async def _require_announce(self) -> None:
-        with trio.move_on_after(self.service.config.announce_timeout):
-            await self._announced.wait()
-            return
-        self.end(EndCause.ANNOUNCE_TIMEOUT)
-        await trio.lowlevel.checkpoint()
 
     async def _handle_frames(self) -> None:
         async for data in self._inbox_recv:
