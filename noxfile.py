@@ -48,6 +48,10 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Print the benchmark numbers recorded in docs/benchmarks.md (not a timed test)."""
+    """Print the benchmark numbers recorded in docs/benchmarks.md (not a timed test).
+
+    Positional arguments go to bench_gc.py; bench_sessions.py runs at full size.
+    """
     install_project(session, "testing")
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
+    session.run("python", "benchmarks/bench_sessions.py")
