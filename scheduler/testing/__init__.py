@@ -6,6 +6,8 @@ Every eviction policy, built-in or third-party, is tested with the same kit
 """
 
 from ._machine import SchedulerStateMachine as SchedulerStateMachine
+from ._profiles import PROFILES as PROFILES
+from ._profiles import load_profile_from_env as load_profile_from_env
 from ._simulation import CASCADE_REASONS as CASCADE_REASONS
 from ._simulation import InvariantError as InvariantError
 from ._simulation import Simulation as Simulation
@@ -38,6 +40,7 @@ __all__ = [
     "CASCADE_REASONS",
     "HOSTNAMES",
     "PEER_ACTIONS",
+    "PROFILES",
     "Advance",
     "Announce",
     "Crash",
@@ -60,6 +63,7 @@ __all__ = [
     "hostnames",
     "intervals",
     "ips",
+    "load_profile_from_env",
     "register_task",
     "steps",
     "task_infos",
