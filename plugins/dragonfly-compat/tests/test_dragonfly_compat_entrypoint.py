@@ -16,7 +16,21 @@ def test_the_entry_point_names_the_plugin_class() -> None:
     assert ep.dist.name == "scheduler-dragonfly-compat"
 
 
-def test_installing_the_distribution_enables_it_and_replaces_the_builtins() -> None:
+def test_enabling_it_by_name_registers_it_and_installing_it_does_not() -> None:
+    enabled = load_policies(enable=["dragonfly_compat"])
+
+    assert "dragonfly_compat" in enabled.names
+    assert isinstance(enabled.pm.get_plugin("dragonfly_compat"), DragonflyCompat)
+    assert not set(REPLACED_PLUGINS) & set(enabled.names)
+
+    # Installed but not named: the built-ins decide alone.
+    default = load_policies()
+
+    assert "dragonfly_compat" not in default.names
+    assert set(REPLACED_PLUGINS) <= set(default.names)
+
+
+def test_all_installed_plugins_include_it_and_it_replaces_the_builtins() -> None:
     policies = load_policies(entrypoints=True)
 
     assert "dragonfly_compat" in policies.names
@@ -25,7 +39,9 @@ def test_installing_the_distribution_enables_it_and_replaces_the_builtins() -> N
 
 
 def test_its_section_reaches_the_entry_point_instance() -> None:
-    policies = load_policies(config={"dragonfly_compat": {"host_sweep_interval": "1m"}})
+    policies = load_policies(
+        enable=["dragonfly_compat"], config={"dragonfly_compat": {"host_sweep_interval": "1m"}}
+    )
 
     plugin = policies.pm.get_plugin("dragonfly_compat")
     assert isinstance(plugin, DragonflyCompat)

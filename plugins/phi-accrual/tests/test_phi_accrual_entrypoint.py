@@ -16,7 +16,19 @@ def test_the_entry_point_names_the_plugin_class() -> None:
     assert ep.dist.name == "scheduler-phi-accrual"
 
 
-def test_installing_the_distribution_enables_it() -> None:
+def test_enabling_it_by_name_registers_it_and_installing_it_does_not() -> None:
+    enabled = load_policies(enable=["phi_accrual"])
+
+    assert "phi_accrual" in enabled.names
+    assert isinstance(enabled.pm.get_plugin("phi_accrual"), PhiAccrual)
+    # Additive: the announce_ttl backstop stays.
+    assert "announce_ttl" in enabled.names
+
+    # Installed but not named: not loaded.
+    assert "phi_accrual" not in load_policies().names
+
+
+def test_all_installed_plugins_include_it() -> None:
     policies = load_policies(entrypoints=True)
 
     assert "phi_accrual" in policies.names
@@ -30,7 +42,7 @@ def test_it_runs_next_to_the_announce_ttl_backstop() -> None:
 
 
 def test_its_section_reaches_the_entry_point_instance() -> None:
-    policies = load_policies(config={"phi_accrual": {"threshold": 12}})
+    policies = load_policies(enable=["phi_accrual"], config={"phi_accrual": {"threshold": 12}})
 
     plugin = policies.pm.get_plugin("phi_accrual")
     assert isinstance(plugin, PhiAccrual)
