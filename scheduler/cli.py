@@ -245,12 +245,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_format=args.log_format,
             log_level=args.log_level,
         )
+    except ConfigError as exc:
+        _fail(str(exc))
+    configure_logging(config.log_format, config.log_level)
+    try:
         policies = build_policies(config)
     except ConfigError as exc:
         _fail(str(exc))
     except Exception as exc:  # a plugin that fails to import or register
         _fail(f"plugins: {exc}")
-    configure_logging(config.log_format, config.log_level)
 
     async def main(shutdown: trio.Event) -> None:
         service = SchedulerService(config, policies)
@@ -295,7 +298,10 @@ def cmd_peer(args: argparse.Namespace) -> int:
     }
     if args.hostname:
         options["hostname"] = args.hostname
-    config = PeerConfig(**options)
+    try:
+        config = PeerConfig(**options)
+    except ValueError as exc:
+        _fail(str(exc))
 
     async def main(shutdown: trio.Event) -> None:
         await run_peer(config, shutdown=shutdown)

@@ -62,12 +62,13 @@ class PolicySet:
         plugins: Iterable[object],
         config: Mapping[str, Mapping[str, Any]] | None = None,
         on_error: PluginErrorCallback | None = None,
+        defaults: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> PolicySet:
         """Register ``plugins`` (instances or modules) in order, apply replacements, configure."""
         pm = new_plugin_manager()
         for plugin in plugins:
             pm.register(plugin, name=plugin_name(plugin))
-        return cls.finish(pm, config or {}, on_error)
+        return cls.finish(pm, config or {}, on_error, defaults)
 
     @classmethod
     def finish(
@@ -75,8 +76,14 @@ class PolicySet:
         pm: pluggy.PluginManager,
         config: Mapping[str, Mapping[str, Any]],
         on_error: PluginErrorCallback | None = None,
+        defaults: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> PolicySet:
-        """Apply ``scheduler_replaces``, check hook names, and deliver the configuration."""
+        """Apply ``scheduler_replaces``, check hook names, and deliver the configuration.
+
+        ``defaults`` are settings the host application supplies (e.g. the service's
+        ``reconnect_grace``): merged under ``config`` for plugins that are loaded,
+        and silently dropped for plugins that are not.
+        """
         for replaced in pm.hook.scheduler_replaces():
             for name in replaced or ():
                 pm.set_blocked(name)
@@ -90,7 +97,11 @@ class PolicySet:
                 )
             elif section not in known:
                 raise ConfigError(f"plugins.{section}", "no plugin of that name is loaded")
-        pm.hook.scheduler_configure.call_historic(kwargs={"config": config})
+        merged = {name: dict(settings) for name, settings in config.items()}
+        for name, settings in (defaults or {}).items():
+            if name in known and not pm.is_blocked(name):
+                merged[name] = {**settings, **merged.get(name, {})}
+        pm.hook.scheduler_configure.call_historic(kwargs={"config": merged})
         return cls(pm, on_error)
 
     @property

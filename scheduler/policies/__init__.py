@@ -74,6 +74,7 @@ def load_policies(
     plugins: Sequence[object] = (),
     entrypoints: bool = False,
     on_error: PluginErrorCallback | None = None,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> PolicySet:
     """Compose the policy set: built-ins, entry points, ``enable`` specs, then ``plugins``.
 
@@ -84,7 +85,9 @@ def load_policies(
       never changes a running deployment's policy by itself;
     * ``disable`` blocks plugins by name (built-ins included) before anything
       is registered; a plugin's ``scheduler_replaces`` hook blocks the names it
-      replaces afterwards. Unknown hook names fail in ``check_pending()``.
+      replaces afterwards. Unknown hook names fail in ``check_pending()``;
+    * ``defaults`` are settings from the host application, applied under
+      ``config`` to the plugins that end up loaded (see ``PolicySet.finish``).
     """
     pm = new_plugin_manager()
     for name in disable:
@@ -116,7 +119,7 @@ def load_policies(
             register(installed[name].load(), name)
     for plugin in plugins:
         register(plugin)
-    return PolicySet.finish(pm, config or {}, on_error)
+    return PolicySet.finish(pm, config or {}, on_error, defaults)
 
 
 __all__ = [

@@ -55,11 +55,12 @@ class ServiceConfig:
     log_level: str = "info"
 
     def policy_config(self) -> dict[str, dict[str, Any]]:
-        """Plugin sections, with ``reconnect_grace`` handed to the disconnect-grace policy."""
-        sections = {name: dict(section) for name, section in self.plugin_config.items()}
-        grace = sections.setdefault("disconnect_grace", {})
-        grace.setdefault("reconnect_grace", self.reconnect_grace)
-        return sections
+        """The ``[plugins.<name>]`` sections, as the operator wrote them."""
+        return {name: dict(section) for name, section in self.plugin_config.items()}
+
+    def policy_defaults(self) -> dict[str, dict[str, Any]]:
+        """Service settings that a built-in policy applies (if it is loaded)."""
+        return {"disconnect_grace": {"reconnect_grace": self.reconnect_grace}}
 
     @property
     def admin_host(self) -> str:
@@ -172,6 +173,18 @@ def config_from_mapping(data: Mapping[str, Any]) -> ServiceConfig:
         if not isinstance(section, Mapping):
             raise ConfigError(f"plugins.{name}", "must be a table of settings")
         sections[name] = dict(section)
+    # reconnect_grace is one setting: the service reports it to clients, the
+    # disconnect-grace policy applies it. It may be written in either place, once.
+    grace_section = sections.get("disconnect_grace", {})
+    if "reconnect_grace" in grace_section:
+        if "reconnect_grace" in values:
+            raise ConfigError(
+                "plugins.disconnect_grace.reconnect_grace",
+                "also set as liveness.reconnect_grace; set it in one place",
+            )
+        values["reconnect_grace"] = parse_duration(
+            grace_section.pop("reconnect_grace"), "plugins.disconnect_grace.reconnect_grace"
+        )
     gc = _table(data, "gc")
     for key, (plugin, plugin_key) in GC_POLICY_KEYS.items():
         if key in gc:

@@ -121,11 +121,12 @@ class SchedulerService:
             listener_scope.cancel()
             for session in list(self.sessions):
                 session.end(EndCause.SHUTDOWN)
+            # One deadline for the whole graceful part; what is left is cancelled.
             with trio.move_on_after(config.shutdown_timeout):
                 await self._no_sessions.wait()
-            admin_stop.set()
-            with trio.move_on_after(config.close_timeout):
+                admin_stop.set()
                 await admin_done.wait()
+            admin_stop.set()
             root.cancel_scope.cancel()
 
     def policies_names(self) -> list[str]:
@@ -361,6 +362,7 @@ def build_policies(config: ServiceConfig) -> PolicySet:
     """The policy set a config asks for; raises ConfigError before anything starts."""
     return load_policies(
         config=config.policy_config(),
+        defaults=config.policy_defaults(),
         enable=config.enable,
         disable=config.disable,
         entrypoints=config.entrypoints,

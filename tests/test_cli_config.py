@@ -1,0 +1,92 @@
+"""Service configuration: TOML layout, flags on top, errors that name the key."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+
+import pytest
+
+from scheduler.core import ConfigError
+from scheduler.service import ServiceConfig, build_policies, config_from_mapping, with_overrides
+
+EXAMPLE = """
+[server]
+bind = "127.0.0.1"
+port = 0
+admin_port = 0
+
+[liveness]
+ping_interval = "2s"
+reconnect_grace = "3s"
+
+[gc]
+sweep_interval = "30s"
+host_ttl = "10m"
+
+[plugins]
+enable = ["phi_accrual"]
+disable = ["capacity"]
+
+[plugins.phi_accrual]
+threshold = 10.0
+
+[log]
+format = "json"
+"""
+
+
+def test_a_full_file_and_flags_on_top() -> None:
+    config = config_from_mapping(tomllib.loads(EXAMPLE))
+    assert config.ping_interval == 2.0
+    assert config.reconnect_grace == 3.0
+    assert config.plugin_config["announce_ttl"] == {"host_ttl": 600.0}
+    config = with_overrides(config, ping_interval=0.5, host_ttl=60.0, disable=("x",))
+    assert config.ping_interval == 0.5
+    assert config.plugin_config["announce_ttl"] == {"host_ttl": 60.0}
+    assert config.disable == ("capacity", "x")
+    policies = build_policies(with_overrides(config, disable=()))
+    assert "phi_accrual" in policies.names
+    assert "capacity" not in policies.names
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[liveness]\nping_intervl = '5s'", "liveness.ping_intervl"),
+        ("[liveness]\nping_interval = 'soon'", "liveness.ping_interval"),
+        ("[liveness]\nping_interval = 0", "liveness.ping_interval"),
+        ("[server]\nport = '80'", "server.port"),
+        ("[server]\nport = 70000", "server.port"),
+        ("[log]\nformat = 'xml'", "log.format"),
+        ("[plugins]\nenable = 'phi_accrual'", "plugins.enable"),
+        ("[nope]\nx = 1", "nope"),
+        (
+            "[liveness]\nreconnect_grace = '1s'\n"
+            "[plugins.disconnect_grace]\nreconnect_grace = '2s'",
+            "plugins.disconnect_grace.reconnect_grace",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_mapping(tomllib.loads(text))
+    assert info.value.key == key
+
+
+def test_reconnect_grace_is_one_setting_wherever_it_is_written() -> None:
+    in_section = config_from_mapping(
+        tomllib.loads("[plugins.disconnect_grace]\nreconnect_grace = '7s'")
+    )
+    assert in_section.reconnect_grace == 7.0
+    assert with_overrides(in_section, reconnect_grace=2.0).reconnect_grace == 2.0
+
+
+def test_replacing_disconnect_grace_logs_no_spurious_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = ServiceConfig(disable=("disconnect_grace",))
+    with caplog.at_level(logging.WARNING, logger="scheduler.plugins"):
+        policies = build_policies(config)
+    assert "disconnect_grace" not in policies.names
+    assert "have no effect" not in caplog.text
