@@ -19,7 +19,7 @@ evicted by cascade: the evictions are exactly the due records.
 Then it times the real ``SchedulerState.collect_expired(now)``; between runs
 it restores the evicted records by replaying their setup through the public
 API. It also times re-announces of existing hosts, a ``next_deadline`` query
-and one peer sweep (the O(n) safety net), and reports peak RSS.
+and one peer sweep (the safety net over undecided records), and reports peak RSS.
 
     python benchmarks/bench_gc.py                         # full size: ~1.1 GiB, ~30 s
     python benchmarks/bench_gc.py --hosts 10000 --peers 100000 --repeat 3
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{fmt_seconds(first_peek_seconds)} ({stale_popped:,} stale heads popped)",
         ),
         ("next_deadline(), then (median of 1,000)", fmt_seconds(statistics.median(peeks))),
-        ("sweep(now, peer), nothing due (O(n) safety net)", fmt_seconds(sweep_seconds)),
+        ("sweep(now, peer), nothing due (safety net)", fmt_seconds(sweep_seconds)),
         ("peak RSS", f"{peak_rss_bytes() / 2**30:.2f} GiB"),
     ]
     render("GC engine benchmark: built-in policies, default config", rows)
