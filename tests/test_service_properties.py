@@ -100,9 +100,10 @@ async def run_peer(harness: Harness, script: PeerScript, index: int) -> None:
                 if reply["type"] == "ack":
                     assert not state.has_host(host_id)
                 ws = None
-            elif action == "crash" and ws is not None:
+            elif action == "crash" and ws is not None and stream is not None:
+                # Like a killed process: the connection just ends, no close frame.
                 owned = service.session_of(host_id) is not None
-                await ws.aclose()
+                await stream.aclose()
                 ws = None
                 if owned:
                     # Unschedulable at once (within the polling granularity).

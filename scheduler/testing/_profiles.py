@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
-from hypothesis.errors import InvalidArgument
 
 #: ``dev`` (the default) is fast; ``ci`` runs many more examples and longer programs.
 PROFILES = {
@@ -16,7 +15,7 @@ PROFILES = {
         suppress_health_check=[HealthCheck.too_slow],
     ),
     "ci": settings(
-        max_examples=300,
+        max_examples=1000,
         stateful_step_count=60,
         deadline=None,
         print_blob=True,
@@ -26,15 +25,14 @@ PROFILES = {
 
 
 def load_profile_from_env(default: str = "dev") -> str:
-    """Register the profiles (once per process) and load ``$HYPOTHESIS_PROFILE``.
+    """Register the profiles and load ``$HYPOTHESIS_PROFILE``.
 
-    Call it from a ``conftest.py``; returns the profile name it loaded.
+    Call it from a ``conftest.py``; returns the profile name it loaded. The
+    registration always replaces a profile of the same name: Hypothesis ships a
+    built-in ``ci`` profile (100 examples, derandomized) that ours supersedes.
     """
     for name, profile in PROFILES.items():
-        try:
-            settings.get_profile(name)
-        except InvalidArgument:
-            settings.register_profile(name, profile)
+        settings.register_profile(name, profile)
     name = os.environ.get("HYPOTHESIS_PROFILE", default)
     settings.load_profile(name)
     return name
