@@ -266,3 +266,19 @@ def test_run_gc_runs_due_sweeps(state: SchedulerState) -> None:
     assert state.next_sweep_at(RecordKind.HOST) == 60.0
     state.run_gc(60.0)
     assert state.next_sweep_at(RecordKind.HOST) == 120.0
+
+
+def test_state_counts_follow_every_change(state: SchedulerState) -> None:
+    state.announce_host(A, 0.0)
+    state.announce_host(B, 0.0)
+    state.register_peer("p1", A.id, TASK, 0.0)
+    state.register_peer("p2", B.id, TASK, 0.0)
+    state.start_download("p1", 1.0)
+    state.disconnect_host(B.id, 2.0)
+    assert state.host_counts_by_state() == {HostState.CONNECTED: 1, HostState.DISCONNECTED: 1}
+    peers = state.peer_counts_by_state()
+    assert (peers[PeerState.RUNNING], peers[PeerState.RECEIVED_NORMAL]) == (1, 1)
+    state.leave_host(A.id, 3.0)
+    assert state.host_counts_by_state()[HostState.CONNECTED] == 0
+    assert sum(state.peer_counts_by_state().values()) == 1
+    assert state.invariant_violations() == []

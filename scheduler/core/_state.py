@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from typing import Final, final
 
@@ -81,6 +82,9 @@ class SchedulerState:
         self._peers_by_host: dict[str, set[str]] = {}
         self._peers_by_task: dict[str, set[str]] = {}
         self._hosts_by_hostname: dict[str, set[str]] = {}
+        # Live records per state, kept up to date so gauges never scan the state.
+        self._host_states: Counter[HostState] = Counter()
+        self._peer_states: Counter[PeerState] = Counter()
         self.queues: dict[RecordKind, DeadlineQueue] = {k: DeadlineQueue() for k in _ALL_KINDS}
         #: Records no policy gave a deadline to; the sweep asks again (the safety net).
         self._undecided: dict[RecordKind, set[str]] = {k: set() for k in _ALL_KINDS}
@@ -155,6 +159,18 @@ class SchedulerState:
     def peers_of_host(self, host_id: str) -> list[Peer]:
         return [self._peers[p] for p in self._peers_by_host.get(host_id, ())]
 
+    def host_counts_by_state(self) -> dict[HostState, int]:
+        """O(1): live hosts per connection state (for gauges)."""
+        return {
+            state: self._host_states[state] for state in HostState if state is not HostState.LEFT
+        }
+
+    def peer_counts_by_state(self) -> dict[PeerState, int]:
+        """O(1): live peers per state (for gauges)."""
+        return {
+            state: self._peer_states[state] for state in PeerState if state is not PeerState.LEAVE
+        }
+
     def host_ids_by_hostname(self, hostname: str) -> frozenset[str]:
         """Live (not evicted) hosts that announced ``hostname``."""
         return frozenset(self._hosts_by_hostname.get(hostname, ()))
@@ -205,6 +221,7 @@ class SchedulerState:
                 last_contact_at=now,
             )
             self._hosts[host.id] = host
+            self._host_states[host.state] += 1
             self._peers_by_host[host.id] = set()
             self._hosts_by_hostname.setdefault(host.hostname, set()).add(host.id)
             events.append(HostRegistered(host.id, now))
@@ -213,7 +230,7 @@ class SchedulerState:
             reconnected_after = (
                 now - host.disconnected_at if host.disconnected_at is not None else None
             )
-            host.state = new_state
+            self._set_host_state(host, new_state)
             host.disconnected_at = None
             host.port = info.port
             host.download_port = info.download_port
@@ -247,7 +264,9 @@ class SchedulerState:
     def disconnect_host(self, host_id: str, now: float) -> list[Event]:
         """The host's session dropped without a leave: unschedulable from now on."""
         host = self.host(host_id)
-        host.state = transition("host", HOST_TRANSITIONS, host.state, HostEvent.DISCONNECT)
+        self._set_host_state(
+            host, transition("host", HOST_TRANSITIONS, host.state, HostEvent.DISCONNECT)
+        )
         host.disconnected_at = now
         self.policies.host_disconnected(host, now)
         self._reschedule_host(host, now)
@@ -321,6 +340,7 @@ class SchedulerState:
         )
         peer.state = transition("peer", PEER_TRANSITIONS, peer.state, _register_event(task))
         self._peers[peer.id] = peer
+        self._peer_states[peer.state] += 1
         self._peers_by_host[host.id].add(peer.id)
         self._peers_by_task[task.id].add(peer.id)
         events.append(PeerRegistered(peer.id, task.id, host.id, now))
@@ -337,7 +357,8 @@ class SchedulerState:
         new_task = task.state
         if task.state is not TaskState.RUNNING:
             new_task = transition("task", TASK_TRANSITIONS, task.state, TaskEvent.DOWNLOAD)
-        peer.state, task.state = new_peer, new_task
+        self._set_peer_state(peer, new_peer)
+        task.state = new_task
         return self._peer_changed(peer, task, now)
 
     def back_to_source(
@@ -355,7 +376,8 @@ class SchedulerState:
         new_task = task.state
         if task.state is not TaskState.RUNNING:
             new_task = transition("task", TASK_TRANSITIONS, task.state, TaskEvent.DOWNLOAD)
-        peer.state, task.state = new_peer, new_task
+        self._set_peer_state(peer, new_peer)
+        task.state = new_task
         task.back_to_source_count += 1
         return self._peer_changed(peer, task, now)
 
@@ -404,7 +426,8 @@ class SchedulerState:
             new_task = transition("task", TASK_TRANSITIONS, new_task, TaskEvent.DOWNLOAD)
         if new_task is not TaskState.SUCCEEDED:
             new_task = transition("task", TASK_TRANSITIONS, new_task, TaskEvent.DOWNLOAD_SUCCEEDED)
-        peer.state, task.state = new_peer, new_task
+        self._set_peer_state(peer, new_peer)
+        task.state = new_task
         if was_back_to_source:
             task.back_to_source_count -= 1
         return self._peer_changed(peer, task, now)
@@ -414,7 +437,7 @@ class SchedulerState:
         task = self._tasks[peer.task_id]
         was_back_to_source = peer.state is PeerState.BACK_TO_SOURCE
         new_peer = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD_FAILED)
-        peer.state = new_peer
+        self._set_peer_state(peer, new_peer)
         if was_back_to_source:
             task.back_to_source_count -= 1
         others_alive = any(
@@ -534,6 +557,12 @@ class SchedulerState:
             problems.append("peers-by-task index disagrees with the peer records")
         if by_name != self._hosts_by_hostname:
             problems.append("hosts-by-hostname index disagrees with the host records")
+        host_counts = Counter(h.state for h in self._hosts.values())
+        if +host_counts != +self._host_states:
+            problems.append(f"host state counts {dict(self._host_states)} != {dict(host_counts)}")
+        peer_counts = Counter(p.state for p in self._peers.values())
+        if +peer_counts != +self._peer_states:
+            problems.append(f"peer state counts {dict(self._peer_states)} != {dict(peer_counts)}")
         for task in self._tasks.values():
             if task.state is TaskState.LEAVE:
                 problems.append(f"task {task.id} is kept in state leave")
@@ -556,6 +585,16 @@ class SchedulerState:
     # ==================================================================================
     # Internals
     # ==================================================================================
+
+    def _set_host_state(self, host: Host, state: HostState) -> None:
+        self._host_states[host.state] -= 1
+        self._host_states[state] += 1
+        host.state = state
+
+    def _set_peer_state(self, peer: Peer, state: PeerState) -> None:
+        self._peer_states[peer.state] -= 1
+        self._peer_states[state] += 1
+        peer.state = state
 
     def _owned_peer(self, peer_id: str, as_host: str | None) -> Peer:
         peer = self.peer(peer_id)
@@ -622,6 +661,7 @@ class SchedulerState:
         events: list[Event] = []
         for peer_id in sorted(self._peers_by_host.get(host.id, ())):
             events.extend(self._evict_peer(self._peers[peer_id], Reason.HOST_EVICTED, now))
+        self._host_states[host.state] -= 1
         host.state = HostState.LEFT
         del self._hosts[host.id]
         del self._peers_by_host[host.id]
@@ -650,6 +690,7 @@ class SchedulerState:
         task = self._tasks[peer.task_id]
         if peer.state is PeerState.BACK_TO_SOURCE:
             task.back_to_source_count -= 1
+        self._peer_states[peer.state] -= 1
         peer.state = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.LEAVE)
         del self._peers[peer.id]
         self._peers_by_host[peer.host_id].discard(peer.id)
