@@ -58,7 +58,7 @@ def host_json(service: SchedulerService, host: Host) -> dict[str, Any]:
         ),
         "concurrent_upload_limit": host.concurrent_upload_limit,
         "upload_count": host.upload_count,
-        "peers": len(state.peer_ids_of_host(host.id)),
+        "peers": state.peer_count_of_host(host.id),
         "session": service.session_of(host.id) is not None,
     }
 
@@ -71,7 +71,7 @@ def task_json(service: SchedulerService, task: Task) -> dict[str, Any]:
         "piece_length": task.piece_length,
         "content_length": task.content_length,
         "total_piece_count": task.total_piece_count,
-        "peers": len(service.state.peer_ids_of_task(task.id)),
+        "peers": service.state.peer_count_of_task(task.id),
         "back_to_source_count": task.back_to_source_count,
         "created_at": service.wall_time(task.created_at),
         "updated_at": service.wall_time(task.updated_at),

@@ -112,7 +112,9 @@ class SchedulerService:
             self.ready = True
             log.info(
                 "serving",
-                extra=fields(ws=self.ws_url, admin=self.admin_url, plugins=self.policies_names()),
+                extra=fields(
+                    ws=self.ws_url, admin=self.admin_url, plugins=self.state.policies.names
+                ),
             )
             task_status.started((self.ws_url, self.admin_url))
             await shutdown.wait()
@@ -128,9 +130,6 @@ class SchedulerService:
                 await admin_done.wait()
             admin_stop.set()
             root.cancel_scope.cancel()
-
-    def policies_names(self) -> list[str]:
-        return self.state.policies.names
 
     async def _serve_admin(
         self,
