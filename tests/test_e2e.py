@@ -15,12 +15,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+import trio
 
 pytestmark = pytest.mark.e2e
 
@@ -72,17 +72,21 @@ def processes() -> Iterator[Processes]:
         procs.stop_all()
 
 
-def poll(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Call ``check`` until it returns a truthy value, at most ``timeout`` seconds."""
-    started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        value = check()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(0.02)
+async def poll(check: Callable[[], T | None], within: float, what: str) -> T:
+    """Run the blocking ``check`` (an HTTP call) until it returns a truthy value.
+
+    ``within`` is the bound the scenario promises, enforced with ``fail_after``; the
+    check runs in a worker thread so the deadline holds even if the server hangs.
+    """
+    try:
+        with trio.fail_after(within):
+            while True:
+                value = await trio.to_thread.run_sync(check, abandon_on_cancel=True)
+                if value is not None and value is not False:
+                    return value
+                await trio.sleep(0.02)
+    except trio.TooSlowError:
+        raise AssertionError(f"not within {within:.1f}s: {what}") from None
 
 
 def get(url: str) -> Any:
@@ -97,7 +101,7 @@ def hosts(admin: str) -> dict[str, dict[str, Any]]:
     return {h["hostname"]: h for h in get(f"{admin}/api/v1/hosts")}
 
 
-def start_scheduler(procs: Processes) -> tuple[str, str]:
+async def start_scheduler(procs: Processes) -> tuple[str, str]:
     server = procs.start(
         "serve",
         "--bind", "127.0.0.1",
@@ -110,13 +114,13 @@ def start_scheduler(procs: Processes) -> tuple[str, str]:
         "--log-format", "json",
     )  # fmt: skip
     assert server.stdout is not None
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(server.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout=20)
-    assert line, "the scheduler printed no start-up line within 20 s"
-    match = re.search(r"(ws://\S+).*(http://\S+)", line[0])
-    assert match, line[0]
+    try:
+        with trio.fail_after(20):
+            line = await trio.to_thread.run_sync(server.stdout.readline, abandon_on_cancel=True)
+    except trio.TooSlowError:
+        raise AssertionError("the scheduler printed no start-up line within 20 s") from None
+    match = re.search(r"(ws://\S+).*(http://\S+)", line)
+    assert match, line
     return match.group(1), match.group(2)
 
 
@@ -137,22 +141,22 @@ def metric(admin: str, name: str, **labels: str) -> float:
     return float(match.group(2)) if match else 0.0
 
 
-def test_exit_scenario(processes: Processes) -> None:
-    ws_url, admin = start_scheduler(processes)
+async def test_exit_scenario(processes: Processes) -> None:
+    ws_url, admin = await start_scheduler(processes)
     peers = {name: start_peer(processes, ws_url, name) for name in ("p-term", "p-kill", "p-stop")}
 
     def all_three_with_their_peer() -> dict[str, dict[str, Any]] | None:
         now = hosts(admin)
         return now if len(now) == 3 and all(h["peers"] == 1 for h in now.values()) else None
 
-    listed = poll(all_three_with_their_peer, 20, "3 hosts, each with its peer")
+    listed = await poll(all_three_with_their_peer, 20, "3 hosts, each with its peer")
     assert {h["state"] for h in listed.values()} == {"connected"}
     tasks = get(f"{admin}/api/v1/tasks")
     assert [t["peers"] for t in tasks] == [3]
 
     # (a) SIGTERM: the peer leaves; gone within 2 s; the others untouched.
     peers["p-term"].send_signal(signal.SIGTERM)
-    poll(lambda: "p-term" not in hosts(admin), 2.0, "p-term to leave")
+    await poll(lambda: "p-term" not in hosts(admin), 2.0, "p-term to leave")
     assert peers["p-term"].wait(timeout=5) == 0
     now = hosts(admin)
     for name in ("p-kill", "p-stop"):
@@ -161,19 +165,19 @@ def test_exit_scenario(processes: Processes) -> None:
 
     # (b) SIGKILL: disconnected within 1 s, evicted within grace + 1 s.
     peers["p-kill"].kill()
-    killed = time.monotonic()
-    poll(lambda: hosts(admin).get("p-kill", {}).get("state") != "connected", 1.0,
+    killed = trio.current_time()
+    await poll(lambda: hosts(admin).get("p-kill", {}).get("state") != "connected", 1.0,
          "p-kill to be disconnected")  # fmt: skip
-    poll(lambda: "p-kill" not in hosts(admin), GRACE + 1.0, "p-kill to be evicted")
-    assert time.monotonic() - killed <= GRACE + 1.0 + 0.1
+    await poll(lambda: "p-kill" not in hosts(admin), GRACE + 1.0, "p-kill to be evicted")
+    assert trio.current_time() - killed <= GRACE + 1.0 + 0.1
 
     # (c) SIGSTOP: evicted within ping interval + ping timeout + grace + 1 s;
     #     after SIGCONT it reconnects and is listed again.
     peers["p-stop"].send_signal(signal.SIGSTOP)
     bound = PING_INTERVAL + PING_TIMEOUT + GRACE + 1.0
-    poll(lambda: "p-stop" not in hosts(admin), bound, "p-stop to be evicted")
+    await poll(lambda: "p-stop" not in hosts(admin), bound, "p-stop to be evicted")
     peers["p-stop"].send_signal(signal.SIGCONT)
-    back = poll(lambda: hosts(admin).get("p-stop"), 15, "p-stop to reconnect")
+    back = await poll(lambda: hosts(admin).get("p-stop"), 15, "p-stop to reconnect")
     assert back["state"] == "connected"
 
     # (d) every reason counted; the evicted hosts' peers and the idle task reclaimed.
@@ -185,26 +189,26 @@ def test_exit_scenario(processes: Processes) -> None:
     assert disconnected >= 1
     assert disconnected + expired >= 2
     assert metric(admin, "scheduler_peer_evictions_total", reason="host_evicted") >= 3
-    poll(lambda: hosts(admin)["p-stop"]["peers"] == 1, 5, "p-stop's peer to be back")
+    await poll(lambda: hosts(admin)["p-stop"]["peers"] == 1, 5, "p-stop's peer to be back")
     peers_now = get(f"{admin}/api/v1/peers")
     assert [p["host_id"] for p in peers_now] == [hosts(admin)["p-stop"]["id"]]
     # Stop the last peer: the task loses its last peer and is reclaimed (idle TTL 0).
     peers["p-stop"].send_signal(signal.SIGTERM)
     assert peers["p-stop"].wait(timeout=5) == 0
-    poll(lambda: get(f"{admin}/api/v1/tasks") == [], 5, "the idle task to be reclaimed")
+    await poll(lambda: get(f"{admin}/api/v1/tasks") == [], 5, "the idle task to be reclaimed")
     assert metric(admin, "scheduler_task_evictions_total", reason="idle") >= 1
     assert hosts(admin) == {}
 
 
-def test_sigterm_stops_the_scheduler_gracefully(processes: Processes) -> None:
-    ws_url, admin = start_scheduler(processes)
+async def test_sigterm_stops_the_scheduler_gracefully(processes: Processes) -> None:
+    ws_url, admin = await start_scheduler(processes)
     peer = start_peer(processes, ws_url, "p1")
-    poll(lambda: "p1" in hosts(admin), 20, "p1 to announce")
+    await poll(lambda: "p1" in hosts(admin), 20, "p1 to announce")
     server = processes.started[0]
-    stopped = time.monotonic()
+    stopped = trio.current_time()
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=10) == 0
-    assert time.monotonic() - stopped < 5.0
+    assert trio.current_time() - stopped < 5.0
     assert peer.poll() is None  # the peer survives and keeps trying to reconnect
 
 
