@@ -28,24 +28,24 @@ def _duration(value: str) -> float:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("duration: ")) from None
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
-    return port
+def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``, with a message naming the range."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}") from None
+        if not low <= number <= high:
+            bound = f"{low}-{high}" if high < sys.maxsize else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, got {number}")
+        return number
+
+    return parse
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
+_port = _int_between(0, 65535, "port")
+_positive_int = _int_between(1, sys.maxsize, "the value")
 
 
 def build_parser() -> argparse.ArgumentParser:
