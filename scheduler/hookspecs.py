@@ -2,9 +2,12 @@
 
 Hooks are synchronous and should be pure: a policy *decides* (returns a
 deadline, a list of verdicts, a list of hosts to supersede) and the core
-*applies*. Records passed to hooks are the live objects owned by the core;
-read them, never mutate them. All hooks are called with keyword arguments,
-and an implementation may accept any subset of the documented arguments.
+*applies*. Decision hooks get ``view``, a read-only
+:class:`~scheduler.core.StateView` of hosts, peers, tasks and counts, never
+the mutable state: a hook cannot evict or register anything. Records passed
+to hooks are the live objects owned by the core; read them, never mutate them.
+All hooks are called with keyword arguments, and an implementation may accept
+any subset of the documented arguments.
 
 The core calls each implementation separately: one that raises is logged
 and counted (``plugin_errors_total{plugin,hook}``), and the others still
@@ -29,17 +32,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .core import (
-        ContactSource,
-        Eviction,
-        Expiry,
-        Host,
-        Peer,
-        RecordKind,
-        SchedulerState,
-        Task,
-        Verdict,
-    )
+    # Only modules that never import this one: the engine imports the hookspecs.
+    from .core._events import ContactSource, Eviction, Expiry, Verdict
+    from .core._model import Host, Peer, RecordKind, Task
+    from .core._view import StateView
 
 PROJECT_NAME = "scheduler"
 
@@ -77,17 +73,19 @@ def scheduler_replaces() -> Iterable[str] | None:
 
 
 @hookspec
-def scheduler_host_expiry(host: Host, state: SchedulerState, now: float) -> Expiry | None:
+def scheduler_host_expiry(host: Host, view: StateView, now: float) -> Expiry | None:
     """Return when ``host`` should be evicted, and why, or None for no opinion.
 
     Called after every change to the host (announce, contact, disconnect,
-    reconnect). The engine keeps the earliest deadline across all plugins and
-    evicts the host when it passes, with that plugin's reason.
+    reconnect), and to answer "how long would a disconnect leave this host?"
+    for a disconnected copy of a connected host (``host_accepted.reconnect_grace``).
+    The engine keeps the earliest deadline across all plugins and evicts the
+    host when it passes, with that plugin's reason.
     """
 
 
 @hookspec
-def scheduler_peer_expiry(peer: Peer, state: SchedulerState, now: float) -> Expiry | None:
+def scheduler_peer_expiry(peer: Peer, view: StateView, now: float) -> Expiry | None:
     """Return when ``peer`` should be evicted, and why, or None for no opinion.
 
     Called after every change to the peer (register, state change, piece progress).
@@ -95,7 +93,7 @@ def scheduler_peer_expiry(peer: Peer, state: SchedulerState, now: float) -> Expi
 
 
 @hookspec
-def scheduler_task_expiry(task: Task, state: SchedulerState, now: float) -> Expiry | None:
+def scheduler_task_expiry(task: Task, view: StateView, now: float) -> Expiry | None:
     """Return when ``task`` should be evicted, and why, or None for no opinion.
 
     Called when the task is created, changes state, or gains or loses a peer.
@@ -106,9 +104,7 @@ def scheduler_task_expiry(task: Task, state: SchedulerState, now: float) -> Expi
 
 
 @hookspec
-def scheduler_sweep(
-    kind: RecordKind, state: SchedulerState, now: float
-) -> Iterable[Verdict] | None:
+def scheduler_sweep(kind: RecordKind, view: StateView, now: float) -> Iterable[Verdict] | None:
     """Periodic batch decision for one kind of record (default every 60 s).
 
     Return verdicts for records to evict now, e.g. to enforce a capacity cap.
@@ -117,9 +113,7 @@ def scheduler_sweep(
 
 
 @hookspec
-def scheduler_host_supersedes(
-    host: Host, state: SchedulerState, now: float
-) -> Iterable[str] | None:
+def scheduler_host_supersedes(host: Host, view: StateView, now: float) -> Iterable[str] | None:
     """After ``host`` announced, return ids of other hosts it supersedes.
 
     Each named host (never ``host`` itself) is evicted with reason ``superseded``.

@@ -54,7 +54,7 @@ def check_invariants(service: SchedulerService) -> None:
     assert state.invariant_violations() == []
     names: dict[str, int] = {}
     for host in state.hosts():
-        names[host.hostname] = names.get(host.hostname, 0) + 1
+        names[host.info.hostname] = names.get(host.info.hostname, 0) + 1
         assert host.state in (HostState.CONNECTED, HostState.DISCONNECTED)
     assert all(count == 1 for count in names.values()), names  # hostnames are all "normal"
     for host in state.schedulable_hosts():

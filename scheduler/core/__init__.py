@@ -1,4 +1,4 @@
-"""The sans-IO core: model, lifecycles, managers and the deadline-driven GC engine.
+"""The sans-IO core: model, lifecycles, one ledger per record kind, and the GC engine.
 
 Nothing here imports trio or does I/O. Every mutation takes ``now`` and
 returns events; the service layer owns the clock and the sockets.
@@ -26,6 +26,7 @@ from ._events import PeerRegistered as PeerRegistered
 from ._events import Reason as Reason
 from ._events import TaskCreated as TaskCreated
 from ._events import Verdict as Verdict
+from ._gc import DEFAULT_SWEEP_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from ._lifecycle import ACTIVE_PEER_STATES as ACTIVE_PEER_STATES
 from ._lifecycle import HOST_TRANSITIONS as HOST_TRANSITIONS
 from ._lifecycle import PEER_TRANSITIONS as PEER_TRANSITIONS
@@ -48,8 +49,8 @@ from ._model import host_id_for as host_id_for
 from ._policy import PolicySet as PolicySet
 from ._policy import new_plugin_manager as new_plugin_manager
 from ._policy import plugin_name as plugin_name
-from ._state import DEFAULT_SWEEP_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from ._state import SchedulerState as SchedulerState
+from ._view import StateView as StateView
 
 __all__ = [
     "ACTIVE_PEER_STATES",
@@ -86,6 +87,7 @@ __all__ = [
     "RecordKind",
     "SchedulerError",
     "SchedulerState",
+    "StateView",
     "Task",
     "TaskCreated",
     "TaskEvent",

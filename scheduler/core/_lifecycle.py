@@ -7,7 +7,10 @@ Rules of this file:
   whether a transition is legal;
 * :func:`transition` only *computes* the new state. It raises
   :class:`IllegalTransition` for a pair missing from the table, and the caller
-  assigns the result only after it returned, so an illegal event changes nothing.
+  assigns the result only after it returned, so an illegal event changes nothing;
+* which event a change is (the size scope of a new peer, whether a peer's
+  failure fails its task) is decided by the plain functions at the end of this
+  file, never by the ledgers that apply it.
 
 The peer and task tables follow Dragonfly's scheduler FSMs.
 """
@@ -15,8 +18,8 @@ The peer and task tables follow Dragonfly's scheduler FSMs.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Final, TypeVar
 
 from ._errors import IllegalTransition
 
@@ -164,6 +167,12 @@ TASK_TRANSITIONS: Mapping[TaskState, Mapping[TaskEvent, TaskState]] = {
 #: Peer states in which a peer is still downloading (piece-progress timeouts apply).
 ACTIVE_PEER_STATES = frozenset({PeerState.RUNNING, PeerState.BACK_TO_SOURCE})
 
+#: Peer states that keep a running task alive: still downloading, or able to serve it.
+SERVING_PEER_STATES = ACTIVE_PEER_STATES | {PeerState.SUCCEEDED}
+
+#: Dragonfly's "tiny" size scope: content this small travels in the register reply.
+TINY_TASK_BYTES: Final = 128
+
 S = TypeVar("S", bound=enum.Enum)
 E = TypeVar("E", bound=enum.Enum)
 
@@ -174,3 +183,43 @@ def transition(machine: str, table: Mapping[S, Mapping[E, S]], state: S, event: 
         return table[state][event]
     except KeyError:
         raise IllegalTransition(machine, state.value, event.value) from None
+
+
+# --- which event a change is ----------------------------------------------------------
+
+
+def register_event(content_length: int, total_piece_count: int) -> PeerEvent:
+    """Dragonfly's size scope decides which Received state a new peer enters.
+
+    ``content_length`` and ``total_piece_count`` are the task's (-1: unknown).
+    """
+    if content_length == 0:
+        return PeerEvent.REGISTER_EMPTY
+    if 0 < content_length <= TINY_TASK_BYTES:
+        return PeerEvent.REGISTER_TINY
+    if total_piece_count == 1:
+        return PeerEvent.REGISTER_SMALL
+    return PeerEvent.REGISTER_NORMAL
+
+
+def task_after_peer_started(state: TaskState) -> TaskState:
+    """A peer starts downloading (from parents or from the source): the task runs."""
+    if state is TaskState.RUNNING:
+        return state
+    return transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD)
+
+
+def task_after_peer_succeeded(state: TaskState) -> TaskState:
+    """A peer finished: the task has succeeded (a tiny task can finish without running)."""
+    if state is TaskState.PENDING:
+        state = transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD)
+    if state is not TaskState.SUCCEEDED:
+        state = transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD_SUCCEEDED)
+    return state
+
+
+def task_after_peer_failed(state: TaskState, other_peers: Iterable[PeerState]) -> TaskState:
+    """A peer failed: a running task fails when none of its other peers serves or downloads."""
+    if state is not TaskState.RUNNING or any(s in SERVING_PEER_STATES for s in other_peers):
+        return state
+    return transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD_FAILED)

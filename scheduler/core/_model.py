@@ -1,12 +1,14 @@
 """The records the scheduler keeps true: hosts, tasks and peers.
 
-Records are plain mutable attrs classes owned by :class:`SchedulerState`.
-Policies receive them read-only by convention; only the state mutates them.
+Records are plain mutable attrs classes, each owned by the ledger of its kind.
+Policies receive them read-only by convention; only the ledgers mutate them.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import final
 
 import attrs
@@ -34,10 +36,17 @@ def host_id_for(ip: str, hostname: str, host_type: HostType = HostType.NORMAL) -
     return f"{base}-seed" if host_type is HostType.SEED else base
 
 
+def _read_only(stats: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(stats))
+
+
 @final
 @attrs.frozen
 class HostInfo:
-    """What a host says about itself in an announce."""
+    """What a host says about itself in an announce; replaced whole on every announce.
+
+    ``stats`` are the host's free-form figures (load, bandwidth, ...), for plugins.
+    """
 
     hostname: str
     ip: str
@@ -47,6 +56,7 @@ class HostInfo:
     idc: str = ""
     location: str = ""
     concurrent_upload_limit: int = 50
+    stats: Mapping[str, float] = attrs.field(factory=dict, converter=_read_only, hash=False)
 
     @property
     def id(self) -> str:
@@ -56,16 +66,11 @@ class HostInfo:
 @final
 @attrs.define(eq=False)
 class Host:
+    """A host as the scheduler keeps it: what it said (``info``) and what the server tracks."""
+
     id: str
-    hostname: str
-    ip: str
-    port: int
-    download_port: int
-    type: HostType
-    idc: str
-    location: str
+    info: HostInfo
     announce_interval: float | None
-    concurrent_upload_limit: int
     created_at: float
     last_announce_at: float
     last_contact_at: float
@@ -80,7 +85,7 @@ class Host:
         return self.state is HostState.CONNECTED
 
     def free_upload_slots(self) -> int:
-        return max(0, self.concurrent_upload_limit - self.concurrent_upload_count)
+        return max(0, self.info.concurrent_upload_limit - self.concurrent_upload_count)
 
 
 @final

@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import Any, TypeVar, final
 
 import pluggy
 
@@ -21,9 +21,7 @@ from .. import hookspecs
 from ._errors import ConfigError
 from ._events import ContactSource, Eviction, Expiry, Verdict
 from ._model import Host, Peer, RecordKind, Task
-
-if TYPE_CHECKING:
-    from ._state import SchedulerState
+from ._view import StateView
 
 log = logging.getLogger("scheduler.plugins")
 
@@ -111,21 +109,21 @@ class PolicySet:
 
     # --- decision hooks ---------------------------------------------------------------
 
-    def host_expiry(self, host: Host, state: SchedulerState, now: float) -> Expiry | None:
-        return self._earliest("scheduler_host_expiry", {"host": host, "state": state, "now": now})
+    def host_expiry(self, host: Host, view: StateView, now: float) -> Expiry | None:
+        return self._earliest("scheduler_host_expiry", {"host": host, "view": view, "now": now})
 
-    def peer_expiry(self, peer: Peer, state: SchedulerState, now: float) -> Expiry | None:
-        return self._earliest("scheduler_peer_expiry", {"peer": peer, "state": state, "now": now})
+    def peer_expiry(self, peer: Peer, view: StateView, now: float) -> Expiry | None:
+        return self._earliest("scheduler_peer_expiry", {"peer": peer, "view": view, "now": now})
 
-    def task_expiry(self, task: Task, state: SchedulerState, now: float) -> Expiry | None:
-        return self._earliest("scheduler_task_expiry", {"task": task, "state": state, "now": now})
+    def task_expiry(self, task: Task, view: StateView, now: float) -> Expiry | None:
+        return self._earliest("scheduler_task_expiry", {"task": task, "view": view, "now": now})
 
-    def sweep(self, kind: RecordKind, state: SchedulerState, now: float) -> list[Verdict]:
-        kwargs = {"kind": kind, "state": state, "now": now}
+    def sweep(self, kind: RecordKind, view: StateView, now: float) -> list[Verdict]:
+        kwargs = {"kind": kind, "view": view, "now": now}
         return self._concat("scheduler_sweep", kwargs, Verdict)
 
-    def host_supersedes(self, host: Host, state: SchedulerState, now: float) -> list[str]:
-        kwargs = {"host": host, "state": state, "now": now}
+    def host_supersedes(self, host: Host, view: StateView, now: float) -> list[str]:
+        kwargs = {"host": host, "view": view, "now": now}
         return self._concat("scheduler_host_supersedes", kwargs, str)
 
     # --- notifications ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from ..core import (
     ConfigError,
     Reason,
     RecordKind,
-    SchedulerState,
+    StateView,
     Verdict,
     section_reader,
 )
@@ -45,13 +45,13 @@ class Capacity:
         self.max_peers_per_task = value
 
     @hookimpl
-    def scheduler_sweep(self, kind: RecordKind, state: SchedulerState) -> list[Verdict]:
+    def scheduler_sweep(self, kind: RecordKind, view: StateView) -> list[Verdict]:
         cap = self.max_peers_per_task
         if cap is None or kind is not RecordKind.PEER:
             return []
         verdicts: list[Verdict] = []
-        for task in state.tasks():
-            peers = state.peers_of_task(task.id)
+        for task in view.tasks():
+            peers = view.peers_of_task(task.id)
             excess = len(peers) - cap
             if excess <= 0:
                 continue

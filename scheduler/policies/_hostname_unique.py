@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import final
 
-from ..core import Host, SchedulerState
+from ..core import Host, StateView
 from ..hookspecs import hookimpl
 
 
@@ -21,9 +21,9 @@ class HostnameUnique:
     name = "hostname_unique"
 
     @hookimpl
-    def scheduler_host_supersedes(self, host: Host, state: SchedulerState) -> list[str]:
+    def scheduler_host_supersedes(self, host: Host, view: StateView) -> list[str]:
         return [
             other
-            for other in state.host_ids_by_hostname(host.hostname)
-            if other != host.id and state.host(other).type is host.type
+            for other in view.host_ids_by_hostname(host.info.hostname)
+            if other != host.id and view.host(other).info.type is host.info.type
         ]

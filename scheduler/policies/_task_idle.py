@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, final
 
-from ..core import Expiry, Reason, SchedulerState, Task, parse_duration, section_reader
+from ..core import Expiry, Reason, StateView, Task, parse_duration, section_reader
 from ..hookspecs import hookimpl
 
 DEFAULT_TASK_IDLE_TTL = 10 * 60.0
@@ -30,7 +30,7 @@ class TaskIdleTTL:
         )
 
     @hookimpl
-    def scheduler_task_expiry(self, task: Task, state: SchedulerState) -> Expiry | None:
-        if state.peer_count_of_task(task.id):
+    def scheduler_task_expiry(self, task: Task, view: StateView) -> Expiry | None:
+        if view.peer_count_of_task(task.id):
             return None
         return Expiry(task.updated_at + self.task_idle_ttl, Reason.IDLE)

@@ -249,9 +249,9 @@ class Simulation:
         if problems:
             raise InvariantError("; ".join(problems))
         fresh: dict[RecordKind, Callable[[Any], Expiry | None]] = {
-            RecordKind.HOST: lambda r: state.policies.host_expiry(r, state, now),
-            RecordKind.PEER: lambda r: state.policies.peer_expiry(r, state, now),
-            RecordKind.TASK: lambda r: state.policies.task_expiry(r, state, now),
+            RecordKind.HOST: lambda r: state.policies.host_expiry(r, state.view, now),
+            RecordKind.PEER: lambda r: state.policies.peer_expiry(r, state.view, now),
+            RecordKind.TASK: lambda r: state.policies.task_expiry(r, state.view, now),
         }
         records: dict[RecordKind, Iterable[Any]] = {
             RecordKind.HOST: state.hosts(),
@@ -275,7 +275,7 @@ class Simulation:
         if self.unique_hostnames:
             names: dict[tuple[str, str], list[str]] = {}
             for host in state.hosts():
-                names.setdefault((host.hostname, host.type.value), []).append(host.id)
+                names.setdefault((host.info.hostname, host.info.type.value), []).append(host.id)
             for (name, host_type), ids in names.items():
                 if len(ids) > 1:
                     raise InvariantError(f"{host_type} hostname {name} has {len(ids)} hosts: {ids}")

@@ -14,7 +14,7 @@ from scheduler.core import (
     Peer,
     PeerState,
     Reason,
-    SchedulerState,
+    StateView,
     Task,
     parse_duration,
     section_reader,
@@ -125,8 +125,8 @@ class DragonflyCompat:
         return ttl
 
     @hookimpl
-    def scheduler_task_expiry(self, task: Task, state: SchedulerState) -> Expiry | None:
-        if state.peer_ids_of_task(task.id):
+    def scheduler_task_expiry(self, task: Task, view: StateView) -> Expiry | None:
+        if view.peer_ids_of_task(task.id):
             return None
         # The core bumps ``updated_at`` when a task loses a peer.
         return Expiry(next_sweep_tick(task.updated_at, self.task_sweep_interval), Reason.IDLE)

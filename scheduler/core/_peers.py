@@ -1,0 +1,285 @@
+"""The peer ledger (the README's PeerManager): a host's download of one task.
+
+A peer's state changes move its task's state too; which task state follows is
+decided by the rules in :mod:`._lifecycle`, and applied here through the task
+ledger. Every method validates before it changes anything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import ClassVar, final
+
+from ._errors import BackToSourceLimitReached, Conflict, Forbidden, IllegalTransition
+from ._events import Event, Eviction, Expiry, PeerRegistered, Reason
+from ._hosts import HostLedger
+from ._ledger import Ledger
+from ._lifecycle import (
+    ACTIVE_PEER_STATES,
+    PEER_TRANSITIONS,
+    PeerEvent,
+    PeerState,
+    register_event,
+    task_after_peer_failed,
+    task_after_peer_started,
+    task_after_peer_succeeded,
+    transition,
+)
+from ._model import Peer, RecordKind, Task, TaskInfo
+from ._policy import PolicySet
+from ._tasks import TaskLedger
+
+
+@final
+class PeerLedger(Ledger[Peer]):
+    """Peers by id, by host and by task, with live counts per state."""
+
+    kind: ClassVar[RecordKind] = RecordKind.PEER
+
+    def __init__(
+        self,
+        policies: PolicySet,
+        *,
+        now: float,
+        sweep_interval: float,
+        hosts: HostLedger,
+        tasks: TaskLedger,
+    ) -> None:
+        super().__init__(policies, now=now, sweep_interval=sweep_interval)
+        self._hosts = hosts
+        self._tasks = tasks
+        self._by_host: dict[str, set[str]] = {}
+        self._by_task: dict[str, set[str]] = {}
+        self._states: Counter[PeerState] = Counter()
+
+    # --- queries -----------------------------------------------------------------------
+
+    def ids_of_host(self, host_id: str) -> frozenset[str]:
+        return frozenset(self._by_host.get(host_id, ()))
+
+    def ids_of_task(self, task_id: str) -> frozenset[str]:
+        return frozenset(self._by_task.get(task_id, ()))
+
+    def count_of_host(self, host_id: str) -> int:
+        return len(self._by_host.get(host_id, ()))
+
+    def count_of_task(self, task_id: str) -> int:
+        return len(self._by_task.get(task_id, ()))
+
+    def of_host(self, host_id: str) -> list[Peer]:
+        return [self._records[p] for p in self._by_host.get(host_id, ())]
+
+    def of_task(self, task_id: str) -> list[Peer]:
+        return [self._records[p] for p in self._by_task.get(task_id, ())]
+
+    def counts_by_state(self) -> dict[PeerState, int]:
+        return {state: self._states[state] for state in PeerState if state is not PeerState.LEAVE}
+
+    def expiry(self, record: Peer, now: float) -> Expiry | None:
+        return self.policies.peer_expiry(record, self.view, now)
+
+    # --- mutations ---------------------------------------------------------------------
+
+    def register(
+        self,
+        peer_id: str,
+        host_id: str,
+        task_info: TaskInfo,
+        now: float,
+        back_to_source_limit: int,
+    ) -> list[Event]:
+        host = self._hosts.get(host_id)
+        if not host.schedulable:
+            raise Conflict(f"host {host_id!r} is {host.state.value}; it cannot register peers")
+        if not peer_id or not task_info.id:
+            raise ValueError("peer id and task id must be non-empty")
+        if peer_id in self._records:
+            raise Conflict(f"peer {peer_id!r} is already registered")
+        task, events = self._tasks.obtain(task_info, now, back_to_source_limit)
+        event = register_event(task.content_length, task.total_piece_count)
+        peer = Peer(
+            id=peer_id,
+            task_id=task.id,
+            host_id=host.id,
+            created_at=now,
+            updated_at=now,
+            piece_updated_at=now,
+            state=transition("peer", PEER_TRANSITIONS, PeerState.PENDING, event),
+        )
+        self._add(peer)
+        self._states[peer.state] += 1
+        self._by_host.setdefault(host.id, set()).add(peer.id)
+        self._by_task.setdefault(task.id, set()).add(peer.id)
+        events.append(PeerRegistered(peer.id, task.id, host.id, now))
+        self._schedule(peer, now)
+        self._tasks.touch(task, now)
+        return events
+
+    def start_download(self, peer_id: str, now: float, as_host: str | None) -> None:
+        peer, task = self._owned(peer_id, as_host)
+        new_peer = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD)
+        new_task = task_after_peer_started(task.state)
+        self._set_state(peer, new_peer)
+        self._tasks.set_state(task, new_task)
+        self._changed(peer, task, now)
+
+    def back_to_source(self, peer_id: str, now: float, as_host: str | None) -> None:
+        peer, task = self._owned(peer_id, as_host)
+        new_peer = transition(
+            "peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD_BACK_TO_SOURCE
+        )
+        if task.back_to_source_count >= task.back_to_source_limit:
+            raise BackToSourceLimitReached(
+                f"task {task.id!r} already has {task.back_to_source_count} back-to-source peers"
+            )
+        new_task = task_after_peer_started(task.state)
+        self._set_state(peer, new_peer)
+        self._tasks.set_state(task, new_task)
+        task.back_to_source_count += 1
+        self._changed(peer, task, now)
+
+    def finish_pieces(
+        self,
+        peer_id: str,
+        pieces: Sequence[int],
+        now: float,
+        *,
+        parent_id: str | None,
+        cost: float | None,
+        as_host: str | None,
+    ) -> None:
+        peer, task = self._owned(peer_id, as_host)
+        if peer.state not in ACTIVE_PEER_STATES:
+            raise IllegalTransition("peer", peer.state.value, "pieces_finished")
+        limit = task.total_piece_count
+        for piece in pieces:
+            if piece < 0 or (limit >= 0 and piece >= limit):
+                raise ValueError(f"piece {piece} is out of range for task {task.id!r}")
+        if cost is not None and not (math.isfinite(cost) and cost >= 0):
+            raise ValueError(f"cost must be a non-negative number of seconds, got {cost!r}")
+        parent = self._records.get(parent_id) if parent_id is not None else None
+        added = sum(peer.finished_pieces.add(piece) for piece in pieces)
+        if parent is not None and parent.task_id == peer.task_id:
+            peer.parents.add(parent.id)
+            if self._hosts.exists(parent.host_id):
+                self._hosts.get(parent.host_id).upload_count += added
+        if cost is not None:
+            peer.cost_total += cost
+        peer.piece_updated_at = now
+        self._changed(peer, task, now)
+
+    def finish_download(self, peer_id: str, now: float, as_host: str | None) -> None:
+        peer, task = self._owned(peer_id, as_host)
+        new_peer = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD_SUCCEEDED)
+        new_task = task_after_peer_succeeded(task.state)
+        if peer.state is PeerState.BACK_TO_SOURCE:
+            task.back_to_source_count -= 1
+        self._set_state(peer, new_peer)
+        self._tasks.set_state(task, new_task)
+        self._changed(peer, task, now)
+
+    def fail_download(self, peer_id: str, now: float, as_host: str | None) -> None:
+        peer, task = self._owned(peer_id, as_host)
+        new_peer = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD_FAILED)
+        others = (self._records[p].state for p in self._by_task[task.id] if p != peer.id)
+        new_task = task_after_peer_failed(task.state, others)
+        if peer.state is PeerState.BACK_TO_SOURCE:
+            task.back_to_source_count -= 1
+        self._set_state(peer, new_peer)
+        self._tasks.set_state(task, new_task)
+        self._changed(peer, task, now)
+
+    def leave(self, peer_id: str, now: float, as_host: str | None) -> list[Event]:
+        self._owned(peer_id, as_host)
+        return self.evict(peer_id, Reason.LEAVE, now)
+
+    def evict(
+        self, record_id: str, reason: str, now: float, deadline: float | None = None
+    ) -> list[Event]:
+        """Evict the peer; its task loses a peer, so the policies judge the task again."""
+        peer = self.get(record_id)
+        task = self._tasks.get(peer.task_id)
+        if peer.state is PeerState.BACK_TO_SOURCE:
+            task.back_to_source_count -= 1
+        leave = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.LEAVE)
+        self._states[peer.state] -= 1
+        peer.state = leave
+        self._forget(peer.id)
+        _discard(self._by_host, peer.host_id, peer.id)
+        _discard(self._by_task, task.id, peer.id)
+        self._tasks.touch(task, now)
+        eviction = Eviction(
+            kind=RecordKind.PEER,
+            record_id=peer.id,
+            reason=str(reason),
+            at=now,
+            last_contact=peer.updated_at,
+            deadline=deadline,
+            host_id=peer.host_id,
+            task_id=peer.task_id,
+        )
+        self.policies.evicted(eviction)
+        return [eviction]
+
+    def evict_of_host(self, host_id: str, now: float) -> list[Event]:
+        """Evict every peer of a host that is going (reason ``host_evicted``)."""
+        return self._evict_all(self._by_host.get(host_id, ()), Reason.HOST_EVICTED, now)
+
+    def evict_of_task(self, task_id: str, now: float) -> list[Event]:
+        """Evict every peer of a task that is going (reason ``task_evicted``)."""
+        return self._evict_all(self._by_task.get(task_id, ()), Reason.TASK_EVICTED, now)
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _evict_all(self, peer_ids: Iterable[str], reason: str, now: float) -> list[Event]:
+        events: list[Event] = []
+        for peer_id in sorted(peer_ids):
+            events.extend(self.evict(peer_id, reason, now))
+        return events
+
+    def _owned(self, peer_id: str, as_host: str | None) -> tuple[Peer, Task]:
+        peer = self.get(peer_id)
+        if as_host is not None and peer.host_id != as_host:
+            raise Forbidden(f"peer {peer_id!r} belongs to another host")
+        return peer, self._tasks.get(peer.task_id)
+
+    def _set_state(self, peer: Peer, state: PeerState) -> None:
+        self._states[peer.state] -= 1
+        self._states[state] += 1
+        peer.state = state
+
+    def _changed(self, peer: Peer, task: Task, now: float) -> None:
+        peer.updated_at = task.updated_at = now
+        self._schedule(peer, now)
+        self._tasks.touch(task, now)
+
+    def _record_violations(self) -> list[str]:
+        problems: list[str] = []
+        by_host: dict[str, set[str]] = {}
+        by_task: dict[str, set[str]] = {}
+        for peer in self._records.values():
+            if not self._hosts.exists(peer.host_id):
+                problems.append(f"peer {peer.id} dangles: host {peer.host_id} is gone")
+            if not self._tasks.exists(peer.task_id):
+                problems.append(f"peer {peer.id} dangles: task {peer.task_id} is gone")
+            if peer.state is PeerState.LEAVE:
+                problems.append(f"peer {peer.id} is kept in state leave")
+            by_host.setdefault(peer.host_id, set()).add(peer.id)
+            by_task.setdefault(peer.task_id, set()).add(peer.id)
+        if by_host != self._by_host:
+            problems.append("peers-by-host index disagrees with the peer records")
+        if by_task != self._by_task:
+            problems.append("peers-by-task index disagrees with the peer records")
+        counts = Counter(p.state for p in self._records.values())
+        if +counts != +self._states:
+            problems.append(f"peer state counts {dict(self._states)} != {dict(counts)}")
+        return problems
+
+
+def _discard(index: dict[str, set[str]], key: str, peer_id: str) -> None:
+    members = index[key]
+    members.discard(peer_id)
+    if not members:
+        del index[key]

@@ -1,0 +1,80 @@
+"""What a policy may see of the state: lookups, iteration, counts and indexes; no mutator.
+
+Hooks receive a :class:`StateView` (parameter ``view``), never the mutable
+:class:`~scheduler.core.SchedulerState`: a policy decides, and the engine
+applies. The records it returns are the live ones; read them, never mutate them.
+
+This module imports only the model, so :mod:`scheduler.hookspecs` can name the
+view without importing the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from ._events import Expiry
+from ._lifecycle import HostState, PeerState
+from ._model import Host, Peer, RecordKind, Task
+
+
+class StateView(Protocol):
+    """A read-only view of hosts, peers and tasks. Lookups raise ``NotFound``."""
+
+    # --- one record --------------------------------------------------------------------
+
+    def host(self, host_id: str) -> Host: ...
+
+    def peer(self, peer_id: str) -> Peer: ...
+
+    def task(self, task_id: str) -> Task: ...
+
+    def has_host(self, host_id: str) -> bool: ...
+
+    def has_peer(self, peer_id: str) -> bool: ...
+
+    def has_task(self, task_id: str) -> bool: ...
+
+    # --- every record (snapshots: safe to iterate while the state changes) --------------
+
+    def hosts(self) -> Iterator[Host]: ...
+
+    def peers(self) -> Iterator[Peer]: ...
+
+    def tasks(self) -> Iterator[Task]: ...
+
+    # --- counts (O(1)) -------------------------------------------------------------------
+
+    def host_count(self) -> int: ...
+
+    def peer_count(self) -> int: ...
+
+    def task_count(self) -> int: ...
+
+    def host_counts_by_state(self) -> dict[HostState, int]: ...
+
+    def peer_counts_by_state(self) -> dict[PeerState, int]: ...
+
+    def peer_count_of_host(self, host_id: str) -> int: ...
+
+    def peer_count_of_task(self, task_id: str) -> int: ...
+
+    # --- indexes -------------------------------------------------------------------------
+
+    def peer_ids_of_host(self, host_id: str) -> frozenset[str]: ...
+
+    def peer_ids_of_task(self, task_id: str) -> frozenset[str]: ...
+
+    def peers_of_host(self, host_id: str) -> list[Peer]: ...
+
+    def peers_of_task(self, task_id: str) -> list[Peer]: ...
+
+    def host_ids_by_hostname(self, hostname: str) -> frozenset[str]: ...
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def is_schedulable(self, host_id: str) -> bool: ...
+
+    def schedulable_hosts(self) -> list[Host]: ...
+
+    def deadline_of(self, kind: RecordKind, record_id: str) -> Expiry | None: ...
