@@ -18,8 +18,9 @@ from scheduler.core import (
     PolicySet,
     Reason,
     RecordKind,
+    SchedulerState,
 )
-from scheduler.policies import builtin_plugins
+from scheduler.policies import builtin_plugins, load_policies
 from scheduler.testing import (
     Crash,
     Hang,
@@ -136,6 +137,18 @@ def test_a_disconnected_host_is_unschedulable_but_waits_for_its_ttl_tick() -> No
     sim.advance(200.0)
     [eviction] = evictions(sim, RecordKind.HOST)
     assert (eviction.reason, eviction.at) == (Reason.TTL_EXPIRED, 1200.0)
+
+
+def test_reconnect_grace_reports_the_ttl_tick_not_the_builtin_grace() -> None:
+    # The built-in disconnect_grace is replaced: its 5 s setting does not apply.
+    policies = load_policies(
+        plugins=[DragonflyCompat()], defaults={"disconnect_grace": {"reconnect_grace": 5.0}}
+    )
+    state = SchedulerState(policies, now=1000.0)
+    state.announce_host(ALPHA, 1000.0, interval=30.0)  # due 1060, host sweep tick 1200
+    assert state.reconnect_grace(ALPHA.id, 1001.0) == 199.0
+    state.disconnect_host(ALPHA.id, 1001.0)
+    assert state.deadline_of(RecordKind.HOST, ALPHA.id).at == 1001.0 + 199.0
 
 
 def test_a_reconnect_before_the_tick_keeps_the_host() -> None:
