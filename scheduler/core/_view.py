@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from ._events import Expiry
-from ._lifecycle import HostState, PeerState
+from ._lifecycle import HostState, PeerState, TaskState
 from ._model import Host, Peer, RecordKind, Task
 
 
@@ -54,6 +54,8 @@ class StateView(Protocol):
     def host_counts_by_state(self) -> dict[HostState, int]: ...
 
     def peer_counts_by_state(self) -> dict[PeerState, int]: ...
+
+    def task_counts_by_state(self) -> dict[TaskState, int]: ...
 
     def peer_count_of_host(self, host_id: str) -> int: ...
 
