@@ -146,10 +146,11 @@ class SchedulerState(LedgerView):
         require_finite_positive("sweep_interval", sweep_interval)
         self.policies = policies
         self.sweep_interval = sweep_interval
-        clock = {"now": now, "sweep_interval": sweep_interval}
-        hosts = HostLedger(policies, **clock)
-        tasks = TaskLedger(policies, **clock)
-        peers = PeerLedger(policies, **clock, hosts=hosts, tasks=tasks)
+        hosts = HostLedger(policies, now=now, sweep_interval=sweep_interval)
+        tasks = TaskLedger(policies, now=now, sweep_interval=sweep_interval)
+        peers = PeerLedger(
+            policies, now=now, sweep_interval=sweep_interval, hosts=hosts, tasks=tasks
+        )
         # The cascades: a host's or a task's eviction evicts its peers first.
         hosts.peers = tasks.peers = peers
         super().__init__(hosts, peers, tasks)
