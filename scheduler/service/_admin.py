@@ -41,13 +41,13 @@ def host_json(service: SchedulerService, host: Host) -> dict[str, Any]:
     state = service.state
     return {
         "id": host.id,
-        "hostname": host.hostname,
-        "ip": host.ip,
-        "port": host.port,
-        "download_port": host.download_port,
-        "type": host.type.value,
-        "idc": host.idc,
-        "location": host.location,
+        "hostname": host.info.hostname,
+        "ip": host.info.ip,
+        "port": host.info.port,
+        "download_port": host.info.download_port,
+        "type": host.info.type.value,
+        "idc": host.info.idc,
+        "location": host.info.location,
         "state": host.state.value,
         "announce_interval": host.announce_interval,
         "created_at": service.wall_time(host.created_at),
@@ -56,7 +56,7 @@ def host_json(service: SchedulerService, host: Host) -> dict[str, Any]:
         "disconnected_at": (
             None if host.disconnected_at is None else service.wall_time(host.disconnected_at)
         ),
-        "concurrent_upload_limit": host.concurrent_upload_limit,
+        "concurrent_upload_limit": host.info.concurrent_upload_limit,
         "upload_count": host.upload_count,
         "peers": state.peer_count_of_host(host.id),
         "session": service.session_of(host.id) is not None,
