@@ -18,8 +18,6 @@ import attrs
 
 from ..core import ConfigError
 from ..settings import serve
-from ..settings.serve import LOG_FORMATS as LOG_FORMATS
-from ..settings.serve import LOG_LEVELS as LOG_LEVELS
 
 #: ServiceConfig attribute -> (section.key, default), for every service-owned setting.
 _ATTRS: Final = {

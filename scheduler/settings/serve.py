@@ -92,13 +92,22 @@ SERVER: Final = Section(
             "inbox_size",
             256,
             "frames received on one session and not yet handled",
-            unit="frames",
             details="A client that sends more without reading its replies is closed "
             "with 1008 (session end cause `inbox_overflow`).",
             minimum=1,
         ),
     ),
 )
+
+#: The policy's setting, described for the service (it also tells clients).
+_GRACE_IN_LIVENESS: Final = attrs.evolve(
+    _GRACE,
+    help="evict a host whose session dropped without `leave_host` this long after",
+    details="(reason `disconnected`), unless it announces again on a new session. "
+    "Applied by the built-in `disconnect_grace` policy and sent to clients in "
+    "`host_accepted`. `0` evicts at once.",
+)
+
 
 LIVENESS: Final = Section(
     "liveness",
@@ -140,13 +149,7 @@ LIVENESS: Final = Section(
             "cause `announce_timeout`.",
             positive=True,
         ),
-        attrs.evolve(
-            _GRACE,
-            help="evict a host whose session dropped without `leave_host` this long after",
-            details="(reason `disconnected`), unless it announces again on a new session. "
-            "Applied by the built-in `disconnect_grace` policy and sent to clients in "
-            "`host_accepted`. `0` evicts at once.",
-        ),
+        _GRACE_IN_LIVENESS,
         integer(
             "error_limit",
             20,
@@ -272,12 +275,15 @@ class Resolved:
     plugin_sections: Mapping[str, Mapping[str, Any]]
 
     def source_of(self, plugin: str, key: str) -> str:
-        """Where a plugin setting comes from: an alias's source, the file, or the default."""
+        """Where a plugin setting comes from: its alias's source, the file, or the default."""
         for section, setting in entries():
-            if setting.target == (plugin, key):
-                return self.sources[section.qualified(setting.key)]
-        if (plugin, key) == ("disconnect_grace", "reconnect_grace"):
-            return self.sources["liveness.reconnect_grace"]
+            same = setting.target == (plugin, key) or (
+                (plugin, key) == ("disconnect_grace", "reconnect_grace")
+                and setting is _GRACE_IN_LIVENESS
+            )
+            if same:
+                source = self.sources[section.qualified(setting.key)]
+                return _describe(source, section, setting)
         return "file" if key in self.plugin_sections.get(plugin, {}) else "default"
 
 
@@ -291,7 +297,7 @@ def read_file(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[s
     plugin_sections: dict[str, dict[str, Any]] = {}
     for section in SECTIONS:
         table = data.get(section.name, {})
-        extra = frozenset()
+        extra: frozenset[str] = frozenset()
         if section is PLUGINS and isinstance(table, Mapping):
             extra = frozenset(table) - {s.key for s in PLUGINS}
         for key, value in section.read(table, ignore=extra).items():
@@ -413,9 +419,13 @@ def _add_flag(group: Any, section: Section, setting: Setting) -> None:
 
     def parse(text: str) -> Any:
         try:
-            return setting.parse_text(text, "")
+            return setting.parse_text(text, setting.key)
         except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc).removeprefix(": ")) from None
+            # argparse names the flag; a bound names the setting too ("port must be ...").
+            message = str(exc).removeprefix(f"{setting.key}: ")
+            if message.startswith("must"):
+                message = f"{setting.key} {message}"
+            raise argparse.ArgumentTypeError(message) from None
 
     action = "append" if setting.kind is Kind.STR_LIST else "store"
     group.add_argument(
@@ -461,9 +471,7 @@ def markdown_table(section: Section) -> str:
     return "\n".join(rows)
 
 
-def render(
-    resolved: Resolved, plugins: Sequence[tuple[Section, Mapping[str, Any]]] = ()
-) -> str:
+def render(resolved: Resolved, plugins: Sequence[tuple[Section, Mapping[str, Any]]] = ()) -> str:
     """The configuration in force as TOML, each value commented with its source.
 
     ``plugins`` are the loaded plugins' declarations with the values they hold.
