@@ -40,7 +40,7 @@ SETTINGS: Final = Section.plugin(
     number(
         "threshold",
         DEFAULT_THRESHOLD,
-        "suspect a host once its phi reaches this (8: about 1 in 10^8 that it is alive)",
+        "suspect a host once phi reaches this (8: a 1 in 10^8 chance the heartbeat is only late)",
         positive=True,
         maximum=MAX_THRESHOLD,
     ),
