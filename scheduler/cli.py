@@ -1,4 +1,4 @@
-"""The ``scheduler`` command: ``serve``, ``peer`` and ``hosts``.
+"""The ``scheduler`` command: ``serve``, ``peer``, and the ``hosts``/``peers``/``tasks`` tables.
 
 Exit status: 0 on a clean stop, 2 for a bad flag or a bad configuration
 (the message names the key), 1 for anything unexpected.
@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 import trio
 
 from .core import ConfigError, parse_duration
+from .settings import Section
+from .settings import serve as settings
 
 EXIT_CONFIG = 2
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -48,6 +50,13 @@ _port = _int_between(0, 65535, "port")
 _positive_int = _int_between(1, sys.maxsize, "the value")
 
 
+def _default_admin_url() -> str:
+    """The admin API of a ``scheduler serve`` started with the declared defaults."""
+    server = settings.SERVER
+    host = server["admin_bind"].default or server["bind"].default
+    return f"http://{host}:{server['admin_port'].default}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scheduler",
@@ -58,102 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the scheduler (WebSocket for peers, admin HTTP + /metrics)",
-        description="Run the scheduler. Flags override the TOML file given with --config. "
-        "Durations accept 500ms, 5s, 5m, 1h. See docs/operations.md.",
+        description="Run the scheduler. Precedence: flag > environment variable > "
+        "the TOML file given with --config > default. Durations accept 500ms, 5s, 5m, 1h. "
+        "See docs/operations.md.",
     )
     serve.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    net = serve.add_argument_group("listeners")
-    net.add_argument("--bind", help="address to listen on (default 127.0.0.1)")
-    net.add_argument("--port", type=_port, help="WebSocket port for peers (default 8002; 0: any)")
-    net.add_argument("--admin-bind", help="admin HTTP address (default: --bind)")
-    net.add_argument("--admin-port", type=_port, help="admin HTTP port (default 8000; 0: any)")
-    net.add_argument("--max-sessions", type=_positive_int, help="session cap (default 10000)")
-    net.add_argument(
-        "--max-message-size", type=_positive_int, help="largest frame, characters (default 65536)"
-    )
-    net.add_argument(
-        "--inbox-size", type=_positive_int, help="frames queued per session (default 256)"
-    )
-    live = serve.add_argument_group("liveness")
-    live.add_argument(
-        "--ping-interval", type=_duration, metavar="DURATION", help="ping every (default 5s)"
-    )
-    live.add_argument(
-        "--ping-timeout", type=_duration, metavar="DURATION", help="pong deadline (default 5s)"
-    )
-    live.add_argument(
-        "--send-timeout",
-        type=_duration,
-        metavar="DURATION",
-        help="bound on every send (default 5s)",
-    )
-    live.add_argument(
-        "--reconnect-grace",
-        type=_duration,
-        metavar="DURATION",
-        help="evict a dropped host after (default 5s)",
-    )
-    live.add_argument(
-        "--announce-timeout",
-        type=_duration,
-        metavar="DURATION",
-        help="first announce_host deadline (default 10s)",
-    )
-    live.add_argument(
-        "--close-timeout", type=_duration, metavar="DURATION", help="bound on a close (default 2s)"
-    )
-    live.add_argument(
-        "--error-limit", type=_positive_int, help="errors per window before 1008 (default 20)"
-    )
-    live.add_argument(
-        "--error-window", type=_duration, metavar="DURATION", help="error window (default 10s)"
-    )
-    live.add_argument(
-        "--shutdown-timeout",
-        type=_duration,
-        metavar="DURATION",
-        help="wait for sessions to close (default 4s)",
-    )
-    gc = serve.add_argument_group("gc")
-    gc.add_argument(
-        "--sweep-interval", type=_duration, metavar="DURATION", help="periodic sweep (default 60s)"
-    )
-    gc.add_argument(
-        "--host-ttl",
-        type=_duration,
-        metavar="DURATION",
-        help="TTL without an interval (default 1h)",
-    )
-    gc.add_argument(
-        "--peer-ttl", type=_duration, metavar="DURATION", help="peer TTL since update (default 24h)"
-    )
-    gc.add_argument(
-        "--piece-timeout", type=_duration, metavar="DURATION", help="stalled download (default 30m)"
-    )
-    gc.add_argument(
-        "--task-idle-ttl",
-        type=_duration,
-        metavar="DURATION",
-        help="task with no peers (default 10m)",
-    )
-    plugins = serve.add_argument_group("plugins")
-    plugins.add_argument(
-        "--plugin",
-        action="append",
-        metavar="NAME|MODULE:OBJECT",
-        help="enable an installed plugin by name, or import one (repeatable)",
-    )
-    plugins.add_argument(
-        "--disable-plugin", action="append", metavar="NAME", help="block a plugin by name"
-    )
-    plugins.add_argument(
-        "--all-plugins",
+    serve.add_argument(
+        "--print-config",
         action="store_true",
-        help="enable every plugin installed under the 'scheduler.plugins' entry point",
+        help="print the configuration in force, with the source of each value, and exit",
     )
-    logs = serve.add_argument_group("logging")
-    logs.add_argument("--log-format", choices=["text", "json"], help="default text")
-    logs.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    settings.add_flags(serve)
 
     peer = commands.add_parser(
         "peer",
@@ -179,10 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--log-format", choices=["text", "json"], default="text")
     peer.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
+    admin = _default_admin_url()
     hosts = commands.add_parser("hosts", help="print the scheduler's hosts as a table")
-    hosts.add_argument("--admin", required=True, metavar="URL", help="http://HOST:PORT")
     hosts.add_argument("--state", choices=["connected", "disconnected"])
-    hosts.add_argument("--json", action="store_true", help="print the raw JSON instead")
+    peers = commands.add_parser("peers", help="print the scheduler's peers as a table")
+    peers.add_argument("--task", metavar="ID", help="only the peers of this task")
+    peers.add_argument("--limit", type=_positive_int, help="at most this many (server: 1000)")
+    tasks = commands.add_parser("tasks", help="print the scheduler's tasks as a table")
+    for table in (hosts, peers, tasks):
+        table.add_argument(
+            "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
+        )
+        table.add_argument("--json", action="store_true", help="print the raw JSON instead")
     return parser
 
 
@@ -207,44 +139,14 @@ async def _until_signal(main: Callable[[trio.Event], Any]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .service import (
-        SchedulerService,
-        build_policies,
-        configure_logging,
-        load_config,
-        with_overrides,
-    )
+    import os
+
+    from .service import SchedulerService, build_policies, configure_logging
+    from .service._config import config_from_resolved, resolve_config
 
     try:
-        config = with_overrides(
-            load_config(args.config),
-            bind=args.bind,
-            port=args.port,
-            admin_bind=args.admin_bind,
-            admin_port=args.admin_port,
-            max_sessions=args.max_sessions,
-            max_message_size=args.max_message_size,
-            ping_interval=args.ping_interval,
-            ping_timeout=args.ping_timeout,
-            send_timeout=args.send_timeout,
-            reconnect_grace=args.reconnect_grace,
-            announce_timeout=args.announce_timeout,
-            close_timeout=args.close_timeout,
-            error_limit=args.error_limit,
-            error_window=args.error_window,
-            shutdown_timeout=args.shutdown_timeout,
-            inbox_size=args.inbox_size,
-            sweep_interval=args.sweep_interval,
-            host_ttl=args.host_ttl,
-            peer_ttl=args.peer_ttl,
-            piece_timeout=args.piece_timeout,
-            task_idle_ttl=args.task_idle_ttl,
-            enable=tuple(args.plugin) if args.plugin else None,
-            disable=tuple(args.disable_plugin) if args.disable_plugin else None,
-            entrypoints=True if args.all_plugins else None,
-            log_format=args.log_format,
-            log_level=args.log_level,
-        )
+        resolved = resolve_config(args.config, os.environ, settings.flag_values(args))
+        config = config_from_resolved(resolved)
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(config.log_format, config.log_level)
@@ -254,6 +156,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _fail(str(exc))
     except Exception as exc:  # a plugin that fails to import or register
         _fail(f"plugins: {exc}")
+    if args.print_config:
+        print(settings.render(resolved, _plugin_settings(policies.pm.list_name_plugin())), end="")
+        return 0
 
     async def main(shutdown: trio.Event) -> None:
         service = SchedulerService(config, policies)
@@ -273,6 +178,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"scheduler: error: cannot listen: {bind_error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _plugin_settings(
+    plugins: Sequence[tuple[str, object]],
+) -> list[tuple[Section, dict[str, Any]]]:
+    """The declared settings of the loaded plugins, with the values each one holds."""
+    found = []
+    for _, plugin in plugins:
+        section = getattr(plugin, "settings", None)
+        if isinstance(section, Section):
+            found.append((section, {s.attr: getattr(plugin, s.attr) for s in section}))
+    return found
 
 
 def _first_leaf(error: BaseException) -> BaseException:
@@ -310,30 +227,53 @@ def cmd_peer(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_hosts(args: argparse.Namespace) -> int:
+def cmd_table(args: argparse.Namespace) -> int:
+    """``hosts``, ``peers`` and ``tasks``: one admin API listing, as a table or JSON."""
     import json
 
-    from .client import fetch_hosts, print_hosts
+    from . import client
 
+    fetch: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "hosts": lambda: client.fetch_hosts(args.admin, state=args.state),
+        "peers": lambda: client.fetch_peers(args.admin, task=args.task, limit=args.limit),
+        "tasks": lambda: client.fetch_tasks(args.admin),
+    }
+    render = {
+        "hosts": client.render_hosts_table,
+        "peers": client.render_peers_table,
+        "tasks": client.render_tasks_table,
+    }
     try:
-        hosts = fetch_hosts(args.admin, state=args.state)
-    except Exception as exc:
+        records = fetch[args.command]()
+    except client.HostsFetchError as exc:
         print(f"scheduler: error: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(hosts, indent=2))
+        print(json.dumps(records, indent=2))
     else:
-        print_hosts(hosts)
+        client.print_table(render[args.command], records)
     return 0
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; an unknown flag is reported with its command's usage."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.captureWarnings(True)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "serve": cmd_serve,
         "peer": cmd_peer,
-        "hosts": cmd_hosts,
+        "hosts": cmd_table,
+        "peers": cmd_table,
+        "tasks": cmd_table,
     }
     return commands[args.command](args)
 

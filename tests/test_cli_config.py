@@ -7,6 +7,7 @@ import tomllib
 
 import pytest
 
+from scheduler.cli import main, parse_args
 from scheduler.core import ConfigError
 from scheduler.service import ServiceConfig, build_policies, config_from_mapping, with_overrides
 
@@ -90,3 +91,25 @@ def test_replacing_disconnect_grace_logs_no_spurious_warning(
         policies = build_policies(config)
     assert "disconnect_grace" not in policies.names
     assert "have no effect" not in caplog.text
+
+
+def test_an_unknown_serve_flag_prints_the_serve_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--prot", "1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: scheduler serve ")
+    assert "scheduler serve: error: unrecognized arguments: --prot 1" in err
+
+
+def test_a_bad_serve_flag_value_prints_the_serve_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "99999"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: scheduler serve ")
+    assert "argument --port: port must be 0-65535, got 99999" in err
+
+
+def test_the_tables_default_to_the_local_admin_address() -> None:
+    for command in ("hosts", "peers", "tasks"):
+        assert parse_args([command]).admin == "http://127.0.0.1:8000"

@@ -4,8 +4,8 @@
   (heartbeat, re-announce, requests with deadlines);
 * :func:`run_peer` is the peer daemon: it stays announced, reconnects with
   :class:`Backoff`, and leaves on shutdown;
-* :func:`fetch_hosts`, :func:`render_hosts_table` and :func:`print_hosts` read
-  the scheduler's admin API.
+* :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
+  ``render_*_table`` and :func:`print_table` read the scheduler's admin API.
 
 Trio only; see ``docs/protocol.md`` for the wire protocol.
 """
@@ -20,9 +20,14 @@ from ._errors import SchedulerClientError as SchedulerClientError
 from ._errors import SessionLost as SessionLost
 from ._hosts import HostsFetchError as HostsFetchError
 from ._hosts import fetch_hosts as fetch_hosts
+from ._hosts import fetch_peers as fetch_peers
+from ._hosts import fetch_tasks as fetch_tasks
 from ._hosts import format_age as format_age
 from ._hosts import print_hosts as print_hosts
+from ._hosts import print_table as print_table
 from ._hosts import render_hosts_table as render_hosts_table
+from ._hosts import render_peers_table as render_peers_table
+from ._hosts import render_tasks_table as render_tasks_table
 from ._peer import PeerConfig as PeerConfig
 from ._peer import run_peer as run_peer
 
@@ -37,9 +42,14 @@ __all__ = [
     "SchedulerSession",
     "SessionLost",
     "fetch_hosts",
+    "fetch_peers",
+    "fetch_tasks",
     "format_age",
     "open_scheduler_session",
     "print_hosts",
+    "print_table",
     "render_hosts_table",
+    "render_peers_table",
+    "render_tasks_table",
     "run_peer",
 ]

@@ -1,4 +1,4 @@
-"""Read the scheduler's hosts from its admin HTTP API and show them as a table.
+"""Read the scheduler's hosts, peers and tasks from its admin HTTP API; show them as tables.
 
 Synchronous on purpose: it serves a one-shot command line call.
 """
@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 from rich.console import Console
@@ -18,14 +18,25 @@ from rich.table import Table
 
 from ._errors import SchedulerClientError
 
-__all__ = ["HostsFetchError", "fetch_hosts", "format_age", "print_hosts", "render_hosts_table"]
+__all__ = [
+    "HostsFetchError",
+    "fetch_hosts",
+    "fetch_peers",
+    "fetch_tasks",
+    "format_age",
+    "print_hosts",
+    "print_table",
+    "render_hosts_table",
+    "render_peers_table",
+    "render_tasks_table",
+]
 
 _STATE_STYLES: Mapping[str, str] = {"connected": "green", "disconnected": "yellow", "left": "dim"}
 
 
 @final
 class HostsFetchError(SchedulerClientError):
-    """The admin API could not be reached, failed, or answered something else than hosts."""
+    """The admin API could not be reached, failed, or answered something else than records."""
 
 
 def fetch_hosts(
@@ -38,12 +49,38 @@ def fetch_hosts(
     connection failure, an HTTP error status, or a body that is not a JSON array
     of objects.
     """
+    return _fetch_list(admin_url, "hosts", {"state": state}, timeout)
+
+
+def fetch_peers(
+    admin_url: str, *, task: str | None = None, limit: int | None = None, timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """``GET {admin_url}/api/v1/peers[?task=...&limit=...]``: peers, as JSON objects.
+
+    Each peer has ``id``, ``task_id``, ``host_id``, ``state``, ``finished_pieces``
+    and ``updated_at`` (unix seconds). Errors as for :func:`fetch_hosts`.
+    """
+    return _fetch_list(admin_url, "peers", {"task": task, "limit": limit}, timeout)
+
+
+def fetch_tasks(admin_url: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """``GET {admin_url}/api/v1/tasks``: tasks, as JSON objects (``id``, ``url``, ``state``, ...).
+
+    Errors as for :func:`fetch_hosts`.
+    """
+    return _fetch_list(admin_url, "tasks", {}, timeout)
+
+
+def _fetch_list(
+    admin_url: str, what: str, query: Mapping[str, object], timeout: float
+) -> list[dict[str, Any]]:
     scheme = urllib.parse.urlsplit(admin_url).scheme
     if scheme not in ("http", "https"):
         raise HostsFetchError(f"the admin URL must be http:// or https://, got {admin_url!r}")
-    url = admin_url.rstrip("/") + "/api/v1/hosts"
-    if state is not None:
-        url += "?" + urllib.parse.urlencode({"state": state})
+    url = f"{admin_url.rstrip('/')}/api/v1/{what}"
+    given = {key: value for key, value in query.items() if value is not None}
+    if given:
+        url += "?" + urllib.parse.urlencode(given)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = response.read()
@@ -54,12 +91,12 @@ def fetch_hosts(
     except OSError as exc:  # e.g. a timeout while reading the body
         raise HostsFetchError(f"GET {url}: {exc}") from exc
     try:
-        hosts = json.loads(body)
+        records = json.loads(body)
     except ValueError as exc:
         raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
-    if not isinstance(hosts, list) or not all(isinstance(host, dict) for host in hosts):
-        raise HostsFetchError(f"GET {url}: expected a JSON array of host objects")
-    return hosts
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise HostsFetchError(f"GET {url}: expected a JSON array of {what[:-1]} objects")
+    return records
 
 
 def format_age(seconds: float) -> str:
@@ -97,13 +134,17 @@ def _last_announce_cell(last_announce_at: object, now: float) -> str:
     return "never"
 
 
+def _caption(records: Sequence[object], noun: str) -> str:
+    return f"{len(records)} {noun}{'' if len(records) == 1 else 's'}"
+
+
 def render_hosts_table(hosts: Sequence[Mapping[str, Any]], now: float) -> Table:
     """A table of ``hosts`` as :func:`fetch_hosts` returns them; ``now`` is unix seconds.
 
     Columns: host id, hostname, address (``ip:port``), state, last announce (its
     age at ``now``), announce interval, and peers (a count; ``-`` when unknown).
     """
-    table = Table(title="Hosts", caption=f"{len(hosts)} host{'' if len(hosts) == 1 else 's'}")
+    table = Table(title="Hosts", caption=_caption(hosts, "host"))
     table.add_column("host id", no_wrap=True)
     table.add_column("hostname")
     table.add_column("address", no_wrap=True)
@@ -126,6 +167,68 @@ def render_hosts_table(hosts: Sequence[Mapping[str, Any]], now: float) -> Table:
     return table
 
 
+def render_peers_table(peers: Sequence[Mapping[str, Any]], now: float) -> Table:
+    """A table of ``peers`` as :func:`fetch_peers` returns them; ``now`` is unix seconds.
+
+    Columns: peer id, task id, host id, state, finished pieces, and the age of the
+    last update.
+    """
+    table = Table(title="Peers", caption=_caption(peers, "peer"))
+    table.add_column("peer id", no_wrap=True)
+    table.add_column("task id", no_wrap=True)
+    table.add_column("host id", no_wrap=True)
+    table.add_column("state")
+    table.add_column("pieces", justify="right")
+    table.add_column("updated", justify="right")
+    for peer in peers:
+        table.add_row(
+            _cell(peer.get("id")),
+            _cell(peer.get("task_id")),
+            _cell(peer.get("host_id")),
+            _cell(peer.get("state")),
+            _cell(peer.get("finished_pieces")),
+            _last_announce_cell(peer.get("updated_at"), now),
+        )
+    return table
+
+
+def render_tasks_table(tasks: Sequence[Mapping[str, Any]], now: float) -> Table:
+    """A table of ``tasks`` as :func:`fetch_tasks` returns them; ``now`` is unix seconds.
+
+    Columns: task id, URL, state, peers (a count), pieces, and the age of the
+    last update.
+    """
+    table = Table(title="Tasks", caption=_caption(tasks, "task"))
+    table.add_column("task id", no_wrap=True)
+    table.add_column("url")
+    table.add_column("state")
+    table.add_column("peers", justify="right")
+    table.add_column("pieces", justify="right")
+    table.add_column("updated", justify="right")
+    for task in tasks:
+        table.add_row(
+            _cell(task.get("id")),
+            _cell(task.get("url")),
+            _cell(task.get("state")),
+            _peers_cell(task.get("peers")),
+            _cell(task.get("total_piece_count")),
+            _last_announce_cell(task.get("updated_at"), now),
+        )
+    return table
+
+
+def print_table(
+    render: Callable[[Sequence[Mapping[str, Any]], float], Table],
+    records: Sequence[Mapping[str, Any]],
+    *,
+    now: float | None = None,
+    console: Console | None = None,
+) -> None:
+    """Print ``render(records, now)``; ``now`` defaults to the wall clock, ``console`` to stdout."""
+    table = render(records, time.time() if now is None else now)
+    (console or Console()).print(table)
+
+
 def print_hosts(
     hosts: Sequence[Mapping[str, Any]],
     *,
@@ -137,5 +240,4 @@ def print_hosts(
     ``now`` defaults to the wall clock (``time.time()``), ``console`` to a new
     :class:`rich.console.Console` on stdout.
     """
-    table = render_hosts_table(hosts, now=time.time() if now is None else now)
-    (console or Console()).print(table)
+    print_table(render_hosts_table, hosts, now=now, console=console)

@@ -1,14 +1,28 @@
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, ClassVar, Final, final
 
-from ..core import ConfigError, Expiry, Host, Reason, parse_duration, section_reader
+from ..core import Expiry, Host, Reason
 from ..hookspecs import hookimpl
+from ..settings import Section, duration, number
 
-DEFAULT_HOST_TTL = 3600.0
-DEFAULT_MULTIPLIER = 2.0
+SETTINGS: Final = Section.plugin(
+    "announce_ttl",
+    duration(
+        "host_ttl",
+        3600,
+        "lifetime of a host that announced no interval, from its last announce",
+        details="(reason `ttl_expired`). A host that sends an interval expires "
+        "`multiplier` × interval after its last announce.",
+    ),
+    number(
+        "multiplier",
+        2,
+        "a host that announced an interval expires this many intervals after its last announce",
+        minimum=1,
+    ),
+)
 
 
 @final
@@ -18,25 +32,20 @@ class AnnounceTTL:
     Hosts that announce no interval fall back to ``host_ttl``. This is the
     backstop behind every faster detector.
 
-    Config ``[plugins.announce_ttl]``: ``host_ttl`` (default ``1h``),
-    ``multiplier`` (default 2).
+    Config ``[plugins.announce_ttl]``: see :data:`SETTINGS`.
     """
 
     name = "announce_ttl"
+    settings: ClassVar[Section] = SETTINGS
+    host_ttl: float
+    multiplier: float
 
     def __init__(self) -> None:
-        self.host_ttl = DEFAULT_HOST_TTL
-        self.multiplier = DEFAULT_MULTIPLIER
+        SETTINGS.init(self)
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        section = section_reader(config, self.name, {"host_ttl", "multiplier"})
-        key = f"plugins.{self.name}"
-        self.host_ttl = parse_duration(section.get("host_ttl", self.host_ttl), f"{key}.host_ttl")
-        multiplier = section.get("multiplier", self.multiplier)
-        if type(multiplier) not in (int, float) or not 1 <= multiplier < math.inf:
-            raise ConfigError(f"{key}.multiplier", f"expected a number >= 1, got {multiplier!r}")
-        self.multiplier = float(multiplier)
+        SETTINGS.configure(self, config)
 
     def ttl(self, host: Host) -> float:
         interval = host.announce_interval

@@ -1,18 +1,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, ClassVar, Final, final
 
 from ..core import (
     ACTIVE_PEER_STATES,
-    ConfigError,
     Reason,
     RecordKind,
     StateView,
     Verdict,
-    section_reader,
 )
 from ..hookspecs import hookimpl
+from ..settings import Section, integer
+
+SETTINGS: Final = Section.plugin(
+    "capacity",
+    integer(
+        "max_peers_per_task",
+        None,
+        "most peers per task; the peer sweep evicts the least recently updated idle ones",
+        details="(reason `capacity`), finished or failed peers first, never downloading ones.",
+        minimum=1,
+        optional=True,
+        unset="off",
+    ),
+)
 
 
 @final
@@ -23,26 +35,19 @@ class Capacity:
     the sweep evicts the least recently updated peers that are not
     downloading (finished or failed ones first), with reason ``capacity``.
 
-    Config ``[plugins.capacity]``: ``max_peers_per_task`` (integer, default off).
+    Config ``[plugins.capacity]``: see :data:`SETTINGS`.
     """
 
     name = "capacity"
+    settings: ClassVar[Section] = SETTINGS
+    max_peers_per_task: int | None
 
     def __init__(self) -> None:
-        self.max_peers_per_task: int | None = None
+        SETTINGS.init(self)
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        section = section_reader(config, self.name, {"max_peers_per_task"})
-        value = section.get("max_peers_per_task")
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ConfigError(
-                f"plugins.{self.name}.max_peers_per_task",
-                f"expected a positive integer, got {value!r}",
-            )
-        self.max_peers_per_task = value
+        SETTINGS.configure(self, config)
 
     @hookimpl
     def scheduler_sweep(self, kind: RecordKind, view: StateView) -> list[Verdict]:

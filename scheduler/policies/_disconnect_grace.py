@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, ClassVar, Final, final
 
-from ..core import Expiry, Host, HostState, Reason, parse_duration, section_reader
+from ..core import Expiry, Host, HostState, Reason
 from ..hookspecs import hookimpl
+from ..settings import Section, duration
 
-DEFAULT_RECONNECT_GRACE = 5.0
+SETTINGS: Final = Section.plugin(
+    "disconnect_grace",
+    duration(
+        "reconnect_grace",
+        5,
+        "evict a host whose session dropped without a leave this long after the drop",
+        details="(reason `disconnected`), unless it announces again on a new session. "
+        "`0` evicts at once.",
+    ),
+)
 
 
 @final
@@ -17,21 +27,19 @@ class DisconnectGrace:
     so); this policy only decides when the record goes. A re-announce on a new
     session within the grace clears the deadline.
 
-    Config ``[plugins.disconnect_grace]``: ``reconnect_grace`` (default ``5s``).
+    Config ``[plugins.disconnect_grace]``: see :data:`SETTINGS`.
     """
 
     name = "disconnect_grace"
+    settings: ClassVar[Section] = SETTINGS
+    reconnect_grace: float
 
     def __init__(self) -> None:
-        self.reconnect_grace = DEFAULT_RECONNECT_GRACE
+        SETTINGS.init(self)
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        section = section_reader(config, self.name, {"reconnect_grace"})
-        self.reconnect_grace = parse_duration(
-            section.get("reconnect_grace", self.reconnect_grace),
-            f"plugins.{self.name}.reconnect_grace",
-        )
+        SETTINGS.configure(self, config)
 
     @hookimpl
     def scheduler_host_expiry(self, host: Host) -> Expiry | None:

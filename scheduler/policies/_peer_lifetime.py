@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, ClassVar, Final, final
 
 from ..core import (
     ACTIVE_PEER_STATES,
@@ -9,14 +9,31 @@ from ..core import (
     Peer,
     PeerState,
     Reason,
-    parse_duration,
-    section_reader,
 )
 from ..hookspecs import hookimpl
+from ..settings import Section, duration
 
-DEFAULT_PEER_TTL = 24 * 3600.0
-DEFAULT_PIECE_TIMEOUT = 30 * 60.0
-DEFAULT_FAILED_PEER_TTL = 0.0
+SETTINGS: Final = Section.plugin(
+    "peer_lifetime",
+    duration(
+        "peer_ttl",
+        24 * 3600,
+        "a peer not updated for this long is evicted",
+        details="(reason `ttl_expired`).",
+    ),
+    duration(
+        "piece_timeout",
+        30 * 60,
+        "a downloading peer that finishes no piece for this long is evicted",
+        details="(running or back-to-source; reason `piece_timeout`).",
+    ),
+    duration(
+        "failed_peer_ttl",
+        0,
+        "a failed peer is evicted this long after it failed",
+        details="(reason `failed`); `0s`: at once.",
+    ),
+)
 
 
 @final
@@ -28,25 +45,21 @@ class PeerLifetime:
       ``piece_updated_at + piece_timeout`` (``piece_timeout``);
     * a failed peer: ``updated_at + failed_peer_ttl`` (``failed``).
 
-    Config ``[plugins.peer_lifetime]``: ``peer_ttl`` (``24h``), ``piece_timeout``
-    (``30m``), ``failed_peer_ttl`` (``0s``: a failed peer leaves at once).
+    Config ``[plugins.peer_lifetime]``: see :data:`SETTINGS`.
     """
 
     name = "peer_lifetime"
+    settings: ClassVar[Section] = SETTINGS
+    peer_ttl: float
+    piece_timeout: float
+    failed_peer_ttl: float
 
     def __init__(self) -> None:
-        self.peer_ttl = DEFAULT_PEER_TTL
-        self.piece_timeout = DEFAULT_PIECE_TIMEOUT
-        self.failed_peer_ttl = DEFAULT_FAILED_PEER_TTL
+        SETTINGS.init(self)
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        keys = {"peer_ttl", "piece_timeout", "failed_peer_ttl"}
-        section = section_reader(config, self.name, keys)
-        for key in keys:
-            current = getattr(self, key)
-            value = parse_duration(section.get(key, current), f"plugins.{self.name}.{key}")
-            setattr(self, key, value)
+        SETTINGS.configure(self, config)
 
     @hookimpl
     def scheduler_peer_expiry(self, peer: Peer) -> Expiry:

@@ -1,33 +1,40 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, ClassVar, Final, final
 
-from ..core import Expiry, Reason, StateView, Task, parse_duration, section_reader
+from ..core import Expiry, Reason, StateView, Task
 from ..hookspecs import hookimpl
+from ..settings import Section, duration
 
-DEFAULT_TASK_IDLE_TTL = 10 * 60.0
+SETTINGS: Final = Section.plugin(
+    "task_idle",
+    duration(
+        "task_idle_ttl",
+        10 * 60,
+        "a task with no peers is evicted this long after its last change",
+        details="(reason `idle`). A task with peers has no deadline.",
+    ),
+)
 
 
 @final
 class TaskIdleTTL:
     """A task with no peers is reclaimed ``task_idle_ttl`` after its last peer left.
 
-    Config ``[plugins.task_idle]``: ``task_idle_ttl`` (default ``10m``).
+    Config ``[plugins.task_idle]``: see :data:`SETTINGS`.
     """
 
     name = "task_idle"
+    settings: ClassVar[Section] = SETTINGS
+    task_idle_ttl: float
 
     def __init__(self) -> None:
-        self.task_idle_ttl = DEFAULT_TASK_IDLE_TTL
+        SETTINGS.init(self)
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        section = section_reader(config, self.name, {"task_idle_ttl"})
-        self.task_idle_ttl = parse_duration(
-            section.get("task_idle_ttl", self.task_idle_ttl),
-            f"plugins.{self.name}.task_idle_ttl",
-        )
+        SETTINGS.configure(self, config)
 
     @hookimpl
     def scheduler_task_expiry(self, task: Task, view: StateView) -> Expiry | None:

@@ -1,4 +1,4 @@
-"""The kit for plugin authors: strategies, a simulation harness and a state machine.
+"""The kit for plugin authors: strategies, a simulation harness, a state machine, a settings check.
 
 Every eviction policy, built-in or third-party, is tested with the same kit
 (the model is chihaya's shared storage conformance suite). Requires the
@@ -8,6 +8,8 @@ Every eviction policy, built-in or third-party, is tested with the same kit
 from ._machine import SchedulerStateMachine as SchedulerStateMachine
 from ._profiles import PROFILES as PROFILES
 from ._profiles import load_profile_from_env as load_profile_from_env
+from ._settings_check import bad_values as bad_values
+from ._settings_check import check_plugin_settings as check_plugin_settings
 from ._simulation import CASCADE_REASONS as CASCADE_REASONS
 from ._simulation import InvariantError as InvariantError
 from ._simulation import Simulation as Simulation
@@ -57,6 +59,8 @@ __all__ = [
     "Step",
     "Sweep",
     "announce_schedules",
+    "bad_values",
+    "check_plugin_settings",
     "event_streams",
     "host_infos",
     "host_profiles",

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from ..core import PolicySet
+from ..core import DEFAULT_SWEEP_INTERVAL, PolicySet
 from ..policies import builtin_plugins
 from ._simulation import Simulation
 from ._strategies import (
@@ -56,7 +56,7 @@ class SchedulerStateMachine(RuleBasedStateMachine):
     config: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: Check "at most one live host per hostname" (needs a supersede policy).
     unique_hostnames: ClassVar[bool] = True
-    sweep_interval: ClassVar[float] = 60.0
+    sweep_interval: ClassVar[float] = DEFAULT_SWEEP_INTERVAL
     #: How many simulated hosts a run may have (each with its own interval, jitter, drift).
     max_hosts: ClassVar[int] = 6
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core import (
+    DEFAULT_SWEEP_INTERVAL,
     BackToSourceLimitReached,
     Conflict,
     ContactSource,
@@ -60,7 +61,7 @@ class Simulation:
         profiles: Sequence[HostProfile],
         *,
         start: float = 1000.0,
-        sweep_interval: float = 60.0,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
         unique_hostnames: bool = True,
     ) -> None:
         if not profiles:

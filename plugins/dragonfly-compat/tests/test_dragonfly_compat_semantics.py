@@ -30,6 +30,7 @@ from scheduler.testing import (
     Pong,
     RegisterPeer,
     Simulation,
+    check_plugin_settings,
     register_task,
 )
 
@@ -307,3 +308,7 @@ def test_a_bad_setting_changes_nothing() -> None:
             {"dragonfly_compat": {"host_ttl": "2h", "task_sweep_interval": "soon"}}
         )
     assert plugin.host_ttl == 3600.0
+
+
+def test_every_declared_setting_rejects_bad_values_by_name() -> None:
+    check_plugin_settings(DragonflyCompat)

@@ -21,7 +21,15 @@ from scheduler.core import (
     plugin_name,
 )
 from scheduler.policies import builtin_plugins
-from scheduler.testing import Crash, Hang, HostProfile, Pong, Simulation, announce_schedules
+from scheduler.testing import (
+    Crash,
+    Hang,
+    HostProfile,
+    Pong,
+    Simulation,
+    announce_schedules,
+    check_plugin_settings,
+)
 
 ALPHA = HostInfo("alpha", "10.0.0.1")
 #: The Go daemon announces every 30 s; the service's keepalive pings it every second.
@@ -318,3 +326,7 @@ def test_a_bad_setting_is_a_config_error_naming_the_key(
 
     assert excinfo.value.key == f"plugins.phi_accrual.{key}"
     assert (detector.threshold, detector.max_samples, detector.min_samples) == (8.0, 100, 3)
+
+
+def test_every_declared_setting_rejects_bad_values_by_name() -> None:
+    check_plugin_settings(PhiAccrual)

@@ -14,6 +14,7 @@ from ._plugin import DEFAULT_PEER_TTL as DEFAULT_PEER_TTL
 from ._plugin import DEFAULT_PIECE_TIMEOUT as DEFAULT_PIECE_TIMEOUT
 from ._plugin import DEFAULT_TASK_SWEEP_INTERVAL as DEFAULT_TASK_SWEEP_INTERVAL
 from ._plugin import REPLACED_PLUGINS as REPLACED_PLUGINS
+from ._plugin import SETTINGS as SETTINGS
 from ._plugin import DragonflyCompat as DragonflyCompat
 from ._ticks import next_sweep_tick as next_sweep_tick
 
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_PIECE_TIMEOUT",
     "DEFAULT_TASK_SWEEP_INTERVAL",
     "REPLACED_PLUGINS",
+    "SETTINGS",
     "DragonflyCompat",
     "__version__",
     "next_sweep_tick",

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 
 from scheduler import hookimpl
 from scheduler.core import (
     ACTIVE_PEER_STATES,
-    ConfigError,
     Expiry,
     Host,
     Peer,
@@ -16,9 +15,8 @@ from scheduler.core import (
     Reason,
     StateView,
     Task,
-    parse_duration,
-    section_reader,
 )
+from scheduler.settings import Section, duration
 
 from ._ticks import next_sweep_tick
 
@@ -38,10 +36,39 @@ DEFAULT_PEER_TTL: Final = 24 * 3600.0
 DEFAULT_PIECE_TIMEOUT: Final = 30 * 60.0
 DEFAULT_TASK_SWEEP_INTERVAL: Final = 30 * 60.0
 
-_SWEEP_PERIODS: Final = frozenset(
-    {"host_sweep_interval", "peer_sweep_interval", "task_sweep_interval"}
+#: ``[plugins.dragonfly_compat]``: every setting, its default and bounds.
+SETTINGS: Final = Section.plugin(
+    "dragonfly_compat",
+    duration(
+        "host_sweep_interval",
+        DEFAULT_HOST_SWEEP_INTERVAL,
+        "period of the host sweep; a dead host goes at the next tick",
+        positive=True,
+    ),
+    duration(
+        "host_ttl",
+        DEFAULT_HOST_TTL,
+        "lifetime of a host that announced no interval, from its last announce",
+    ),
+    duration(
+        "peer_sweep_interval",
+        DEFAULT_PEER_SWEEP_INTERVAL,
+        "period of the peer sweep; an expired or failed peer goes at the next tick",
+        positive=True,
+    ),
+    duration("peer_ttl", DEFAULT_PEER_TTL, "a peer not updated for this long expires"),
+    duration(
+        "piece_timeout",
+        DEFAULT_PIECE_TIMEOUT,
+        "a downloading peer that finishes no piece for this long expires",
+    ),
+    duration(
+        "task_sweep_interval",
+        DEFAULT_TASK_SWEEP_INTERVAL,
+        "period of the task sweep; a task with no peers goes at the next tick",
+        positive=True,
+    ),
 )
-_KEYS: Final = frozenset({*_SWEEP_PERIODS, "host_ttl", "peer_ttl", "piece_timeout"})
 
 
 @final
@@ -64,20 +91,20 @@ class DragonflyCompat:
 
     It replaces the built-ins in :data:`REPLACED_PLUGINS`.
 
-    Config ``[plugins.dragonfly_compat]``: ``host_sweep_interval`` (``5m``),
-    ``host_ttl`` (``1h``), ``peer_sweep_interval`` (``10s``), ``peer_ttl``
-    (``24h``), ``piece_timeout`` (``30m``), ``task_sweep_interval`` (``30m``).
+    Config ``[plugins.dragonfly_compat]``: see :data:`SETTINGS`.
     """
 
     name = "dragonfly_compat"
+    settings: ClassVar[Section] = SETTINGS
+    host_sweep_interval: float
+    host_ttl: float
+    peer_sweep_interval: float
+    peer_ttl: float
+    piece_timeout: float
+    task_sweep_interval: float
 
     def __init__(self) -> None:
-        self.host_sweep_interval = DEFAULT_HOST_SWEEP_INTERVAL
-        self.host_ttl = DEFAULT_HOST_TTL
-        self.peer_sweep_interval = DEFAULT_PEER_SWEEP_INTERVAL
-        self.peer_ttl = DEFAULT_PEER_TTL
-        self.piece_timeout = DEFAULT_PIECE_TIMEOUT
-        self.task_sweep_interval = DEFAULT_TASK_SWEEP_INTERVAL
+        SETTINGS.init(self)
 
     # --- composition and configuration ------------------------------------------------
 
@@ -87,17 +114,8 @@ class DragonflyCompat:
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        section = section_reader(config, self.name, set(_KEYS))
-        values: dict[str, float] = {}
-        # Validate every key before assigning any, so a bad key changes nothing.
-        for key in sorted(_KEYS):
-            full_key = f"plugins.{self.name}.{key}"
-            value = parse_duration(section.get(key, getattr(self, key)), full_key)
-            if key in _SWEEP_PERIODS and value <= 0:
-                raise ConfigError(full_key, f"a sweep period must be positive, got {value!r}")
-            values[key] = value
-        for key, value in values.items():
-            setattr(self, key, value)
+        # Validates every key before assigning any, so a bad key changes nothing.
+        SETTINGS.configure(self, config)
 
     # --- deadlines ----------------------------------------------------------------------
 

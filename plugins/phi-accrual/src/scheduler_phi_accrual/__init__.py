@@ -17,6 +17,7 @@ from ._plugin import DEFAULT_MIN_STD_DEVIATION as DEFAULT_MIN_STD_DEVIATION
 from ._plugin import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD
 from ._plugin import HEARTBEAT_SOURCES as HEARTBEAT_SOURCES
 from ._plugin import PHI_SUSPECT as PHI_SUSPECT
+from ._plugin import SETTINGS as SETTINGS
 from ._plugin import PhiAccrual as PhiAccrual
 
 __version__ = "0.1.0"
@@ -30,6 +31,7 @@ __all__ = [
     "HEARTBEAT_SOURCES",
     "MAX_THRESHOLD",
     "PHI_SUSPECT",
+    "SETTINGS",
     "HeartbeatWindow",
     "PhiAccrual",
     "__version__",

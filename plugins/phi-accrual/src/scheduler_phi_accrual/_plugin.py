@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Any, ClassVar, Final, final
 
 from scheduler import hookimpl
 from scheduler.core import (
@@ -16,9 +15,8 @@ from scheduler.core import (
     Host,
     HostState,
     RecordKind,
-    parse_duration,
-    section_reader,
 )
+from scheduler.settings import Section, duration, integer, number
 
 from ._detector import MAX_THRESHOLD, HeartbeatWindow, phi, suspicion_delay
 
@@ -36,8 +34,34 @@ DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE: Final = 0.0
 DEFAULT_MAX_SAMPLES: Final = 100
 DEFAULT_MIN_SAMPLES: Final = 3
 
-_KEYS: Final = frozenset(
-    {"threshold", "min_std_deviation", "acceptable_heartbeat_pause", "max_samples", "min_samples"}
+#: ``[plugins.phi_accrual]``: every setting, its default and bounds.
+SETTINGS: Final = Section.plugin(
+    "phi_accrual",
+    number(
+        "threshold",
+        DEFAULT_THRESHOLD,
+        "suspect a host once phi reaches this (8: a 1 in 10^8 chance the heartbeat is only late)",
+        positive=True,
+        maximum=MAX_THRESHOLD,
+    ),
+    duration(
+        "min_std_deviation",
+        DEFAULT_MIN_STD_DEVIATION,
+        "floor on the spread of heartbeat intervals, so a regular host is not judged too fast",
+        positive=True,
+    ),
+    duration(
+        "acceptable_heartbeat_pause",
+        DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE,
+        "extra silence tolerated on top of the expected interval",
+    ),
+    integer("max_samples", DEFAULT_MAX_SAMPLES, "intervals kept per host", minimum=1),
+    integer(
+        "min_samples",
+        DEFAULT_MIN_SAMPLES,
+        "intervals needed before the detector has an opinion (<= max_samples)",
+        minimum=1,
+    ),
 )
 
 
@@ -65,50 +89,34 @@ class PhiAccrual:
     disconnected host (the session policy owns those; a reconnect resumes the
     window without the gap). It is additive: the announce TTL stays the backstop.
 
-    Config ``[plugins.phi_accrual]``: ``threshold`` (8.0), ``min_std_deviation``
-    (``500ms``), ``acceptable_heartbeat_pause`` (``0s``), ``max_samples`` (100),
-    ``min_samples`` (3).
+    Config ``[plugins.phi_accrual]``: see :data:`SETTINGS`.
     """
 
     name = "phi_accrual"
+    settings: ClassVar[Section] = SETTINGS
+    threshold: float
+    min_std_deviation: float
+    acceptable_heartbeat_pause: float
+    max_samples: int
+    min_samples: int
 
     def __init__(self) -> None:
-        self.threshold = DEFAULT_THRESHOLD
-        self.min_std_deviation = DEFAULT_MIN_STD_DEVIATION
-        self.acceptable_heartbeat_pause = DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE
-        self.max_samples = DEFAULT_MAX_SAMPLES
-        self.min_samples = DEFAULT_MIN_SAMPLES
+        SETTINGS.init(self)
         self._histories: dict[str, _History] = {}
 
     # --- configuration ------------------------------------------------------------------
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        section = section_reader(config, self.name, set(_KEYS))
-        key = f"plugins.{self.name}"
-        threshold = _threshold(section.get("threshold", self.threshold), f"{key}.threshold")
-        min_std = parse_duration(
-            section.get("min_std_deviation", self.min_std_deviation), f"{key}.min_std_deviation"
-        )
-        if min_std <= 0:
-            raise ConfigError(f"{key}.min_std_deviation", "must be positive")
-        pause = parse_duration(
-            section.get("acceptable_heartbeat_pause", self.acceptable_heartbeat_pause),
-            f"{key}.acceptable_heartbeat_pause",
-        )
-        max_samples = _count(section.get("max_samples", self.max_samples), f"{key}.max_samples")
-        min_samples = _count(section.get("min_samples", self.min_samples), f"{key}.min_samples")
-        if min_samples > max_samples:
+        values = SETTINGS.values(config, self)
+        if values["min_samples"] > values["max_samples"]:
             raise ConfigError(
-                f"{key}.min_samples",
-                f"must not exceed max_samples ({max_samples}), got {min_samples}",
+                SETTINGS.qualified("min_samples"),
+                f"must not exceed max_samples ({values['max_samples']}), "
+                f"got {values['min_samples']}",
             )
         # Everything validated: only now change the plugin.
-        self.threshold = threshold
-        self.min_std_deviation = min_std
-        self.acceptable_heartbeat_pause = pause
-        self.max_samples = max_samples
-        self.min_samples = min_samples
+        SETTINGS.assign(self, values)
 
     # --- queries (pure) ----------------------------------------------------------------------
 
@@ -204,18 +212,3 @@ class PhiAccrual:
         if history is None or history.created_at != host.created_at:
             return None
         return history
-
-
-def _threshold(value: object, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(key, f"expected a number, got {value!r}")
-    threshold = float(value)
-    if not (math.isfinite(threshold) and 0 < threshold <= MAX_THRESHOLD):
-        raise ConfigError(key, f"must be in (0, {MAX_THRESHOLD:g}], got {value!r}")
-    return threshold
-
-
-def _count(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(key, f"expected a positive integer, got {value!r}")
-    return value

@@ -1,0 +1,511 @@
+"""The settings of ``scheduler serve``: every one declared here, once.
+
+Five TOML tables: ``[server]``, ``[liveness]``, ``[gc]``, ``[plugins]`` and
+``[log]``. Each setting is also a ``serve`` flag and an environment variable
+``SCHEDULER_<SECTION>_<KEY>``. Precedence: flag > environment > file > default.
+
+The ``[gc]`` keys ``host_ttl``, ``peer_ttl``, ``piece_timeout`` and
+``task_idle_ttl`` are aliases of built-in policies' settings, and
+``liveness.reconnect_grace`` is the ``disconnect_grace`` policy's setting: their
+type, default and bounds come from the policy's declaration.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final, final
+
+import attrs
+
+from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError
+from ..policies import _announce_ttl, _disconnect_grace, _peer_lifetime, _task_idle
+from ._section import PLUGIN_PREFIX, Section
+from ._setting import Kind, Setting, boolean, choice, duration, integer, str_list, string
+
+ENV_PREFIX: Final = "SCHEDULER_"
+LOG_FORMATS: Final = ("text", "json")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+#: Where a value in force came from, lowest precedence first.
+SOURCES: Final = ("default", "file", "env", "flag")
+
+_GRACE = _disconnect_grace.SETTINGS["reconnect_grace"]
+
+
+def _alias(section: Section, key: str, details: str = "") -> Setting:
+    return section[key].alias(
+        section.plugin_name, details=f"{details} Stored as `[{section.name}] {key}`.".strip()
+    )
+
+
+SERVER: Final = Section(
+    "server",
+    (
+        string(
+            "bind",
+            "127.0.0.1",
+            "address of the peers' WebSocket listener",
+            metavar="ADDRESS",
+            details="and of the admin listener unless `admin_bind` is set.",
+        ),
+        integer(
+            "port",
+            8002,
+            "port of the peers' WebSocket listener (path `/ws`); 0 lets the OS pick one",
+            minimum=0,
+            maximum=65535,
+        ),
+        string(
+            "admin_bind",
+            None,
+            "address of the admin HTTP listener",
+            optional=True,
+            unset="the value of bind",
+            metavar="ADDRESS",
+        ),
+        integer(
+            "admin_port",
+            8000,
+            "port of the admin HTTP listener; 0 lets the OS pick one",
+            details="Must differ from `port` when both listeners share an address.",
+            minimum=0,
+            maximum=65535,
+        ),
+        integer(
+            "max_sessions",
+            10_000,
+            "most WebSocket sessions open at once, handshakes in progress included",
+            details="Past it, a handshake is rejected with HTTP 503 "
+            '(`scheduler_handshake_rejections_total{status="503"}`) and the client '
+            "should retry with backoff.",
+            minimum=1,
+        ),
+        integer(
+            "max_message_size",
+            64 * 1024,
+            "longest frame a client may send",
+            unit="characters",
+            details="A longer frame closes the session with 1009.",
+            minimum=1,
+        ),
+        integer(
+            "inbox_size",
+            256,
+            "frames received on one session and not yet handled",
+            details="A client that sends more without reading its replies is closed "
+            "with 1008 (session end cause `inbox_overflow`).",
+            minimum=1,
+        ),
+    ),
+)
+
+#: The policy's setting, described for the service (it also tells clients).
+_GRACE_IN_LIVENESS: Final = attrs.evolve(
+    _GRACE,
+    help="evict a host whose session dropped without `leave_host` this long after",
+    details="(reason `disconnected`), unless it announces again on a new session. "
+    "Applied by the built-in `disconnect_grace` policy and sent to clients in "
+    "`host_accepted`. `0` evicts at once.",
+)
+
+
+LIVENESS: Final = Section(
+    "liveness",
+    (
+        duration(
+            "ping_interval",
+            5,
+            "ping each session this long after it opened or after the previous pong",
+            details="Sent to clients in `host_accepted`.",
+            positive=True,
+        ),
+        duration(
+            "ping_timeout",
+            5,
+            "drop a session whose pong is this late",
+            details="Close 1001, end cause `ping_timeout`; its host becomes disconnected.",
+            positive=True,
+        ),
+        duration(
+            "send_timeout",
+            5,
+            "bound on every send to a client",
+            details="(replies, and the handshake's accept or reject). A send that takes "
+            "longer drops the session: close 1001, cause `send_timeout`.",
+            positive=True,
+        ),
+        duration(
+            "close_timeout",
+            2,
+            "bound on closing one connection",
+            details="and on stopping the admin listener at shutdown.",
+            positive=True,
+        ),
+        duration(
+            "announce_timeout",
+            10,
+            "bound on the handshake and then on the wait for the first `announce_host`",
+            details="A session that does not announce in time is closed with 1008, "
+            "cause `announce_timeout`.",
+            positive=True,
+        ),
+        _GRACE_IN_LIVENESS,
+        integer(
+            "error_limit",
+            20,
+            "errors per `error_window` before a session is closed",
+            details="A session that gets more `error` replies gets `too_many_errors` "
+            "and is closed with 1008.",
+            minimum=1,
+        ),
+        duration("error_window", 10, "the sliding window of `error_limit`", positive=True),
+        duration(
+            "shutdown_timeout",
+            4,
+            "on SIGINT or SIGTERM, wait this long for sessions to close",
+            details="then stop anyway.",
+            positive=True,
+        ),
+    ),
+)
+
+GC: Final = Section(
+    "gc",
+    (
+        duration(
+            "sweep_interval",
+            DEFAULT_SWEEP_INTERVAL,
+            "period of each record kind's sweep",
+            positive=True,
+        ),
+        _alias(_announce_ttl.SETTINGS, "host_ttl"),
+        _alias(_peer_lifetime.SETTINGS, "peer_ttl"),
+        _alias(_peer_lifetime.SETTINGS, "piece_timeout"),
+        _alias(_task_idle.SETTINGS, "task_idle_ttl"),
+    ),
+)
+
+PLUGINS: Final = Section(
+    "plugins",
+    (
+        str_list(
+            "enable",
+            "plugins to add: an installed plugin's name, or MODULE:OBJECT (repeatable)",
+            details="Installed names are entry points in the `scheduler.plugins` group "
+            '(`"phi_accrual"`, `"dragonfly_compat"`). The flag adds to the list.',
+            flag="--plugin",
+            metavar="NAME|MODULE:OBJECT",
+        ),
+        str_list(
+            "disable",
+            "plugins to leave out, by name, built-ins included (repeatable)",
+            details="The flag adds to the list.",
+            flag="--disable-plugin",
+            metavar="NAME",
+        ),
+        boolean(
+            "entrypoints",
+            False,
+            "enable every installed plugin, minus `disable`",
+            flag="--all-plugins",
+        ),
+    ),
+)
+
+LOG: Final = Section(
+    "log",
+    (
+        choice(
+            "format",
+            "text",
+            LOG_FORMATS,
+            "log line format",
+            details="`text`: one `key=value` line per event; `json`: one object per line.",
+            attr="log_format",
+            flag="--log-format",
+        ),
+        choice(
+            "level",
+            "info",
+            LOG_LEVELS,
+            "lowest level logged",
+            attr="log_level",
+            flag="--log-level",
+        ),
+    ),
+)
+
+#: Every section of ``scheduler serve``, in file order.
+SECTIONS: Final[tuple[Section, ...]] = (SERVER, LIVENESS, GC, PLUGINS, LOG)
+
+
+def entries() -> Iterator[tuple[Section, Setting]]:
+    """Every ``(section, setting)`` of ``serve``, in declaration order."""
+    for section in SECTIONS:
+        for setting in section:
+            yield section, setting
+
+
+def env_name(section: Section, setting: Setting) -> str:
+    """``SCHEDULER_<SECTION>_<KEY>``, e.g. ``SCHEDULER_LIVENESS_RECONNECT_GRACE``."""
+    return f"{ENV_PREFIX}{section.name.upper()}_{setting.key.upper()}"
+
+
+def setting_named(qualified: str) -> Setting:
+    """The setting ``section.key`` (``"server.port"``)."""
+    section_name, _, key = qualified.partition(".")
+    for section in SECTIONS:
+        if section.name == section_name:
+            return section[key]
+    raise KeyError(qualified)
+
+
+@final
+@attrs.frozen
+class Resolved:
+    """The configuration in force: ``section.key`` -> value, and where each came from.
+
+    ``plugin_sections`` are the file's ``[plugins.<name>]`` tables as written
+    (their plugins validate them), with any ``[gc]`` alias given in the file,
+    environment or flags written into its policy's table.
+    """
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    plugin_sections: Mapping[str, Mapping[str, Any]]
+
+    def source_of(self, plugin: str, key: str) -> str:
+        """Where a plugin setting comes from: its alias's source, the file, or the default."""
+        for section, setting in entries():
+            same = setting.target == (plugin, key) or (
+                (plugin, key) == ("disconnect_grace", "reconnect_grace")
+                and setting is _GRACE_IN_LIVENESS
+            )
+            if same:
+                source = self.sources[section.qualified(setting.key)]
+                return _describe(source, section, setting)
+        return "file" if key in self.plugin_sections.get(plugin, {}) else "default"
+
+
+def read_file(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Validate the TOML layout: (``{section.key: value}``, ``{plugin: raw table}``)."""
+    known = {section.name: section for section in SECTIONS}
+    for name in data:
+        if name not in known:
+            raise ConfigError(name, f"unknown section (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    plugin_sections: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        table = data.get(section.name, {})
+        extra: frozenset[str] = frozenset()
+        if section is PLUGINS and isinstance(table, Mapping):
+            extra = frozenset(table) - {s.key for s in PLUGINS}
+        for key, value in section.read(table, ignore=extra).items():
+            values[section.qualified(key)] = value
+        for name in sorted(extra):
+            if not isinstance(table[name], Mapping):
+                raise ConfigError(f"{PLUGIN_PREFIX}{name}", "must be a table of settings")
+            plugin_sections[name] = dict(table[name])
+    _fold_reconnect_grace(values, plugin_sections)
+    _fold_aliases(values, plugin_sections)
+    return values, plugin_sections
+
+
+def _fold_reconnect_grace(values: dict[str, Any], plugin_sections: dict[str, Any]) -> None:
+    # reconnect_grace is one setting: the service reports it to clients, the
+    # disconnect-grace policy applies it. It may be written in either place, once.
+    section = plugin_sections.get("disconnect_grace", {})
+    if "reconnect_grace" in section:
+        where = f"{_disconnect_grace.SETTINGS.name}.reconnect_grace"
+        if "liveness.reconnect_grace" in values:
+            raise ConfigError(where, "also set as liveness.reconnect_grace; set it in one place")
+        values["liveness.reconnect_grace"] = _GRACE.parse(section.pop("reconnect_grace"), where)
+
+
+def _fold_aliases(values: dict[str, Any], plugin_sections: dict[str, Any]) -> None:
+    # A [gc] alias not set in [gc] takes the policy section's value, so that the
+    # alias always shows the value in force.
+    for setting in GC:
+        if setting.target is None or GC.qualified(setting.key) in values:
+            continue
+        plugin, key = setting.target
+        if key in plugin_sections.get(plugin, {}):
+            where = f"{PLUGIN_PREFIX}{plugin}.{key}"
+            values[GC.qualified(setting.key)] = setting.parse(plugin_sections[plugin][key], where)
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``{section.key: value}`` from ``SCHEDULER_<SECTION>_<KEY>`` variables.
+
+    A bad value, or an unknown variable under a known section's prefix (a typo),
+    is a :class:`ConfigError` naming the variable.
+    """
+    names = {env_name(section, setting): (section, setting) for section, setting in entries()}
+    prefixes = tuple(f"{ENV_PREFIX}{section.name.upper()}_" for section in SECTIONS)
+    values: dict[str, Any] = {}
+    for name, text in environ.items():
+        if name in names:
+            section, setting = names[name]
+            values[section.qualified(setting.key)] = setting.parse_text(text, name)
+        elif name.startswith(prefixes):
+            raise ConfigError(name, "unknown setting (see `scheduler serve --print-config`)")
+    return values
+
+
+def resolve(
+    file: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Resolved:
+    """Layer defaults, the parsed TOML ``file``, ``environ`` and ``flags`` (flag > env > file).
+
+    ``flags`` maps ``section.key`` to values already parsed (see
+    :func:`scheduler.settings.serve.add_flags`). List flags (``--plugin``,
+    ``--disable-plugin``) add to the lower layers' lists; everything else replaces.
+    """
+    file_values, plugin_sections = read_file(file or {})
+    layers = (file_values, read_env(environ or {}), dict(flags or {}))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for section, setting in entries():
+        qualified = section.qualified(setting.key)
+        values[qualified], sources[qualified] = setting.default, "default"
+        for source, layer in zip(SOURCES[1:], layers, strict=True):
+            if qualified not in layer:
+                continue
+            value = layer[qualified]
+            if setting.kind is Kind.STR_LIST and source == "flag":
+                value = (*values[qualified], *value)
+            values[qualified], sources[qualified] = value, source
+    for section, setting in entries():
+        qualified = section.qualified(setting.key)
+        if setting.target is not None and sources[qualified] != "default":
+            plugin, key = setting.target
+            plugin_sections.setdefault(plugin, {})[key] = values[qualified]
+    return Resolved(values, sources, plugin_sections)
+
+
+# --- generated surfaces ---------------------------------------------------------------------
+
+
+def help_text(section: Section, setting: Setting) -> str:
+    """The ``--help`` line of a flag: help, unit, default, bounds and environment variable."""
+    unit = f", in {setting.unit}" if setting.unit else ""
+    bounds = setting.bounds_text()
+    extra = f"; {bounds}" if bounds else ""
+    text = f"{setting.help}{unit} (default {setting.format(setting.default)}{extra})"
+    return f"{text} [env {env_name(section, setting)}]".replace("%", "%%")
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting, grouped by section, each defaulting to None ("not given")."""
+    for section in SECTIONS:
+        group = parser.add_argument_group(f"[{section.name}]")
+        for setting in section:
+            if setting.flag:
+                _add_flag(group, section, setting)
+
+
+def _add_flag(group: Any, section: Section, setting: Setting) -> None:
+    dest = section.qualified(setting.key)
+    help = help_text(section, setting)
+    flag = setting.flag
+    if setting.kind is Kind.BOOL:
+        group.add_argument(flag, dest=dest, action="store_const", const=True, help=help)
+        return
+    if setting.kind is Kind.CHOICE:
+        group.add_argument(flag, dest=dest, choices=setting.choices, help=help)
+        return
+
+    def parse(text: str) -> Any:
+        try:
+            return setting.parse_text(text, setting.key)
+        except ConfigError as exc:
+            # argparse names the flag; a bound names the setting too ("port must be ...").
+            message = str(exc).removeprefix(f"{setting.key}: ")
+            if message.startswith("must"):
+                message = f"{setting.key} {message}"
+            raise argparse.ArgumentTypeError(message) from None
+
+    action = "append" if setting.kind is Kind.STR_LIST else "store"
+    group.add_argument(
+        flag, dest=dest, type=parse, action=action, metavar=setting.flag_metavar, help=help
+    )
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on the command line, as ``{section.key: value}`` for :func:`resolve`."""
+    given: dict[str, Any] = {}
+    for section, setting in entries():
+        qualified = section.qualified(setting.key)
+        value = getattr(args, qualified, None)
+        if value is None:
+            continue
+        if setting.kind is Kind.STR_LIST:  # one tuple per repetition of the flag
+            value = tuple(item for items in value for item in items)
+        given[qualified] = value
+    return given
+
+
+def markdown_table(section: Section) -> str:
+    """The docs table of one section: key, flag, environment variable, default, meaning."""
+    rows = [
+        "| key | flag | environment | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for setting in section:
+        default = setting.format(setting.default)
+        default = default if setting.default is None else f"`{default}`"
+        meaning = setting.help + (f", in {setting.unit}" if setting.unit else "")
+        if setting.details:
+            joiner = " " if setting.details[0] in "(a" else ". "
+            meaning += joiner + setting.details
+        else:
+            meaning += "."
+        bounds = setting.bounds_text()
+        if bounds:
+            meaning += f" Allowed: {bounds}."
+        flag = f"`{setting.flag}`" if setting.flag else "none"
+        row = (f"`{setting.key}`", flag, f"`{env_name(section, setting)}`", default, meaning)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(rows)
+
+
+def render(resolved: Resolved, plugins: Sequence[tuple[Section, Mapping[str, Any]]] = ()) -> str:
+    """The configuration in force as TOML, each value commented with its source.
+
+    ``plugins`` are the loaded plugins' declarations with the values they hold.
+    """
+    lines = ["# scheduler serve: the configuration in force; after '#', where each value is from"]
+
+    def table(name: str, rows: list[tuple[str, str]]) -> None:
+        lines.extend(["", f"[{name}]"])
+        width = max((len(text) for text, _ in rows), default=0)
+        lines.extend(f"{text.ljust(width)}  # {source}" for text, source in rows)
+
+    for section in SECTIONS:
+        rows = []
+        for setting in section:
+            qualified = section.qualified(setting.key)
+            value = resolved.values[qualified]
+            source = _describe(resolved.sources[qualified], section, setting)
+            text = f"{setting.key} = {setting.toml(value)}"
+            rows.append((f"# {setting.key} = ({setting.unset})" if value is None else text, source))
+        table(section.name, rows)
+    for section, values in plugins:
+        rows = []
+        for setting in section:
+            value = values[setting.attr]
+            source = resolved.source_of(section.plugin_name, setting.key)
+            text = f"{setting.key} = {setting.toml(value)}"
+            rows.append((f"# {setting.key} = ({setting.unset})" if value is None else text, source))
+        table(section.name, rows)
+    return "\n".join(lines) + "\n"
+
+
+def _describe(source: str, section: Section, setting: Setting) -> str:
+    if source == "env":
+        return f"env ({env_name(section, setting)})"
+    if source == "flag":
+        return f"flag ({setting.flag})"
+    return source
