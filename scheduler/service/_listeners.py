@@ -6,8 +6,8 @@ Each runs under ``nursery.start`` and reports what it bound. A bind failure is a
 
 from __future__ import annotations
 
-import functools
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import final
 
@@ -70,44 +70,48 @@ async def serve_admin(
     Reports the bound URLs.
     """
     try:
-        async with trio.open_nursery() as nursery:
-            serve = functools.partial(
-                hypercorn.trio.serve,
-                app,
-                _hypercorn_config(host, port),
-                shutdown_trigger=stop.wait,
-            )
-            try:
-                binds: list[str] = await nursery.start(serve)
-            except (OSError, BaseExceptionGroup) as exc:
-                # Before it reports, hypercorn only binds: an OSError is a bind failure.
-                bind_error = _only_os_error(exc)
-                if bind_error is None:
-                    raise
-                raise ListenError.of("admin", host, port, bind_error) from exc
-            task_status.started(binds)
+        # We bind, not hypercorn: its bind error names no address and leaks the socket.
+        sock = _bind(host, port, "admin")
+        await hypercorn.trio.serve(
+            app,
+            _HypercornConfig(sock),
+            shutdown_trigger=stop.wait,
+            task_status=task_status,
+        )
     finally:
         done.set()
 
 
-def _only_os_error(error: BaseException) -> OSError | None:
-    """The first OSError if ``error`` is one or a group of nothing else; else None."""
-    if isinstance(error, BaseExceptionGroup):
-        matched, rest = error.split(OSError)
-        if matched is None or rest is not None:
-            return None
-        leaf: BaseException = matched
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        error = leaf
-    return error if isinstance(error, OSError) else None
+def _bind(host: str, port: int, listener: str) -> socket.socket:
+    """A bound (not yet listening) TCP socket, or a ListenError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        raise ListenError.of(listener, host, port, exc) from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError.of(listener, host, port, exc) from exc
+    return sock
 
 
-def _hypercorn_config(host: str, port: int) -> hypercorn.config.Config:
-    hc = hypercorn.config.Config()
-    hc.bind = [f"{url_host(host)}:{port}"]
-    hc.accesslog = None
-    hc.errorlog = logging.getLogger("scheduler.admin")
-    hc.graceful_timeout = 1.0
-    hc.keep_alive_timeout = 5.0
-    return hc
+@final
+class _HypercornConfig(hypercorn.config.Config):
+    """Hypercorn's settings for the admin API, serving on a socket we bound."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sockets = hypercorn.config.Sockets([], [sock], [])
+        self.accesslog = None
+        self.errorlog = logging.getLogger("scheduler.admin")
+        self.graceful_timeout = 1.0
+        self.keep_alive_timeout = 5.0
+
+    def create_sockets(self) -> hypercorn.config.Sockets:
+        return self._sockets
