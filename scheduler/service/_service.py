@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
-from typing import Final, final
+from typing import final
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -45,8 +45,6 @@ from ._session import Session, SessionEnv
 
 log = logging.getLogger("scheduler.service")
 gc_log = logging.getLogger("scheduler.gc")
-
-__all__: Final = ["WS_PATH", "SchedulerService", "build_policies"]
 
 
 @final
