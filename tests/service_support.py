@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import orjson
 import trio
 import trio.testing
@@ -172,3 +173,74 @@ async def announce(
     message = {"type": "announce_host", "id": 1, "host": host_payload(hostname, ip)}
     message["interval"] = interval
     return await request(ws, message)
+
+
+LOOPBACK = ServiceConfig(port=0, admin_port=0, entrypoints=False, ping_interval=30.0)
+
+
+@attrs.frozen
+class Live:
+    """A service running on loopback sockets."""
+
+    service: SchedulerService
+    ws_url: str
+    admin_url: str
+
+    @property
+    def ws_address(self) -> tuple[str, int]:
+        return _address(self.ws_url)
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        return _address(self.admin_url)
+
+
+def _address(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    assert parsed.hostname is not None
+    assert parsed.port is not None
+    return parsed.hostname, parsed.port
+
+
+@asynccontextmanager
+async def serving(config: ServiceConfig = LOOPBACK) -> AsyncIterator[Live]:
+    """Run ``SchedulerService.run`` with real listeners (port 0) until the block ends."""
+    service = SchedulerService(config)
+    async with trio.open_nursery() as nursery:
+        ws_url, admin_url = await nursery.start(
+            lambda task_status: service.run(task_status=task_status)
+        )
+        yield Live(service, ws_url, admin_url)
+        nursery.cancel_scope.cancel()
+
+
+@attrs.frozen
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+async def raw_http(address: tuple[str, int], head: str) -> HttpReply:
+    """Send one raw request head and read the reply until the server closes."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(head.encode("latin-1"))
+        data = bytearray()
+        while chunk := await stream.receive_some():
+            data += chunk
+    raw_head, _, body = bytes(data).partition(b"\r\n\r\n")
+    status_line, *header_lines = raw_head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return HttpReply(int(status_line.split()[1]), headers, body.decode())
+
+
+def upgrade_head(path: str, host: str = "scheduler.test:8002") -> str:
+    """A WebSocket upgrade request head for ``path``."""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )

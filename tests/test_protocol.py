@@ -120,7 +120,7 @@ MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         ttl=st.none() | positive,
         ping_interval=positive,
         ping_timeout=positive,
-        reconnect_grace=non_negative,
+        reconnect_grace=st.none() | non_negative,
     ),
     Ack: st.builds(Ack, id=request_ids),
     ErrorReply: st.builds(

@@ -40,7 +40,7 @@ class PeerConfig:
     Durations are seconds.
     """
 
-    #: The scheduler's WebSocket URL, e.g. ``ws://127.0.0.1:8002/``.
+    #: The scheduler's WebSocket URL, e.g. ``ws://127.0.0.1:8002/ws``.
     scheduler_url: str = attrs.field(validator=_is_websocket_url)
     #: The port this host serves pieces on.
     port: int

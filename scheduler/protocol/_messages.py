@@ -283,7 +283,9 @@ class HostAccepted:
     ttl: float | None = attrs.field(default=None, validator=_optional_positive)
     ping_interval: float = attrs.field(validator=_positive)
     ping_timeout: float = attrs.field(validator=_positive)
-    reconnect_grace: float = attrs.field(validator=_non_negative)
+    #: Seconds a dropped host waits for a re-announce before the policies in force
+    #: evict it; ``None``: no policy evicts a dropped host (only its TTL, if any).
+    reconnect_grace: float | None = attrs.field(default=None, validator=_optional_non_negative)
 
 
 @final

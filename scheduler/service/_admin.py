@@ -10,21 +10,24 @@ Routes::
     DELETE /api/v1/hosts/{id}    evict with reason "admin" (closes its session with 4001)
     GET    /api/v1/tasks
     GET    /api/v1/peers         ?task=ID&limit=N
+
+A WebSocket upgrade gets 400 and a body naming the peers' URL. The app sees
+only an :class:`AdminBackend` (a read-only view and a few actions), never the
+service object.
 """
 
 from __future__ import annotations
 
+import enum
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Final, Protocol
 
+import attrs
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core import Host, HostState, NotFound, Peer, Reason, Task
-
-if TYPE_CHECKING:
-    from ._service import SchedulerService
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,33 +40,74 @@ _STATES: Final = {s.value for s in (HostState.CONNECTED, HostState.DISCONNECTED)
 _DEFAULT_PEER_LIMIT: Final = 1000
 
 
-def host_json(service: SchedulerService, host: Host) -> dict[str, Any]:
-    state = service.state
+class AdminView(Protocol):
+    """The reads the admin API makes (the core's read-only view provides them)."""
+
+    def hosts(self) -> Iterable[Host]: ...
+    def host(self, host_id: str) -> Host: ...
+    def tasks(self) -> Iterable[Task]: ...
+    def peers(self) -> Iterable[Peer]: ...
+    def peers_of_task(self, task_id: str) -> Iterable[Peer]: ...
+    def peer_count_of_host(self, host_id: str) -> int: ...
+    def peer_count_of_task(self, task_id: str) -> int: ...
+
+
+class AdminBackend(Protocol):
+    """Everything the admin API reads or does; the service provides it."""
+
+    @property
+    def view(self) -> AdminView: ...
+    @property
+    def ready(self) -> bool:
+        """True while the listeners are up and the service is not shutting down."""
+
+    @property
+    def ws_url(self) -> str:
+        """The peers' WebSocket URL (named in the answer to a misdirected upgrade)."""
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...
+    def wall_time(self, t: float) -> float:
+        """A core timestamp as Unix time."""
+
+    def has_session(self, host_id: str) -> bool: ...
+    def evict_host(self, host_id: str, reason: str) -> object:
+        """Evict a host now; raises NotFound."""
+
+
+def host_info_json(host: Host) -> dict[str, Any]:
+    """What the host said about itself (every field of ``HostInfo``, so none is copied by hand)."""
+    return attrs.asdict(host.info, value_serializer=_jsonable)
+
+
+def _jsonable(_instance: object, _field: object, value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def host_json(backend: AdminBackend, host: Host) -> dict[str, Any]:
+    wall_time = backend.wall_time
     return {
         "id": host.id,
-        "hostname": host.info.hostname,
-        "ip": host.info.ip,
-        "port": host.info.port,
-        "download_port": host.info.download_port,
-        "type": host.info.type.value,
-        "idc": host.info.idc,
-        "location": host.info.location,
+        **host_info_json(host),
         "state": host.state.value,
         "announce_interval": host.announce_interval,
-        "created_at": service.wall_time(host.created_at),
-        "last_announce_at": service.wall_time(host.last_announce_at),
-        "last_contact_at": service.wall_time(host.last_contact_at),
+        "created_at": wall_time(host.created_at),
+        "last_announce_at": wall_time(host.last_announce_at),
+        "last_contact_at": wall_time(host.last_contact_at),
         "disconnected_at": (
-            None if host.disconnected_at is None else service.wall_time(host.disconnected_at)
+            None if host.disconnected_at is None else wall_time(host.disconnected_at)
         ),
-        "concurrent_upload_limit": host.info.concurrent_upload_limit,
         "upload_count": host.upload_count,
-        "peers": state.peer_count_of_host(host.id),
-        "session": service.session_of(host.id) is not None,
+        "peers": backend.view.peer_count_of_host(host.id),
+        "session": backend.has_session(host.id),
     }
 
 
-def task_json(service: SchedulerService, task: Task) -> dict[str, Any]:
+def task_json(backend: AdminBackend, task: Task) -> dict[str, Any]:
     return {
         "id": task.id,
         "url": task.url,
@@ -71,14 +115,14 @@ def task_json(service: SchedulerService, task: Task) -> dict[str, Any]:
         "piece_length": task.piece_length,
         "content_length": task.content_length,
         "total_piece_count": task.total_piece_count,
-        "peers": service.state.peer_count_of_task(task.id),
+        "peers": backend.view.peer_count_of_task(task.id),
         "back_to_source_count": task.back_to_source_count,
-        "created_at": service.wall_time(task.created_at),
-        "updated_at": service.wall_time(task.updated_at),
+        "created_at": backend.wall_time(task.created_at),
+        "updated_at": backend.wall_time(task.updated_at),
     }
 
 
-def peer_json(service: SchedulerService, peer: Peer) -> dict[str, Any]:
+def peer_json(backend: AdminBackend, peer: Peer) -> dict[str, Any]:
     return {
         "id": peer.id,
         "task_id": peer.task_id,
@@ -86,12 +130,12 @@ def peer_json(service: SchedulerService, peer: Peer) -> dict[str, Any]:
         "state": peer.state.value,
         "finished_pieces": len(peer.finished_pieces),
         "parents": sorted(peer.parents),
-        "created_at": service.wall_time(peer.created_at),
-        "updated_at": service.wall_time(peer.updated_at),
+        "created_at": backend.wall_time(peer.created_at),
+        "updated_at": backend.wall_time(peer.updated_at),
     }
 
 
-def make_admin_app(service: SchedulerService) -> ASGIApp:
+def make_admin_app(backend: AdminBackend) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -101,10 +145,13 @@ def make_admin_app(service: SchedulerService) -> ASGIApp:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["type"] == "websocket":
+            await _refuse_upgrade(backend, scope, receive, send)
+            return
         if scope["type"] != "http":  # pragma: no cover - hypercorn only sends these
             return
         status, body, content_type = route(
-            service,
+            backend,
             scope["method"],
             scope["path"],
             urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1")),
@@ -124,6 +171,31 @@ def make_admin_app(service: SchedulerService) -> ASGIApp:
     return app
 
 
+async def _refuse_upgrade(
+    backend: AdminBackend, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """A WebSocket upgrade on the admin port: 400 with a body naming the peers' URL."""
+    await receive()  # websocket.connect
+    if "websocket.http.response" not in scope.get("extensions", {}):  # pragma: no cover
+        await send({"type": "websocket.close"})  # the server answers 403 without a body
+        return
+    body = (
+        f"this is the admin HTTP API, not a WebSocket endpoint; peers connect to {backend.ws_url}\n"
+    )
+    encoded = body.encode()
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(encoded)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": encoded})
+
+
 def _json(status: int, payload: Any) -> tuple[int, bytes, str]:
     return status, orjson.dumps(payload), "application/json"
 
@@ -133,20 +205,20 @@ def _problem(status: int, message: str) -> tuple[int, bytes, str]:
 
 
 def route(
-    service: SchedulerService, method: str, path: str, query: dict[str, list[str]]
+    backend: AdminBackend, method: str, path: str, query: dict[str, list[str]]
 ) -> tuple[int, bytes, str]:
     """Answer one request: ``(status, body, content type)``."""
-    state = service.state
+    view = backend.view
     if path == "/healthz":
         return 200, b"ok\n", "text/plain"
     if path == "/readyz":
         return (
             (200, b"ready\n", "text/plain")
-            if service.ready
+            if backend.ready
             else (503, b"not ready\n", "text/plain")
         )
     if path == "/metrics":
-        return 200, generate_latest(service.metrics.registry), CONTENT_TYPE_LATEST
+        return 200, generate_latest(backend.metrics_registry), CONTENT_TYPE_LATEST
     if path == _HOSTS:
         if method != "GET":
             return _problem(405, f"{method} not allowed on {path}")
@@ -154,8 +226,8 @@ def route(
         if wanted is not None and wanted not in _STATES:
             return _problem(400, f"state must be one of {sorted(_STATES)}, got {wanted!r}")
         hosts = [
-            host_json(service, h)
-            for h in sorted(state.hosts(), key=lambda h: h.id)
+            host_json(backend, h)
+            for h in sorted(view.hosts(), key=lambda h: h.id)
             if wanted is None or h.state.value == wanted
         ]
         return _json(200, hosts)
@@ -163,9 +235,9 @@ def route(
         host_id = urllib.parse.unquote(path[len(_HOSTS) + 1 :])
         try:
             if method == "GET":
-                return _json(200, host_json(service, state.host(host_id)))
+                return _json(200, host_json(backend, view.host(host_id)))
             if method == "DELETE":
-                service.evict_host(host_id, Reason.ADMIN)
+                backend.evict_host(host_id, Reason.ADMIN)
                 return _json(200, {"evicted": host_id, "reason": Reason.ADMIN.value})
         except NotFound as exc:
             return _problem(404, str(exc))
@@ -173,16 +245,14 @@ def route(
     if method != "GET":
         return _problem(405, f"{method} not allowed on {path}")
     if path == "/api/v1/tasks":
-        return _json(
-            200, [task_json(service, t) for t in sorted(state.tasks(), key=lambda t: t.id)]
-        )
+        return _json(200, [task_json(backend, t) for t in sorted(view.tasks(), key=lambda t: t.id)])
     if path == "/api/v1/peers":
         task_id = query.get("task", [None])[0]
         try:
             limit = int(query.get("limit", [str(_DEFAULT_PEER_LIMIT)])[0])
         except ValueError:
             return _problem(400, "limit must be an integer")
-        peers = state.peers_of_task(task_id) if task_id is not None else list(state.peers())
-        peers.sort(key=lambda p: p.id)
-        return _json(200, [peer_json(service, p) for p in peers[: max(0, limit)]])
+        peers = view.peers_of_task(task_id) if task_id is not None else view.peers()
+        ordered = sorted(peers, key=lambda p: p.id)
+        return _json(200, [peer_json(backend, p) for p in ordered[: max(0, limit)]])
     return _problem(404, f"no route for {path}")

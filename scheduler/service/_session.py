@@ -1,143 +1,88 @@
-"""One WebSocket session: one host, in its own nursery.
+"""The trio side of one WebSocket session: bytes, timers and bounded sends.
 
-Three tasks run per session:
+The rules live in :class:`scheduler.session.SessionProtocol`; this shell only
+feeds it and applies what it returns. Three tasks run per session:
 
 * the reader drains frames into a bounded inbox, so trio-websocket's own reader
   never stalls and pongs and close frames are always processed;
-* the handler turns frames into core calls and sends the reply, every send
-  bounded by ``send_timeout``;
+* the handler hands each frame to the protocol, applies the core events, sends
+  the replies (every send bounded by ``send_timeout``) and ends the session if
+  told to;
 * the heartbeat pings every ``ping_interval`` and ends the session when no
   pong arrives within ``ping_timeout`` (or no ``announce_host`` within
   ``announce_timeout``).
 
-A session ends exactly once, with an :class:`EndCause`; the service maps the
-cause to host state (leave → gone, drop → disconnected) and the session then
-closes the socket with a bounded close.
+A session ends exactly once, with an :class:`~scheduler.session.EndCause`; the
+protocol maps the end to host state (leave: gone, drop: disconnected) and the
+shell then closes the socket with a bounded close.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
-import logging
-import math
-from collections import deque
-from typing import TYPE_CHECKING, Final, final
+from collections.abc import Callable, Sequence
+from typing import final
 
+import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from ..core import (
-    BackToSourceLimitReached,
-    Conflict,
-    ContactSource,
-    Event,
-    Forbidden,
-    HostInfo,
-    HostType,
-    IllegalTransition,
-    NotFound,
-    RecordKind,
-    TaskInfo,
-)
-from ..protocol import (
-    Ack,
-    AnnounceHost,
-    BackToSource,
-    ClientMessage,
-    CloseCode,
-    DownloadFailed,
-    DownloadFinished,
-    DownloadStarted,
-    ErrorCode,
-    ErrorReply,
-    Evicted,
-    HostAccepted,
-    LeaveHost,
-    LeavePeer,
-    PiecesFinished,
-    ProtocolError,
-    RegisterPeer,
-    ServerMessage,
-    decode_client,
-    encode,
-)
-from ._logging import fields
-
-if TYPE_CHECKING:
-    from ._service import SchedulerService
-
-log = logging.getLogger("scheduler.session")
-
-#: Any client message refreshes the host's last contact, at most this often.
-_TOUCH_EVERY: Final = 1.0
+from ..core import Event, SchedulerState
+from ..protocol import ErrorReply, ServerMessage, encode
+from ..session import EndCause, HostRegistry, Outcome, SessionLimits, SessionProtocol
+from ._config import ServiceConfig
+from ._metrics import Metrics
 
 
-class EndCause(enum.StrEnum):
-    LEAVE = "leave"
-    CLOSED = "closed"
-    PING_TIMEOUT = "ping_timeout"
-    SEND_TIMEOUT = "send_timeout"
-    EVICTED = "evicted"
-    REPLACED = "replaced"
-    TOO_MANY_ERRORS = "too_many_errors"
-    INBOX_OVERFLOW = "inbox_overflow"
-    ANNOUNCE_TIMEOUT = "announce_timeout"
-    SHUTDOWN = "shutdown"
-    INTERNAL = "internal"
+@final
+@attrs.frozen(kw_only=True)
+class SessionEnv:
+    """What every session of one service shares."""
 
-
-#: The close code and reason sent for each cause.
-CLOSE_FOR: Final[dict[EndCause, tuple[int, str]]] = {
-    EndCause.LEAVE: (CloseCode.NORMAL, "host left"),
-    EndCause.CLOSED: (CloseCode.NORMAL, "connection closed"),
-    EndCause.PING_TIMEOUT: (CloseCode.GOING_AWAY, "no pong within ping_timeout"),
-    EndCause.SEND_TIMEOUT: (CloseCode.GOING_AWAY, "send timed out"),
-    EndCause.EVICTED: (CloseCode.EVICTED, "evicted"),
-    EndCause.REPLACED: (CloseCode.REPLACED, "the host announced on a newer session"),
-    EndCause.TOO_MANY_ERRORS: (CloseCode.POLICY_VIOLATION, "too many errors"),
-    EndCause.INBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many frames in flight"),
-    EndCause.ANNOUNCE_TIMEOUT: (CloseCode.POLICY_VIOLATION, "no announce_host in time"),
-    EndCause.SHUTDOWN: (CloseCode.GOING_AWAY, "scheduler shutting down"),
-    EndCause.INTERNAL: (CloseCode.INTERNAL_ERROR, "internal error"),
-}
-
-#: Causes after which the host is *not* marked disconnected: it is already gone or handed over.
-_HOST_SETTLED: Final = frozenset({EndCause.LEAVE, EndCause.EVICTED, EndCause.REPLACED})
+    state: SchedulerState
+    hosts: HostRegistry
+    limits: SessionLimits
+    config: ServiceConfig
+    metrics: Metrics
+    #: Hands core events on to metrics, logs, session closes and the GC loops.
+    apply: Callable[[Sequence[Event]], None]
 
 
 @final
 class Session:
-    def __init__(self, service: SchedulerService, ws: WebSocketConnection, remote: str) -> None:
-        self.service = service
+    def __init__(self, env: SessionEnv, ws: WebSocketConnection, remote: str) -> None:
+        self.env = env
         self.ws = ws
         self.remote = remote
-        self.host_id: str | None = None
-        self.cause: EndCause | None = None
-        self.evicted_reason: str | None = None
-        self.opened_at = trio.current_time()
+        self.protocol = SessionProtocol(
+            env.state,
+            env.hosts,
+            env.limits,
+            opened_at=trio.current_time(),
+            owner=self,
+            remote=remote,
+        )
         self._scope = trio.CancelScope()
         self._announced = trio.Event()
-        self._errors: deque[float] = deque()
-        self._last_touch = -math.inf
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[str | bytes](
-            service.config.inbox_size
+            env.config.inbox_size
         )
 
     @property
-    def settles_host(self) -> bool:
-        """True if the end cause already decided the host's fate (no disconnect needed)."""
-        return self.cause in _HOST_SETTLED
+    def host_id(self) -> str | None:
+        return self.protocol.host_id
+
+    @property
+    def cause(self) -> EndCause | None:
+        return self.protocol.cause
 
     def end(self, cause: EndCause, evicted_reason: str | None = None) -> None:
         """End the session (the first cause wins). Safe to call from any task."""
-        if self.cause is None:
-            self.cause = cause
-            self.evicted_reason = evicted_reason
+        self.protocol.end(cause, evicted_reason)
         self._scope.cancel()
 
     async def run(self) -> None:
-        config = self.service.config
+        env, protocol = self.env, self.protocol
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -147,13 +92,12 @@ class Session:
         finally:
             # Even when cancelled from outside (the connection failed, the server
             # stops), the host's state must follow the session's end.
-            if self.cause is None:
-                self.cause = EndCause.CLOSED
-            self.service.session_ended(self)
-        code, reason = CLOSE_FOR[self.cause]
-        with trio.move_on_after(config.close_timeout):
-            if self.cause is EndCause.EVICTED and self.evicted_reason is not None:
-                notice = Evicted(reason=self.evicted_reason, message=f"host {self.host_id} evicted")
+            self._apply(protocol.on_closed(trio.current_time()))
+            env.metrics.session_ends.labels(str(protocol.cause)).inc()
+        code, reason = protocol.close_frame()
+        with trio.move_on_after(env.config.close_timeout):
+            notice = protocol.farewell()
+            if notice is not None:
                 with contextlib.suppress(ConnectionClosed):
                     await self.ws.send_message(encode(notice))
             await self.ws.aclose(code, reason)
@@ -179,14 +123,13 @@ class Session:
 
         (One task does both: every task costs memory in each of many idle sessions.)
         """
-        config = self.service.config
-        announce_by = self.opened_at + config.announce_timeout
+        config, protocol = self.env.config, self.protocol
         while True:
             next_ping = trio.current_time() + config.ping_interval
-            if self.host_id is None:
-                with trio.move_on_at(min(next_ping, announce_by)):
+            if protocol.host_id is None:
+                with trio.move_on_at(min(next_ping, protocol.announce_by)):
                     await self._announced.wait()
-                if self.host_id is None and trio.current_time() >= announce_by:
+                if protocol.announce_overdue(trio.current_time()):
                     self.end(EndCause.ANNOUNCE_TIMEOUT)
                     await trio.lowlevel.checkpoint()
             await trio.sleep_until(next_ping)
@@ -198,21 +141,36 @@ class Session:
             except ConnectionClosed:
                 self.end(EndCause.CLOSED)
             else:
-                self._alive(ContactSource.PONG, trio.current_time(), force=True)
+                self._apply(protocol.on_pong(trio.current_time()))
             await trio.lowlevel.checkpoint()
 
     async def _handle_frames(self) -> None:
+        protocol = self.protocol
         async for data in self._inbox_recv:
-            reply, cause = self.handle_frame(data, trio.current_time())
-            await self.send(reply)
-            if cause is not None:
-                self.end(cause)
+            outcome = protocol.receive(data, trio.current_time())
+            self._apply(outcome)
+            if protocol.host_id is not None:
+                self._announced.set()
+            for reply in outcome.replies:
+                await self.send(reply)
+            if outcome.close is not None:
+                self.end(outcome.close)
                 await trio.lowlevel.checkpoint()
+
+    def _apply(self, outcome: Outcome) -> None:
+        metrics = self.env.metrics
+        if outcome.message_type is not None:
+            metrics.messages.labels(outcome.message_type).inc()
+        for reply in outcome.replies:
+            if isinstance(reply, ErrorReply):
+                metrics.message_errors.labels(reply.code).inc()
+        if outcome.events:
+            self.env.apply(outcome.events)
 
     async def send(self, message: ServerMessage) -> None:
         """Send one message, bounded by ``send_timeout``; a timeout ends the session."""
         try:
-            with trio.fail_after(self.service.config.send_timeout):
+            with trio.fail_after(self.env.config.send_timeout):
                 await self.ws.send_message(encode(message))
         except trio.TooSlowError:
             self.end(EndCause.SEND_TIMEOUT)
@@ -221,146 +179,3 @@ class Session:
         else:
             return
         await trio.lowlevel.checkpoint()
-
-    # --- frames -> core calls (synchronous) ---------------------------------------------
-
-    def handle_frame(self, data: str | bytes, now: float) -> tuple[ServerMessage, EndCause | None]:
-        """Decode one frame, apply it to the core, and return the reply (and an end cause)."""
-        metrics = self.service.metrics
-        try:
-            message = decode_client(data)
-        except ProtocolError as exc:
-            metrics.messages.labels("invalid").inc()
-            return self._error(exc.code, exc.message, exc.request_id, now)
-        metrics.messages.labels(message.tag).inc()
-        request_id = message.id
-        try:
-            return self._dispatch(message, now)
-        except Forbidden as exc:
-            return self._error(ErrorCode.FORBIDDEN, str(exc), request_id, now)
-        except NotFound as exc:
-            return self._error(ErrorCode.NOT_FOUND, str(exc), request_id, now)
-        except (Conflict, BackToSourceLimitReached) as exc:
-            return self._error(ErrorCode.CONFLICT, str(exc), request_id, now)
-        except IllegalTransition as exc:
-            return self._error(ErrorCode.ILLEGAL_STATE, str(exc), request_id, now)
-        except ValueError as exc:
-            return self._error(ErrorCode.INVALID_MESSAGE, str(exc), request_id, now)
-        except Exception:
-            log.exception("internal error handling %s", message.tag, extra=self._fields())
-            return self._error(ErrorCode.INTERNAL, "internal error", request_id, now)
-
-    def _dispatch(
-        self, message: ClientMessage, now: float
-    ) -> tuple[ServerMessage, EndCause | None]:
-        service, state = self.service, self.service.state
-        if isinstance(message, AnnounceHost):
-            return self._announce(message, now), None
-        host_id = self.host_id
-        if host_id is None:
-            return self._error(
-                ErrorCode.NOT_ANNOUNCED, "the first message must be announce_host", message.id, now
-            )
-        events: list[Event]
-        self._alive(ContactSource.MESSAGE, now)
-        if isinstance(message, LeaveHost):
-            events = state.leave_host(host_id, now)
-            self.cause = self.cause or EndCause.LEAVE
-            service.apply(events)
-            return Ack(id=message.id), EndCause.LEAVE
-        if isinstance(message, RegisterPeer):
-            task = message.task
-            info = TaskInfo(
-                id=task.task_id,
-                url=task.url,
-                piece_length=task.piece_length,
-                content_length=task.content_length,
-                total_piece_count=task.total_piece_count,
-            )
-            events = state.register_peer(message.peer_id, host_id, info, now)
-        elif isinstance(message, DownloadStarted):
-            events = state.start_download(message.peer_id, now, as_host=host_id)
-        elif isinstance(message, BackToSource):
-            events = state.back_to_source(message.peer_id, now, as_host=host_id)
-        elif isinstance(message, PiecesFinished):
-            events = state.finish_pieces(
-                message.peer_id,
-                message.pieces,
-                now,
-                parent_id=message.parent_id,
-                cost=message.cost,
-                as_host=host_id,
-            )
-        elif isinstance(message, DownloadFinished):
-            events = state.finish_download(message.peer_id, now, as_host=host_id)
-        elif isinstance(message, DownloadFailed):
-            events = state.fail_download(message.peer_id, now, as_host=host_id)
-        elif isinstance(message, LeavePeer):
-            events = state.leave_peer(message.peer_id, now, as_host=host_id)
-        else:  # pragma: no cover - the codec only yields the types above
-            raise TypeError(f"unhandled message {message!r}")
-        service.apply(events)
-        return Ack(id=message.id), None
-
-    def _announce(self, message: AnnounceHost, now: float) -> ServerMessage:
-        payload = message.host
-        info = HostInfo(
-            hostname=payload.hostname,
-            ip=payload.ip,
-            port=payload.port,
-            download_port=payload.download_port,
-            type=HostType(payload.type),
-            idc=payload.idc,
-            location=payload.location,
-            concurrent_upload_limit=payload.concurrent_upload_limit,
-        )
-        if self.host_id is not None and info.id != self.host_id:
-            raise Forbidden(
-                f"this session owns host {self.host_id!r}; it cannot announce {info.id!r}"
-            )
-        service = self.service
-        events = service.state.announce_host(info, now, interval=message.interval)
-        self._last_touch = now
-        if self.host_id is None:
-            self.host_id = info.id
-            service.claim_host(self)
-            self._announced.set()
-        service.apply(events)
-        expiry = service.state.deadline_of(RecordKind.HOST, info.id)
-        config = service.config
-        return HostAccepted(
-            id=message.id,
-            host_id=info.id,
-            ttl=None if expiry is None else max(expiry.at - now, 1e-3),
-            ping_interval=config.ping_interval,
-            ping_timeout=config.ping_timeout,
-            reconnect_grace=config.reconnect_grace,
-        )
-
-    def _alive(self, source: ContactSource, now: float, *, force: bool = False) -> None:
-        """Count a sign of life (rate-limited for ordinary messages)."""
-        host_id = self.host_id
-        if host_id is None or (not force and now - self._last_touch < _TOUCH_EVERY):
-            return
-        if self.service.owns(self, host_id):
-            self._last_touch = now
-            self.service.apply(self.service.state.touch_host(host_id, now, source))
-
-    def _error(
-        self, code: ErrorCode, message: str, request_id: str | int | None, now: float
-    ) -> tuple[ServerMessage, EndCause | None]:
-        config = self.service.config
-        errors = self._errors
-        errors.append(now)
-        while errors and errors[0] <= now - config.error_window:
-            errors.popleft()
-        if len(errors) > config.error_limit:
-            code = ErrorCode.TOO_MANY_ERRORS
-            message = f"more than {config.error_limit} errors in {config.error_window:g}s"
-            self.service.metrics.message_errors.labels(code.value).inc()
-            return ErrorReply(id=request_id, code=code, message=message), EndCause.TOO_MANY_ERRORS
-        self.service.metrics.message_errors.labels(code.value).inc()
-        return ErrorReply(id=request_id, code=code, message=message), None
-
-    def _fields(self) -> dict[str, object]:
-        return fields(host_id=self.host_id, remote=self.remote)

@@ -1,0 +1,124 @@
+"""Connections on the peers' port: the gate, the handshake, and the open sessions.
+
+Every exception of one connection is contained here: one peer's failure never
+reaches the listener or another session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import final
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
+
+from ..protocol import SUBPROTOCOL
+from ..session import EndCause
+from ._gate import Refusal, read_upgrade
+from ._session import Session, SessionEnv
+
+log = logging.getLogger("scheduler.service")
+
+
+@final
+class Connections:
+    """The open sessions of one service, and the handshakes that may add to them."""
+
+    def __init__(self, env: SessionEnv, sessions: set[Session]) -> None:
+        self.env = env
+        #: Shared with the metrics' session gauge.
+        self.sessions = sessions
+        self._handshakes = 0
+        self._no_sessions = trio.Event()
+        self._no_sessions.set()
+
+    def end_all(self, cause: EndCause) -> None:
+        for session in list(self.sessions):
+            session.end(cause)
+
+    async def wait_idle(self) -> None:
+        """Return once no session is open."""
+        await self._no_sessions.wait()
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """One connection: gate, handshake, session, close.
+
+        The connection's nursery is ours rather than trio-websocket's, so an
+        error in its background reader (e.g. wsproto refusing a pong while we
+        close) ends this session only, never the server.
+        """
+        config, metrics = self.env.config, self.env.metrics
+        try:
+            async with trio.open_nursery() as nursery:
+                request: WebSocketRequest | None = None
+                with trio.move_on_after(config.announce_timeout):
+                    upgrade = await read_upgrade(stream)
+                    if isinstance(upgrade, Refusal):
+                        metrics.handshake_rejections.labels(str(upgrade.status)).inc()
+                        with trio.move_on_after(config.send_timeout):
+                            await stream.send_all(upgrade.encode())
+                    elif upgrade is not None:
+                        request = await wrap_server_stream(
+                            nursery,
+                            upgrade,
+                            message_queue_size=4,
+                            max_message_size=config.max_message_size,
+                        )
+                if request is not None:
+                    await self.handle_request(request)
+                nursery.cancel_scope.cancel()
+        except* trio.Cancelled:
+            raise
+        except* (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("connection failed", exc_info=exc)  # noqa: TRY400 - not current
+            metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
+                await stream.aclose()
+
+    async def handle_request(self, request: WebSocketRequest) -> None:
+        """Handshake and run one session; every exception is contained here."""
+        try:
+            await self._accept_and_run(request)
+        except* trio.Cancelled:
+            raise
+        except* Exception as group:
+            for exc in group.exceptions:
+                log.error("session failed", exc_info=exc)  # noqa: TRY400 - not current
+            self.env.metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
+
+    async def _accept_and_run(self, request: WebSocketRequest) -> None:
+        config, metrics = self.env.config, self.env.metrics
+        # Count handshakes in flight too: the cap must hold under concurrent connects.
+        if len(self.sessions) + self._handshakes >= config.max_sessions:
+            metrics.handshake_rejections.labels("503").inc()
+            with trio.move_on_after(config.send_timeout):
+                await request.reject(503, body=b"session limit reached; retry later\n")
+            return
+        proposed = request.proposed_subprotocols
+        if proposed and SUBPROTOCOL not in proposed:
+            metrics.handshake_rejections.labels("400").inc()
+            with trio.move_on_after(config.send_timeout):
+                body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
+                await request.reject(400, body=body.encode())
+            return
+        self._handshakes += 1
+        try:
+            with trio.move_on_after(config.send_timeout) as accept_scope:
+                ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
+        finally:
+            self._handshakes -= 1
+        if accept_scope.cancelled_caught:
+            return
+        session = Session(self.env, ws, str(request.remote))
+        self.sessions.add(session)
+        self._no_sessions = trio.Event()
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            if not self.sessions:
+                self._no_sessions.set()

@@ -1,0 +1,70 @@
+"""The GC loops: the host, peer and task managers, one trio task each.
+
+Each loop sleeps until the core's next deadline for its kind of record, or
+until :meth:`GcLoops.wake` sees that an earlier deadline appeared; then it runs
+the core's GC for that kind at ``trio.current_time()`` and hands the events on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Final, final
+
+import trio
+
+from ..core import Event, RecordKind, SchedulerState
+from ._metrics import Metrics
+
+MANAGERS: Final = {
+    "host": RecordKind.HOST,
+    "peer": RecordKind.PEER,
+    "task": RecordKind.TASK,
+}
+
+
+@final
+class GcLoops:
+    def __init__(
+        self,
+        state: SchedulerState,
+        metrics: Metrics,
+        apply: Callable[[Sequence[Event]], None],
+    ) -> None:
+        self._state = state
+        self._metrics = metrics
+        self._apply = apply
+        self._wakeups = {kind: trio.Event() for kind in RecordKind}
+        self._sleeping_until = {kind: math.inf for kind in RecordKind}
+
+    async def run(self) -> None:
+        """Run every manager's loop until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for name, kind in MANAGERS.items():
+                nursery.start_soon(self._loop, name, kind)
+
+    def wake(self) -> None:
+        """Wake each loop whose next deadline is now earlier than the one it sleeps until."""
+        for kind, event in self._wakeups.items():
+            wake = self._state.next_deadline((kind,))
+            if wake is not None and wake < self._sleeping_until[kind]:
+                event.set()
+
+    async def _loop(self, manager: str, kind: RecordKind) -> None:
+        state, metrics = self._state, self._metrics
+        while True:
+            wake = state.next_deadline((kind,))
+            self._sleeping_until[kind] = math.inf if wake is None else wake
+            event = self._wakeups[kind] = trio.Event()
+            with trio.move_on_at(self._sleeping_until[kind]):
+                await event.wait()
+            self._sleeping_until[kind] = -math.inf  # a running loop needs no wake-up
+            now = trio.current_time()
+            started = time.perf_counter()
+            events = state.run_gc(now, (kind,))
+            metrics.gc_duration.labels(manager).observe(time.perf_counter() - started)
+            metrics.gc_runs.labels(manager).inc()
+            if events:
+                self._apply(events)
+            await trio.lowlevel.checkpoint()

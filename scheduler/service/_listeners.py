@@ -1,0 +1,117 @@
+"""The two listening sockets: the peers' WebSocket port and the admin HTTP port.
+
+Each runs under ``nursery.start`` and reports what it bound. A bind failure is a
+:class:`ListenError` whose message names the listener and the address.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import final
+
+import hypercorn.config
+import hypercorn.trio
+import trio
+
+
+@final
+class ListenError(OSError):
+    """A listener could not bind. ``str()`` is the whole message, e.g.
+    ``peers listener 127.0.0.1:8002: address already in use``."""
+
+    def __init__(self, listener: str, address: str, reason: str) -> None:
+        super().__init__(f"{listener} listener {address}: {reason}")
+        self.listener = listener
+        self.address = address
+
+    @classmethod
+    def of(cls, listener: str, host: str, port: int, error: BaseException) -> ListenError:
+        reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
+        return cls(listener, f"{url_host(host)}:{port}", reason[:1].lower() + reason[1:])
+
+
+def url_host(host: str) -> str:
+    """``host`` as it appears in a URL (IPv6 literals in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+async def serve_peers(
+    handler: Callable[[trio.SocketStream], Awaitable[object]],
+    host: str,
+    port: int,
+    handler_nursery: trio.Nursery,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept TCP connections on the peers' port; each runs ``handler`` in ``handler_nursery``.
+
+    Reports the bound port; runs until cancelled.
+    """
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise ListenError.of("peers", host, port, exc) from exc
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery)
+
+
+async def serve_admin(
+    app: Callable[..., Awaitable[None]],
+    host: str,
+    port: int,
+    *,
+    stop: trio.Event,
+    done: trio.Event,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the admin ASGI app with hypercorn until ``stop`` is set; then set ``done``.
+
+    Reports the bound URLs.
+    """
+    try:
+        # We bind, not hypercorn: its bind error names no address and leaks the socket.
+        sock = _bind(host, port, "admin")
+        await hypercorn.trio.serve(
+            app,
+            _HypercornConfig(sock),
+            shutdown_trigger=stop.wait,
+            task_status=task_status,
+        )
+    finally:
+        done.set()
+
+
+def _bind(host: str, port: int, listener: str) -> socket.socket:
+    """A bound (not yet listening) TCP socket, or a ListenError."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as exc:
+        raise ListenError.of(listener, host, port, exc) from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError.of(listener, host, port, exc) from exc
+    return sock
+
+
+@final
+class _HypercornConfig(hypercorn.config.Config):
+    """Hypercorn's settings for the admin API, serving on a socket we bound."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sockets = hypercorn.config.Sockets([], [sock], [])
+        self.accesslog = None
+        self.errorlog = logging.getLogger("scheduler.admin")
+        self.graceful_timeout = 1.0
+        self.keep_alive_timeout = 5.0
+
+    def create_sockets(self) -> hypercorn.config.Sockets:
+        return self._sockets

@@ -1,0 +1,355 @@
+"""The session rules, sans-IO: one :class:`SessionProtocol` per WebSocket session.
+
+Like h11's ``Connection``, it does no I/O and reads no clock. The trio shell
+hands it each frame with ``now`` and applies the :class:`Outcome`: it sends
+``replies`` (in order), then ends the session with ``close`` if set, and feeds
+``events`` (what the core did) to metrics, logs and the GC.
+
+Rules, in the order they apply to a frame:
+
+* a frame that does not decode gets an ``error`` with the codec's code;
+* ``announce_host`` is accepted at any time; the first one binds the session
+  to the host (a newer session for the same host replaces this one), a later
+  one for another host is ``forbidden``;
+* anything else before the first announce is ``not_announced``;
+* every accepted message refreshes the host's last contact, at most once per
+  ``touch_every`` seconds (a pong always does);
+* ``leave_host`` is acknowledged, removes the host and ends with ``leave``;
+* core errors map to wire codes (:data:`ERROR_CODE_FOR`), unknown ones to
+  ``internal``;
+* more than ``error_limit`` errors within ``error_window`` seconds: the reply is
+  ``too_many_errors`` and the session ends with that cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import Final, final
+
+import attrs
+
+from ..core import (
+    BackToSourceLimitReached,
+    Conflict,
+    ContactSource,
+    Event,
+    Forbidden,
+    HostInfo,
+    HostState,
+    HostType,
+    IllegalTransition,
+    NotFound,
+    RecordKind,
+    SchedulerState,
+    TaskInfo,
+)
+from ..protocol import (
+    Ack,
+    AnnounceHost,
+    BackToSource,
+    ClientMessage,
+    DownloadFailed,
+    DownloadFinished,
+    DownloadStarted,
+    ErrorCode,
+    ErrorReply,
+    Evicted,
+    HostAccepted,
+    HostPayload,
+    LeaveHost,
+    LeavePeer,
+    PiecesFinished,
+    ProtocolError,
+    RegisterPeer,
+    ServerMessage,
+    TaskPayload,
+    decode_client,
+)
+from ._causes import CLOSE_FOR, HOST_SETTLED, EndCause
+from ._registry import HostRegistry, SessionOwner
+
+log = logging.getLogger("scheduler.session")
+
+#: Core errors and the wire code each becomes; checked in this order (first match wins).
+ERROR_CODE_FOR: Final[tuple[tuple[type[Exception], ErrorCode], ...]] = (
+    (Forbidden, ErrorCode.FORBIDDEN),
+    (NotFound, ErrorCode.NOT_FOUND),
+    (Conflict, ErrorCode.CONFLICT),
+    (BackToSourceLimitReached, ErrorCode.CONFLICT),
+    (IllegalTransition, ErrorCode.ILLEGAL_STATE),
+    (ValueError, ErrorCode.INVALID_MESSAGE),
+)
+
+#: The ``message_type`` of an outcome whose frame did not decode.
+INVALID: Final = "invalid"
+
+
+@final
+@attrs.frozen(kw_only=True)
+class SessionLimits:
+    """The settings the session rules apply (the shell builds it from its config)."""
+
+    ping_interval: float
+    ping_timeout: float
+    announce_timeout: float
+    error_limit: int
+    error_window: float
+    #: Any client message refreshes the host's last contact, at most this often.
+    touch_every: float = 1.0
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """What one input did: replies to send, a cause to end with, core events to apply."""
+
+    replies: tuple[ServerMessage, ...] = ()
+    close: EndCause | None = None
+    events: tuple[Event, ...] = ()
+    #: The frame's message type (``"invalid"`` if it did not decode); None for non-frames.
+    message_type: str | None = None
+
+
+_NOTHING: Final = Outcome()
+
+
+def host_info_from(payload: HostPayload) -> HostInfo:
+    """The one copy of what a host says (wire) into what the core keeps."""
+    return HostInfo(
+        hostname=payload.hostname,
+        ip=payload.ip,
+        port=payload.port,
+        download_port=payload.download_port,
+        type=HostType(payload.type),
+        idc=payload.idc,
+        location=payload.location,
+        concurrent_upload_limit=payload.concurrent_upload_limit,
+        stats=dict(payload.stats or {}),
+    )
+
+
+def task_info_from(payload: TaskPayload) -> TaskInfo:
+    return TaskInfo(
+        id=payload.task_id,
+        url=payload.url,
+        piece_length=payload.piece_length,
+        content_length=payload.content_length,
+        total_piece_count=payload.total_piece_count,
+    )
+
+
+def error_code_for(exc: Exception) -> ErrorCode | None:
+    """The wire code for a core error; None: not a client's fault (internal)."""
+    for kind, code in ERROR_CODE_FOR:
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
+@final
+class SessionProtocol:
+    """The rules of one session; no I/O, no clock: every call takes ``now``."""
+
+    def __init__(
+        self,
+        state: SchedulerState,
+        hosts: HostRegistry,
+        limits: SessionLimits,
+        *,
+        opened_at: float,
+        owner: SessionOwner | None = None,
+        remote: str = "",
+    ) -> None:
+        self.state = state
+        self.hosts = hosts
+        self.limits = limits
+        self.opened_at = opened_at
+        #: What the registry holds for this session; ``self`` unless a shell wraps it.
+        self.owner: SessionOwner = self if owner is None else owner
+        self.remote = remote
+        self.host_id: str | None = None
+        self.cause: EndCause | None = None
+        self.evicted_reason: str | None = None
+        self._errors: deque[float] = deque()
+        self._last_touch = -math.inf
+        self._closed = False
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def announce_by(self) -> float:
+        """The first ``announce_host`` must arrive before this time."""
+        return self.opened_at + self.limits.announce_timeout
+
+    @property
+    def settles_host(self) -> bool:
+        """True if the end cause already decided the host's fate (no disconnect needed)."""
+        return self.cause in HOST_SETTLED
+
+    def end(self, cause: EndCause, evicted_reason: str | None = None) -> None:
+        """Record why the session ends; the first cause wins."""
+        if self.cause is None:
+            self.cause = cause
+            self.evicted_reason = evicted_reason
+
+    def announce_overdue(self, now: float) -> bool:
+        return self.host_id is None and now >= self.announce_by
+
+    def close_frame(self) -> tuple[int, str]:
+        """The close code and reason to send (``closed`` if no cause was recorded)."""
+        return CLOSE_FOR[self.cause or EndCause.CLOSED]
+
+    def farewell(self) -> Evicted | None:
+        """The ``evicted`` notice to send before the close, if the host was evicted."""
+        if self.cause is not EndCause.EVICTED or self.evicted_reason is None:
+            return None
+        return Evicted(reason=self.evicted_reason, message=f"host {self.host_id} evicted")
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def receive(self, frame: str | bytes, now: float) -> Outcome:
+        """One client frame: decode it, apply it to the core, say what to send."""
+        try:
+            message = decode_client(frame)
+        except ProtocolError as exc:
+            return self._error(exc.code, exc.message, exc.request_id, now, INVALID)
+        tag = message.tag
+        try:
+            return self._dispatch(message, now)
+        except Exception as exc:  # every error becomes a reply
+            code = error_code_for(exc)
+            if code is None:
+                log.exception("internal error handling %s", tag, extra=self._fields())
+                return self._error(ErrorCode.INTERNAL, "internal error", message.id, now, tag)
+            return self._error(code, str(exc), message.id, now, tag)
+
+    def on_pong(self, now: float) -> Outcome:
+        """A pong arrived: the host is alive (not rate-limited)."""
+        return Outcome(events=tuple(self._touch(ContactSource.PONG, now, force=True)))
+
+    def on_closed(self, now: float) -> Outcome:
+        """The session is over: release the host, and disconnect it unless already settled.
+
+        Call once, after the socket's end; later calls do nothing.
+        """
+        if self._closed:
+            return _NOTHING
+        self._closed = True
+        self.end(EndCause.CLOSED)
+        host_id = self.host_id
+        if host_id is None or not self.hosts.release(self.owner, host_id):
+            return _NOTHING
+        state = self.state
+        if self.settles_host or not state.has_host(host_id):
+            return _NOTHING
+        if state.host(host_id).state is not HostState.CONNECTED:
+            return _NOTHING
+        log.info("session dropped", extra=self._fields(cause=str(self.cause)))
+        return Outcome(events=tuple(state.disconnect_host(host_id, now)))
+
+    # --- rules ---------------------------------------------------------------------------
+
+    def _dispatch(self, message: ClientMessage, now: float) -> Outcome:
+        tag = message.tag
+        if isinstance(message, AnnounceHost):
+            return self._announce(message, now)
+        host_id = self.host_id
+        if host_id is None:
+            text = "the first message must be announce_host"
+            return self._error(ErrorCode.NOT_ANNOUNCED, text, message.id, now, tag)
+        events = self._touch(ContactSource.MESSAGE, now)
+        state = self.state
+        close: EndCause | None = None
+        if isinstance(message, LeaveHost):
+            # Recorded now, not when the shell ends the session after the ack: a
+            # concurrent end (an eviction) must not turn a leave into a drop.
+            self.end(EndCause.LEAVE)
+            events += state.leave_host(host_id, now)
+            close = EndCause.LEAVE
+        elif isinstance(message, RegisterPeer):
+            info = task_info_from(message.task)
+            events += state.register_peer(message.peer_id, host_id, info, now)
+        elif isinstance(message, DownloadStarted):
+            events += state.start_download(message.peer_id, now, as_host=host_id)
+        elif isinstance(message, BackToSource):
+            events += state.back_to_source(message.peer_id, now, as_host=host_id)
+        elif isinstance(message, PiecesFinished):
+            events += state.finish_pieces(
+                message.peer_id,
+                message.pieces,
+                now,
+                parent_id=message.parent_id,
+                cost=message.cost,
+                as_host=host_id,
+            )
+        elif isinstance(message, DownloadFinished):
+            events += state.finish_download(message.peer_id, now, as_host=host_id)
+        elif isinstance(message, DownloadFailed):
+            events += state.fail_download(message.peer_id, now, as_host=host_id)
+        elif isinstance(message, LeavePeer):
+            events += state.leave_peer(message.peer_id, now, as_host=host_id)
+        else:  # pragma: no cover - the codec only yields the types above
+            raise TypeError(f"unhandled message {message!r}")
+        return Outcome(
+            replies=(Ack(id=message.id),), close=close, events=tuple(events), message_type=tag
+        )
+
+    def _announce(self, message: AnnounceHost, now: float) -> Outcome:
+        info = host_info_from(message.host)
+        host_id = info.id
+        if self.host_id is not None and host_id != self.host_id:
+            raise Forbidden(
+                f"this session owns host {self.host_id!r}; it cannot announce {host_id!r}"
+            )
+        state = self.state
+        events = state.announce_host(info, now, interval=message.interval)
+        self._last_touch = now
+        if self.host_id is None:
+            self.host_id = host_id
+            self.hosts.claim(host_id, self.owner)
+        expiry = state.deadline_of(RecordKind.HOST, host_id)
+        limits = self.limits
+        accepted = HostAccepted(
+            id=message.id,
+            host_id=host_id,
+            ttl=None if expiry is None else max(expiry.at - now, 1e-3),
+            ping_interval=limits.ping_interval,
+            ping_timeout=limits.ping_timeout,
+            reconnect_grace=self.hosts.reconnect_grace(host_id, now),
+        )
+        return Outcome(replies=(accepted,), events=tuple(events), message_type=message.tag)
+
+    def _touch(self, source: ContactSource, now: float, *, force: bool = False) -> list[Event]:
+        """Count a sign of life (rate-limited for ordinary messages)."""
+        host_id = self.host_id
+        if host_id is None or (not force and now - self._last_touch < self.limits.touch_every):
+            return []
+        if not self.hosts.owns(self.owner, host_id):
+            return []
+        self._last_touch = now
+        return self.state.touch_host(host_id, now, source)
+
+    def _error(
+        self,
+        code: ErrorCode,
+        text: str,
+        request_id: str | int | None,
+        now: float,
+        message_type: str,
+    ) -> Outcome:
+        limits, errors = self.limits, self._errors
+        errors.append(now)
+        while errors and errors[0] <= now - limits.error_window:
+            errors.popleft()
+        close: EndCause | None = None
+        if len(errors) > limits.error_limit:
+            code, close = ErrorCode.TOO_MANY_ERRORS, EndCause.TOO_MANY_ERRORS
+            text = f"more than {limits.error_limit} errors in {limits.error_window:g}s"
+        reply = ErrorReply(id=request_id, code=code, message=text)
+        return Outcome(replies=(reply,), close=close, message_type=message_type)
+
+    def _fields(self, **extra: object) -> dict[str, object]:
+        # The same shape as the service's log fields (scheduler.service._logging.fields).
+        return {"fields": {"host_id": self.host_id, "remote": self.remote, **extra}}
