@@ -37,6 +37,23 @@ if TYPE_CHECKING:
     from .core._model import Host, Peer, RecordKind, Task
     from .core._view import StateView
 
+__all__ = [
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "scheduler_configure",
+    "scheduler_evicted",
+    "scheduler_host_contact",
+    "scheduler_host_disconnected",
+    "scheduler_host_expiry",
+    "scheduler_host_reconnected",
+    "scheduler_host_supersedes",
+    "scheduler_peer_expiry",
+    "scheduler_replaces",
+    "scheduler_sweep",
+    "scheduler_task_expiry",
+]
+
 PROJECT_NAME = "scheduler"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

@@ -32,7 +32,6 @@ from trio_websocket import (
     wrap_server_stream,
 )
 
-import scheduler.client
 from scheduler.client import (
     Backoff,
     ConnectError,
@@ -822,28 +821,3 @@ def test_print_hosts_prints_the_fetched_hosts(admin_api: AdminApi) -> None:
     output = console.file.getvalue()  # type: ignore[attr-defined]
     assert "10.0.0.2-node-2" in output
     assert "4m 05s ago" in output
-
-
-def test_the_public_names_are_pinned() -> None:
-    assert sorted(scheduler.client.__all__) == [
-        "Backoff",
-        "ConnectError",
-        "HostsFetchError",
-        "PeerConfig",
-        "RequestError",
-        "RequestTimeout",
-        "SchedulerClientError",
-        "SchedulerSession",
-        "SessionLost",
-        "fetch_hosts",
-        "fetch_peers",
-        "fetch_tasks",
-        "format_age",
-        "open_scheduler_session",
-        "print_hosts",
-        "print_table",
-        "render_hosts_table",
-        "render_peers_table",
-        "render_tasks_table",
-        "run_peer",
-    ]

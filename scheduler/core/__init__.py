@@ -93,6 +93,7 @@ __all__ = [
     "TaskEvent",
     "TaskInfo",
     "TaskState",
+    "Verdict",
     "host_id_for",
     "new_plugin_manager",
     "parse_duration",

@@ -6,121 +6,19 @@ through the ``scheduler.plugins`` entry-point group or named in config as
 ``module:object``.
 """
 
-from __future__ import annotations
-
-import importlib
-import importlib.metadata
-import inspect
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
-
-from ..core import ConfigError, PolicySet, new_plugin_manager, plugin_name
-from ..core._policy import PluginErrorCallback
 from ._announce_ttl import AnnounceTTL as AnnounceTTL
 from ._capacity import Capacity as Capacity
 from ._disconnect_grace import DisconnectGrace as DisconnectGrace
 from ._hostname_unique import HostnameUnique as HostnameUnique
+from ._loader import BUILTIN_PLUGINS as BUILTIN_PLUGINS
+from ._loader import ENTRYPOINT_GROUP as ENTRYPOINT_GROUP
+from ._loader import builtin_plugins as builtin_plugins
+from ._loader import import_object as import_object
+from ._loader import installed_plugins as installed_plugins
+from ._loader import instantiate as instantiate
+from ._loader import load_policies as load_policies
 from ._peer_lifetime import PeerLifetime as PeerLifetime
 from ._task_idle import TaskIdleTTL as TaskIdleTTL
-
-#: The entry-point group third-party plugin distributions register under.
-ENTRYPOINT_GROUP: Final = "scheduler.plugins"
-
-#: Built-in plugin classes, registered in this order by :func:`load_policies`.
-BUILTIN_PLUGINS: Final[tuple[type, ...]] = (
-    AnnounceTTL,
-    DisconnectGrace,
-    PeerLifetime,
-    TaskIdleTTL,
-    HostnameUnique,
-    Capacity,
-)
-
-
-def builtin_plugins() -> list[object]:
-    """Fresh instances of every built-in policy."""
-    return [cls() for cls in BUILTIN_PLUGINS]
-
-
-def instantiate(obj: object) -> object:
-    """Plugins may be given as a class (instantiated with no arguments), an instance or a module."""
-    return obj() if inspect.isclass(obj) else obj
-
-
-def import_object(spec: str) -> object:
-    """Import ``"package.module:attribute"``; raise ConfigError with the spec on failure."""
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ConfigError("plugins.enable", f"expected 'module:object', got {spec!r}")
-    try:
-        obj: object = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError("plugins.enable", f"cannot import {spec!r}: {exc}") from exc
-    return obj
-
-
-def installed_plugins() -> dict[str, importlib.metadata.EntryPoint]:
-    """Plugins installed under the ``scheduler.plugins`` entry-point group, by name."""
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP)}
-
-
-def load_policies(
-    *,
-    config: Mapping[str, Mapping[str, Any]] | None = None,
-    enable: Sequence[str] = (),
-    disable: Iterable[str] = (),
-    plugins: Sequence[object] = (),
-    entrypoints: bool = False,
-    on_error: PluginErrorCallback | None = None,
-    defaults: Mapping[str, Mapping[str, Any]] | None = None,
-) -> PolicySet:
-    """Compose the policy set: built-ins, entry points, ``enable`` specs, then ``plugins``.
-
-    * ``enable`` names plugins to add: an installed entry-point name
-      (``"phi_accrual"``) or an import spec (``"package.module:object"``);
-    * ``entrypoints=True`` adds *every* installed entry-point plugin (like
-      pytest's autoload). It is off by default, so installing a distribution
-      never changes a running deployment's policy by itself;
-    * ``disable`` blocks plugins by name (built-ins included) before anything
-      is registered; a plugin's ``scheduler_replaces`` hook blocks the names it
-      replaces afterwards. Unknown hook names fail in ``check_pending()``;
-    * ``defaults`` are settings from the host application, applied under
-      ``config`` to the plugins that end up loaded (see ``PolicySet.finish``).
-    """
-    pm = new_plugin_manager()
-    for name in disable:
-        pm.set_blocked(name)
-
-    def register(obj: object, name: str | None = None) -> None:
-        plugin = instantiate(obj)
-        name = name or plugin_name(plugin)
-        if pm.is_blocked(name):
-            return
-        if pm.has_plugin(name):
-            raise ConfigError("plugins", f"two plugins are named {name!r}; disable one by name")
-        pm.register(plugin, name=name)
-
-    for builtin in builtin_plugins():
-        register(builtin)
-    installed = installed_plugins()
-    wanted: list[str] = [name for name in installed if entrypoints]
-    for spec in enable:
-        if ":" in spec:
-            register(import_object(spec))
-        elif spec in installed:
-            wanted.append(spec)
-        else:
-            known = ", ".join(sorted(installed)) or "none installed"
-            raise ConfigError("plugins.enable", f"no plugin named {spec!r} (installed: {known})")
-    for name in dict.fromkeys(wanted):
-        if not pm.is_blocked(name) and not pm.has_plugin(name):
-            register(installed[name].load(), name)
-    for plugin in plugins:
-        register(plugin)
-    return PolicySet.finish(pm, config or {}, on_error, defaults)
-
 
 __all__ = [
     "BUILTIN_PLUGINS",
