@@ -15,9 +15,9 @@ from typing import Any, NoReturn
 
 import trio
 
+from . import config as settings
 from .core import ConfigError, parse_duration
 from .settings import Section
-from .settings import serve as settings
 
 EXIT_CONFIG = 2
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

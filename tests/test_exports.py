@@ -24,6 +24,7 @@ PIN = Path(__file__).with_name("public_api.json")
 PUBLIC = (
     "scheduler",
     "scheduler.client",
+    "scheduler.config",
     "scheduler.core",
     "scheduler.hookspecs",
     "scheduler.policies",

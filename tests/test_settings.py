@@ -14,12 +14,13 @@ import attrs
 import pytest
 
 from scheduler import cli, hookimpl
+from scheduler import config as serve
+from scheduler.config import __main__ as generator
 from scheduler.core import DEFAULT_SWEEP_INTERVAL, ConfigError, PolicySet
 from scheduler.policies import BUILTIN_PLUGINS
 from scheduler.service import ServiceConfig
 from scheduler.service._config import config_from_resolved
-from scheduler.settings import Section, duration, format_duration, integer, serve
-from scheduler.settings import __main__ as generator
+from scheduler.settings import Section, duration, format_duration, integer
 from scheduler.testing import check_plugin_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,7 +241,7 @@ def read_doc() -> str:
 def test_the_docs_settings_tables_are_the_generated_ones() -> None:
     written = generator.blocks(read_doc())
     assert written == generator.tables(), (
-        "run: python -m scheduler.settings --update docs/operations.md"
+        "run: python -m scheduler.config --update docs/operations.md"
     )
     env_names = set(re.findall(r"`(SCHEDULER_[A-Z_]+)`", "\n".join(written.values())))
     assert env_names == {serve.env_name(sec, s) for sec, s in serve.entries()}
@@ -248,7 +249,7 @@ def test_the_docs_settings_tables_are_the_generated_ones() -> None:
 
 def test_the_generator_prints_the_tables() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "scheduler.settings", "--markdown"],
+        [sys.executable, "-m", "scheduler.config", "--markdown"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     for table in generator.tables().values():
@@ -256,7 +257,7 @@ def test_the_generator_prints_the_tables() -> None:
 
 
 def test_settings_do_not_import_trio() -> None:
-    code = "import scheduler.settings.serve, sys; assert 'trio' not in sys.modules"
+    code = "import scheduler.config, sys; assert 'trio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 

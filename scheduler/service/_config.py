@@ -1,7 +1,7 @@
 """Service configuration: a TOML file, environment variables and flags, layered.
 
 What each setting is (type, default, bounds, help) is declared once, in
-:mod:`scheduler.settings.serve`; this module only turns the merged values
+:mod:`scheduler.config`; this module only turns the merged values
 into a :class:`ServiceConfig`. A bad value raises :class:`ConfigError` naming
 it (``liveness.ping_interval: expected a duration ...``, or the environment
 variable); the CLI turns that into exit status 2.
@@ -16,8 +16,8 @@ from typing import Any, Final, final
 
 import attrs
 
+from .. import config as serve
 from ..core import ConfigError
-from ..settings import serve
 
 #: ServiceConfig attribute -> (section.key, default), for every service-owned setting.
 _ATTRS: Final = {
@@ -83,7 +83,7 @@ class ServiceConfig:
 
 
 def config_from_resolved(resolved: serve.Resolved) -> ServiceConfig:
-    """The ServiceConfig of merged settings (see :func:`scheduler.settings.serve.resolve`)."""
+    """The ServiceConfig of merged settings (see :func:`scheduler.config.resolve`)."""
     values = {attr: resolved.values[qualified] for attr, (qualified, _) in _ATTRS.items()}
     plugin_config = {name: dict(section) for name, section in resolved.plugin_sections.items()}
     return validate(ServiceConfig(plugin_config=plugin_config, **values))

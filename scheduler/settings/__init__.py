@@ -5,7 +5,7 @@ describes one setting and :class:`Section` a TOML table of them; the TOML
 parsing, the validation, the ``serve`` flags, their help, the environment
 variables and the docs tables are all generated from these declarations.
 
-The ``scheduler serve`` declaration itself is :mod:`scheduler.settings.serve`
+The ``scheduler serve`` declaration itself is :mod:`scheduler.config`
 (a separate module: it reads the built-in policies' declarations, which import
 this package).
 """

@@ -1,4 +1,4 @@
-"""``python -m scheduler.settings --markdown``: the docs' settings tables, from the declaration.
+"""``python -m scheduler.config --markdown``: the docs' settings tables, from the declaration.
 
 ``--markdown`` prints every ``serve`` section's table; ``--update FILE``
 rewrites the tables between ``<!-- settings:NAME -->`` and
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import serve
+from . import _serve as serve
 
 _BLOCK = re.compile(
     r"(<!-- settings:(?P<name>[\w.]+) -->\n)(?P<body>.*?)(<!-- /settings:(?P=name) -->)", re.S
@@ -42,7 +42,7 @@ def blocks(text: str) -> dict[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scheduler.settings", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m scheduler.config", description=__doc__)
     parser.add_argument("--markdown", action="store_true", help="print every table")
     parser.add_argument("--update", metavar="FILE", type=Path, help="rewrite FILE's tables")
     args = parser.parse_args(argv)

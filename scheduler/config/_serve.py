@@ -20,8 +20,8 @@ import attrs
 
 from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError
 from ..policies import _announce_ttl, _disconnect_grace, _peer_lifetime, _task_idle
-from ._section import PLUGIN_PREFIX, Section
-from ._setting import Kind, Setting, boolean, choice, duration, integer, str_list, string
+from ..settings._section import PLUGIN_PREFIX, Section
+from ..settings._setting import Kind, Setting, boolean, choice, duration, integer, str_list, string
 
 ENV_PREFIX: Final = "SCHEDULER_"
 LOG_FORMATS: Final = ("text", "json")
@@ -360,7 +360,7 @@ def resolve(
     """Layer defaults, the parsed TOML ``file``, ``environ`` and ``flags`` (flag > env > file).
 
     ``flags`` maps ``section.key`` to values already parsed (see
-    :func:`scheduler.settings.serve.add_flags`). List flags (``--plugin``,
+    :func:`scheduler.config.add_flags`). List flags (``--plugin``,
     ``--disable-plugin``) add to the lower layers' lists; everything else replaces.
     """
     file_values, plugin_sections = read_file(file or {})
