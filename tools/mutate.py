@@ -48,6 +48,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_deadline_queue.py",
     ),
     "scheduler/core/_bitset.py": ("tests/test_bitset.py",),
+    "scheduler/core/_errors.py": ("tests/test_errors.py",),
     "scheduler/core/_lifecycle.py": (
         "tests/test_lifecycle.py",
         "tests/test_lifecycle_tables.py",
