@@ -66,3 +66,15 @@ def mutate(session: nox.Session) -> None:
     """
     install_project(session, "mutation")
     session.run("python", "tools/mutate.py", *session.posargs)
+
+
+@nox.session(name="mutate-plugins")
+def mutate_plugins(session: nox.Session) -> None:
+    """Mutation testing of each distribution under plugins/, with the kit's runner.
+
+    Each plugin configures it in its own pyproject.toml ([tool.scheduler-mutate]),
+    exactly as an outside plugin author would.
+    """
+    install_project(session, "mutation")
+    for plugin in PLUGINS:
+        session.run("python", "-m", "scheduler.testing.mutate", "--project", plugin)

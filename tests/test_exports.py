@@ -33,6 +33,7 @@ PUBLIC = (
     "scheduler.session",
     "scheduler.settings",
     "scheduler.testing",
+    "scheduler.testing.mutate",
 )
 
 

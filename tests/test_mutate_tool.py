@@ -1,4 +1,4 @@
-"""tools/mutate.py, the driver of ``nox -s mutate``: its selection and its arithmetic."""
+"""The kit's mutation runner and this project's configuration of it (tools/mutate.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from types import ModuleType
 import pytest
 
 pytest.importorskip("mutmut", reason="the `mutation` extra is not installed")
+
+from scheduler.testing._mutate import ModuleResult, MutationProject, load_equivalents
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,19 +31,19 @@ def test_surviving_percent_counts_no_tests_and_excludes_equivalents(tool: Module
     statuses = {f"m.x_f__mutmut_{i}": "killed" for i in range(17)}
     statuses |= {"m.x_f__mutmut_17": "timeout", "m.x_f__mutmut_18": "survived"}
     statuses |= {"m.x_f__mutmut_19": "no tests"}
-    result = tool.ModuleResult("m.py", statuses)
+    result = ModuleResult("m.py", statuses)
     assert (result.total, result.surviving) == (20, 2)
     assert result.surviving_percent == 10.0
     result.equivalent["m.x_f__mutmut_18"] = "reason"
     assert result.surviving == 1
     assert result.surviving_percent == pytest.approx(100 / 19)
-    assert tool.ModuleResult("empty.py").surviving_percent == 0.0
+    assert ModuleResult("empty.py").surviving_percent == 0.0
 
 
 def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
     tool: ModuleType,
 ) -> None:
-    fast = tool.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_deadlines.py"])
+    fast = tool.PROJECT.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_deadlines.py"])
     assert fast == [
         "tests/test_bitset.py",
         "tests/test_deadlines.py",
@@ -49,7 +51,7 @@ def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
         "-m",
         "not e2e",
     ]
-    assert tool.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_state.py"]) == [
+    assert tool.PROJECT.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_state.py"]) == [
         "tests",
         "-m",
         "not e2e",
@@ -60,20 +62,20 @@ def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
 
 
 def test_the_default_run_covers_the_core_codec_and_policies_only(tool: ModuleType) -> None:
-    modules = tool.module_files([])
+    modules = tool.PROJECT.module_files([])
     assert "scheduler/core/_deadlines.py" in modules
     assert "scheduler/protocol/_codec.py" in modules
     assert "scheduler/policies/_announce_ttl.py" in modules
     assert all(m.startswith(tool.MUTATED_ROOTS) for m in modules)
-    assert tool.module_files([str(ROOT / "scheduler/core/_bitset.py")]) == [
+    assert tool.PROJECT.module_files([str(ROOT / "scheduler/core/_bitset.py")]) == [
         "scheduler/core/_bitset.py"
     ]
     with pytest.raises(SystemExit, match="outside"):
-        tool.module_files([str(ROOT / "scheduler/service/_service.py")])
+        tool.PROJECT.module_files([str(ROOT / "scheduler/service/_service.py")])
 
 
 def test_every_listed_equivalent_has_its_mutation_and_a_reason(tool: ModuleType) -> None:
-    equivalents = tool.load_equivalents(ROOT / tool.EQUIVALENTS_FILE)
+    equivalents = load_equivalents(ROOT / tool.PROJECT.equivalents)
     assert equivalents
     for name, (mutation, reason) in equivalents.items():
         assert "__mutmut_" in name
@@ -81,8 +83,24 @@ def test_every_listed_equivalent_has_its_mutation_and_a_reason(tool: ModuleType)
         assert len(reason) > 10
 
 
-def test_an_equivalent_without_a_reason_is_refused(tool: ModuleType, tmp_path: Path) -> None:
+def test_an_equivalent_without_a_reason_is_refused(tmp_path: Path) -> None:
     listing = tmp_path / "equivalents.toml"
     listing.write_text('["m.x_f__mutmut_1"]\nmutation = "x = 2"\n', encoding="utf-8")
     with pytest.raises(SystemExit, match="needs `mutation` and `reason`"):
-        tool.load_equivalents(listing)
+        load_equivalents(listing)
+
+
+@pytest.mark.parametrize("plugin", ["dragonfly-compat", "phi-accrual"])
+def test_each_plugin_configures_the_kits_runner_in_its_pyproject(plugin: str) -> None:
+    root = ROOT / "plugins" / plugin
+    project = MutationProject.from_pyproject(root)
+    modules = project.module_files([])
+    assert modules
+    assert all(m.startswith("src/") for m in modules)
+    assert all((root / f).is_file() for files in project.tests_for_module.values() for f in files)
+
+
+def test_a_project_without_a_configuration_is_told_so(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"no \[tool.scheduler-mutate\]"):
+        MutationProject.from_pyproject(tmp_path)

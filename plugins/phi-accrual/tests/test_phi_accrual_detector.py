@@ -79,3 +79,9 @@ def test_the_window_keeps_the_last_max_samples_and_their_moments(
 def test_the_window_needs_room_for_one_sample() -> None:
     with pytest.raises(ValueError, match="max_samples"):
         HeartbeatWindow(0)
+
+
+def test_the_largest_threshold_is_accepted_and_anything_above_is_not() -> None:
+    assert suspicion_quantile(MAX_THRESHOLD) > suspicion_quantile(MAX_THRESHOLD / 2) > 0
+    with pytest.raises(ValueError, match="threshold must be in"):
+        suspicion_quantile(math.nextafter(MAX_THRESHOLD, math.inf))
