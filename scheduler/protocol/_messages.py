@@ -378,9 +378,9 @@ class ParentPayload:
 def _validate_schedule(instance: Schedule, attribute: attrs.Attribute[Any], value: Any) -> None:
     # attrs runs validators after every field is set, so the other fields are readable.
     has_parents = bool(instance.parents)
-    if has_parents != (instance.action == ScheduleAction.PARENTS):
+    if has_parents != (instance.action == ScheduleAction.PARENTS.value):
         raise _invalid(attribute, "parents must be non-empty exactly when action is parents")
-    if (instance.retry_after is not None) != (instance.action == ScheduleAction.WAIT):
+    if (instance.retry_after is not None) != (instance.action == ScheduleAction.WAIT.value):
         raise _invalid(attribute, "retry_after comes with action wait, and only with it")
 
 
