@@ -98,6 +98,37 @@ class _PendingReply:
 
 
 @final
+class _Unsolicited:
+    """What the scheduler sent unasked, kept until read; the oldest go first when full."""
+
+    def __init__(self, size: int) -> None:
+        self._kept: deque[Schedule | FetchTask] = deque(maxlen=size)
+        self._arrived = trio.Event()
+        self._closed = False
+        self.dropped = 0
+
+    def keep(self, message: Schedule | FetchTask) -> None:
+        if len(self._kept) == self._kept.maxlen:
+            self.dropped += 1
+            _log.warning("unsolicited %s dropped: nobody read it in time", self._kept[0].tag)
+        self._kept.append(message)
+        self._arrived.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._arrived.set()
+
+    async def __aiter__(self) -> AsyncIterator[Schedule | FetchTask]:
+        while True:
+            while self._kept:
+                yield self._kept.popleft()
+            if self._closed:
+                return
+            self._arrived = trio.Event()
+            await self._arrived.wait()
+
+
+@final
 class SchedulerSession:
     """An announced session with the scheduler; made by :func:`open_scheduler_session`.
 
@@ -125,10 +156,7 @@ class SchedulerSession:
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
         self._pending: dict[str | int, _PendingReply] = {}
-        self._unsolicited: deque[Schedule | FetchTask] = deque(maxlen=unsolicited_buffer)
-        self._unsolicited_arrived = trio.Event()
-        #: Unsolicited messages dropped because nobody read them in time.
-        self.unsolicited_dropped = 0
+        self._unsolicited = _Unsolicited(unsolicited_buffer)
         self._accepted: HostAccepted | None = None
         self._evicted: Evicted | None = None
         self._lost: SessionLost | None = None
@@ -223,13 +251,13 @@ class SchedulerSession:
         are kept while nobody iterates; past that the oldest are dropped
         (counted in :attr:`unsolicited_dropped`). Use one iterator at a time.
         """
-        while True:
-            while self._unsolicited:
-                yield self._unsolicited.popleft()
-            if self._ended.is_set():
-                return
-            self._unsolicited_arrived = trio.Event()
-            await self._unsolicited_arrived.wait()  # _end sets it too
+        async for message in self._unsolicited:
+            yield message
+
+    @property
+    def unsolicited_dropped(self) -> int:
+        """Unsolicited messages dropped because nobody read them in time."""
+        return self._unsolicited.dropped
 
     async def download_started(self, peer_id: str) -> None:
         """The peer starts downloading from other peers."""
@@ -346,7 +374,7 @@ class SchedulerSession:
         if self._ended.is_set():
             return
         self._ended.set()
-        self._unsolicited_arrived.set()
+        self._unsolicited.close()
         for pending in self._pending.values():
             pending.done.set()
         if lost is not None and not self._leaving:
@@ -401,17 +429,9 @@ class SchedulerSession:
             if isinstance(message, FetchTask) or (
                 isinstance(message, Schedule) and message.id is None
             ):
-                self._keep_unsolicited(message)
+                self._unsolicited.keep(message)
             else:
                 self._resolve(message)
-
-    def _keep_unsolicited(self, message: Schedule | FetchTask) -> None:
-        kept = self._unsolicited
-        if len(kept) == kept.maxlen:
-            self.unsolicited_dropped += 1
-            _log.warning("unsolicited %s dropped: nobody read it in time", kept[0].tag)
-        kept.append(message)
-        self._unsolicited_arrived.set()
 
     def _resolve(self, reply: HostAccepted | Ack | ErrorReply | Schedule) -> None:
         pending = None if reply.id is None else self._pending.get(reply.id)
