@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="keep a peer of this task registered and downloading (repeatable)",
     )
+    peer.add_argument(
+        "--seed",
+        action="store_true",
+        help="announce a seed host: fetch tasks from the origin when the scheduler asks",
+    )
     peer.add_argument("--idc", default="")
     peer.add_argument("--location", default="")
     peer.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -219,6 +224,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "idc": args.idc,
         "location": args.location,
         "tasks": tuple(args.task),
+        "seed": args.seed,
     }
     if args.hostname:
         options["hostname"] = args.hostname
