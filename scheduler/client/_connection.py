@@ -118,14 +118,18 @@ class _Unsolicited:
         self._closed = True
         self._arrived.set()
 
-    async def __aiter__(self) -> AsyncIterator[Schedule | FetchTask]:
-        while True:
-            while self._kept:
-                yield self._kept.popleft()
+    # An iterator object, not an async generator: breaking out of ``async for``
+    # needs no ``aclosing``.
+    def __aiter__(self) -> _Unsolicited:
+        return self
+
+    async def __anext__(self) -> Schedule | FetchTask:
+        while not self._kept:
             if self._closed:
-                return
+                raise StopAsyncIteration
             self._arrived = trio.Event()
             await self._arrived.wait()
+        return self._kept.popleft()
 
 
 @final
@@ -242,7 +246,7 @@ class SchedulerSession:
         message = Reschedule(peer_id=peer_id, failed_parents=list(failed_parents), reason=reason)
         return _schedule_reply("reschedule", await self.request(message))
 
-    async def unsolicited(self) -> AsyncIterator[Schedule | FetchTask]:
+    def unsolicited(self) -> AsyncIterator[Schedule | FetchTask]:
         """What the scheduler sends unasked, in order, until the session ends.
 
         A ``schedule`` with no ``id`` is a proactive push: a parent handed to the
@@ -251,8 +255,7 @@ class SchedulerSession:
         are kept while nobody iterates; past that the oldest are dropped
         (counted in :attr:`unsolicited_dropped`). Use one iterator at a time.
         """
-        async for message in self._unsolicited:
-            yield message
+        return self._unsolicited
 
     @property
     def unsolicited_dropped(self) -> int:
