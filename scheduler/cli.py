@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="keep a peer of this task registered and downloading (repeatable)",
     )
+    peer.add_argument(
+        "--seed",
+        action="store_true",
+        help="announce a seed host: fetch tasks from the origin when the scheduler asks",
+    )
     peer.add_argument("--idc", default="")
     peer.add_argument("--location", default="")
     peer.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -110,7 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     peers.add_argument("--task", metavar="ID", help="only the peers of this task")
     peers.add_argument("--limit", type=_positive_int, help="at most this many (server: 1000)")
     tasks = commands.add_parser("tasks", help="print the scheduler's tasks as a table")
-    for table in (hosts, peers, tasks):
+    task = commands.add_parser(
+        "task", help="print one task: its peers and the parents each was handed"
+    )
+    task.add_argument("task_id", metavar="ID", help="the task id")
+    task.add_argument(
+        "--tree", action="store_true", help="draw the parent edges as a tree (the default)"
+    )
+    for table in (hosts, peers, tasks, task):
         table.add_argument(
             "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
         )
@@ -212,6 +224,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "idc": args.idc,
         "location": args.location,
         "tasks": tuple(args.task),
+        "seed": args.seed,
     }
     if args.hostname:
         options["hostname"] = args.hostname
@@ -255,6 +268,26 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_task(args: argparse.Namespace) -> int:
+    """``task ID``: the task's peers under the parents they were handed, or the raw JSON."""
+    import json
+
+    from rich.console import Console
+
+    from . import client
+
+    try:
+        record = client.fetch_task(args.admin, args.task_id)
+    except client.HostsFetchError as exc:
+        print(f"scheduler: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        Console().print(client.render_task_tree(record))
+    return 0
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; an unknown flag is reported with its command's usage."""
     parser = build_parser()
@@ -274,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hosts": cmd_table,
         "peers": cmd_table,
         "tasks": cmd_table,
+        "task": cmd_task,
     }
     return commands[args.command](args)
 

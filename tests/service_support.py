@@ -160,11 +160,24 @@ def host_payload(hostname: str = "alpha", ip: str = "10.0.0.1", **extra: Any) ->
     return {"hostname": hostname, "ip": ip, "port": 8002, "download_port": 8001, **extra}
 
 
+def is_unsolicited(message: dict[str, Any]) -> bool:
+    """A message the server sent unasked: a pushed ``schedule`` (no id) or ``fetch_task``."""
+    return message["type"] == "fetch_task" or (
+        message["type"] == "schedule" and "id" not in message
+    )
+
+
 async def request(ws: WebSocketConnection, message: dict[str, Any]) -> dict[str, Any]:
-    """Send one JSON message and return the decoded reply."""
+    """Send one JSON message and return the decoded reply.
+
+    With an ``id`` on the request, unsolicited messages that arrive first are
+    skipped; without one, a reply has no id either, so the next message is it.
+    """
     await ws.send_message(orjson.dumps(message).decode())
-    reply: dict[str, Any] = orjson.loads(await ws.get_message())
-    return reply
+    while True:
+        reply: dict[str, Any] = orjson.loads(await ws.get_message())
+        if "id" not in message or not is_unsolicited(reply):
+            return reply
 
 
 async def announce(

@@ -34,13 +34,17 @@ from scheduler.protocol import (
     ErrorCode,
     ErrorReply,
     Evicted,
+    FetchTask,
     HostAccepted,
     HostPayload,
     LeaveHost,
     LeavePeer,
+    ParentPayload,
     PiecesFinished,
     ProtocolError,
     RegisterPeer,
+    Reschedule,
+    Schedule,
     ServerMessage,
     TaskPayload,
     decode_client,
@@ -92,6 +96,16 @@ task_payloads = _tasks(names, st.text(max_size=40)) | _tasks(
     st.none(), st.text(min_size=1, max_size=40)
 )
 
+parent_payloads = st.builds(
+    ParentPayload,
+    peer_id=names,
+    host_id=names,
+    ip=names,
+    download_port=ports,
+    finished_piece_count=naturals,
+    type=st.sampled_from(["normal", "seed"]),
+)
+
 MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     AnnounceHost: st.builds(
         AnnounceHost, id=request_ids, host=host_payloads, interval=st.none() | positive
@@ -130,6 +144,38 @@ MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         message=st.text(max_size=40),
     ),
     Evicted: st.builds(Evicted, reason=names, message=st.text(max_size=40)),
+    Reschedule: st.builds(
+        Reschedule,
+        id=request_ids,
+        peer_id=names,
+        failed_parents=st.lists(names, max_size=5),
+        reason=st.text(max_size=40),
+    ),
+    Schedule: st.one_of(
+        st.builds(
+            Schedule,
+            id=request_ids,
+            peer_id=names,
+            action=st.just("parents"),
+            parents=st.lists(parent_payloads, min_size=1, max_size=4),
+            message=st.text(max_size=20),
+        ),
+        st.builds(
+            Schedule,
+            id=request_ids,
+            peer_id=names,
+            action=st.just("wait"),
+            retry_after=non_negative,
+        ),
+        st.builds(
+            Schedule,
+            id=request_ids,
+            peer_id=names,
+            action=st.sampled_from(["back_to_source", "fail"]),
+            message=st.text(max_size=20),
+        ),
+    ),
+    FetchTask: st.builds(FetchTask, task=task_payloads, peer_id=names),
 }
 client_messages = st.one_of([MESSAGE_STRATEGIES[cls] for cls in CLIENT_MESSAGES.values()])
 server_messages = st.one_of([MESSAGE_STRATEGIES[cls] for cls in SERVER_MESSAGES.values()])
@@ -196,8 +242,16 @@ def test_tags_are_the_wire_types() -> None:
         "download_finished",
         "download_failed",
         "leave_peer",
+        "reschedule",
     }
-    assert set(SERVER_MESSAGES) == {"host_accepted", "ack", "error", "evicted"}
+    assert set(SERVER_MESSAGES) == {
+        "host_accepted",
+        "ack",
+        "error",
+        "evicted",
+        "schedule",
+        "fetch_task",
+    }
     assert set(MESSAGE_STRATEGIES) == {*CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values()}
 
 

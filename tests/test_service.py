@@ -92,7 +92,7 @@ async def test_reconnect_within_grace_keeps_host_and_peers(
     await announce(ws)
     task = {"id": "t", "total_piece_count": 4}
     reply = await request(ws, {"type": "register_peer", "peer_id": "p", "task": task})
-    assert reply["type"] == "ack"
+    assert (reply["type"], reply["action"]) == ("schedule", "back_to_source")
     await ws.aclose()
     await wait_until(lambda: not state.is_schedulable(A_ID), step=0.01)
     await trio.sleep(FAST.reconnect_grace / 2)

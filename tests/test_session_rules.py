@@ -31,7 +31,15 @@ from scheduler.core import (
     SchedulerState,
 )
 from scheduler.policies import load_policies
-from scheduler.protocol import Ack, CloseCode, ErrorCode, ErrorReply, Evicted, HostAccepted
+from scheduler.protocol import (
+    Ack,
+    CloseCode,
+    ErrorCode,
+    ErrorReply,
+    Evicted,
+    HostAccepted,
+    Schedule,
+)
 from scheduler.session import (
     CLOSE_FOR,
     INVALID,
@@ -230,7 +238,7 @@ def test_bad_input_gets_its_documented_error_and_the_session_stays_open(
     session = world.open()
     session.receive(announce(), 0.0)
     register = {"type": "register_peer", "peer_id": "mine", "task": {"id": "t"}}
-    assert isinstance(only_reply(session.receive(frame(register), 0.0)), Ack)
+    assert isinstance(only_reply(session.receive(frame(register), 0.0)), Schedule)
     outcome = session.receive(message, 1.0)
     reply = error_of(outcome)
     assert reply.code == code

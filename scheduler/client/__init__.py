@@ -21,12 +21,14 @@ from ._errors import SessionLost as SessionLost
 from ._hosts import HostsFetchError as HostsFetchError
 from ._hosts import fetch_hosts as fetch_hosts
 from ._hosts import fetch_peers as fetch_peers
+from ._hosts import fetch_task as fetch_task
 from ._hosts import fetch_tasks as fetch_tasks
 from ._hosts import format_age as format_age
 from ._hosts import print_hosts as print_hosts
 from ._hosts import print_table as print_table
 from ._hosts import render_hosts_table as render_hosts_table
 from ._hosts import render_peers_table as render_peers_table
+from ._hosts import render_task_tree as render_task_tree
 from ._hosts import render_tasks_table as render_tasks_table
 from ._peer import PeerConfig as PeerConfig
 from ._peer import run_peer as run_peer
@@ -43,6 +45,7 @@ __all__ = [
     "SessionLost",
     "fetch_hosts",
     "fetch_peers",
+    "fetch_task",
     "fetch_tasks",
     "format_age",
     "open_scheduler_session",
@@ -50,6 +53,7 @@ __all__ = [
     "print_table",
     "render_hosts_table",
     "render_peers_table",
+    "render_task_tree",
     "render_tasks_table",
     "run_peer",
 ]

@@ -4,8 +4,9 @@ A session runs three tasks in its own nursery:
 
 * the **reader** drains every frame, always: while nobody reads, trio-websocket
   stops processing pongs and close frames too. It hands each reply to the
-  request waiting for its id, and ends the session on ``evicted``, on close, or
-  on a frame it cannot decode;
+  request waiting for its id, keeps what the scheduler sends unasked (a pushed
+  ``schedule``, a ``fetch_task``) for :meth:`SchedulerSession.unsolicited`, and
+  ends the session on ``evicted``, on close, or on a frame it cannot decode;
 * the **heartbeat** pings the scheduler every ``ping_interval`` (from
   ``host_accepted``) and ends the session when no pong comes within
   ``ping_timeout``: a frozen scheduler keeps its TCP connection open forever;
@@ -22,7 +23,8 @@ import itertools
 import logging
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import final
 
@@ -49,6 +51,7 @@ from scheduler.protocol import (
     DownloadStarted,
     ErrorReply,
     Evicted,
+    FetchTask,
     HostAccepted,
     HostPayload,
     LeaveHost,
@@ -56,6 +59,8 @@ from scheduler.protocol import (
     PiecesFinished,
     ProtocolError,
     RegisterPeer,
+    Reschedule,
+    Schedule,
     ServerMessage,
     TaskPayload,
     decode_server,
@@ -77,6 +82,9 @@ _log = logging.getLogger("scheduler.client")
 #: The close code of a connection that dropped without a close handshake.
 _ABNORMAL_CLOSURE = 1006
 
+#: Unsolicited messages kept for :meth:`SchedulerSession.unsolicited`; the oldest go first.
+DEFAULT_UNSOLICITED_BUFFER = 256
+
 
 @final
 class _PendingReply:
@@ -87,6 +95,41 @@ class _PendingReply:
     def __init__(self) -> None:
         self.done = trio.Event()
         self.message: ServerMessage | None = None
+
+
+@final
+class _Unsolicited:
+    """What the scheduler sent unasked, kept until read; the oldest go first when full."""
+
+    def __init__(self, size: int) -> None:
+        self._kept: deque[Schedule | FetchTask] = deque(maxlen=size)
+        self._arrived = trio.Event()
+        self._closed = False
+        self.dropped = 0
+
+    def keep(self, message: Schedule | FetchTask) -> None:
+        if len(self._kept) == self._kept.maxlen:
+            self.dropped += 1
+            _log.warning("unsolicited %s dropped: nobody read it in time", self._kept[0].tag)
+        self._kept.append(message)
+        self._arrived.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._arrived.set()
+
+    # An iterator object, not an async generator: breaking out of ``async for``
+    # needs no ``aclosing``.
+    def __aiter__(self) -> _Unsolicited:
+        return self
+
+    async def __anext__(self) -> Schedule | FetchTask:
+        while not self._kept:
+            if self._closed:
+                raise StopAsyncIteration
+            self._arrived = trio.Event()
+            await self._arrived.wait()
+        return self._kept.popleft()
 
 
 @final
@@ -107,6 +150,7 @@ class SchedulerSession:
         request_timeout: float,
         send_timeout: float,
         close_timeout: float,
+        unsolicited_buffer: int = DEFAULT_UNSOLICITED_BUFFER,
     ) -> None:
         self._ws = ws
         self._host = host
@@ -116,6 +160,7 @@ class SchedulerSession:
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
         self._pending: dict[str | int, _PendingReply] = {}
+        self._unsolicited = _Unsolicited(unsolicited_buffer)
         self._accepted: HostAccepted | None = None
         self._evicted: Evicted | None = None
         self._lost: SessionLost | None = None
@@ -188,9 +233,34 @@ class SchedulerSession:
         self._accepted = reply
         return reply
 
-    async def register_peer(self, peer_id: str, task: TaskPayload) -> None:
-        """A peer of this host starts to take part in ``task``."""
-        await self.request(RegisterPeer(peer_id=peer_id, task=task))
+    async def register_peer(self, peer_id: str, task: TaskPayload) -> Schedule:
+        """A peer of this host starts to take part in ``task``; returns where to download from."""
+        return _schedule_reply(
+            "register_peer", await self.request(RegisterPeer(peer_id=peer_id, task=task))
+        )
+
+    async def reschedule(
+        self, peer_id: str, failed_parents: Sequence[str] = (), reason: str = ""
+    ) -> Schedule:
+        """Ask for new parents; ``failed_parents`` are never handed to this peer again."""
+        message = Reschedule(peer_id=peer_id, failed_parents=list(failed_parents), reason=reason)
+        return _schedule_reply("reschedule", await self.request(message))
+
+    def unsolicited(self) -> AsyncIterator[Schedule | FetchTask]:
+        """What the scheduler sends unasked, in order, until the session ends.
+
+        A ``schedule`` with no ``id`` is a proactive push: a parent handed to the
+        peer became unschedulable and these are its new parents. ``fetch_task``
+        asks a seed host to fetch a task. Up to ``unsolicited_buffer`` messages
+        are kept while nobody iterates; past that the oldest are dropped
+        (counted in :attr:`unsolicited_dropped`). Use one iterator at a time.
+        """
+        return self._unsolicited
+
+    @property
+    def unsolicited_dropped(self) -> int:
+        """Unsolicited messages dropped because nobody read them in time."""
+        return self._unsolicited.dropped
 
     async def download_started(self, peer_id: str) -> None:
         """The peer starts downloading from other peers."""
@@ -307,6 +377,7 @@ class SchedulerSession:
         if self._ended.is_set():
             return
         self._ended.set()
+        self._unsolicited.close()
         for pending in self._pending.values():
             pending.done.set()
         if lost is not None and not self._leaving:
@@ -358,9 +429,14 @@ class SchedulerSession:
                 self._evicted = message
                 self._end(_lost_by_eviction(message))
                 return
-            self._resolve(message)
+            if isinstance(message, FetchTask) or (
+                isinstance(message, Schedule) and message.id is None
+            ):
+                self._unsolicited.keep(message)
+            else:
+                self._resolve(message)
 
-    def _resolve(self, reply: HostAccepted | Ack | ErrorReply) -> None:
+    def _resolve(self, reply: HostAccepted | Ack | ErrorReply | Schedule) -> None:
         pending = None if reply.id is None else self._pending.get(reply.id)
         if pending is None:
             # A reply to a request that timed out, or an error without an id (the
@@ -399,6 +475,12 @@ class SchedulerSession:
                 self._end(SessionLost(f"re-announce failed: {exc}"))
                 return
             _log.debug("re-announced %s", self.accepted.host_id)
+
+
+def _schedule_reply(request: str, reply: ServerMessage) -> Schedule:
+    if not isinstance(reply, Schedule):
+        raise SchedulerClientError(f"the reply to {request} is not schedule: {reply!r}")
+    return reply
 
 
 def _lost_by_eviction(evicted: Evicted) -> SessionLost:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 from ._errors import SchedulerClientError
 
@@ -22,12 +24,14 @@ __all__ = [
     "HostsFetchError",
     "fetch_hosts",
     "fetch_peers",
+    "fetch_task",
     "fetch_tasks",
     "format_age",
     "print_hosts",
     "print_table",
     "render_hosts_table",
     "render_peers_table",
+    "render_task_tree",
     "render_tasks_table",
 ]
 
@@ -57,8 +61,9 @@ def fetch_peers(
 ) -> list[dict[str, Any]]:
     """``GET {admin_url}/api/v1/peers[?task=...&limit=...]``: peers, as JSON objects.
 
-    Each peer has ``id``, ``task_id``, ``host_id``, ``state``, ``finished_pieces``
-    and ``updated_at`` (unix seconds). Errors as for :func:`fetch_hosts`.
+    Each peer has ``id``, ``task_id``, ``host_id``, ``state``, ``finished_pieces``,
+    ``parents`` (the parents the scheduler handed it, best first) and
+    ``updated_at`` (unix seconds). Errors as for :func:`fetch_hosts`.
     """
     return _fetch_list(admin_url, "peers", {"task": task, "limit": limit}, timeout)
 
@@ -71,9 +76,38 @@ def fetch_tasks(admin_url: str, *, timeout: float = 5.0) -> list[dict[str, Any]]
     return _fetch_list(admin_url, "tasks", {}, timeout)
 
 
+def fetch_task(admin_url: str, task_id: str, *, timeout: float = 5.0) -> dict[str, Any]:
+    """``GET {admin_url}/api/v1/tasks/{id}``: the task, its ``peers`` and parent ``edges``.
+
+    Errors as for :func:`fetch_hosts` (an unknown task is HTTP 404).
+    """
+    what = f"tasks/{urllib.parse.quote(task_id, safe='')}"
+    url, body = _get(admin_url, what, {}, timeout)
+    try:
+        record = json.loads(body)
+    except ValueError as exc:
+        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("peers"), list):
+        raise HostsFetchError(f"GET {url}: expected a task object with its peers")
+    return record
+
+
 def _fetch_list(
     admin_url: str, what: str, query: Mapping[str, object], timeout: float
 ) -> list[dict[str, Any]]:
+    url, body = _get(admin_url, what, query, timeout)
+    try:
+        records = json.loads(body)
+    except ValueError as exc:
+        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise HostsFetchError(f"GET {url}: expected a JSON array of {what[:-1]} objects")
+    return records
+
+
+def _get(
+    admin_url: str, what: str, query: Mapping[str, object], timeout: float
+) -> tuple[str, bytes]:
     scheme = urllib.parse.urlsplit(admin_url).scheme
     if scheme not in ("http", "https"):
         raise HostsFetchError(f"the admin URL must be http:// or https://, got {admin_url!r}")
@@ -90,13 +124,7 @@ def _fetch_list(
         raise HostsFetchError(f"GET {url}: {exc.reason}") from exc
     except OSError as exc:  # e.g. a timeout while reading the body
         raise HostsFetchError(f"GET {url}: {exc}") from exc
-    try:
-        records = json.loads(body)
-    except ValueError as exc:
-        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise HostsFetchError(f"GET {url}: expected a JSON array of {what[:-1]} objects")
-    return records
+    return url, body
 
 
 def format_age(seconds: float) -> str:
@@ -120,6 +148,44 @@ def _peers_cell(peers: object) -> str:
     if isinstance(peers, Sequence) and not isinstance(peers, str):
         return str(len(peers))
     return _cell(peers)
+
+
+def _parents_cell(parents: object) -> str:
+    if isinstance(parents, list) and parents:
+        return ", ".join(escape(str(p)) for p in parents)
+    return "-"
+
+
+def render_task_tree(task: Mapping[str, Any]) -> Tree:
+    """The task's peers as a tree: each peer under the parents it was handed out.
+
+    A peer with no parent in the task is a root; a peer with several parents
+    appears under each (the scheduler's edges form a DAG, never a cycle).
+    """
+    peers = {str(p.get("id")): p for p in task.get("peers", []) if isinstance(p, Mapping)}
+    children: dict[str, list[str]] = {peer_id: [] for peer_id in peers}
+    roots = []
+    for peer_id, peer in sorted(peers.items()):
+        parents = [str(p) for p in peer.get("parents") or [] if str(p) in peers]
+        for parent in parents:
+            children[parent].append(peer_id)
+        if not parents:
+            roots.append(peer_id)
+    tree = Tree(f"task {escape(_cell(task.get('id')))} ({escape(_cell(task.get('state')))})")
+
+    def label(peer_id: str) -> str:
+        peer = peers[peer_id]
+        state, pieces = _cell(peer.get("state")), _cell(peer.get("finished_pieces"))
+        return f"{escape(peer_id)} [dim]{escape(state)}, {escape(pieces)} pieces[/dim]"
+
+    def grow(node: Tree, peer_id: str, path: frozenset[str]) -> None:
+        for child in children[peer_id]:
+            if child not in path:  # a cycle cannot happen; never loop if it did
+                grow(node.add(label(child)), child, path | {child})
+
+    for root in roots:
+        grow(tree.add(label(root)), root, frozenset({root}))
+    return tree
 
 
 def _interval_cell(interval: object) -> str:
@@ -170,8 +236,8 @@ def render_hosts_table(hosts: Sequence[Mapping[str, Any]], now: float) -> Table:
 def render_peers_table(peers: Sequence[Mapping[str, Any]], now: float) -> Table:
     """A table of ``peers`` as :func:`fetch_peers` returns them; ``now`` is unix seconds.
 
-    Columns: peer id, task id, host id, state, finished pieces, and the age of the
-    last update.
+    Columns: peer id, task id, host id, state, finished pieces, parents (those
+    the scheduler handed out, best first), and the age of the last update.
     """
     table = Table(title="Peers", caption=_caption(peers, "peer"))
     table.add_column("peer id", no_wrap=True)
@@ -179,6 +245,7 @@ def render_peers_table(peers: Sequence[Mapping[str, Any]], now: float) -> Table:
     table.add_column("host id", no_wrap=True)
     table.add_column("state")
     table.add_column("pieces", justify="right")
+    table.add_column("parents")
     table.add_column("updated", justify="right")
     for peer in peers:
         table.add_row(
@@ -187,6 +254,7 @@ def render_peers_table(peers: Sequence[Mapping[str, Any]], now: float) -> Table:
             _cell(peer.get("host_id")),
             _cell(peer.get("state")),
             _cell(peer.get("finished_pieces")),
+            _parents_cell(peer.get("parents")),
             _last_announce_cell(peer.get("updated_at"), now),
         )
     return table

@@ -5,6 +5,11 @@ session re-announces every ``announce_interval`` and pings the scheduler) ->
 *lost* (dropped, evicted, frozen scheduler, failed re-announce) -> *backing off*
 (full-jitter backoff) -> *connecting* ... On shutdown: *leaving* (``leave_host``,
 bounded by ``leave_timeout``) -> *stopped*.
+
+While announced it follows the protocol for each of its tasks (see
+:mod:`._downloads`): it registers, obeys each ``schedule`` (parents, origin,
+wait and reschedule, fail) and each push, and logs the parents it was given.
+With ``seed`` it announces a seed host and obeys ``fetch_task``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from scheduler.protocol import HostPayload, TaskPayload
 
 from ._backoff import Backoff
 from ._connection import SchedulerSession, open_scheduler_session
-from ._errors import RequestError, SchedulerClientError, SessionLost
+from ._downloads import Downloads
+from ._errors import SchedulerClientError, SessionLost
 
 __all__ = ["PeerConfig", "run_peer"]
 
@@ -64,6 +70,8 @@ class PeerConfig:
     #: URLs of tasks this host downloads: after each announce, the daemon keeps one
     #: peer per task registered and running (a stand-in for real downloads).
     tasks: tuple[str, ...] = ()
+    #: Announce a seed host, which fetches tasks from the origin when asked (``fetch_task``).
+    seed: bool = False
 
     def host_payload(self) -> HostPayload:
         """The ``host`` of this daemon's ``announce_host``."""
@@ -72,6 +80,7 @@ class PeerConfig:
             ip=self.ip,
             port=self.port,
             download_port=self.download_port,
+            type="seed" if self.seed else "normal",
             idc=self.idc,
             location=self.location,
         )
@@ -134,9 +143,13 @@ class _PeerDaemon:
                     accepted_at = trio.current_time()
                     self._in_session = True
                     _log.info("announced as %s", session.host_id)
-                    await self._register_downloads(session)
-                    self._report_started()
-                    await self._shutdown.wait()
+                    async with trio.open_nursery() as nursery:
+                        downloads = Downloads(session, nursery, seed=config.seed)
+                        nursery.start_soon(downloads.follow)
+                        await self._register_downloads(session, downloads)
+                        self._report_started()
+                        await self._shutdown.wait()
+                        nursery.cancel_scope.cancel()
                     _log.info("shutting down: leaving the scheduler")
                     if await session.leave(ack_timeout=config.leave_timeout):
                         _log.info("left the scheduler")
@@ -152,22 +165,13 @@ class _PeerDaemon:
                 self._in_session = False
         return 0.0 if accepted_at is None else trio.current_time() - accepted_at
 
-    async def _register_downloads(self, session: SchedulerSession) -> None:
-        """Keep one running peer per configured task (after a reconnect it may still exist)."""
+    async def _register_downloads(self, session: SchedulerSession, downloads: Downloads) -> None:
+        """One peer per configured task, following its schedule (it may survive a reconnect)."""
         for url in self._config.tasks:
             task = TaskPayload(url=url)
             peer_id = f"{session.host_id}/{task.task_id[:16]}"
-            for step in ("register", "start"):
-                try:
-                    if step == "register":
-                        await session.register_peer(peer_id, task)
-                    else:
-                        await session.download_started(peer_id)
-                except RequestError as exc:
-                    # conflict / illegal_state: the peer survived a reconnect, keep it.
-                    if exc.code not in ("conflict", "illegal_state"):
-                        raise
-            _log.info("downloading %s as peer %s", url, peer_id)
+            download = await downloads.register(peer_id, task)
+            _log.info("task %s as peer %s: %s", url, peer_id, download.state)
 
     async def _abort_connect_on_shutdown(self) -> None:
         await self._shutdown.wait()

@@ -96,6 +96,16 @@ SERVER: Final = Section(
             "with 1008 (session end cause `inbox_overflow`).",
             minimum=1,
         ),
+        integer(
+            "outbox_size",
+            64,
+            "unsolicited messages (pushed `schedule`, `fetch_task`) waiting to be sent "
+            "on one session",
+            details="Queueing one never blocks the scheduler; one more than this closes "
+            "the session with 1008 (session end cause `outbox_overflow`): its client "
+            "stopped reading.",
+            minimum=1,
+        ),
     ),
 )
 

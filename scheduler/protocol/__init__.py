@@ -10,6 +10,7 @@ from ._errors import ErrorCode as ErrorCode
 from ._errors import InvalidValue as InvalidValue
 from ._errors import ProtocolError as ProtocolError
 from ._messages import CLIENT_MESSAGES as CLIENT_MESSAGES
+from ._messages import MAX_FAILED_PARENTS as MAX_FAILED_PARENTS
 from ._messages import MAX_PIECES_PER_MESSAGE as MAX_PIECES_PER_MESSAGE
 from ._messages import SERVER_MESSAGES as SERVER_MESSAGES
 from ._messages import SUBPROTOCOL as SUBPROTOCOL
@@ -23,19 +24,25 @@ from ._messages import DownloadFinished as DownloadFinished
 from ._messages import DownloadStarted as DownloadStarted
 from ._messages import ErrorReply as ErrorReply
 from ._messages import Evicted as Evicted
+from ._messages import FetchTask as FetchTask
 from ._messages import HostAccepted as HostAccepted
 from ._messages import HostPayload as HostPayload
 from ._messages import HostType as HostType
 from ._messages import LeaveHost as LeaveHost
 from ._messages import LeavePeer as LeavePeer
+from ._messages import ParentPayload as ParentPayload
 from ._messages import PiecesFinished as PiecesFinished
 from ._messages import RegisterPeer as RegisterPeer
+from ._messages import Reschedule as Reschedule
+from ._messages import Schedule as Schedule
+from ._messages import ScheduleAction as ScheduleAction
 from ._messages import ServerMessage as ServerMessage
 from ._messages import TaskPayload as TaskPayload
 from ._messages import task_id_for_url as task_id_for_url
 
 __all__ = [
     "CLIENT_MESSAGES",
+    "MAX_FAILED_PARENTS",
     "MAX_PIECES_PER_MESSAGE",
     "SERVER_MESSAGES",
     "SUBPROTOCOL",
@@ -50,15 +57,20 @@ __all__ = [
     "ErrorCode",
     "ErrorReply",
     "Evicted",
+    "FetchTask",
     "HostAccepted",
     "HostPayload",
     "HostType",
     "InvalidValue",
     "LeaveHost",
     "LeavePeer",
+    "ParentPayload",
     "PiecesFinished",
     "ProtocolError",
     "RegisterPeer",
+    "Reschedule",
+    "Schedule",
+    "ScheduleAction",
     "ServerMessage",
     "TaskPayload",
     "decode_client",

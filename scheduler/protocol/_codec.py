@@ -32,6 +32,7 @@ from ._messages import (
     SERVER_MESSAGES,
     ClientMessage,
     HostPayload,
+    ParentPayload,
     ServerMessage,
     TaskPayload,
 )
@@ -168,12 +169,18 @@ def _make_converter() -> cattrs.Converter:
 
     converter.register_structure_hook_factory(_is_generic(list), list_factory)
     converter.register_structure_hook_factory(_is_generic(dict), dict_factory)
-    for payload in (HostPayload, TaskPayload):
+    for payload in (HostPayload, TaskPayload, ParentPayload):
         default = converter.get_structure_hook(payload)
         converter.register_structure_hook(payload, _checked_type(dict, default))
 
     # Encoding: leave out optional fields that are None, e.g. no ``"id": null``.
-    for cls in (HostPayload, TaskPayload, *CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values()):
+    for cls in (
+        HostPayload,
+        TaskPayload,
+        ParentPayload,
+        *CLIENT_MESSAGES.values(),
+        *SERVER_MESSAGES.values(),
+    ):
         omit_none: dict[str, Any] = {
             field.name: override(omit_if_default=True)
             for field in attrs.fields(cls)

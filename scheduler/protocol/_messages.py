@@ -32,6 +32,9 @@ SUBPROTOCOL: Final = "scheduler.v1"
 #: The most piece numbers one ``pieces_finished`` may carry.
 MAX_PIECES_PER_MESSAGE: Final = 10_000
 
+#: The most parent ids one ``reschedule`` may name.
+MAX_FAILED_PARENTS: Final = 100
+
 
 @final
 class CloseCode(enum.IntEnum):
@@ -118,6 +121,15 @@ def _validate_pieces(
     if min(value) < 0:
         index = next(i for i, piece in enumerate(value) if piece < 0)
         raise _invalid(attribute, f"piece numbers must be >= 0 (got {value[index]} at [{index}])")
+
+
+def _validate_failed_parents(
+    _instance: Any, attribute: attrs.Attribute[list[str]], value: list[str]
+) -> None:
+    if len(value) > MAX_FAILED_PARENTS:
+        raise _invalid(attribute, f"must name at most {MAX_FAILED_PARENTS} parents")
+    if not all(value):
+        raise _invalid(attribute, "parent ids must not be empty")
 
 
 def _validate_url(instance: TaskPayload, attribute: attrs.Attribute[str], value: str) -> None:
@@ -268,6 +280,18 @@ class LeavePeer:
     peer_id: str = attrs.field(validator=_non_empty)
 
 
+@final
+@attrs.frozen(kw_only=True)
+class Reschedule:
+    """The peer asks for new parents; ``failed_parents`` are blocklisted for it."""
+
+    tag: ClassVar[str] = "reschedule"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+    failed_parents: list[str] = attrs.field(factory=list, validator=_validate_failed_parents)
+    reason: str = ""
+
+
 # --- server -> client ----------------------------------------------------------------
 
 
@@ -325,6 +349,73 @@ class Evicted:
     message: str = ""
 
 
+class ScheduleAction(enum.StrEnum):
+    """What a ``schedule`` message tells the peer to do."""
+
+    #: Download from ``parents`` (non-empty).
+    PARENTS = "parents"
+    #: Download from the origin.
+    BACK_TO_SOURCE = "back_to_source"
+    #: Nobody can feed the peer yet: ask again (``reschedule``) after ``retry_after``.
+    WAIT = "wait"
+    #: The scheduler gives up on this peer; it should report ``download_failed``.
+    FAIL = "fail"
+
+
+@final
+@attrs.frozen(kw_only=True)
+class ParentPayload:
+    """One candidate parent in a ``schedule`` message."""
+
+    peer_id: str = attrs.field(validator=_non_empty)
+    host_id: str = attrs.field(validator=_non_empty)
+    ip: str = attrs.field(validator=_non_empty)
+    download_port: int = attrs.field(validator=_port)
+    finished_piece_count: int = attrs.field(validator=_count)
+    type: HostType = "normal"
+
+
+def _validate_schedule(instance: Schedule, attribute: attrs.Attribute[Any], value: Any) -> None:
+    # attrs runs validators after every field is set, so the other fields are readable.
+    has_parents = bool(instance.parents)
+    if has_parents != (instance.action == ScheduleAction.PARENTS.value):
+        raise _invalid(attribute, "parents must be non-empty exactly when action is parents")
+    if (instance.retry_after is not None) != (instance.action == ScheduleAction.WAIT.value):
+        raise _invalid(attribute, "retry_after comes with action wait, and only with it")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Schedule:
+    """Where a peer should download from.
+
+    The reply to ``register_peer`` and ``reschedule`` (with their ``id``), or pushed
+    unsolicited (no ``id``) when a parent handed out earlier became unschedulable.
+    """
+
+    tag: ClassVar[str] = "schedule"
+    id: str | int | None = None
+    peer_id: str = attrs.field(validator=_non_empty)
+    action: Literal["parents", "back_to_source", "wait", "fail"] = attrs.field(
+        validator=_validate_schedule
+    )
+    parents: list[ParentPayload] = attrs.field(factory=list)
+    #: Seconds to wait before asking again; only with ``wait``.
+    retry_after: float | None = attrs.field(default=None, validator=_optional_non_negative)
+    message: str = ""
+
+
+@final
+@attrs.frozen(kw_only=True)
+class FetchTask:
+    """Asks a seed host to download a task from the origin and serve it (unsolicited)."""
+
+    tag: ClassVar[str] = "fetch_task"
+    task: TaskPayload
+    #: The peer id the seed should register for the task.
+    peer_id: str = attrs.field(validator=_non_empty)
+
+
 ClientMessage: TypeAlias = (
     AnnounceHost
     | LeaveHost
@@ -335,8 +426,9 @@ ClientMessage: TypeAlias = (
     | DownloadFinished
     | DownloadFailed
     | LeavePeer
+    | Reschedule
 )
-ServerMessage: TypeAlias = HostAccepted | Ack | ErrorReply | Evicted
+ServerMessage: TypeAlias = HostAccepted | Ack | ErrorReply | Evicted | Schedule | FetchTask
 
 #: Every client -> server message class by its ``"type"``.
 CLIENT_MESSAGES: Final[Mapping[str, type[ClientMessage]]] = MappingProxyType(
@@ -352,10 +444,11 @@ CLIENT_MESSAGES: Final[Mapping[str, type[ClientMessage]]] = MappingProxyType(
             DownloadFinished,
             DownloadFailed,
             LeavePeer,
+            Reschedule,
         )
     }
 )
 #: Every server -> client message class by its ``"type"``.
 SERVER_MESSAGES: Final[Mapping[str, type[ServerMessage]]] = MappingProxyType(
-    {cls.tag: cls for cls in (HostAccepted, Ack, ErrorReply, Evicted)}
+    {cls.tag: cls for cls in (HostAccepted, Ack, ErrorReply, Evicted, Schedule, FetchTask)}
 )

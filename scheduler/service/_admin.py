@@ -9,6 +9,8 @@ Routes::
     GET    /api/v1/hosts/{id}
     DELETE /api/v1/hosts/{id}    evict with reason "admin" (closes its session with 4001)
     GET    /api/v1/tasks
+    GET    /api/v1/tasks/{id}    the task, its peers and their parent edges
+    GET    /api/v1/tasks/{id}/graph.svg   the same edges drawn as a DAG
     GET    /api/v1/peers         ?task=ID&limit=N
 
 A WebSocket upgrade gets 400 and a body naming the peers' URL. The app sees
@@ -28,6 +30,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core import Host, HostState, NotFound, Peer, Reason, Task
+from ._graph import task_graph_svg
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,6 +39,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _HOSTS: Final = "/api/v1/hosts"
+_TASKS: Final = "/api/v1/tasks"
+_GRAPH_SUFFIX: Final = "/graph.svg"
 _STATES: Final = {s.value for s in (HostState.CONNECTED, HostState.DISCONNECTED)}
 _DEFAULT_PEER_LIMIT: Final = 1000
 
@@ -45,11 +50,13 @@ class AdminView(Protocol):
 
     def hosts(self) -> Iterable[Host]: ...
     def host(self, host_id: str) -> Host: ...
+    def task(self, task_id: str) -> Task: ...
     def tasks(self) -> Iterable[Task]: ...
     def peers(self) -> Iterable[Peer]: ...
     def peers_of_task(self, task_id: str) -> Iterable[Peer]: ...
     def peer_count_of_host(self, host_id: str) -> int: ...
     def peer_count_of_task(self, task_id: str) -> int: ...
+    def parents_of(self, peer_id: str) -> tuple[str, ...]: ...
 
 
 class AdminBackend(Protocol):
@@ -129,9 +136,26 @@ def peer_json(backend: AdminBackend, peer: Peer) -> dict[str, Any]:
         "host_id": peer.host_id,
         "state": peer.state.value,
         "finished_pieces": len(peer.finished_pieces),
-        "parents": sorted(peer.parents),
+        # The parents the scheduler handed out and still stands by, best first.
+        "parents": list(backend.view.parents_of(peer.id)),
+        # The peers that pieces came from (``pieces_finished``'s ``parent_id``).
+        "piece_parents": sorted(peer.parents),
         "created_at": backend.wall_time(peer.created_at),
         "updated_at": backend.wall_time(peer.updated_at),
+    }
+
+
+def task_detail_json(backend: AdminBackend, task: Task) -> dict[str, Any]:
+    """The task, its peers (each with its ``parents``), and the parent edges."""
+    peers = sorted(backend.view.peers_of_task(task.id), key=lambda p: p.id)
+    return {
+        **task_json(backend, task),
+        "peers": [peer_json(backend, p) for p in peers],
+        "edges": [
+            {"parent": parent, "child": p.id}
+            for p in peers
+            for parent in backend.view.parents_of(p.id)
+        ],
     }
 
 
@@ -204,6 +228,21 @@ def _problem(status: int, message: str) -> tuple[int, bytes, str]:
     return _json(status, {"error": message})
 
 
+def _task_route(backend: AdminBackend, rest: str) -> tuple[int, bytes, str]:
+    graph = rest.endswith(_GRAPH_SUFFIX)
+    task_id = urllib.parse.unquote(rest.removesuffix(_GRAPH_SUFFIX) if graph else rest)
+    try:
+        task = backend.view.task(task_id)
+    except NotFound as exc:
+        return _problem(404, str(exc))
+    if not graph:
+        return _json(200, task_detail_json(backend, task))
+    peers = sorted(backend.view.peers_of_task(task.id), key=lambda p: p.id)
+    edges = [(parent, p.id) for p in peers for parent in backend.view.parents_of(p.id)]
+    svg = task_graph_svg(task.id, [(p.id, p.state.value) for p in peers], edges)
+    return 200, svg.encode(), "image/svg+xml"
+
+
 def route(
     backend: AdminBackend, method: str, path: str, query: dict[str, list[str]]
 ) -> tuple[int, bytes, str]:
@@ -244,8 +283,10 @@ def route(
         return _problem(405, f"{method} not allowed on {path}")
     if method != "GET":
         return _problem(405, f"{method} not allowed on {path}")
-    if path == "/api/v1/tasks":
+    if path == _TASKS:
         return _json(200, [task_json(backend, t) for t in sorted(view.tasks(), key=lambda t: t.id)])
+    if path.startswith(_TASKS + "/"):
+        return _task_route(backend, path[len(_TASKS) + 1 :])
     if path == "/api/v1/peers":
         task_id = query.get("task", [None])[0]
         try:

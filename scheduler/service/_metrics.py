@@ -9,14 +9,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..core import Event, Eviction, RecordKind
+from ..core import Event, Eviction, PeerScheduled, RecordKind
 
 if TYPE_CHECKING:
     from ..core import SchedulerState
+    from ..session import Routed
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900)
 _GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
+_DECISION_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2e-4, 5e-4, 0.001, 0.0025, 0.005, 0.01, 0.05)
 
 
 @final
@@ -92,13 +94,51 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.schedule_decisions = Counter(
+            "scheduler_schedule_decisions",
+            "Scheduling decisions, by action and cause",
+            ["action", "cause"],
+            registry=r,
+        )
+        self.dead_parent_pushes = Counter(
+            "scheduler_dead_parent_pushes",
+            "Unsolicited schedule messages queued for a child whose parent became unschedulable",
+            registry=r,
+        )
+        self.fetch_tasks = Counter(
+            "scheduler_fetch_tasks", "fetch_task messages queued for a seed host", registry=r
+        )
+        self.unsolicited_dropped = Counter(
+            "scheduler_unsolicited_dropped",
+            "Unsolicited messages dropped, by type and reason",
+            ["type", "reason"],
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "scheduler_schedule_decision_seconds",
+            "Time the core took for one register or reschedule decision",
+            buckets=_DECISION_BUCKETS,
+            registry=r,
+        )
         for manager in ("host", "peer", "task"):  # export every series from the start
             self.gc_runs.labels(manager)
             self.gc_duration.labels(manager)
         r.register(_StateCollector(state, sessions))
 
+    def observe_routed(self, routed: Routed) -> None:
+        """Count what :func:`~scheduler.session.route_unsolicited` did with a batch."""
+        if routed.pushes:
+            self.dead_parent_pushes.inc(routed.pushes)
+        if routed.fetch_tasks:
+            self.fetch_tasks.inc(routed.fetch_tasks)
+        for (message_type, reason), count in routed.dropped.items():
+            self.unsolicited_dropped.labels(message_type, reason).inc(count)
+
     def observe(self, events: Iterable[Event]) -> None:
         for event in events:
+            if isinstance(event, PeerScheduled):
+                self.schedule_decisions.labels(event.decision.action.value, event.cause).inc()
+                continue
             if not isinstance(event, Eviction):
                 continue
             if event.kind is RecordKind.HOST:

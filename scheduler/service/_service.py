@@ -32,7 +32,7 @@ from ..core import (
     SchedulerState,
 )
 from ..policies import load_policies
-from ..session import EndCause, HostSessions, SessionLimits, SessionOwner
+from ..session import EndCause, HostSessions, SessionLimits, SessionOwner, route_unsolicited
 from ._admin import AdminView, make_admin_app
 from ._config import ServiceConfig
 from ._connections import Connections
@@ -193,8 +193,15 @@ class SchedulerService:
     # --- applying core events -----------------------------------------------------------
 
     def apply(self, events: Sequence[Event]) -> None:
-        """Turn core events into metrics, log lines and session closes; wake the GC."""
+        """Turn core events into metrics, log lines, messages and session closes; wake the GC.
+
+        Every mutation's events pass here, whoever made it (a session, a GC loop,
+        the admin API), so this is where proactive pushes and seed fetches are
+        queued on their hosts' sessions: at once, in the same turn, never blocking.
+        """
         self.metrics.observe(events)
+        routed = route_unsolicited(self.state.view, self.hosts, events)
+        self.metrics.observe_routed(routed)
         for event in events:
             if isinstance(event, Eviction):
                 self._on_eviction(event)
@@ -238,6 +245,7 @@ def session_limits(config: ServiceConfig) -> SessionLimits:
         announce_timeout=config.announce_timeout,
         error_limit=config.error_limit,
         error_window=config.error_window,
+        outbox_size=config.outbox_size,
     )
 
 

@@ -1,13 +1,17 @@
 """The trio side of one WebSocket session: bytes, timers and bounded sends.
 
 The rules live in :class:`scheduler.session.SessionProtocol`; this shell only
-feeds it and applies what it returns. Three tasks run per session:
+feeds it and applies what it returns. Four tasks run per session:
 
 * the reader drains frames into a bounded inbox, so trio-websocket's own reader
   never stalls and pongs and close frames are always processed;
-* the handler hands each frame to the protocol, applies the core events, sends
-  the replies (every send bounded by ``send_timeout``) and ends the session if
-  told to;
+* the handler hands each frame to the protocol, applies the core events, queues
+  the replies on the protocol's outbox and flushes it (every send bounded by
+  ``send_timeout``), and ends the session if told to;
+* the writer flushes the outbox when another task (a GC pass, another session,
+  the admin API) queued an unsolicited message with :meth:`Session.deliver`;
+  queueing never blocks, the outbox is bounded (``outbox_size``), and one flush
+  runs at a time, so messages leave in the order they were queued;
 * the heartbeat pings every ``ping_interval`` and ends the session when no
   pong arrives within ``ping_timeout`` (or no ``announce_host`` within
   ``announce_timeout``).
@@ -64,6 +68,8 @@ class Session:
         )
         self._scope = trio.CancelScope()
         self._announced = trio.Event()
+        self._queued = trio.Event()
+        self._send_lock = trio.Lock()
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[str | bytes](
             env.config.inbox_size
         )
@@ -81,6 +87,13 @@ class Session:
         self.protocol.end(cause, evicted_reason)
         self._scope.cancel()
 
+    def deliver(self, message: ServerMessage) -> bool:
+        """Queue an unsolicited message without blocking (see ``SessionProtocol.deliver``)."""
+        if not self.protocol.deliver(message):
+            return False
+        self._queued.set()
+        return True
+
     async def run(self) -> None:
         env, protocol = self.env, self.protocol
         try:
@@ -88,6 +101,7 @@ class Session:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._read_frames)
                     nursery.start_soon(self._heartbeat)
+                    nursery.start_soon(self._write_queued)
                     await self._handle_frames()
         finally:
             # Even when cancelled from outside (the connection failed, the server
@@ -151,16 +165,31 @@ class Session:
             self._apply(outcome)
             if protocol.host_id is not None:
                 self._announced.set()
-            for reply in outcome.replies:
-                await self.send(reply)
+            protocol.outbox.extend(outcome.replies)
+            await self._flush()
             if outcome.close is not None:
                 self.end(outcome.close)
                 await trio.lowlevel.checkpoint()
+
+    async def _write_queued(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued = trio.Event()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Send what the outbox holds, in order; one flush at a time."""
+        outbox = self.protocol.outbox
+        async with self._send_lock:
+            while outbox:
+                await self.send(outbox.popleft())
 
     def _apply(self, outcome: Outcome) -> None:
         metrics = self.env.metrics
         if outcome.message_type is not None:
             metrics.messages.labels(outcome.message_type).inc()
+        if outcome.decision_seconds is not None:
+            metrics.decision_seconds.observe(outcome.decision_seconds)
         for reply in outcome.replies:
             if isinstance(reply, ErrorReply):
                 metrics.message_errors.labels(reply.code).inc()

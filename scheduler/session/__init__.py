@@ -3,6 +3,8 @@
 Nothing here imports trio or does I/O. :class:`SessionProtocol` takes a frame
 and ``now`` and returns an :class:`Outcome` (replies, a close, core events); the
 trio shell in :mod:`scheduler.service` moves the bytes and runs the timers.
+:func:`route_unsolicited` hands the core's proactive pushes and seed fetches to
+the sessions of the hosts they are for (through :class:`HostSessions`).
 """
 
 from ._causes import CLOSE_FOR as CLOSE_FOR
@@ -16,23 +18,37 @@ from ._protocol import SessionProtocol as SessionProtocol
 from ._protocol import error_code_for as error_code_for
 from ._protocol import host_info_from as host_info_from
 from ._protocol import task_info_from as task_info_from
+from ._registry import Delivery as Delivery
 from ._registry import HostRegistry as HostRegistry
 from ._registry import HostSessions as HostSessions
 from ._registry import SessionOwner as SessionOwner
+from ._schedule import Routed as Routed
+from ._schedule import fetch_task_message as fetch_task_message
+from ._schedule import parent_payload as parent_payload
+from ._schedule import route_unsolicited as route_unsolicited
+from ._schedule import schedule_message as schedule_message
+from ._schedule import unsolicited as unsolicited
 
 __all__ = [
     "CLOSE_FOR",
     "ERROR_CODE_FOR",
     "HOST_SETTLED",
     "INVALID",
+    "Delivery",
     "EndCause",
     "HostRegistry",
     "HostSessions",
     "Outcome",
+    "Routed",
     "SessionLimits",
     "SessionOwner",
     "SessionProtocol",
     "error_code_for",
+    "fetch_task_message",
     "host_info_from",
+    "parent_payload",
+    "route_unsolicited",
+    "schedule_message",
     "task_info_from",
+    "unsolicited",
 ]

@@ -22,6 +22,9 @@ class EndCause(enum.StrEnum):
     REPLACED = "replaced"
     TOO_MANY_ERRORS = "too_many_errors"
     INBOX_OVERFLOW = "inbox_overflow"
+    #: More unsolicited messages (pushes, ``fetch_task``) waiting than ``outbox_size``:
+    #: the client stopped reading.
+    OUTBOX_OVERFLOW = "outbox_overflow"
     ANNOUNCE_TIMEOUT = "announce_timeout"
     SHUTDOWN = "shutdown"
     INTERNAL = "internal"
@@ -37,6 +40,7 @@ CLOSE_FOR: Final[dict[EndCause, tuple[int, str]]] = {
     EndCause.REPLACED: (CloseCode.REPLACED, "the host announced on a newer session"),
     EndCause.TOO_MANY_ERRORS: (CloseCode.POLICY_VIOLATION, "too many errors"),
     EndCause.INBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many frames in flight"),
+    EndCause.OUTBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many messages left unread"),
     EndCause.ANNOUNCE_TIMEOUT: (CloseCode.POLICY_VIOLATION, "no announce_host in time"),
     EndCause.SHUTDOWN: (CloseCode.GOING_AWAY, "scheduler shutting down"),
     EndCause.INTERNAL: (CloseCode.INTERNAL_ERROR, "internal error"),

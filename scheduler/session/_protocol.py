@@ -15,6 +15,15 @@ Rules, in the order they apply to a frame:
 * every accepted message refreshes the host's last contact, at most once per
   ``touch_every`` seconds (a pong always does);
 * ``leave_host`` is acknowledged, removes the host and ends with ``leave``;
+* ``register_peer`` registers the peer and schedules it at once: the reply is
+  ``schedule`` (with the request's id), not ``ack``; ``reschedule`` asks the
+  core again (its failed parents are blocklisted) and is answered the same way;
+  the time the core took to decide is in :attr:`Outcome.decision_seconds`;
+* messages nobody asked for (a proactive ``schedule``, a ``fetch_task``) are
+  handed to the session with :meth:`SessionProtocol.deliver` (through the host
+  registry, see :mod:`._schedule`) and wait in :attr:`SessionProtocol.outbox`
+  with the replies, in order; more than ``outbox_size`` waiting ends the
+  session with ``outbox_overflow``;
 * core errors map to wire codes (:data:`ERROR_CODE_FOR`), unknown ones to
   ``internal``;
 * more than ``error_limit`` errors within ``error_window`` seconds: the reply is
@@ -25,7 +34,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Final, final
 
 import attrs
@@ -42,6 +53,7 @@ from ..core import (
     IllegalTransition,
     NotFound,
     RecordKind,
+    ScheduleCause,
     SchedulerState,
     TaskInfo,
 )
@@ -63,12 +75,14 @@ from ..protocol import (
     PiecesFinished,
     ProtocolError,
     RegisterPeer,
+    Reschedule,
     ServerMessage,
     TaskPayload,
     decode_client,
 )
 from ._causes import CLOSE_FOR, HOST_SETTLED, EndCause
 from ._registry import HostRegistry, SessionOwner
+from ._schedule import schedule_message, scheduled_for
 
 log = logging.getLogger("scheduler.session")
 
@@ -98,6 +112,8 @@ class SessionLimits:
     error_window: float
     #: Any client message refreshes the host's last contact, at most this often.
     touch_every: float = 1.0
+    #: Most unsolicited messages waiting to be sent; one more ends the session.
+    outbox_size: int = 64
 
 
 @final
@@ -110,6 +126,8 @@ class Outcome:
     events: tuple[Event, ...] = ()
     #: The frame's message type (``"invalid"`` if it did not decode); None for non-frames.
     message_type: str | None = None
+    #: Seconds the core took to decide (``register_peer``, ``reschedule``); else None.
+    decision_seconds: float | None = None
 
 
 _NOTHING: Final = Outcome()
@@ -161,6 +179,7 @@ class SessionProtocol:
         opened_at: float,
         owner: SessionOwner | None = None,
         remote: str = "",
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.state = state
         self.hosts = hosts
@@ -169,6 +188,11 @@ class SessionProtocol:
         #: What the registry holds for this session; ``self`` unless a shell wraps it.
         self.owner: SessionOwner = self if owner is None else owner
         self.remote = remote
+        #: Measures how long a decision takes (never decides anything).
+        self.timer = timer
+        #: What waits to be sent, in order: replies (the shell adds them) and
+        #: unsolicited messages (:meth:`deliver`).
+        self.outbox: deque[ServerMessage] = deque()
         self.host_id: str | None = None
         self.cause: EndCause | None = None
         self.evicted_reason: str | None = None
@@ -193,6 +217,18 @@ class SessionProtocol:
         if self.cause is None:
             self.cause = cause
             self.evicted_reason = evicted_reason
+
+    def deliver(self, message: ServerMessage) -> bool:
+        """Queue an unsolicited message; past ``outbox_size`` the session ends instead.
+
+        Never blocks: a client that stopped reading must not stall the caller (a
+        GC pass, another session). Returns False when the message was dropped.
+        """
+        if len(self.outbox) >= self.limits.outbox_size:
+            self.owner.end(EndCause.OUTBOX_OVERFLOW)
+            return False
+        self.outbox.append(message)
+        return True
 
     def announce_overdue(self, now: float) -> bool:
         return self.host_id is None and now >= self.announce_by
@@ -262,15 +298,14 @@ class SessionProtocol:
         events = self._touch(ContactSource.MESSAGE, now)
         state = self.state
         close: EndCause | None = None
+        if isinstance(message, RegisterPeer | Reschedule):
+            return self._schedule(message, host_id, events, now)
         if isinstance(message, LeaveHost):
             # Recorded now, not when the shell ends the session after the ack: a
             # concurrent end (an eviction) must not turn a leave into a drop.
             self.end(EndCause.LEAVE)
             events += state.leave_host(host_id, now)
             close = EndCause.LEAVE
-        elif isinstance(message, RegisterPeer):
-            info = task_info_from(message.task)
-            events += state.register_peer(message.peer_id, host_id, info, now)
         elif isinstance(message, DownloadStarted):
             events += state.start_download(message.peer_id, now, as_host=host_id)
         elif isinstance(message, BackToSource):
@@ -294,6 +329,31 @@ class SessionProtocol:
             raise TypeError(f"unhandled message {message!r}")
         return Outcome(
             replies=(Ack(id=message.id),), close=close, events=tuple(events), message_type=tag
+        )
+
+    def _schedule(
+        self, message: RegisterPeer | Reschedule, host_id: str, events: list[Event], now: float
+    ) -> Outcome:
+        """``register_peer`` and ``reschedule``: the core decides; the reply is ``schedule``."""
+        state, peer_id = self.state, message.peer_id
+        if isinstance(message, RegisterPeer):
+            events += state.register_peer(peer_id, host_id, task_info_from(message.task), now)
+            cause = ScheduleCause.REGISTER
+            started = self.timer()
+            decided = state.schedule_peer(peer_id, now, as_host=host_id)
+        else:
+            cause = ScheduleCause.RESCHEDULE
+            started = self.timer()
+            decided = state.reschedule_peer(peer_id, message.failed_parents, now, as_host=host_id)
+        seconds = self.timer() - started
+        events += decided
+        scheduled = scheduled_for(decided, peer_id, cause)
+        reply = schedule_message(state.view, peer_id, scheduled.decision, message.id)
+        return Outcome(
+            replies=(reply,),
+            events=tuple(events),
+            message_type=message.tag,
+            decision_seconds=seconds,
         )
 
     def _announce(self, message: AnnounceHost, now: float) -> Outcome:

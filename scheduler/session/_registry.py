@@ -4,21 +4,45 @@ A host is owned by at most one session, the last one that announced it. A
 newer claim ends the older owner with ``replaced``; an eviction ends the owner
 with ``evicted`` (a leave needs no close: the leaving session is already ending).
 The session rules see only the small :class:`HostRegistry` interface.
+
+Messages nobody asked for (a proactive ``schedule``, a ``fetch_task``) reach a
+host through :meth:`HostRegistry.deliver`: it queues the message on the owning
+session's bounded outbox at once, without blocking, and says what became of it.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from typing import Protocol, final
 
 from ..core import Reason, SchedulerState
+from ..protocol import ServerMessage
 from ._causes import EndCause
 
 
+class Delivery(enum.StrEnum):
+    """What became of a message handed to :meth:`HostRegistry.deliver`."""
+
+    #: On the owning session's outbox; its shell sends it (bounded by ``send_timeout``).
+    QUEUED = "queued"
+    #: The host has no session (it dropped, or never had one): the message is dropped.
+    NO_SESSION = "no_session"
+    #: The session's outbox was full: the message is dropped and the session ends
+    #: with ``outbox_overflow``.
+    OUTBOX_OVERFLOW = "outbox_overflow"
+
+
 class SessionOwner(Protocol):
-    """What owns a host: anything that can be told to end (a session, or a test double)."""
+    """What owns a host: a session, or a test double.
+
+    It can be told to end, and be handed a message to send unasked.
+    """
 
     def end(self, cause: EndCause, evicted_reason: str | None = None) -> None: ...
+
+    def deliver(self, message: ServerMessage) -> bool:
+        """Queue ``message`` without blocking; False: the outbox is full (the owner ends)."""
 
 
 class HostRegistry(Protocol):
@@ -35,6 +59,9 @@ class HostRegistry(Protocol):
 
     def reconnect_grace(self, host_id: str, now: float) -> float | None:
         """Seconds a drop at ``now`` leaves the host before the policies evict it."""
+
+    def deliver(self, host_id: str, message: ServerMessage) -> Delivery:
+        """Queue an unsolicited message on the host's session, without blocking."""
 
 
 @final
@@ -77,3 +104,9 @@ class HostSessions:
 
     def reconnect_grace(self, host_id: str, now: float) -> float | None:
         return self._state.reconnect_grace(host_id, now)
+
+    def deliver(self, host_id: str, message: ServerMessage) -> Delivery:
+        owner = self._owners.get(host_id)
+        if owner is None:
+            return Delivery.NO_SESSION
+        return Delivery.QUEUED if owner.deliver(message) else Delivery.OUTBOX_OVERFLOW

@@ -244,7 +244,7 @@ def test_a_finished_peer_lives_peer_ttl_after_its_last_update() -> None:
 def test_it_replaces_the_four_builtin_ttl_policies_and_keeps_the_others() -> None:
     policies = PolicySet.from_plugins([*builtin_plugins(), DragonflyCompat()])
 
-    assert policies.names == ["hostname_unique", "capacity", "dragonfly_compat"]
+    assert policies.names == ["hostname_unique", "capacity", "evaluator", "dragonfly_compat"]
     assert all(policies.pm.is_blocked(name) for name in REPLACED_PLUGINS)
 
 
@@ -312,3 +312,9 @@ def test_a_bad_setting_changes_nothing() -> None:
 
 def test_every_declared_setting_rejects_bad_values_by_name() -> None:
     check_plugin_settings(DragonflyCompat)
+
+
+def test_it_disables_proactive_pushes_and_adds_no_score() -> None:
+    plugin = DragonflyCompat()
+    assert plugin.scheduler_proactive_push() is False
+    assert not hasattr(plugin, "scheduler_candidate_score")

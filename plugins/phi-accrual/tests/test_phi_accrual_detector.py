@@ -13,6 +13,7 @@ from scheduler_phi_accrual import (
     HeartbeatWindow,
     phi,
     suspicion_delay,
+    suspicion_penalty,
     suspicion_quantile,
 )
 
@@ -85,3 +86,21 @@ def test_the_largest_threshold_is_accepted_and_anything_above_is_not() -> None:
     assert suspicion_quantile(MAX_THRESHOLD) > suspicion_quantile(MAX_THRESHOLD / 2) > 0
     with pytest.raises(ValueError, match="threshold must be in"):
         suspicion_quantile(math.nextafter(MAX_THRESHOLD, math.inf))
+
+
+@pytest.mark.parametrize(
+    ("level", "threshold", "weight", "expected"),
+    [
+        (0.0, 8.0, 1.0, 0.0),
+        (-1.0, 8.0, 1.0, 0.0),
+        (4.0, 8.0, 1.0, 0.5),
+        (8.0, 8.0, 1.0, 1.0),
+        (80.0, 8.0, 1.0, 1.0),  # capped at the weight
+        (4.0, 8.0, 0.3, 0.15),
+        (4.0, 8.0, 0.0, 0.0),  # off
+    ],
+)
+def test_the_suspicion_penalty_is_proportional_and_capped(
+    level: float, threshold: float, weight: float, expected: float
+) -> None:
+    assert suspicion_penalty(level, threshold, weight) == pytest.approx(expected)

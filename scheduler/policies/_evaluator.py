@@ -1,0 +1,187 @@
+"""The default parent evaluator: Dragonfly's scoring, as an ordinary plugin.
+
+A candidate's score is a weighted sum of six figures, each in ``[0, 1]``:
+
+============================  ======  ==============================================
+figure                        weight  value
+============================  ======  ==============================================
+finished pieces               0.20    parent's finished pieces / the task's total
+upload success rate           0.20    successes / (successes + failures) of its host
+free upload slots             0.15    free slots / upload limit of its host
+host type                     0.15    1 for a seed, 0.5 otherwise
+IDC affinity                  0.15    1 when both hosts name the same IDC
+location affinity             0.15    shared prefix of ``|``-separated elements / 5
+============================  ======  ==============================================
+
+The functions are plain (no hooks) so that each rule is tested, and mutated, on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, final
+
+from ..core import Host, HostType, Peer, ScheduleLimits, StateView, Task
+from ..core._decision import (
+    DEFAULT_CANDIDATE_PARENT_LIMIT,
+    DEFAULT_FILTER_PARENT_LIMIT,
+    DEFAULT_RETRY_AFTER,
+    DEFAULT_RETRY_BACK_TO_SOURCE_LIMIT,
+    DEFAULT_RETRY_LIMIT,
+)
+from ..hookspecs import hookimpl
+from ..settings import Section, duration, integer
+
+FINISHED_PIECE_WEIGHT: Final = 0.2
+UPLOAD_SUCCESS_WEIGHT: Final = 0.2
+FREE_UPLOAD_WEIGHT: Final = 0.15
+HOST_TYPE_WEIGHT: Final = 0.15
+IDC_AFFINITY_WEIGHT: Final = 0.15
+LOCATION_AFFINITY_WEIGHT: Final = 0.15
+
+#: Location elements compared, at most (Dragonfly's ``maxElementLen``).
+MAX_LOCATION_ELEMENTS: Final = 5
+
+
+def finished_piece_score(parent: Peer, child: Peer, task: Task) -> float:
+    """The share of the task the parent holds; for a task of unknown size, its lead on the child."""
+    parent_count = len(parent.finished_pieces)
+    if task.total_piece_count > 0:
+        return min(1.0, parent_count / task.total_piece_count)
+    lead = parent_count - len(child.finished_pieces)
+    return 1.0 if lead > 0 else 0.0
+
+
+def upload_success_score(host: Host) -> float:
+    """Successful uploads over all uploads of the parent's host; 1 for a host never tried."""
+    attempts = host.upload_count + host.upload_failed_count
+    if attempts == 0:
+        return 1.0
+    return host.upload_count / attempts
+
+
+def free_upload_score(host: Host) -> float:
+    """Free upload slots over the host's limit (0 for a host that uploads nothing)."""
+    limit = host.info.concurrent_upload_limit
+    if limit <= 0:
+        return 0.0
+    return host.free_upload_slots() / limit
+
+
+def host_type_score(host: Host) -> float:
+    """Seeds are preferred: they fetched the task from the origin for everyone."""
+    return 1.0 if host.info.type is HostType.SEED else 0.5
+
+
+def idc_affinity_score(parent_idc: str, child_idc: str) -> float:
+    return 1.0 if parent_idc and parent_idc == child_idc else 0.0
+
+
+def location_affinity_score(parent_location: str, child_location: str) -> float:
+    """Shared leading ``|``-separated elements, up to :data:`MAX_LOCATION_ELEMENTS`, over 5."""
+    if not parent_location or not child_location:
+        return 0.0
+    if parent_location == child_location:
+        return 1.0
+    shared = 0
+    parent_parts = parent_location.split("|")[:MAX_LOCATION_ELEMENTS]
+    child_parts = child_location.split("|")[:MAX_LOCATION_ELEMENTS]
+    for mine, theirs in zip(parent_parts, child_parts, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return shared / MAX_LOCATION_ELEMENTS
+
+
+def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, task: Task) -> float:
+    """The default score of ``parent`` for ``child``, in ``[0, 1]``."""
+    return (
+        FINISHED_PIECE_WEIGHT * finished_piece_score(parent, child, task)
+        + UPLOAD_SUCCESS_WEIGHT * upload_success_score(parent_host)
+        + FREE_UPLOAD_WEIGHT * free_upload_score(parent_host)
+        + HOST_TYPE_WEIGHT * host_type_score(parent_host)
+        + IDC_AFFINITY_WEIGHT * idc_affinity_score(parent_host.info.idc, child_host.info.idc)
+        + LOCATION_AFFINITY_WEIGHT
+        * location_affinity_score(parent_host.info.location, child_host.info.location)
+    )
+
+
+#: ``[plugins.evaluator]``: the limits every decision is made with (Dragonfly's defaults).
+SETTINGS: Final = Section.plugin(
+    "evaluator",
+    integer(
+        "candidate_parent_limit",
+        DEFAULT_CANDIDATE_PARENT_LIMIT,
+        "most parents handed to a child at once, best first",
+        minimum=1,
+    ),
+    integer(
+        "filter_parent_limit",
+        DEFAULT_FILTER_PARENT_LIMIT,
+        "candidates sampled at random among the task's peers that can feed, per decision",
+        minimum=1,
+    ),
+    duration(
+        "retry_after",
+        DEFAULT_RETRY_AFTER,
+        "how long a child told to wait waits before asking again (jittered by 20 %)",
+        positive=True,
+    ),
+    integer(
+        "retry_back_to_source_limit",
+        DEFAULT_RETRY_BACK_TO_SOURCE_LIMIT,
+        "after more waits and reschedules than this, a child with no parent goes to the origin",
+        details="if the task's back-to-source limit allows.",
+        minimum=0,
+    ),
+    integer(
+        "retry_limit",
+        DEFAULT_RETRY_LIMIT,
+        "after more waits and reschedules than this, a child with no parent and no origin fails",
+        minimum=0,
+    ),
+)
+
+
+@final
+class Evaluator:
+    """Dragonfly's parent evaluator: scores candidates and sets the decision limits.
+
+    Scores with :func:`evaluate` (in ``[0, 1]``); other plugins' scores add to it.
+    Config ``[plugins.evaluator]``: see :data:`SETTINGS`.
+    """
+
+    name = "evaluator"
+    settings: ClassVar[Section] = SETTINGS
+    candidate_parent_limit: int
+    filter_parent_limit: int
+    retry_after: float
+    retry_back_to_source_limit: int
+    retry_limit: int
+
+    def __init__(self) -> None:
+        SETTINGS.init(self)
+
+    @hookimpl
+    def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        SETTINGS.configure(self, config)
+
+    @hookimpl
+    def scheduler_schedule_limits(self) -> ScheduleLimits:
+        return ScheduleLimits(
+            candidate_parent_limit=self.candidate_parent_limit,
+            filter_parent_limit=self.filter_parent_limit,
+            retry_after=self.retry_after,
+            retry_back_to_source_limit=self.retry_back_to_source_limit,
+            retry_limit=self.retry_limit,
+        )
+
+    @hookimpl
+    def scheduler_candidate_score(self, child: Peer, parent: Peer, view: StateView) -> float:
+        return evaluate(
+            parent,
+            view.host(parent.host_id),
+            child,
+            view.host(child.host_id),
+            view.task(child.task_id),
+        )
