@@ -382,6 +382,19 @@ def test_no_push_to_a_child_that_is_done_or_gone() -> None:
     assert scheduled(state.disconnect_host(HOSTS[0].id, 4.0)) == []
 
 
+def test_a_child_that_goes_to_the_origin_gives_up_its_parents_and_is_not_pushed() -> None:
+    state = new_state()
+    feeding(state, HOSTS[0], "parent")
+    join(state, HOSTS[1], "child")
+    assert state.parents_of("child") == ("parent",)
+    slots = state.host(HOSTS[0].id).concurrent_upload_count
+    state.back_to_source("child", 2.0)
+    assert state.parents_of("child") == ()
+    assert state.children_of("parent") == ()
+    assert state.host(HOSTS[0].id).concurrent_upload_count == slots - 1
+    assert scheduled(state.disconnect_host(HOSTS[0].id, 3.0)) == []
+
+
 def test_dragonfly_compat_pushes_nothing() -> None:
     state = new_state(DragonflyCompat())
     feeding(state, HOSTS[0], "dying")

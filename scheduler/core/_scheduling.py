@@ -160,8 +160,10 @@ class Scheduling:
             self.origin.end_fetch_of_peer(peer.id)  # a seed peer holding a piece: done
         if peer.state is PeerState.BACK_TO_SOURCE or peer.state in _ENDED:
             self.origin.release(peer.id)  # the reservation is used, or no longer needed
-        if peer.state in _ENDED:
+            # Downloading from the origin, or done: it holds no parent (nor their slots),
+            # so a parent's death no longer concerns it.
             self.edges.release_child(peer.id)
+        if peer.state in _ENDED:
             self.origin.end_fetch_of_peer(peer.id)
         if peer.state is PeerState.FAILED:
             changes.lost(peer, self.edges.drop_parent(peer.id))
