@@ -26,13 +26,14 @@ Implement hooks with :data:`scheduler.hookimpl`::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     # Only modules that never import this one: the engine imports the hookspecs.
+    from .core._decision import ScheduleLimits
     from .core._events import ContactSource, Eviction, Expiry, Verdict
     from .core._model import Host, Peer, RecordKind, Task
     from .core._view import StateView
@@ -41,6 +42,8 @@ __all__ = [
     "PROJECT_NAME",
     "hookimpl",
     "hookspec",
+    "scheduler_candidate_score",
+    "scheduler_candidate_veto",
     "scheduler_configure",
     "scheduler_evicted",
     "scheduler_host_contact",
@@ -49,7 +52,10 @@ __all__ = [
     "scheduler_host_reconnected",
     "scheduler_host_supersedes",
     "scheduler_peer_expiry",
+    "scheduler_proactive_push",
     "scheduler_replaces",
+    "scheduler_schedule_limits",
+    "scheduler_select_parents",
     "scheduler_sweep",
     "scheduler_task_expiry",
 ]
@@ -134,6 +140,82 @@ def scheduler_host_supersedes(host: Host, view: StateView, now: float) -> Iterab
     """After ``host`` announced, return ids of other hosts it supersedes.
 
     Each named host (never ``host`` itself) is evicted with reason ``superseded``.
+    """
+
+
+# --- scheduling ------------------------------------------------------------------------
+#
+# A decision for a child (a peer asking where to download from) samples up to
+# ``filter_parent_limit`` candidates among the task's peers that can feed it,
+# drops every candidate that breaks an invariant (the child itself, a peer on
+# the child's host, a host not connected, a peer pending/received/failed/left,
+# no finished piece unless back-to-source, blocklisted for the child, no free
+# upload slot, a cycle, a bad node), then asks the hooks below. Plugins never
+# see a candidate that breaks an invariant, and cannot make the core hand one out.
+
+
+@hookspec
+def scheduler_schedule_limits() -> ScheduleLimits | None:
+    """Return the limits decisions are made with, or None for no opinion.
+
+    The first plugin that answers wins (the built-in ``evaluator`` answers with
+    its ``[plugins.evaluator]`` settings); with no answer the core uses
+    :class:`scheduler.core.ScheduleLimits`'s defaults. Called once per decision.
+    """
+
+
+@hookspec
+def scheduler_candidate_veto(child: Peer, parent: Peer, view: StateView, now: float) -> str | None:
+    """Return a reason to refuse ``parent`` as a parent of ``child``, or None to accept it.
+
+    ``parent`` already satisfies every invariant. Any plugin's reason removes
+    it from this decision (the reason is for logs and tests). Called once per
+    sampled candidate, so keep it O(1).
+    """
+
+
+@hookspec
+def scheduler_candidate_score(
+    child: Peer, parent: Peer, view: StateView, now: float
+) -> float | None:
+    """Return a number to add to ``parent``'s score for ``child``, or None for no opinion.
+
+    The scores of every plugin are summed; candidates are ranked by the sum,
+    highest first, and the top ``candidate_parent_limit`` are handed out. The
+    built-in ``evaluator`` scores in ``[0, 1]`` with Dragonfly's weights; a
+    penalty is a negative number (``phi_accrual`` subtracts up to 1 for a
+    suspected host). A result that is not a finite number is ignored and counted
+    as a plugin error.
+    """
+
+
+@hookspec
+def scheduler_select_parents(
+    child: Peer, candidates: Sequence[Peer], view: StateView, now: float
+) -> Sequence[str] | None:
+    """Replace the selection: return peer ids (best first), or None to keep the ranking.
+
+    ``candidates`` are the sampled candidates that passed the invariants and
+    the vetoes, ranked by score, best first. The first plugin that answers
+    wins. The answer may name any peer of the task; the core drops ids that
+    break an invariant (or repeat), and keeps the first ``candidate_parent_limit``.
+    An empty answer means "no parent": the core applies its no-candidate rules
+    (back-to-source, wait or fail).
+    """
+
+
+@hookspec
+def scheduler_proactive_push(
+    child: Peer, lost_parent: Peer, view: StateView, now: float
+) -> bool | None:
+    """Return False to let ``child`` find out for itself that ``lost_parent`` is gone.
+
+    Called when a parent handed to a child that is still downloading becomes
+    unschedulable (its host disconnected, left or was evicted; the parent
+    failed or left), before the core pushes a fresh decision to the child.
+    ``lost_parent`` may already be evicted (state ``leave``). If any plugin
+    returns False, no push is sent: the child keeps its parents until it
+    reschedules (Dragonfly's behaviour; ``dragonfly_compat`` does this).
     """
 
 

@@ -62,6 +62,7 @@ def test_builtins_are_ordinary_plugins_in_a_default_list() -> None:
         "task_idle",
         "hostname_unique",
         "capacity",
+        "evaluator",
     ]
 
 

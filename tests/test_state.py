@@ -16,6 +16,7 @@ from scheduler.core import (
     HostState,
     HostType,
     NotFound,
+    PeerScheduled,
     PeerState,
     Reason,
     RecordKind,
@@ -169,11 +170,26 @@ def test_parent_pieces_count_as_uploads_of_the_parent_host(state: SchedulerState
     state.announce_host(A, 0.0)
     state.announce_host(B, 0.0)
     state.register_peer("seed", A.id, TASK, 0.0)
+    state.back_to_source("seed", 0.5)  # it can feed others from now on
     state.register_peer("child", B.id, TASK, 0.0)
+    (scheduled,) = state.schedule_peer("child", 0.5)
+    assert isinstance(scheduled, PeerScheduled)
+    assert scheduled.decision.parents == ("seed",)
     state.start_download("child", 1.0)
     state.finish_pieces("child", [0, 1], 2.0, parent_id="seed")
     assert state.peer("child").parents == {"seed"}
     assert state.host(A.id).upload_count == 2
+
+
+def test_pieces_from_a_parent_not_handed_out_count_no_upload(state: SchedulerState) -> None:
+    state.announce_host(A, 0.0)
+    state.announce_host(B, 0.0)
+    state.register_peer("seed", A.id, TASK, 0.0)
+    state.register_peer("child", B.id, TASK, 0.0)
+    state.start_download("child", 1.0)
+    state.finish_pieces("child", [0, 1], 2.0, parent_id="seed")
+    assert state.peer("child").parents == {"seed"}  # where the pieces came from
+    assert state.host(A.id).upload_count == 0  # but the scheduler never handed it out
 
 
 def test_failed_peer_leaves(state: SchedulerState) -> None:

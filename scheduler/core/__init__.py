@@ -4,10 +4,15 @@ Nothing here imports trio or does I/O. Every mutation takes ``now`` and
 returns events; the service layer owns the clock and the sockets.
 """
 
+from ._badnode import is_bad_node as is_bad_node
 from ._bitset import PieceSet as PieceSet
 from ._config import parse_duration as parse_duration
 from ._config import section_reader as section_reader
 from ._deadlines import DeadlineQueue as DeadlineQueue
+from ._decision import Decision as Decision
+from ._decision import ScheduleAction as ScheduleAction
+from ._decision import ScheduleCause as ScheduleCause
+from ._decision import ScheduleLimits as ScheduleLimits
 from ._errors import BackToSourceLimitReached as BackToSourceLimitReached
 from ._errors import ConfigError as ConfigError
 from ._errors import Conflict as Conflict
@@ -23,7 +28,9 @@ from ._events import HostDisconnected as HostDisconnected
 from ._events import HostReconnected as HostReconnected
 from ._events import HostRegistered as HostRegistered
 from ._events import PeerRegistered as PeerRegistered
+from ._events import PeerScheduled as PeerScheduled
 from ._events import Reason as Reason
+from ._events import SeedFetchRequested as SeedFetchRequested
 from ._events import TaskCreated as TaskCreated
 from ._events import Verdict as Verdict
 from ._gc import DEFAULT_SWEEP_INTERVAL as DEFAULT_SWEEP_INTERVAL
@@ -49,6 +56,7 @@ from ._model import host_id_for as host_id_for
 from ._policy import PolicySet as PolicySet
 from ._policy import new_plugin_manager as new_plugin_manager
 from ._policy import plugin_name as plugin_name
+from ._rendezvous import rendezvous_owner as rendezvous_owner
 from ._state import SchedulerState as SchedulerState
 from ._view import StateView as StateView
 
@@ -63,6 +71,7 @@ __all__ = [
     "Conflict",
     "ContactSource",
     "DeadlineQueue",
+    "Decision",
     "Event",
     "Eviction",
     "Expiry",
@@ -80,13 +89,18 @@ __all__ = [
     "Peer",
     "PeerEvent",
     "PeerRegistered",
+    "PeerScheduled",
     "PeerState",
     "PieceSet",
     "PolicySet",
     "Reason",
     "RecordKind",
+    "ScheduleAction",
+    "ScheduleCause",
+    "ScheduleLimits",
     "SchedulerError",
     "SchedulerState",
+    "SeedFetchRequested",
     "StateView",
     "Task",
     "TaskCreated",
@@ -95,9 +109,11 @@ __all__ = [
     "TaskState",
     "Verdict",
     "host_id_for",
+    "is_bad_node",
     "new_plugin_manager",
     "parse_duration",
     "plugin_name",
+    "rendezvous_owner",
     "section_reader",
     "transition",
 ]

@@ -7,6 +7,7 @@ from typing import final
 
 import attrs
 
+from ._decision import Decision
 from ._model import RecordKind
 
 
@@ -130,3 +131,37 @@ class Eviction(Event):
     @property
     def lateness(self) -> float | None:
         return None if self.deadline is None else self.at - self.deadline
+
+
+@final
+@attrs.frozen
+class PeerScheduled(Event):
+    """One decision the core made for a child.
+
+    ``cause`` is a :class:`~._decision.ScheduleCause` value: ``register`` and
+    ``reschedule`` answer the child's request; ``parent_lost`` is a proactive
+    push (``pushed`` is True), sent with no request id.
+    """
+
+    peer_id: str
+    host_id: str
+    task_id: str
+    decision: Decision
+    at: float
+    cause: str
+    pushed: bool
+
+
+@final
+@attrs.frozen
+class SeedFetchRequested(Event):
+    """Ask the seed host ``seed_host_id`` to fetch the task; it must register ``peer_id``."""
+
+    seed_host_id: str
+    task_id: str
+    peer_id: str
+    url: str
+    piece_length: int
+    content_length: int
+    total_piece_count: int
+    at: float

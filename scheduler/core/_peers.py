@@ -149,7 +149,8 @@ class PeerLedger(Ledger[Peer]):
         parent_id: str | None,
         cost: float | None,
         as_host: str | None,
-    ) -> None:
+    ) -> int:
+        """Record the pieces; return how many were new."""
         peer, task = self._owned(peer_id, as_host)
         if peer.state not in ACTIVE_PEER_STATES:
             raise IllegalTransition("peer", peer.state.value, "pieces_finished")
@@ -162,13 +163,14 @@ class PeerLedger(Ledger[Peer]):
         parent = self._records.get(parent_id) if parent_id is not None else None
         added = sum(peer.finished_pieces.add(piece) for piece in pieces)
         if parent is not None and parent.task_id == peer.task_id:
+            # Where pieces came from; upload successes are counted by the scheduling,
+            # and only for parents it handed out.
             peer.parents.add(parent.id)
-            if self._hosts.exists(parent.host_id):
-                self._hosts.get(parent.host_id).upload_count += added
         if cost is not None:
             peer.cost_total += cost
         peer.piece_updated_at = now
         self._changed(peer, task, now)
+        return added
 
     def finish_download(self, peer_id: str, now: float, as_host: str | None) -> None:
         peer, task = self._owned(peer_id, as_host)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, final
 
 import pluggy
 
 from .. import hookspecs
+from ._decision import ScheduleLimits
 from ._errors import ConfigError
 from ._events import ContactSource, Eviction, Expiry, Verdict
 from ._model import Host, Peer, RecordKind, Task
@@ -39,6 +40,9 @@ def new_plugin_manager() -> pluggy.PluginManager:
 
 class _BadResult(TypeError):
     pass
+
+
+_DEFAULT_LIMITS = ScheduleLimits()
 
 
 @final
@@ -125,6 +129,80 @@ class PolicySet:
     def host_supersedes(self, host: Host, view: StateView, now: float) -> list[str]:
         kwargs = {"host": host, "view": view, "now": now}
         return self._concat("scheduler_host_supersedes", kwargs, str)
+
+    # --- scheduling hooks -------------------------------------------------------------
+
+    def schedule_limits(self) -> ScheduleLimits:
+        """The first plugin's limits (the built-in ``evaluator``'s), else the defaults."""
+        for plugin, result in self._results("scheduler_schedule_limits", {}):
+            if isinstance(result, ScheduleLimits):
+                return result
+            self._contain(
+                plugin,
+                "scheduler_schedule_limits",
+                _BadResult(f"expected ScheduleLimits or None, got {result!r:.200}"),
+            )
+        return _DEFAULT_LIMITS
+
+    def candidate_veto(self, child: Peer, parent: Peer, view: StateView, now: float) -> str | None:
+        """The first plugin's reason to refuse ``parent`` for ``child``; None: no veto."""
+        hook_name = "scheduler_candidate_veto"
+        kwargs = {"child": child, "parent": parent, "view": view, "now": now}
+        for plugin, result in self._results(hook_name, kwargs):
+            if isinstance(result, str):
+                return result
+            self._contain(
+                plugin, hook_name, _BadResult(f"expected str or None, got {result!r:.200}")
+            )
+        return None
+
+    def candidate_score(self, child: Peer, parent: Peer, view: StateView, now: float) -> float:
+        """The sum of every plugin's score of ``parent`` for ``child``."""
+        hook_name = "scheduler_candidate_score"
+        kwargs = {"child": child, "parent": parent, "view": view, "now": now}
+        total = 0.0
+        for plugin, result in self._results(hook_name, kwargs):
+            number = isinstance(result, int | float) and not isinstance(result, bool)
+            if number and math.isfinite(result):
+                total += result
+                continue
+            self._contain(
+                plugin, hook_name, _BadResult(f"expected a finite number, got {result!r:.200}")
+            )
+        return total
+
+    def select_parents(
+        self, child: Peer, candidates: Sequence[Peer], view: StateView, now: float
+    ) -> list[str] | None:
+        """The first plugin's own selection (peer ids, best first); None: keep the ranking."""
+        hook_name = "scheduler_select_parents"
+        kwargs = {"child": child, "candidates": candidates, "view": view, "now": now}
+        for plugin, result in self._results(hook_name, kwargs):
+            try:
+                if isinstance(result, str):
+                    raise _BadResult("expected a sequence of peer ids, got one string")
+                chosen = list(result)
+                if not all(isinstance(peer_id, str) for peer_id in chosen):
+                    raise _BadResult(f"expected peer ids: {chosen!r:.200}")
+            except Exception as exc:
+                self._contain(plugin, hook_name, exc)
+                continue
+            return chosen
+        return None
+
+    def proactive_push(self, child: Peer, lost_parent: Peer, view: StateView, now: float) -> bool:
+        """False if any plugin disables the push to ``child`` for losing ``lost_parent``."""
+        hook_name = "scheduler_proactive_push"
+        kwargs = {"child": child, "lost_parent": lost_parent, "view": view, "now": now}
+        allowed = True
+        for plugin, result in self._results(hook_name, kwargs):
+            if not isinstance(result, bool):
+                self._contain(
+                    plugin, hook_name, _BadResult(f"expected bool or None, got {result!r:.200}")
+                )
+            elif not result:
+                allowed = False
+        return allowed
 
     # --- notifications ----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ engine (:mod:`._gc`) evicts what is due through their common interface
 
 from __future__ import annotations
 
+import random
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Final, final
 
@@ -24,6 +25,7 @@ from ._lifecycle import HostState, PeerState, TaskState
 from ._model import Host, HostInfo, Peer, RecordKind, Task, TaskInfo
 from ._peers import PeerLedger
 from ._policy import PolicySet
+from ._scheduling import Scheduling
 from ._tasks import TaskLedger
 
 _ALL_KINDS: Final = tuple(RecordKind)
@@ -32,12 +34,15 @@ __all__ = ["DEFAULT_SWEEP_INTERVAL", "LedgerView", "SchedulerState"]
 
 
 class LedgerView:
-    """The read-only :class:`~._view.StateView` over the three ledgers."""
+    """The read-only :class:`~._view.StateView` over the three ledgers and the parent edges."""
 
-    def __init__(self, hosts: HostLedger, peers: PeerLedger, tasks: TaskLedger) -> None:
+    def __init__(
+        self, hosts: HostLedger, peers: PeerLedger, tasks: TaskLedger, scheduling: Scheduling
+    ) -> None:
         self._hosts = hosts
         self._peers = peers
         self._tasks = tasks
+        self._scheduling = scheduling
         self._ledgers: Mapping[RecordKind, Ledger[Any]] = {
             RecordKind.HOST: hosts,
             RecordKind.PEER: peers,
@@ -127,6 +132,26 @@ class LedgerView:
         """The deadline the engine currently holds for a record (None: no opinion)."""
         return self._ledgers[kind].deadline_of(record_id)
 
+    def parents_of(self, peer_id: str) -> tuple[str, ...]:
+        """The parents currently handed out to ``peer_id``, best first (empty: none)."""
+        return self._scheduling.edges.parents_of(peer_id)
+
+    def children_of(self, peer_id: str) -> tuple[str, ...]:
+        """The children ``peer_id`` is currently handed out to (sorted)."""
+        return self._scheduling.edges.children_of(peer_id)
+
+    def blocked_parents_of(self, peer_id: str) -> frozenset[str]:
+        """Peers ``peer_id`` reported as failed parents: never its parents again."""
+        return self._scheduling.blocked_parents_of(peer_id)
+
+    def piece_costs_of(self, peer_id: str) -> tuple[float, ...]:
+        """The peer's recent costs per piece, oldest first (the bad-node rule's window)."""
+        return self._scheduling.costs.costs_of(peer_id)
+
+    def feeder_count_of_task(self, task_id: str) -> int:
+        """O(1): peers on connected hosts that can feed the task now."""
+        return self._scheduling.feeders.count(task_id)
+
 
 @final
 class SchedulerState(LedgerView):
@@ -142,7 +167,9 @@ class SchedulerState(LedgerView):
         *,
         now: float = 0.0,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
+        rng: random.Random | None = None,
     ) -> None:
+        """``rng`` seeds the decisions' sampling and jitter (a fresh one by default)."""
         require_finite_positive("sweep_interval", sweep_interval)
         self.policies = policies
         self.sweep_interval = sweep_interval
@@ -153,10 +180,11 @@ class SchedulerState(LedgerView):
         )
         # The cascades: a host's or a task's eviction evicts its peers first.
         hosts.peers = tasks.peers = peers
-        super().__init__(hosts, peers, tasks)
+        scheduling = Scheduling(policies, rng)
+        super().__init__(hosts, peers, tasks, scheduling)
         #: The read-only view the policies (and any observer) get.
-        self.view = LedgerView(hosts, peers, tasks)
-        for ledger in (hosts, peers, tasks):
+        self.view = LedgerView(hosts, peers, tasks, scheduling)
+        for ledger in (hosts, peers, tasks, scheduling):
             ledger.connect(self.view)
         self._gc = GarbageCollector((hosts, peers, tasks), policies, self.view)
 
@@ -175,7 +203,7 @@ class SchedulerState(LedgerView):
         Afterwards the policies may supersede other hosts (e.g. same hostname,
         new address); those are evicted with reason ``superseded``.
         """
-        return self._hosts.announce(info, now, interval)
+        return self._follow(self._hosts.announce(info, now, interval), now)
 
     def touch_host(
         self, host_id: str, now: float, source: ContactSource = ContactSource.PONG
@@ -189,11 +217,11 @@ class SchedulerState(LedgerView):
 
     def disconnect_host(self, host_id: str, now: float) -> list[Event]:
         """The host's session dropped without a leave: unschedulable from now on."""
-        return self._hosts.disconnect(host_id, now)
+        return self._follow(self._hosts.disconnect(host_id, now), now)
 
     def leave_host(self, host_id: str, now: float) -> list[Event]:
         """A graceful leave: the host and its peers are evicted at once."""
-        return self._hosts.leave(host_id, now)
+        return self._follow(self._hosts.leave(host_id, now), now)
 
     def reconnect_grace(self, host_id: str, now: float) -> float | None:
         """Seconds a disconnect at ``now`` would leave the host before the policies evict it.
@@ -204,7 +232,7 @@ class SchedulerState(LedgerView):
 
     def evict(self, kind: RecordKind, record_id: str, reason: str, now: float) -> list[Event]:
         """Evict one record now (admin action or a policy verdict)."""
-        return self._gc.by_kind[kind].evict(record_id, reason, now)
+        return self._follow(self._gc.by_kind[kind].evict(record_id, reason, now), now)
 
     # --- peers and tasks ---------------------------------------------------------------
 
@@ -218,19 +246,20 @@ class SchedulerState(LedgerView):
         back_to_source_limit: int = 200,
     ) -> list[Event]:
         """A host starts downloading a task: create the peer (and the task if new)."""
-        return self._peers.register(peer_id, host_id, task_info, now, back_to_source_limit)
+        events = self._peers.register(peer_id, host_id, task_info, now, back_to_source_limit)
+        return self._follow(events, now)
 
     def start_download(
         self, peer_id: str, now: float, *, as_host: str | None = None
     ) -> list[Event]:
         self._peers.start_download(peer_id, now, as_host)
-        return []
+        return self._follow([], now, peer_id)
 
     def back_to_source(
         self, peer_id: str, now: float, *, as_host: str | None = None
     ) -> list[Event]:
         self._peers.back_to_source(peer_id, now, as_host)
-        return []
+        return self._follow([], now, peer_id)
 
     def finish_pieces(
         self,
@@ -242,24 +271,59 @@ class SchedulerState(LedgerView):
         cost: float | None = None,
         as_host: str | None = None,
     ) -> list[Event]:
-        """Record finished pieces (a batch), the parent they came from, and the cost."""
-        self._peers.finish_pieces(
+        """Record finished pieces (a batch), the parent they came from, and the cost.
+
+        The parent's host counts the new pieces as upload successes only if the
+        scheduler handed that parent to this peer.
+        """
+        added = self._peers.finish_pieces(
             peer_id, pieces, now, parent_id=parent_id, cost=cost, as_host=as_host
         )
-        return []
+        self._scheduling.pieces_finished(peer_id, parent_id, added, len(pieces), cost)
+        return self._follow([], now, peer_id)
 
     def finish_download(
         self, peer_id: str, now: float, *, as_host: str | None = None
     ) -> list[Event]:
         self._peers.finish_download(peer_id, now, as_host)
-        return []
+        return self._follow([], now, peer_id)
 
     def fail_download(self, peer_id: str, now: float, *, as_host: str | None = None) -> list[Event]:
         self._peers.fail_download(peer_id, now, as_host)
-        return []
+        return self._follow([], now, peer_id)
 
     def leave_peer(self, peer_id: str, now: float, *, as_host: str | None = None) -> list[Event]:
-        return self._peers.leave(peer_id, now, as_host)
+        return self._follow(self._peers.leave(peer_id, now, as_host), now)
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def schedule_peer(self, peer_id: str, now: float, *, as_host: str | None = None) -> list[Event]:
+        """Decide where a newly registered peer downloads from.
+
+        Returns exactly one :class:`~._events.PeerScheduled` (cause ``register``),
+        and a :class:`~._events.SeedFetchRequested` when it asks a seed host to
+        fetch the task.
+        """
+        return self._scheduling.schedule(peer_id, now, as_host)
+
+    def reschedule_peer(
+        self,
+        peer_id: str,
+        failed_parents: Sequence[str],
+        now: float,
+        *,
+        as_host: str | None = None,
+    ) -> list[Event]:
+        """The peer asks again: ``failed_parents`` are blocklisted for it.
+
+        Each failed parent that was handed to this peer counts an upload failure
+        on its host. Returns one :class:`~._events.PeerScheduled` (``reschedule``).
+        """
+        return self._scheduling.reschedule(peer_id, failed_parents, now, as_host)
+
+    def _follow(self, events: list[Event], now: float, changed: str | None = None) -> list[Event]:
+        """The mutation's events, then the proactive pushes it calls for."""
+        return [*events, *self._scheduling.follow(events, now, changed)]
 
     # --- GC ----------------------------------------------------------------------------
 
@@ -279,7 +343,7 @@ class SchedulerState(LedgerView):
         made idle by that gets a fresh deadline, and is collected in the same
         call if that deadline has passed too.
         """
-        return self._gc.collect_expired(now, kinds)
+        return self._follow(self._gc.collect_expired(now, kinds), now)
 
     def sweep(self, now: float, kind: RecordKind) -> list[Event]:
         """The periodic batch sweep of one kind: apply the policies' verdicts.
@@ -288,15 +352,16 @@ class SchedulerState(LedgerView):
         (kept in a set, so this costs O(undecided), not O(n)), so a policy whose
         earlier answer was lost to a raising plugin gets another chance to decide.
         """
-        return self._gc.sweep(now, kind)
+        return self._follow(self._gc.sweep(now, kind), now)
 
     def run_gc(self, now: float, kinds: Collection[RecordKind] = _ALL_KINDS) -> list[Event]:
         """Collect what has expired, then run each sweep that is due."""
-        return self._gc.run_gc(now, kinds)
+        return self._follow(self._gc.run_gc(now, kinds), now)
 
     def invariant_violations(self) -> list[str]:
         """Every way the records and indexes disagree; empty when the state is sound.
 
         O(n): for tests and the admin API, not for the hot path.
         """
-        return [problem for ledger in self._gc.ledgers for problem in ledger.invariant_violations()]
+        problems = [p for ledger in self._gc.ledgers for p in ledger.invariant_violations()]
+        return problems + self._scheduling.invariant_violations()

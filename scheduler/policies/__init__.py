@@ -9,6 +9,8 @@ through the ``scheduler.plugins`` entry-point group or named in config as
 from ._announce_ttl import AnnounceTTL as AnnounceTTL
 from ._capacity import Capacity as Capacity
 from ._disconnect_grace import DisconnectGrace as DisconnectGrace
+from ._evaluator import Evaluator as Evaluator
+from ._evaluator import evaluate as evaluate
 from ._hostname_unique import HostnameUnique as HostnameUnique
 from ._loader import BUILTIN_PLUGINS as BUILTIN_PLUGINS
 from ._loader import ENTRYPOINT_GROUP as ENTRYPOINT_GROUP
@@ -26,10 +28,12 @@ __all__ = [
     "AnnounceTTL",
     "Capacity",
     "DisconnectGrace",
+    "Evaluator",
     "HostnameUnique",
     "PeerLifetime",
     "TaskIdleTTL",
     "builtin_plugins",
+    "evaluate",
     "import_object",
     "installed_plugins",
     "instantiate",

@@ -18,10 +18,19 @@ The functions are plain (no hooks) so that each rule is tested, and mutated, on 
 
 from __future__ import annotations
 
-from typing import Final, final
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, final
 
-from ..core import Host, HostType, Peer, Task
+from ..core import Host, HostType, Peer, ScheduleLimits, StateView, Task
+from ..core._decision import (
+    DEFAULT_CANDIDATE_PARENT_LIMIT,
+    DEFAULT_FILTER_PARENT_LIMIT,
+    DEFAULT_RETRY_AFTER,
+    DEFAULT_RETRY_BACK_TO_SOURCE_LIMIT,
+    DEFAULT_RETRY_LIMIT,
+)
 from ..hookspecs import hookimpl
+from ..settings import Section, duration, integer
 
 FINISHED_PIECE_WEIGHT: Final = 0.2
 UPLOAD_SUCCESS_WEIGHT: Final = 0.2
@@ -53,7 +62,7 @@ def upload_success_score(host: Host) -> float:
 
 def free_upload_score(host: Host) -> float:
     """Free upload slots over the host's limit (0 for a host that uploads nothing)."""
-    limit = host.concurrent_upload_limit
+    limit = host.info.concurrent_upload_limit
     if limit <= 0:
         return 0.0
     return host.free_upload_slots() / limit
@@ -61,7 +70,7 @@ def free_upload_score(host: Host) -> float:
 
 def host_type_score(host: Host) -> float:
     """Seeds are preferred: they fetched the task from the origin for everyone."""
-    return 1.0 if host.type is HostType.SEED else 0.5
+    return 1.0 if host.info.type is HostType.SEED else 0.5
 
 
 def idc_affinity_score(parent_idc: str, child_idc: str) -> float:
@@ -91,7 +100,88 @@ def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, tas
         + UPLOAD_SUCCESS_WEIGHT * upload_success_score(parent_host)
         + FREE_UPLOAD_WEIGHT * free_upload_score(parent_host)
         + HOST_TYPE_WEIGHT * host_type_score(parent_host)
-        + IDC_AFFINITY_WEIGHT * idc_affinity_score(parent_host.idc, child_host.idc)
+        + IDC_AFFINITY_WEIGHT * idc_affinity_score(parent_host.info.idc, child_host.info.idc)
         + LOCATION_AFFINITY_WEIGHT
-        * location_affinity_score(parent_host.location, child_host.location)
+        * location_affinity_score(parent_host.info.location, child_host.info.location)
     )
+
+
+#: ``[plugins.evaluator]``: the limits every decision is made with (Dragonfly's defaults).
+SETTINGS: Final = Section.plugin(
+    "evaluator",
+    integer(
+        "candidate_parent_limit",
+        DEFAULT_CANDIDATE_PARENT_LIMIT,
+        "most parents handed to a child at once, best first",
+        minimum=1,
+    ),
+    integer(
+        "filter_parent_limit",
+        DEFAULT_FILTER_PARENT_LIMIT,
+        "candidates sampled at random among the task's peers that can feed, per decision",
+        minimum=1,
+    ),
+    duration(
+        "retry_after",
+        DEFAULT_RETRY_AFTER,
+        "how long a child told to wait waits before asking again (jittered by 20 %)",
+        positive=True,
+    ),
+    integer(
+        "retry_back_to_source_limit",
+        DEFAULT_RETRY_BACK_TO_SOURCE_LIMIT,
+        "after more waits and reschedules than this, a child with no parent goes to the origin",
+        details="if the task's back-to-source limit allows.",
+        minimum=0,
+    ),
+    integer(
+        "retry_limit",
+        DEFAULT_RETRY_LIMIT,
+        "after more waits and reschedules than this, a child with no parent and no origin fails",
+        minimum=0,
+    ),
+)
+
+
+@final
+class Evaluator:
+    """Dragonfly's parent evaluator: scores candidates and sets the decision limits.
+
+    Scores with :func:`evaluate` (in ``[0, 1]``); other plugins' scores add to it.
+    Config ``[plugins.evaluator]``: see :data:`SETTINGS`.
+    """
+
+    name = "evaluator"
+    settings: ClassVar[Section] = SETTINGS
+    candidate_parent_limit: int
+    filter_parent_limit: int
+    retry_after: float
+    retry_back_to_source_limit: int
+    retry_limit: int
+
+    def __init__(self) -> None:
+        SETTINGS.init(self)
+
+    @hookimpl
+    def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        SETTINGS.configure(self, config)
+
+    @hookimpl
+    def scheduler_schedule_limits(self) -> ScheduleLimits:
+        return ScheduleLimits(
+            candidate_parent_limit=self.candidate_parent_limit,
+            filter_parent_limit=self.filter_parent_limit,
+            retry_after=self.retry_after,
+            retry_back_to_source_limit=self.retry_back_to_source_limit,
+            retry_limit=self.retry_limit,
+        )
+
+    @hookimpl
+    def scheduler_candidate_score(self, child: Peer, parent: Peer, view: StateView) -> float:
+        return evaluate(
+            parent,
+            view.host(parent.host_id),
+            child,
+            view.host(child.host_id),
+            view.task(child.task_id),
+        )

@@ -13,6 +13,7 @@ from ..core._policy import PluginErrorCallback
 from ._announce_ttl import AnnounceTTL
 from ._capacity import Capacity
 from ._disconnect_grace import DisconnectGrace
+from ._evaluator import Evaluator
 from ._hostname_unique import HostnameUnique
 from ._peer_lifetime import PeerLifetime
 from ._task_idle import TaskIdleTTL
@@ -28,6 +29,7 @@ BUILTIN_PLUGINS: Final[tuple[type, ...]] = (
     TaskIdleTTL,
     HostnameUnique,
     Capacity,
+    Evaluator,
 )
 
 

@@ -1,0 +1,117 @@
+"""The parent edges handed out to children, and the upload slots they hold.
+
+Each edge child -> parent holds one upload slot on the parent's host
+(``Host.concurrent_upload_count``) from the moment it is handed out until the
+child is given other parents, finishes, fails or leaves, or the parent goes.
+The reverse index (parent -> children) finds whom to push to when a parent dies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Final, final
+
+from ._model import Host, Peer
+
+#: Ancestors examined at most when checking that a new edge closes no cycle;
+#: past this the candidate is refused (an unknown answer is never a yes).
+MAX_ANCESTOR_WALK: Final = 256
+
+
+@final
+class ParentEdges:
+    """child -> parents (best first) and parent -> children, with slot accounting."""
+
+    def __init__(self, host: Callable[[str], Host | None]) -> None:
+        #: Looks up a live host by id (None once it is gone: nothing to release then).
+        self._host = host
+        self._parents: dict[str, tuple[str, ...]] = {}
+        self._children: dict[str, set[str]] = {}
+        #: The host of every parent that has children (a peer never changes host).
+        self._host_of: dict[str, str] = {}
+
+    # --- queries -----------------------------------------------------------------------
+
+    def parents_of(self, child_id: str) -> tuple[str, ...]:
+        return self._parents.get(child_id, ())
+
+    def children_of(self, parent_id: str) -> tuple[str, ...]:
+        return tuple(sorted(self._children.get(parent_id, ())))
+
+    def has_children(self, parent_id: str) -> bool:
+        return parent_id in self._children
+
+    def edge_count(self) -> int:
+        return sum(len(parents) for parents in self._parents.values())
+
+    def slots_by_host(self) -> dict[str, int]:
+        """Edges per parent host: what each host's ``concurrent_upload_count`` must be."""
+        slots: dict[str, int] = {}
+        for parent_id, children in self._children.items():
+            host_id = self._host_of[parent_id]
+            slots[host_id] = slots.get(host_id, 0) + len(children)
+        return slots
+
+    def reaches(self, start_id: str, target_id: str, limit: int = MAX_ANCESTOR_WALK) -> bool:
+        """True if ``target`` is ``start`` or one of its ancestors, or the walk is too long."""
+        seen = {start_id}
+        frontier = [start_id]
+        while frontier:
+            node = frontier.pop()
+            if node == target_id:
+                return True
+            for parent in self._parents.get(node, ()):
+                if parent not in seen:
+                    if len(seen) >= limit:
+                        return True
+                    seen.add(parent)
+                    frontier.append(parent)
+        return False
+
+    # --- mutations ---------------------------------------------------------------------
+
+    def hand_out(self, child_id: str, parents: Iterable[Peer]) -> None:
+        """Give ``child`` these parents, replacing any it had."""
+        self.release_child(child_id)
+        chosen = tuple(parents)
+        if not chosen:
+            return
+        self._parents[child_id] = tuple(p.id for p in chosen)
+        for parent in chosen:
+            self._children.setdefault(parent.id, set()).add(child_id)
+            self._host_of[parent.id] = parent.host_id
+            self._take_slot(parent.host_id, +1)
+
+    def release_child(self, child_id: str) -> tuple[str, ...]:
+        """The child no longer downloads from its parents: free their slots."""
+        parents = self._parents.pop(child_id, ())
+        for parent_id in parents:
+            self._unlink(parent_id, child_id)
+        return parents
+
+    def drop_parent(self, parent_id: str) -> tuple[str, ...]:
+        """The parent is gone: remove its edges, free its slots; return its children."""
+        children = self.children_of(parent_id)
+        for child_id in children:
+            remaining = tuple(p for p in self._parents[child_id] if p != parent_id)
+            if remaining:
+                self._parents[child_id] = remaining
+            else:
+                del self._parents[child_id]
+            self._unlink(parent_id, child_id)
+        return children
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _unlink(self, parent_id: str, child_id: str) -> None:
+        children = self._children[parent_id]
+        children.discard(child_id)
+        self._take_slot(self._host_of[parent_id], -1)
+        if not children:
+            del self._children[parent_id]
+            del self._host_of[parent_id]
+
+    def _take_slot(self, host_id: str, delta: int) -> None:
+        host = self._host(host_id)
+        if host is not None:
+            host.concurrent_upload_count += delta

@@ -1,0 +1,401 @@
+"""The decision: hand a child live parents, or tell it to go to the origin, wait or fail.
+
+:class:`Scheduling` owns what the scheduler remembers between decisions: the
+parent edges it handed out (:mod:`._edges`), the feeders of every task
+(:mod:`._feeders`), each child's blocklist and attempts, each peer's piece
+costs (:mod:`._costs`), and the reserved back-to-source slots and seed fetches
+(:mod:`._origin`). The facade tells it about every mutation through
+:meth:`Scheduling.follow`, with the events the mutation returned; it answers
+with the proactive pushes that mutation calls for.
+
+A decision costs O(sample): it samples ``filter_parent_limit`` feeders at
+random, never scanning the task's peers.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final, final
+
+from ._candidates import unfit_reason
+from ._costs import CostWindows
+from ._decision import Decision, ScheduleAction, ScheduleCause, ScheduleLimits
+from ._edges import ParentEdges
+from ._errors import Forbidden, IllegalTransition
+from ._events import (
+    Event,
+    Eviction,
+    HostDisconnected,
+    HostReconnected,
+    HostRegistered,
+    PeerRegistered,
+    PeerScheduled,
+    SeedFetchRequested,
+)
+from ._feeders import Feeders, can_feed
+from ._lifecycle import PeerState
+from ._model import Host, HostType, Peer, RecordKind, Task
+from ._origin import OriginBook, SeedFetch
+from ._policy import PolicySet
+from ._rendezvous import rendezvous_owner
+from ._view import StateView
+
+#: States in which a peer may ask for parents, and is pushed new ones.
+DOWNLOADING_STATES: Final = frozenset(
+    {
+        PeerState.RECEIVED_EMPTY,
+        PeerState.RECEIVED_TINY,
+        PeerState.RECEIVED_SMALL,
+        PeerState.RECEIVED_NORMAL,
+        PeerState.RUNNING,
+        PeerState.BACK_TO_SOURCE,
+    }
+)
+#: States after which a child holds no parent and no reservation.
+_ENDED: Final = frozenset({PeerState.SUCCEEDED, PeerState.FAILED})
+#: ``retry_after`` is jittered by up to this share either way.
+RETRY_JITTER: Final = 0.2
+
+
+@final
+class Scheduling:
+    """Decisions, and the bookkeeping they rely on."""
+
+    def __init__(self, policies: PolicySet, rng: random.Random | None = None) -> None:
+        self.policies = policies
+        self.rng = rng if rng is not None else random.Random()
+        self.edges = ParentEdges(self._live_host)
+        self.feeders = Feeders()
+        self.costs = CostWindows()
+        self.origin = OriginBook()
+        self._blocked: dict[str, set[str]] = {}
+        self._attempts: dict[str, int] = {}
+        #: Children whose last answer was ``wait``: their next reschedule is that wait's retry.
+        self._waiting: set[str] = set()
+        #: Connected seed hosts (candidates for seed fetches).
+        self._seeds: set[str] = set()
+        #: Every live peer, so that a push can name a parent after its eviction.
+        self._peers: dict[str, Peer] = {}
+        self._fetch_seq = 0
+        self._view: StateView | None = None
+        self._handlers: Mapping[type[Event], Callable[[Event, _Changes], None]] = {
+            PeerRegistered: self._on_peer_registered,  # type: ignore[dict-item]
+            HostRegistered: self._on_host_registered,  # type: ignore[dict-item]
+            HostDisconnected: self._on_host_disconnected,  # type: ignore[dict-item]
+            HostReconnected: self._on_host_reconnected,  # type: ignore[dict-item]
+            Eviction: self._on_eviction,  # type: ignore[dict-item]
+        }
+
+    def connect(self, view: StateView) -> None:
+        self._view = view
+
+    @property
+    def view(self) -> StateView:
+        if self._view is None:
+            raise RuntimeError("scheduling is not connected to a view")
+        return self._view
+
+    # --- queries -----------------------------------------------------------------------
+
+    def blocked_parents_of(self, child_id: str) -> frozenset[str]:
+        return frozenset(self._blocked.get(child_id, ()))
+
+    def attempts_of(self, child_id: str) -> int:
+        return self._attempts.get(child_id, 0)
+
+    # --- requests ----------------------------------------------------------------------
+
+    def schedule(self, peer_id: str, now: float, as_host: str | None) -> list[Event]:
+        """The child's first decision (right after ``register_peer``)."""
+        child = self._schedulable_child(peer_id, as_host, "schedule")
+        return self._decide(child, now, ScheduleCause.REGISTER)
+
+    def reschedule(
+        self, peer_id: str, failed_parents: Sequence[str], now: float, as_host: str | None
+    ) -> list[Event]:
+        """The child asks again; ``failed_parents`` are blocklisted and charged a failure."""
+        child = self._schedulable_child(peer_id, as_host, "reschedule")
+        if any(not isinstance(p, str) for p in failed_parents):
+            raise TypeError("failed_parents must be peer ids")
+        handed_out = self.edges.parents_of(child.id)
+        for parent_id in dict.fromkeys(failed_parents):
+            if parent_id in handed_out:
+                host = self._live_host(self._peers[parent_id].host_id)
+                if host is not None:
+                    host.upload_failed_count += 1
+            if parent_id != child.id:
+                self._blocked.setdefault(child.id, set()).add(parent_id)
+        if child.id not in self._waiting:
+            self._attempts[child.id] = self._attempts.get(child.id, 0) + 1
+        return self._decide(child, now, ScheduleCause.RESCHEDULE)
+
+    def pieces_finished(
+        self, peer_id: str, parent_id: str | None, added: int, pieces: int, cost: float | None
+    ) -> None:
+        """After the peer ledger recorded a report: upload successes and the cost window."""
+        if parent_id is not None and parent_id in self.edges.parents_of(peer_id):
+            host = self._live_host(self._peers[parent_id].host_id)
+            if host is not None:
+                host.upload_count += added
+        if cost is not None:
+            self.costs.record(peer_id, cost, pieces)
+
+    # --- following mutations -----------------------------------------------------------
+
+    def follow(self, events: list[Event], now: float, changed: str | None = None) -> list[Event]:
+        """Catch up with a mutation (``changed``: the peer whose state moved); return pushes."""
+        changes = _Changes()
+        if changed is not None:
+            self._peer_changed(self.view.peer(changed), changes)
+        for event in events:
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(event, changes)
+        return self._push(changes, now)
+
+    def _peer_changed(self, peer: Peer, changes: _Changes) -> None:
+        self.feeders.refresh(peer, self.view.is_schedulable(peer.host_id))
+        if peer.finished_pieces:
+            self.origin.end_fetch_of_peer(peer.id)  # a seed peer holding a piece: done
+        if peer.state is PeerState.BACK_TO_SOURCE or peer.state in _ENDED:
+            self.origin.release(peer.id)  # the reservation is used, or no longer needed
+        if peer.state in _ENDED:
+            self.edges.release_child(peer.id)
+            self.origin.end_fetch_of_peer(peer.id)
+        if peer.state is PeerState.FAILED:
+            changes.lost(peer, self.edges.drop_parent(peer.id))
+
+    def _on_peer_registered(self, event: PeerRegistered, changes: _Changes) -> None:
+        peer = self._peers[event.peer_id] = self.view.peer(event.peer_id)
+        if event.host_id in self._seeds and self.origin.fetch_of(event.task_id) is None:
+            self.origin.start_fetch(SeedFetch(event.task_id, event.host_id, peer.id, event.at))
+
+    def _on_host_registered(self, event: HostRegistered, changes: _Changes) -> None:
+        if self.view.host(event.host_id).info.type is HostType.SEED:
+            self._seeds.add(event.host_id)
+
+    def _on_host_disconnected(self, event: HostDisconnected, changes: _Changes) -> None:
+        self._host_gone(event.host_id)
+        for peer in self.view.peers_of_host(event.host_id):
+            self.feeders.discard(peer.id)
+            changes.lost(peer, self.edges.children_of(peer.id))
+
+    def _on_host_reconnected(self, event: HostReconnected, changes: _Changes) -> None:
+        self._on_host_registered(HostRegistered(event.host_id, event.at), changes)
+        for peer in self.view.peers_of_host(event.host_id):
+            self.feeders.refresh(peer, True)
+
+    def _on_eviction(self, event: Eviction, changes: _Changes) -> None:
+        if event.kind is RecordKind.HOST:
+            self._host_gone(event.record_id)
+        elif event.kind is RecordKind.PEER:
+            self._peer_gone(event.record_id, changes)
+
+    def _host_gone(self, host_id: str) -> None:
+        self._seeds.discard(host_id)
+        self.origin.end_fetches_of_host(host_id)
+
+    def _peer_gone(self, peer_id: str, changes: _Changes) -> None:
+        peer = self._peers.pop(peer_id)
+        self.feeders.discard(peer_id)
+        self.edges.release_child(peer_id)
+        changes.lost(peer, self.edges.drop_parent(peer_id))
+        self.origin.release(peer_id)
+        self.origin.end_fetch_of_peer(peer_id)
+        self.costs.forget(peer_id)
+        self._blocked.pop(peer_id, None)
+        self._attempts.pop(peer_id, None)
+        self._waiting.discard(peer_id)
+
+    def _push(self, changes: _Changes, now: float) -> list[Event]:
+        """One fresh decision per affected child still downloading, unless a plugin objects."""
+        events: list[Event] = []
+        view = self.view
+        for child_id, lost_parents in changes.children.items():
+            if not view.has_peer(child_id):
+                continue
+            child = view.peer(child_id)
+            if child.state not in DOWNLOADING_STATES or not view.is_schedulable(child.host_id):
+                continue
+            # Every plugin hears about every lost parent (no short cut), then one vote.
+            votes = [self.policies.proactive_push(child, p, view, now) for p in lost_parents]
+            if all(votes):
+                events.extend(self._decide(child, now, ScheduleCause.PARENT_LOST))
+        return events
+
+    # --- the decision ------------------------------------------------------------------
+
+    def _decide(self, child: Peer, now: float, cause: ScheduleCause) -> list[Event]:
+        limits = self.policies.schedule_limits()
+        task = self.view.task(child.task_id)
+        # The child moves away from what it held: its parents' slots, its reservation.
+        self.edges.release_child(child.id)
+        self.origin.release(child.id)
+        parents = self._select(child, limits, now)
+        extra: list[Event] = []
+        if parents:
+            self.edges.hand_out(child.id, parents)
+            decision = Decision(ScheduleAction.PARENTS, tuple(p.id for p in parents))
+        else:
+            decision, extra = self._no_candidate(child, task, limits, now)
+        if decision.action is ScheduleAction.WAIT:
+            self._attempts[child.id] = self._attempts.get(child.id, 0) + 1
+            self._waiting.add(child.id)
+        else:
+            self._waiting.discard(child.id)
+        pushed = cause is ScheduleCause.PARENT_LOST
+        event = PeerScheduled(
+            child.id, child.host_id, child.task_id, decision, now, cause.value, pushed
+        )
+        return [event, *extra]
+
+    def _select(self, child: Peer, limits: ScheduleLimits, now: float) -> list[Peer]:
+        view, policies = self.view, self.policies
+        fit: list[Peer] = []
+        for peer_id in self.feeders.sample(child.task_id, self.rng, limits.filter_parent_limit):
+            candidate = view.peer(peer_id)
+            if self.unfit(child, candidate) is None and (
+                policies.candidate_veto(child, candidate, view, now) is None
+            ):
+                fit.append(candidate)
+        scores = {c.id: policies.candidate_score(child, c, view, now) for c in fit}
+        ranked = sorted(fit, key=lambda c: scores[c.id], reverse=True)
+        chosen = policies.select_parents(child, ranked, view, now)
+        if chosen is None:
+            return self._within_slots(ranked, limits.candidate_parent_limit)
+        picked = [view.peer(i) for i in dict.fromkeys(chosen) if view.has_peer(i)]
+        return self._within_slots(
+            [p for p in picked if self.unfit(child, p) is None], limits.candidate_parent_limit
+        )
+
+    def unfit(self, child: Peer, candidate: Peer) -> str | None:
+        """Why ``candidate`` may never be a parent of ``child`` now (None: it may)."""
+        return unfit_reason(
+            child,
+            candidate,
+            self._live_host(candidate.host_id),
+            blocked=self._blocked.get(child.id, ()),
+            is_bad=self.costs.is_bad,
+            closes_cycle=self.edges.reaches,
+        )
+
+    def _within_slots(self, ranked: Iterable[Peer], limit: int) -> list[Peer]:
+        """The first ``limit`` parents, none taking a host past its upload limit."""
+        taken: dict[str, int] = {}
+        chosen: list[Peer] = []
+        for parent in ranked:
+            host = self.view.host(parent.host_id)
+            used = host.concurrent_upload_count + taken.get(host.id, 0)
+            if used < host.info.concurrent_upload_limit:
+                taken[host.id] = taken.get(host.id, 0) + 1
+                chosen.append(parent)
+                if len(chosen) == limit:
+                    break
+        return chosen
+
+    def _no_candidate(
+        self, child: Peer, task: Task, limits: ScheduleLimits, now: float
+    ) -> tuple[Decision, list[Event]]:
+        """The origin when nobody can feed the child soon, a seed fetch, wait, or fail."""
+        attempts = self._attempts.get(child.id, 0)
+        origin_allowed = self.origin.back_to_source_allowed(task, child)
+        if attempts > limits.retry_back_to_source_limit and origin_allowed:
+            return self._to_origin(child, "retried too often; fetch from the origin"), []
+        if attempts > limits.retry_limit:
+            return Decision(ScheduleAction.FAIL, message="no parent after every retry"), []
+        fetch = self.origin.fetch_of(task.id)
+        fetch_pending = fetch is not None and fetch.peer_id != child.id
+        nobody_soon = self.feeders.count(task.id) == 0 and self.origin.reserved(task.id) == 0
+        if nobody_soon and not fetch_pending:
+            seed_fetch = self._request_seed_fetch(child, task, now)
+            if seed_fetch is not None:
+                message = f"seed host {seed_fetch.seed_host_id} is fetching the task"
+                return self._wait(limits, message), [seed_fetch]
+            if origin_allowed:
+                return self._to_origin(child, "nobody can feed the task yet"), []
+        return self._wait(limits, "no parent can feed the child yet"), []
+
+    def _to_origin(self, child: Peer, message: str) -> Decision:
+        self.origin.reserve(child)
+        return Decision(ScheduleAction.BACK_TO_SOURCE, message=message)
+
+    def _wait(self, limits: ScheduleLimits, message: str) -> Decision:
+        jitter = self.rng.uniform(1.0 - RETRY_JITTER, 1.0 + RETRY_JITTER)
+        return Decision(
+            ScheduleAction.WAIT, retry_after=limits.retry_after * jitter, message=message
+        )
+
+    def _request_seed_fetch(self, child: Peer, task: Task, now: float) -> SeedFetchRequested | None:
+        """Ask the task's seed host (rendezvous over connected seeds) to fetch it."""
+        if child.host_id in self._seeds:
+            return None  # a child on a seed host fetches from the origin itself
+        seed_host_id = rendezvous_owner(task.id, self._seeds)
+        if seed_host_id is None:
+            return None
+        self._fetch_seq += 1
+        peer_id = f"seed-{self._fetch_seq}-{task.id}"
+        self.origin.start_fetch(SeedFetch(task.id, seed_host_id, peer_id, now))
+        return SeedFetchRequested(
+            seed_host_id,
+            task.id,
+            peer_id,
+            task.url,
+            task.piece_length,
+            task.content_length,
+            task.total_piece_count,
+            now,
+        )
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _schedulable_child(self, peer_id: str, as_host: str | None, request: str) -> Peer:
+        peer = self.view.peer(peer_id)
+        if as_host is not None and peer.host_id != as_host:
+            raise Forbidden(f"peer {peer_id!r} belongs to another host")
+        if peer.state not in DOWNLOADING_STATES:
+            raise IllegalTransition("peer", peer.state.value, request)
+        return peer
+
+    def _live_host(self, host_id: str) -> Host | None:
+        view = self.view
+        return view.host(host_id) if view.has_host(host_id) else None
+
+    def invariant_violations(self) -> list[str]:
+        """Edges, slots, feeders and reservations against the records. O(n)."""
+        view = self.view
+        problems: list[str] = []
+        live = {peer.id for peer in view.peers()}
+        if set(self._peers) != live:
+            problems.append("scheduling tracks other peers than the ledger holds")
+        slots = self.edges.slots_by_host()
+        for host in view.hosts():
+            if host.concurrent_upload_count != slots.get(host.id, 0):
+                problems.append(
+                    f"host {host.id}: {host.concurrent_upload_count} upload slots held, "
+                    f"{slots.get(host.id, 0)} handed-out edges"
+                )
+        for child_id in live:
+            for parent_id in self.edges.parents_of(child_id):
+                if parent_id not in live:
+                    problems.append(f"child {child_id} holds evicted parent {parent_id}")
+        for peer in view.peers():
+            should = view.is_schedulable(peer.host_id) and can_feed(peer)
+            if should != (peer.id in self.feeders):
+                problems.append(f"peer {peer.id}: feeder index says {not should}")
+        problems.extend(self.origin.violations(live))
+        return problems
+
+
+@final
+class _Changes:
+    """What one mutation did to the parents handed out: affected children, in order."""
+
+    __slots__ = ("children",)
+
+    def __init__(self) -> None:
+        self.children: dict[str, list[Peer]] = {}
+
+    def lost(self, parent: Peer, children: Iterable[str]) -> None:
+        for child_id in children:
+            self.children.setdefault(child_id, []).append(parent)
