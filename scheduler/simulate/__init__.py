@@ -43,6 +43,7 @@ __all__ = [
     "build_workload",
     "cmd_simulate",
     "percentile",
+    "ping_detection_at",
     "results_table",
     "simulate",
     "write_json",

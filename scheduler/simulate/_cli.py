@@ -24,8 +24,10 @@ def parse_rate(value: str) -> float:
     try:
         rate = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate like 5% or 0.05, got {value!r}") from None
-    if not 0 <= rate < 100:
+        raise argparse.ArgumentTypeError(
+            f"expected a rate like 5% or 0.05, got {value!r}"
+        ) from None
+    if rate < 0:
         raise argparse.ArgumentTypeError(f"rate must be >= 0, got {value!r}")
     return rate
 

@@ -24,9 +24,9 @@ from ..core import (
     HostType,
     PeerScheduled,
     RecordKind,
+    ScheduleAction,
     SchedulerError,
     SchedulerState,
-    ScheduleAction,
     SeedFetchRequested,
     TaskInfo,
 )
@@ -58,7 +58,12 @@ class ChurnSimulation:
         self.truth = GroundTruth()
         self.metrics = Metrics()
         self.peers = PeerDriver(
-            scenario, self.state, self.queue, self.truth, self.metrics, self.dispatch
+            scenario=scenario,
+            state=self.state,
+            queue=self.queue,
+            truth=self.truth,
+            metrics=self.metrics,
+            dispatch=self.dispatch,
         )
         self.tasks = [
             TaskInfo(
@@ -85,8 +90,10 @@ class ChurnSimulation:
         while True:
             next_event = queue.peek()
             deadline = state.next_deadline()
-            if deadline is not None and deadline <= end and (
-                next_event is None or deadline <= next_event
+            if (
+                deadline is not None
+                and deadline <= end
+                and (next_event is None or deadline <= next_event)
             ):
                 at = max(deadline, queue.now)
                 rounds = rounds + 1 if at == last_gc else 0
@@ -300,4 +307,3 @@ class ChurnSimulation:
         )
         if self._register(peer, task, at):
             self.peers.schedule(peer, at)
-

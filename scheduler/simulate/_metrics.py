@@ -103,19 +103,18 @@ class SetResult:
     """Wall-clock seconds the run took (not part of the determinism)."""
 
     @classmethod
-    def from_metrics(
-        cls, policy: str, churn: float, metrics: Metrics, elapsed: float
-    ) -> SetResult:
+    def from_metrics(cls, policy: str, churn: float, metrics: Metrics, elapsed: float) -> SetResult:
         m = metrics
         by_cause = {cause: m.dead_handouts.get(cause, 0) for cause in CAUSES}
         by_cause.update({c: n for c, n in m.dead_handouts.items() if c not in by_cause})
         parent = m.parent_decisions
+        dead = sum(m.dead_handouts.values())
         done = m.downloads_completed
         return cls(
             policy=policy,
             churn=churn,
             success=m.clean_parent_decisions / parent if parent else None,
-            dead_handouts_per_1000=1000 * sum(m.dead_handouts.values()) / parent if parent else None,
+            dead_handouts_per_1000=1000 * dead / parent if parent else None,
             dead_handouts_by_cause=by_cause,
             decisions=m.decisions,
             parent_decisions=parent,

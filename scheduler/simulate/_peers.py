@@ -19,9 +19,9 @@ from ..core import (
     Decision,
     Event,
     PeerScheduled,
+    ScheduleAction,
     SchedulerError,
     SchedulerState,
-    ScheduleAction,
 )
 from ._metrics import Metrics
 from ._queue import EventQueue
@@ -42,6 +42,7 @@ class PeerDriver:
 
     def __init__(
         self,
+        *,
         scenario: Scenario,
         state: SchedulerState,
         queue: EventQueue,
@@ -193,7 +194,7 @@ class PeerDriver:
             self._next_batch(peer, at)
 
     def _stall(self, peer: SimPeer, at: float) -> None:
-        """No parent holds a piece the child lacks: look again soon, reschedule after the timeout."""
+        """No parent holds a piece the child lacks: look again soon; reschedule after a timeout."""
         if peer.stalled_since is None:
             peer.stalled_since = at
         if at - peer.stalled_since >= self.scenario.piece_timeout:

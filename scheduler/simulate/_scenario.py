@@ -33,8 +33,8 @@ class Scenario:
     leave_rate: float = 0.10
     """Graceful leaves per host-hour."""
     stop_rate: float = 0.0
-    """Hosts per host-hour whose daemon stops announcing and serving but keeps its session
-    (and answers pings): only the announce TTL catches it. Off by default: the issue gives no rate."""
+    """Stops per host-hour: the daemon stops announcing and serving but keeps its session
+    (and answers pings), so only the announce TTL catches it. Off by default (no issue rate)."""
     duration: float = 2 * HOUR
     zipf_exponent: float = 1.0
     """Task popularity: the k-th task is requested with weight 1 / k**s."""
@@ -108,9 +108,7 @@ POLICY_SETS: Final[Mapping[str, PolicySetSpec]] = {
             description="TTL-only host records: 6 h TTL, host GC every 6 h; no disconnect "
             "signal, no pings, no pushes (hosts announce no interval, so host_ttl applies)",
             enable=("dragonfly_compat",),
-            config={
-                "dragonfly_compat": {"host_ttl": SIX_HOURS, "host_sweep_interval": SIX_HOURS}
-            },
+            config={"dragonfly_compat": {"host_ttl": SIX_HOURS, "host_sweep_interval": SIX_HOURS}},
             disconnect_signal=False,
             pings=False,
             announce_with_interval=False,
