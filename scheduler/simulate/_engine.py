@@ -83,7 +83,7 @@ class ChurnSimulation:
     # --- the loop ------------------------------------------------------------------------
 
     def run(self) -> SetResult:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         end = self.scenario.duration
         queue, state = self.queue, self.state
         rounds, last_gc = 0, -1.0
@@ -107,8 +107,9 @@ class ChurnSimulation:
             at, action = queue.pop()
             action(at)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         return SetResult.from_metrics(
-            self.spec.name, self.scenario.crash_rate, self.metrics, elapsed
+            self.spec.name, self.scenario.crash_rate, self.metrics, elapsed, cpu
         )
 
     def dispatch(self, events: Sequence[Event], at: float) -> list[PeerScheduled]:

@@ -101,9 +101,13 @@ class SetResult:
     errors: Mapping[str, int]
     elapsed: float
     """Wall-clock seconds the run took (not part of the determinism)."""
+    cpu: float = 0.0
+    """CPU seconds the run took (the one-core figure on a shared machine)."""
 
     @classmethod
-    def from_metrics(cls, policy: str, churn: float, metrics: Metrics, elapsed: float) -> SetResult:
+    def from_metrics(
+        cls, policy: str, churn: float, metrics: Metrics, elapsed: float, cpu: float = 0.0
+    ) -> SetResult:
         m = metrics
         by_cause = {cause: m.dead_handouts.get(cause, 0) for cause in CAUSES}
         by_cause.update({c: n for c, n in m.dead_handouts.items() if c not in by_cause})
@@ -132,6 +136,7 @@ class SetResult:
             false_evictions=m.false_evictions,
             errors=dict(sorted(m.errors.items())),
             elapsed=elapsed,
+            cpu=cpu,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -139,7 +144,7 @@ class SetResult:
         return attrs.asdict(self)
 
     def figures(self) -> dict[str, Any]:
-        """Everything but the wall-clock time: equal for equal seeds."""
+        """Everything but the run times: equal for equal seeds."""
         out = self.to_json()
-        del out["elapsed"]
+        del out["elapsed"], out["cpu"]
         return out

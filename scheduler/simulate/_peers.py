@@ -1,7 +1,8 @@
 """How a simulated peer downloads: it obeys decisions and fetches pieces in batches.
 
-Pieces are fetched in order, one parent at a time (best first), in batches of
-``report_batch`` pieces, each batch reported with one ``pieces_finished``
+Pieces are fetched in order, in batches of ``report_batch`` pieces spread over
+the parents round-robin (best first; one batch at a time, like a client that
+spreads its piece requests over all its parents), each batch reported with one ``pieces_finished``
 (``finish_pieces(..., parent_id=..., cost=...)``). A parent that is dead in the
 ground truth makes the request fail after ``piece_timeout``; the child then
 reschedules with that parent in ``failed_parents``. A parent that dies during a
@@ -106,6 +107,7 @@ class PeerDriver:
                 return
             peer.started = True
             peer.parents = decision.parents
+            peer.cursor = 0
             peer.mode = Mode.P2P
             peer.stalled_since = None
             self._next_batch(peer, at)
@@ -151,7 +153,10 @@ class PeerDriver:
             count = min(self.scenario.report_batch, total - peer.pieces)
             self._start_batch(peer, Batch(None, at, count, self.scenario.origin_piece_time), at)
             return
-        for parent_id in peer.parents:
+        parents = peer.parents
+        for turn in range(len(parents)):
+            index = (peer.cursor + turn) % len(parents)
+            parent_id = parents[index]
             if self.truth.death_cause(parent_id) is not None:
                 self._parent_failed(peer, parent_id, at + self.scenario.piece_timeout)
                 return
@@ -161,6 +166,7 @@ class PeerDriver:
                 count = min(self.scenario.report_batch, ahead)
                 piece_time = self.scenario.piece_time * parent.host.plan.speed
                 peer.stalled_since = None
+                peer.cursor = index + 1
                 self._start_batch(peer, Batch(parent_id, at, count, piece_time), at)
                 return
         self._stall(peer, at)

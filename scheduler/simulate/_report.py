@@ -36,7 +36,7 @@ def results_table(results: Sequence[SetResult], *, title: str = "") -> Table:
     table.add_column("resched /dl", justify="right")
     table.add_column("pushes", justify="right")
     table.add_column("peak records", justify="right")
-    table.add_column("run", justify="right")
+    table.add_column("CPU", justify="right")
     for r in results:
         causes = " / ".join(str(r.dead_handouts_by_cause.get(c, 0)) for c in CAUSES)
         row = [
@@ -51,7 +51,7 @@ def results_table(results: Sequence[SetResult], *, title: str = "") -> Table:
             _num(r.reschedules_per_download, 2),
             f"{r.pushes:,}",
             f"{r.peak_records:,}",
-            _num(r.elapsed, 1, " s"),
+            _num(r.cpu, 1, " s"),
         ]
         table.add_row(*([_pct(r.churn)] if sweep else []), *row)
     return table

@@ -74,6 +74,8 @@ class SimPeer:
     """Finished pieces, in order (a peer holds pieces 0..pieces-1)."""
     mode: Mode = Mode.IDLE
     parents: tuple[str, ...] = ()
+    cursor: int = 0
+    """Where the round-robin over ``parents`` resumes."""
     started: bool = False
     used_origin: bool = False
     epoch: int = 0
