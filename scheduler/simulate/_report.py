@@ -73,13 +73,16 @@ def write_plot(results: Sequence[SetResult], path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for policy in dict.fromkeys(r.policy for r in results):
+    # Distinct markers and dashes: sets with equal figures would hide each other.
+    styles = [("o", "-"), ("s", "-"), ("^", "-"), ("x", "--"), ("D", ":")]
+    for i, policy in enumerate(dict.fromkeys(r.policy for r in results)):
+        marker, dashes = styles[i % len(styles)]
         rows = sorted((r for r in results if r.policy == policy), key=lambda r: r.churn)
         churn = [100 * r.churn for r in rows]
         success = [float("nan") if r.success is None else 100 * r.success for r in rows]
         p99 = [float("nan") if r.download_time_p99 is None else r.download_time_p99 for r in rows]
-        left.plot(churn, success, marker="o", label=policy)
-        right.plot(churn, p99, marker="o", label=policy)
+        left.plot(churn, success, marker=marker, linestyle=dashes, label=policy)
+        right.plot(churn, p99, marker=marker, linestyle=dashes, label=policy)
     left.set_xlabel("crashes per host-hour (%)")
     left.set_ylabel("scheduling success (%)")
     left.set_title("decisions whose parents were all alive")
