@@ -6,6 +6,7 @@ returns events; the service layer owns the clock and the sockets.
 
 from ._badnode import is_bad_node as is_bad_node
 from ._bitset import PieceSet as PieceSet
+from ._candidates import PARENT_STATES as PARENT_STATES
 from ._config import parse_duration as parse_duration
 from ._config import section_reader as section_reader
 from ._deadlines import DeadlineQueue as DeadlineQueue
@@ -57,13 +58,16 @@ from ._policy import PolicySet as PolicySet
 from ._policy import new_plugin_manager as new_plugin_manager
 from ._policy import plugin_name as plugin_name
 from ._rendezvous import rendezvous_owner as rendezvous_owner
+from ._scheduling import CHILD_STATES as CHILD_STATES
 from ._state import SchedulerState as SchedulerState
 from ._view import StateView as StateView
 
 __all__ = [
     "ACTIVE_PEER_STATES",
+    "CHILD_STATES",
     "DEFAULT_SWEEP_INTERVAL",
     "HOST_TRANSITIONS",
+    "PARENT_STATES",
     "PEER_TRANSITIONS",
     "TASK_TRANSITIONS",
     "BackToSourceLimitReached",

@@ -41,8 +41,8 @@ from ._policy import PolicySet
 from ._rendezvous import rendezvous_owner
 from ._view import StateView
 
-#: States in which a peer may ask for parents, and is pushed new ones.
-DOWNLOADING_STATES: Final = frozenset(
+#: States in which a peer may ask for parents, and is pushed new ones ("still downloading").
+CHILD_STATES: Final = frozenset(
     {
         PeerState.RECEIVED_EMPTY,
         PeerState.RECEIVED_TINY,
@@ -216,7 +216,7 @@ class Scheduling:
             if not view.has_peer(child_id):
                 continue
             child = view.peer(child_id)
-            if child.state not in DOWNLOADING_STATES or not view.is_schedulable(child.host_id):
+            if child.state not in CHILD_STATES or not view.is_schedulable(child.host_id):
                 continue
             # Every plugin hears about every lost parent (no short cut), then one vote.
             votes = [self.policies.proactive_push(child, p, view, now) for p in lost_parents]
@@ -306,7 +306,9 @@ class Scheduling:
             return Decision(ScheduleAction.FAIL, message="no parent after every retry"), []
         fetch = self.origin.fetch_of(task.id)
         fetch_pending = fetch is not None and fetch.peer_id != child.id
-        nobody_soon = self.feeders.count(task.id) == 0 and self.origin.reserved(task.id) == 0
+        # Nobody but the child itself (a back-to-source child asking again).
+        feeders = self.feeders.count(task.id) - (child.id in self.feeders)
+        nobody_soon = feeders == 0 and self.origin.reserved(task.id) == 0
         if nobody_soon and not fetch_pending:
             seed_fetch = self._request_seed_fetch(child, task, now)
             if seed_fetch is not None:
@@ -353,7 +355,7 @@ class Scheduling:
         peer = self.view.peer(peer_id)
         if as_host is not None and peer.host_id != as_host:
             raise Forbidden(f"peer {peer_id!r} belongs to another host")
-        if peer.state not in DOWNLOADING_STATES:
+        if peer.state not in CHILD_STATES:
             raise IllegalTransition("peer", peer.state.value, request)
         return peer
 

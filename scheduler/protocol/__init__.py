@@ -24,12 +24,12 @@ from ._messages import DownloadFinished as DownloadFinished
 from ._messages import DownloadStarted as DownloadStarted
 from ._messages import ErrorReply as ErrorReply
 from ._messages import Evicted as Evicted
+from ._messages import FetchTask as FetchTask
 from ._messages import HostAccepted as HostAccepted
 from ._messages import HostPayload as HostPayload
 from ._messages import HostType as HostType
 from ._messages import LeaveHost as LeaveHost
 from ._messages import LeavePeer as LeavePeer
-from ._messages import FetchTask as FetchTask
 from ._messages import ParentPayload as ParentPayload
 from ._messages import PiecesFinished as PiecesFinished
 from ._messages import RegisterPeer as RegisterPeer
@@ -57,13 +57,13 @@ __all__ = [
     "ErrorCode",
     "ErrorReply",
     "Evicted",
+    "FetchTask",
     "HostAccepted",
     "HostPayload",
     "HostType",
     "InvalidValue",
     "LeaveHost",
     "LeavePeer",
-    "FetchTask",
     "ParentPayload",
     "PiecesFinished",
     "ProtocolError",

@@ -174,7 +174,13 @@ def _make_converter() -> cattrs.Converter:
         converter.register_structure_hook(payload, _checked_type(dict, default))
 
     # Encoding: leave out optional fields that are None, e.g. no ``"id": null``.
-    for cls in (HostPayload, TaskPayload, ParentPayload, *CLIENT_MESSAGES.values(), *SERVER_MESSAGES.values()):
+    for cls in (
+        HostPayload,
+        TaskPayload,
+        ParentPayload,
+        *CLIENT_MESSAGES.values(),
+        *SERVER_MESSAGES.values(),
+    ):
         omit_none: dict[str, Any] = {
             field.name: override(omit_if_default=True)
             for field in attrs.fields(cls)

@@ -1,17 +1,22 @@
-"""The kit for plugin authors: strategies, a simulation harness, a state machine, a settings check.
+"""The kit for plugin authors: strategies, a simulation, a state machine, and checks.
 
 Every eviction policy, built-in or third-party, is tested with the same kit
 (the model is chihaya's shared storage conformance suite). Requires the
 ``testing`` extra (Hypothesis).
 """
 
+from ._decisions import InvariantError as InvariantError
+from ._decisions import PushCheck as PushCheck
+from ._decisions import ancestors as ancestors
+from ._decisions import check_decision as check_decision
+from ._decisions import check_decisions as check_decisions
+from ._decisions import parent_problems as parent_problems
 from ._machine import SchedulerStateMachine as SchedulerStateMachine
 from ._profiles import PROFILES as PROFILES
 from ._profiles import load_profile_from_env as load_profile_from_env
 from ._settings_check import bad_values as bad_values
 from ._settings_check import check_plugin_settings as check_plugin_settings
 from ._simulation import CASCADE_REASONS as CASCADE_REASONS
-from ._simulation import InvariantError as InvariantError
 from ._simulation import Simulation as Simulation
 from ._simulation import register_task as register_task
 from ._strategies import HOSTNAMES as HOSTNAMES
@@ -19,6 +24,7 @@ from ._strategies import PEER_ACTIONS as PEER_ACTIONS
 from ._strategies import Advance as Advance
 from ._strategies import Announce as Announce
 from ._strategies import Crash as Crash
+from ._strategies import EveryoneObeys as EveryoneObeys
 from ._strategies import Hang as Hang
 from ._strategies import HostProfile as HostProfile
 from ._strategies import Leave as Leave
@@ -27,6 +33,7 @@ from ._strategies import PeerStep as PeerStep
 from ._strategies import Pong as Pong
 from ._strategies import RegisterPeer as RegisterPeer
 from ._strategies import Step as Step
+from ._strategies import Swarm as Swarm
 from ._strategies import Sweep as Sweep
 from ._strategies import announce_schedules as announce_schedules
 from ._strategies import event_streams as event_streams
@@ -35,6 +42,7 @@ from ._strategies import host_profiles as host_profiles
 from ._strategies import hostnames as hostnames
 from ._strategies import intervals as intervals
 from ._strategies import ips as ips
+from ._strategies import piece_costs as piece_costs
 from ._strategies import steps as steps
 from ._strategies import task_infos as task_infos
 
@@ -46,6 +54,7 @@ __all__ = [
     "Advance",
     "Announce",
     "Crash",
+    "EveryoneObeys",
     "Hang",
     "HostProfile",
     "InvariantError",
@@ -53,13 +62,18 @@ __all__ = [
     "NextAnnounce",
     "PeerStep",
     "Pong",
+    "PushCheck",
     "RegisterPeer",
     "SchedulerStateMachine",
     "Simulation",
     "Step",
+    "Swarm",
     "Sweep",
+    "ancestors",
     "announce_schedules",
     "bad_values",
+    "check_decision",
+    "check_decisions",
     "check_plugin_settings",
     "event_streams",
     "host_infos",
@@ -68,6 +82,8 @@ __all__ = [
     "intervals",
     "ips",
     "load_profile_from_env",
+    "parent_problems",
+    "piece_costs",
     "register_task",
     "steps",
     "task_infos",

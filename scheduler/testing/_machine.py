@@ -30,6 +30,7 @@ from ._strategies import (
     Advance,
     Announce,
     Crash,
+    EveryoneObeys,
     Hang,
     HostProfile,
     Leave,
@@ -37,8 +38,10 @@ from ._strategies import (
     PeerStep,
     Pong,
     RegisterPeer,
+    Swarm,
     Sweep,
     host_profiles,
+    piece_costs,
     task_infos,
 )
 
@@ -80,6 +83,7 @@ class SchedulerStateMachine(RuleBasedStateMachine):
             profiles,
             sweep_interval=self.sweep_interval,
             unique_hostnames=self.unique_hostnames,
+            seed=data.draw(st.integers(0, 2**32 - 1), label="seed"),
         )
 
     @rule(host=_HOST, jitter=st.floats(-1.0, 1.0))
@@ -110,9 +114,23 @@ class SchedulerStateMachine(RuleBasedStateMachine):
     def register_peer(self, host: int, task: Any) -> None:
         self.sim.apply(RegisterPeer(host, task))
 
-    @rule(peer=st.integers(0, 50), action=st.sampled_from(PEER_ACTIONS))
-    def peer_step(self, peer: int, action: str) -> None:
-        self.sim.apply(PeerStep(peer, action))
+    @rule(peer=st.integers(0, 50), action=st.sampled_from(PEER_ACTIONS), cost=piece_costs)
+    def peer_step(self, peer: int, action: str, cost: float | None) -> None:
+        self.sim.apply(PeerStep(peer, action, cost))
+
+    @rule(task=task_infos(), size=st.integers(1, 6), start=_HOST)
+    def swarm(self, task: Any, size: int, start: int) -> None:
+        """Several connected hosts join one task at once (the burst a decision must handle)."""
+        self.sim.apply(Swarm(task, size, start))
+
+    @rule(peer=st.integers(0, 50), cost=piece_costs)
+    def obey(self, peer: int, cost: float | None) -> None:
+        """A peer does what its last decision said (start, pieces, the origin, ask again)."""
+        self.sim.apply(PeerStep(peer, "obey", cost))
+
+    @rule(cost=piece_costs)
+    def everyone_obeys(self, cost: float | None) -> None:
+        self.sim.apply(EveryoneObeys(cost))
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 5.0, 10.0, 60.0, 600.0, 3600.0]))
     def advance(self, seconds: float) -> None:

@@ -9,29 +9,40 @@ service's GC loop does, and after every step it checks the core invariants.
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core import (
+    ACTIVE_PEER_STATES,
     DEFAULT_SWEEP_INTERVAL,
     BackToSourceLimitReached,
     Conflict,
     ContactSource,
+    Decision,
     Event,
     Eviction,
     Expiry,
     HostState,
     IllegalTransition,
+    Peer,
+    PeerScheduled,
+    PeerState,
     PolicySet,
     Reason,
     RecordKind,
+    ScheduleAction,
     SchedulerState,
+    SeedFetchRequested,
+    Task,
     TaskInfo,
 )
+from ._decisions import InvariantError, PushCheck, check_decisions
 from ._strategies import (
     Advance,
     Announce,
     Crash,
+    EveryoneObeys,
     Hang,
     HostProfile,
     Leave,
@@ -40,16 +51,13 @@ from ._strategies import (
     Pong,
     RegisterPeer,
     Step,
+    Swarm,
     Sweep,
 )
 
 #: Reasons that never come with a deadline: the record went because another did.
 CASCADE_REASONS = frozenset({Reason.HOST_EVICTED, Reason.TASK_EVICTED})
 _EXPECTED_ERRORS = (IllegalTransition, Conflict, BackToSourceLimitReached)
-
-
-class InvariantError(AssertionError):
-    """A core invariant does not hold; the message says which and where."""
 
 
 class Simulation:
@@ -63,13 +71,16 @@ class Simulation:
         start: float = 1000.0,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
         unique_hostnames: bool = True,
+        seed: int = 0,
     ) -> None:
         if not profiles:
             raise ValueError("a simulation needs at least one host profile")
         self.policies = policies
         self.profiles = list(profiles)
         self.now = start
-        self.state = SchedulerState(policies, now=start, sweep_interval=sweep_interval)
+        self.state = SchedulerState(
+            policies, now=start, sweep_interval=sweep_interval, rng=random.Random(seed)
+        )
         self.unique_hostnames = unique_hostnames
         #: Per host: when it will next announce on its own (None: silent, crashed or left).
         self.next_announce: list[float | None] = [None] * len(profiles)
@@ -77,6 +88,9 @@ class Simulation:
         self.events: list[Event] = []
         self.host_evicted_at: dict[str, float] = {}
         self._peer_seq = 0
+        self._pushes = PushCheck(self.state.view)
+        #: The last decision each peer was given (what ``obey`` steps follow).
+        self.decisions: dict[str, Decision] = {}
         self.check()
 
     # --- steps ----------------------------------------------------------------------------
@@ -147,8 +161,24 @@ class Simulation:
         if not self.state.is_schedulable(host_id):
             return
         self._peer_seq += 1
-        events = self.state.register_peer(f"peer-{self._peer_seq}", host_id, step.task, self.now)
-        self._record(events, allowed=set())
+        peer_id = f"peer-{self._peer_seq}"
+        self._record(self.state.register_peer(peer_id, host_id, step.task, self.now), allowed=set())
+        # The session answers register_peer with the peer's first decision.
+        self._record(self.state.schedule_peer(peer_id, self.now), allowed=set())
+
+    def _on_swarm(self, step: Swarm) -> None:
+        connected = [p for p in self.profiles if self.state.is_schedulable(p.info.id)]
+        if not connected:
+            return
+        first = step.start % len(connected)
+        for profile in (connected[first:] + connected[:first])[: step.size]:
+            self._on_registerpeer(RegisterPeer(self.profiles.index(profile), step.task))
+
+    def _on_everyoneobeys(self, step: EveryoneObeys) -> None:
+        for index, _ in enumerate(sorted(p.id for p in self.state.peers())):
+            self._on_peerstep(PeerStep(index, "obey", step.cost))
+            self.run_gc()
+            self.check()
 
     def _on_peerstep(self, step: PeerStep) -> None:
         peers = sorted(p.id for p in self.state.peers())
@@ -156,19 +186,28 @@ class Simulation:
             return
         peer = self.state.peer(peers[step.peer % len(peers)])
         task = self.state.task(peer.task_id)
+        action = self._obey(peer, task) if step.action == "obey" else step.action
         before = (peer.state, task.state, peer.updated_at, task.back_to_source_count)
         before_pieces = len(peer.finished_pieces)
         state, now = self.state, self.now
+        parents = state.parents_of(peer.id)
+        # Pieces come from a parent the scheduler handed out, when there is one.
+        parent_id = parents[step.peer % len(parents)] if parents else None
+        piece = self._next_piece(peer, task)
         actions: Mapping[str, Callable[[], list[Event]]] = {
             "start": lambda: state.start_download(peer.id, now),
             "back_to_source": lambda: state.back_to_source(peer.id, now),
-            "pieces": lambda: state.finish_pieces(peer.id, [self._next_piece(peer, task)], now),
+            "pieces": lambda: state.finish_pieces(
+                peer.id, [piece], now, parent_id=parent_id, cost=step.cost
+            ),
             "finish": lambda: state.finish_download(peer.id, now),
             "fail": lambda: state.fail_download(peer.id, now),
             "leave": lambda: state.leave_peer(peer.id, now),
+            "schedule": lambda: state.schedule_peer(peer.id, now),
+            "reschedule": lambda: state.reschedule_peer(peer.id, parents[:1], now),
         }
         try:
-            events = actions[step.action]()
+            events = actions[action]()
         except _EXPECTED_ERRORS as exc:
             after = (peer.state, task.state, peer.updated_at, task.back_to_source_count)
             if after != before or len(peer.finished_pieces) != before_pieces:
@@ -176,6 +215,21 @@ class Simulation:
                 raise InvariantError(f"{error} changed state: {before} -> {after}") from exc
             return
         self._record(events, allowed={Reason.LEAVE})
+
+    def _obey(self, peer: Peer, task: Task) -> str:
+        """What a well-behaved peer does next, after the last decision it was given."""
+        decision = self.decisions.get(peer.id)
+        if decision is None:
+            return "schedule"
+        complete = 0 < task.total_piece_count <= len(peer.finished_pieces)
+        progress = "finish" if complete else "pieces"
+        if decision.action is ScheduleAction.PARENTS:
+            return progress if peer.state in ACTIVE_PEER_STATES else "start"
+        if decision.action is ScheduleAction.BACK_TO_SOURCE:
+            return progress if peer.state is PeerState.BACK_TO_SOURCE else "back_to_source"
+        if decision.action is ScheduleAction.WAIT:
+            return "reschedule"
+        return "fail"
 
     @staticmethod
     def _next_piece(peer: Any, task: Any) -> int:
@@ -225,8 +279,24 @@ class Simulation:
         allowed: set[Reason] | None = None,
         any_reason: bool = False,
     ) -> None:
-        """Check each eviction against why it was allowed to happen, and keep it."""
+        """Check each eviction against why it was allowed to happen, and keep it.
+
+        Also judge the mutation's decisions (never a dead or useless parent) and
+        pushes (exactly the children that lost a parent, once each), and let a
+        seed host obey a fetch request as ``scheduler peer --seed`` does.
+        """
         self.events.extend(events)
+        view = self.state.view
+        check_decisions(
+            view, events, limit=self.state.policies.schedule_limits().candidate_parent_limit
+        )
+        self._pushes.check(view, events, self.state.policies, self.now)
+        self._pushes = PushCheck(view)
+        for event in events:
+            if isinstance(event, PeerScheduled):
+                self.decisions[event.peer_id] = event.decision
+            elif isinstance(event, SeedFetchRequested):
+                self._fetch(event)
         for event in events:
             if not isinstance(event, Eviction):
                 continue
@@ -240,6 +310,21 @@ class Simulation:
                     raise InvariantError(f"evicted before its deadline: {event}")
             elif not any_reason and (allowed is None or event.reason not in allowed):
                 raise InvariantError(f"evicted with no deadline and no verdict: {event}")
+
+    def _fetch(self, request: SeedFetchRequested) -> None:
+        """The seed registers the peer it was asked for; its first decision follows."""
+        task = TaskInfo(
+            request.task_id,
+            request.url,
+            request.piece_length,
+            request.content_length,
+            request.total_piece_count,
+        )
+        state = self.state
+        if not state.is_schedulable(request.seed_host_id) or state.has_peer(request.peer_id):
+            raise InvariantError(f"a seed fetch names a host that cannot register: {request}")
+        self._record(state.register_peer(request.peer_id, request.seed_host_id, task, self.now))
+        self._record(state.schedule_peer(request.peer_id, self.now))
 
     # --- invariants --------------------------------------------------------------------------
 

@@ -149,10 +149,32 @@ class RegisterPeer(Step):
 @final
 @attrs.frozen
 class PeerStep(Step):
-    """``action`` on the ``peer``-th live peer (modulo the number of live peers)."""
+    """``action`` on the ``peer``-th live peer (modulo the number of live peers).
+
+    ``cost`` is the seconds the pieces of a ``pieces`` step took (None: not reported).
+    """
 
     peer: int
     action: str
+    cost: float | None = None
+
+
+@final
+@attrs.frozen
+class Swarm(Step):
+    """Up to ``size`` connected hosts (from the ``start``-th) register a peer for ``task``."""
+
+    task: TaskInfo
+    size: int
+    start: int = 0
+
+
+@final
+@attrs.frozen
+class EveryoneObeys(Step):
+    """Every live peer, in id order, does what its last decision said (``obey``)."""
+
+    cost: float | None = None
 
 
 @final
@@ -173,7 +195,20 @@ class Sweep(Step):
     kind: str
 
 
-PEER_ACTIONS = ("start", "back_to_source", "pieces", "finish", "fail", "leave")
+PEER_ACTIONS = (
+    "start",
+    "back_to_source",
+    "pieces",
+    "finish",
+    "fail",
+    "leave",
+    "schedule",
+    "reschedule",
+    "obey",
+)
+
+#: Piece costs: mostly alike, sometimes an outlier (so the bad-node rule fires).
+piece_costs = st.none() | st.sampled_from([0.1, 0.12, 0.5, 20.0]) | st.floats(0.0, 5.0)
 
 
 def steps(host_count: int) -> st.SearchStrategy[Step]:
@@ -185,7 +220,9 @@ def steps(host_count: int) -> st.SearchStrategy[Step]:
         st.builds(Hang, host),
         st.builds(Pong, host),
         st.builds(RegisterPeer, host, task_infos()),
-        st.builds(PeerStep, st.integers(0, 50), st.sampled_from(PEER_ACTIONS)),
+        st.builds(Swarm, task_infos(), st.integers(1, 6), host),
+        st.builds(EveryoneObeys, piece_costs),
+        st.builds(PeerStep, st.integers(0, 50), st.sampled_from(PEER_ACTIONS), piece_costs),
         st.builds(Advance, st.sampled_from([0.5, 1.0, 5.0, 60.0, 3600.0]) | st.floats(0.0, 900.0)),
         st.just(NextAnnounce()),
         st.builds(Sweep, st.sampled_from(["host", "peer", "task"])),
