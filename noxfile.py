@@ -55,3 +55,4 @@ def bench(session: nox.Session) -> None:
     install_project(session, "testing")
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
     session.run("python", "benchmarks/bench_sessions.py")
+    session.run("python", "benchmarks/bench_decision.py")

@@ -312,3 +312,9 @@ def test_a_bad_setting_changes_nothing() -> None:
 
 def test_every_declared_setting_rejects_bad_values_by_name() -> None:
     check_plugin_settings(DragonflyCompat)
+
+
+def test_it_disables_proactive_pushes_and_adds_no_score() -> None:
+    plugin = DragonflyCompat()
+    assert plugin.scheduler_proactive_push() is False
+    assert not hasattr(plugin, "scheduler_candidate_score")

@@ -13,6 +13,7 @@ from scheduler_phi_accrual import (
     HeartbeatWindow,
     phi,
     suspicion_delay,
+    suspicion_penalty,
     suspicion_quantile,
 )
 
@@ -79,3 +80,21 @@ def test_the_window_keeps_the_last_max_samples_and_their_moments(
 def test_the_window_needs_room_for_one_sample() -> None:
     with pytest.raises(ValueError, match="max_samples"):
         HeartbeatWindow(0)
+
+
+@pytest.mark.parametrize(
+    ("level", "threshold", "weight", "expected"),
+    [
+        (0.0, 8.0, 1.0, 0.0),
+        (-1.0, 8.0, 1.0, 0.0),
+        (4.0, 8.0, 1.0, 0.5),
+        (8.0, 8.0, 1.0, 1.0),
+        (80.0, 8.0, 1.0, 1.0),  # capped at the weight
+        (4.0, 8.0, 0.3, 0.15),
+        (4.0, 8.0, 0.0, 0.0),  # off
+    ],
+)
+def test_the_suspicion_penalty_is_proportional_and_capped(
+    level: float, threshold: float, weight: float, expected: float
+) -> None:
+    assert suspicion_penalty(level, threshold, weight) == pytest.approx(expected)

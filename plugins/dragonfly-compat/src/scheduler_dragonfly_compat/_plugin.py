@@ -117,6 +117,13 @@ class DragonflyCompat:
         # Validates every key before assigning any, so a bad key changes nothing.
         SETTINGS.configure(self, config)
 
+    # --- scheduling ---------------------------------------------------------------------
+
+    @hookimpl
+    def scheduler_proactive_push(self) -> bool:
+        """Dragonfly never pushes: a child learns of a dead parent when a piece fails."""
+        return False
+
     # --- deadlines ----------------------------------------------------------------------
 
     def host_ttl_for(self, host: Host) -> float:

@@ -99,3 +99,10 @@ class HeartbeatWindow:
     def std(self) -> float:
         """Population standard deviation of the intervals (0 for fewer than two)."""
         return self._std
+
+
+def suspicion_penalty(level: float, threshold: float, weight: float) -> float:
+    """``weight × φ / threshold``, capped at ``weight`` (0 for φ <= 0)."""
+    if level <= 0 or weight <= 0:
+        return 0.0
+    return weight * min(1.0, level / threshold)

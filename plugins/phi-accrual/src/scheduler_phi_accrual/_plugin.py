@@ -14,11 +14,13 @@ from scheduler.core import (
     Expiry,
     Host,
     HostState,
+    Peer,
     RecordKind,
+    StateView,
 )
 from scheduler.settings import Section, duration, integer, number
 
-from ._detector import MAX_THRESHOLD, HeartbeatWindow, phi, suspicion_delay
+from ._detector import MAX_THRESHOLD, HeartbeatWindow, phi, suspicion_delay, suspicion_penalty
 
 #: The eviction reason this plugin gives.
 PHI_SUSPECT: Final = "phi_suspect"
@@ -33,6 +35,9 @@ DEFAULT_MIN_STD_DEVIATION: Final = 0.5
 DEFAULT_ACCEPTABLE_HEARTBEAT_PAUSE: Final = 0.0
 DEFAULT_MAX_SAMPLES: Final = 100
 DEFAULT_MIN_SAMPLES: Final = 3
+#: A host suspected at the threshold loses this much score: the evaluator scores in [0, 1],
+#: so it ranks below every unsuspected candidate.
+DEFAULT_SUSPICION_PENALTY: Final = 1.0
 
 #: ``[plugins.phi_accrual]``: every setting, its default and bounds.
 SETTINGS: Final = Section.plugin(
@@ -61,6 +66,13 @@ SETTINGS: Final = Section.plugin(
         DEFAULT_MIN_SAMPLES,
         "intervals needed before the detector has an opinion (<= max_samples)",
         minimum=1,
+    ),
+    number(
+        "suspicion_penalty",
+        DEFAULT_SUSPICION_PENALTY,
+        "score a candidate parent loses when its host is suspected; proportional below that",
+        details="(φ / threshold × this, capped at this). 0 turns the penalty off.",
+        minimum=0,
     ),
 )
 
@@ -99,6 +111,7 @@ class PhiAccrual:
     acceptable_heartbeat_pause: float
     max_samples: int
     min_samples: int
+    suspicion_penalty: float
 
     def __init__(self) -> None:
         SETTINGS.init(self)
@@ -150,6 +163,16 @@ class PhiAccrual:
             return None
         # Any contact proves the host alive, so the silence counts from the last one.
         return Expiry(host.last_contact_at + delay, PHI_SUSPECT)
+
+    # --- scheduling (pure) ----------------------------------------------------------------
+
+    @hookimpl
+    def scheduler_candidate_score(self, parent: Peer, view: StateView, now: float) -> float | None:
+        """A host going quiet is the last choice as a parent, before it is declared dead."""
+        level = self.phi(view.host(parent.host_id), now)
+        if level is None:
+            return None
+        return -suspicion_penalty(level, self.threshold, self.suspicion_penalty)
 
     # --- notifications: the only place state changes ---------------------------------------
 
