@@ -21,7 +21,7 @@ def install_project(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install the core and every plugin distribution, then run pytest."""
-    install_project(session, "testing")
+    install_project(session, "testing", "plot")
     session.run("pytest", *session.posargs)
 
 
@@ -34,7 +34,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install_project(session, "testing")
+    install_project(session, "testing", "plot")
     session.install("mypy>=1.10")
     session.run("mypy", "--strict", "scheduler", *[f"{p}/src" for p in PLUGINS])
 
@@ -55,6 +55,7 @@ def bench(session: nox.Session) -> None:
     install_project(session, "testing")
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
     session.run("python", "benchmarks/bench_sessions.py")
+    session.run("python", "benchmarks/bench_decision.py")
 
 
 @nox.session

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
         )
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
+    from .simulate import add_simulate_parser
+
+    add_simulate_parser(commands)
     return parser
 
 
@@ -299,6 +302,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .simulate import cmd_simulate
+
     args = parse_args(argv)
     logging.captureWarnings(True)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -308,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peers": cmd_table,
         "tasks": cmd_table,
         "task": cmd_task,
+        "simulate": cmd_simulate,
     }
     return commands[args.command](args)
 

@@ -32,6 +32,7 @@ PUBLIC = (
     "scheduler.service",
     "scheduler.session",
     "scheduler.settings",
+    "scheduler.simulate",
     "scheduler.testing",
     "scheduler.testing.mutate",
 )

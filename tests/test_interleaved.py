@@ -45,7 +45,7 @@ class InterleavedClocks(SchedulerStateMachine):
         for eviction in due:
             assert eviction.deadline is not None
             assert eviction.deadline <= sim.now
-        sim.evictions.extend(e for e in events if isinstance(e, Eviction))
+        sim.record(events)
         sim.run_gc()
         sim.check()
 

@@ -58,12 +58,16 @@ class IndexedSet:
 
     def sample(self, rng: random.Random, k: int) -> list[str]:
         """Up to ``k`` distinct items at random: O(k) for a large set."""
-        count = len(self._items)
-        if count <= k:
-            items = list(self._items)
-            rng.shuffle(items)
-            return items
-        return [self._items[i] for i in rng.sample(range(count), k)]
+        items = self._items
+        count = len(items)
+        if count <= 2 * k:
+            return rng.sample(items, min(k, count))
+        # k << count: draw indexes until k distinct ones (few rejections), O(k).
+        random_ = rng.random
+        picked: dict[int, None] = {}
+        while len(picked) < k:
+            picked[int(random_() * count)] = None
+        return [items[i] for i in picked]
 
     def __contains__(self, item: object) -> bool:
         return item in self._position

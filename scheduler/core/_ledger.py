@@ -73,6 +73,10 @@ class Ledger(abc.ABC, Generic[R]):
         except KeyError:
             raise NotFound(self.kind.value, record_id) from None
 
+    def find(self, record_id: str) -> R | None:
+        """The record, or None if there is none (no exception: for hot paths)."""
+        return self._records.get(record_id)
+
     def exists(self, record_id: str) -> bool:
         return record_id in self._records
 

@@ -144,6 +144,27 @@ class PolicySet:
             )
         return _DEFAULT_LIMITS
 
+    def fit_candidates(
+        self, child: Peer, candidates: Sequence[Peer], view: StateView, now: float
+    ) -> list[Peer]:
+        """The candidates no plugin vetoes (``scheduler_candidate_veto``), in order."""
+        hook_name = "scheduler_candidate_veto"
+        impls = self._impls(hook_name)
+        if not impls:
+            return list(candidates)
+        kwargs: dict[str, Any] = {"child": child, "view": view, "now": now}
+        fit: list[Peer] = []
+        for candidate in candidates:
+            kwargs["parent"] = candidate
+            for plugin, result in self._call_each(impls, hook_name, kwargs):
+                if isinstance(result, str):
+                    break
+                bad = _BadResult(f"expected str or None, got {result!r:.200}")
+                self._contain(plugin, hook_name, bad)
+            else:
+                fit.append(candidate)
+        return fit
+
     def candidate_veto(self, child: Peer, parent: Peer, view: StateView, now: float) -> str | None:
         """The first plugin's reason to refuse ``parent`` for ``child``; None: no veto."""
         hook_name = "scheduler_candidate_veto"
@@ -151,25 +172,46 @@ class PolicySet:
         for plugin, result in self._results(hook_name, kwargs):
             if isinstance(result, str):
                 return result
-            self._contain(
-                plugin, hook_name, _BadResult(f"expected str or None, got {result!r:.200}")
-            )
+            bad = _BadResult(f"expected str or None, got {result!r:.200}")
+            self._contain(plugin, hook_name, bad)
         return None
+
+    def candidate_scores(
+        self, child: Peer, candidates: Sequence[Peer], view: StateView, now: float
+    ) -> list[float]:
+        """Each candidate's score: the sum of every plugin's ``scheduler_candidate_score``."""
+        hook_name = "scheduler_candidate_score"
+        impls = self._impls(hook_name)
+        kwargs: dict[str, Any] = {"child": child, "view": view, "now": now}
+        calls = [(impl, impl.function, impl.argnames) for impl in impls]
+        scores: list[float] = []
+        # The hot loop of a decision: one call per candidate and plugin, inlined.
+        for candidate in candidates:
+            kwargs["parent"] = candidate
+            total = 0.0
+            for impl, function, argnames in calls:
+                try:
+                    result = function(*[kwargs[arg] for arg in argnames])
+                except Exception as exc:
+                    self._contain(impl.plugin_name, hook_name, exc)
+                    continue
+                if result is None:
+                    continue
+                if (
+                    isinstance(result, int | float)
+                    and not isinstance(result, bool)
+                    and math.isfinite(result)
+                ):
+                    total += result
+                    continue
+                bad = _BadResult(f"expected a finite number, got {result!r:.200}")
+                self._contain(impl.plugin_name, hook_name, bad)
+            scores.append(total)
+        return scores
 
     def candidate_score(self, child: Peer, parent: Peer, view: StateView, now: float) -> float:
         """The sum of every plugin's score of ``parent`` for ``child``."""
-        hook_name = "scheduler_candidate_score"
-        kwargs = {"child": child, "parent": parent, "view": view, "now": now}
-        total = 0.0
-        for plugin, result in self._results(hook_name, kwargs):
-            number = isinstance(result, int | float) and not isinstance(result, bool)
-            if number and math.isfinite(result):
-                total += result
-                continue
-            self._contain(
-                plugin, hook_name, _BadResult(f"expected a finite number, got {result!r:.200}")
-            )
-        return total
+        return self.candidate_scores(child, [parent], view, now)[0]
 
     def select_parents(
         self, child: Peer, candidates: Sequence[Peer], view: StateView, now: float
@@ -255,11 +297,19 @@ class PolicySet:
         for _ in self._results(hook_name, kwargs):
             pass
 
+    def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
+        """The hook's implementations in pluggy's order: the last registered first."""
+        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        return caller.get_hookimpls()[::-1]
+
     def _results(self, hook_name: str, kwargs: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         """Yield ``(plugin_name, result)`` for each implementation that returned non-None."""
-        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
-        # pluggy calls the last registered implementation first; keep that order.
-        for impl in reversed(caller.get_hookimpls()):
+        return self._call_each(self._impls(hook_name), hook_name, kwargs)
+
+    def _call_each(
+        self, impls: Sequence[pluggy.HookImpl], hook_name: str, kwargs: Mapping[str, Any]
+    ) -> Iterator[tuple[str, Any]]:
+        for impl in impls:
             try:
                 result = impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception as exc:

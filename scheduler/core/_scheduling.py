@@ -62,8 +62,15 @@ RETRY_JITTER: Final = 0.2
 class Scheduling:
     """Decisions, and the bookkeeping they rely on."""
 
-    def __init__(self, policies: PolicySet, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        policies: PolicySet,
+        rng: random.Random | None,
+        find_host: Callable[[str], Host | None],
+    ) -> None:
         self.policies = policies
+        #: A live host by id, or None (the host ledger's ``find``).
+        self._live_host = find_host
         self.rng = rng if rng is not None else random.Random()
         self.edges = ParentEdges(self._live_host)
         self.feeders = Feeders()
@@ -254,15 +261,12 @@ class Scheduling:
 
     def _select(self, child: Peer, limits: ScheduleLimits, now: float) -> list[Peer]:
         view, policies = self.view, self.policies
-        fit: list[Peer] = []
-        for peer_id in self.feeders.sample(child.task_id, self.rng, limits.filter_parent_limit):
-            candidate = view.peer(peer_id)
-            if self.unfit(child, candidate) is None and (
-                policies.candidate_veto(child, candidate, view, now) is None
-            ):
-                fit.append(candidate)
-        scores = {c.id: policies.candidate_score(child, c, view, now) for c in fit}
-        ranked = sorted(fit, key=lambda c: scores[c.id], reverse=True)
+        sample = self.feeders.sample(child.task_id, self.rng, limits.filter_parent_limit)
+        fit = [c for c in map(view.peer, sample) if self.unfit(child, c) is None]
+        fit = policies.fit_candidates(child, fit, view, now)
+        scores = policies.candidate_scores(child, fit, view, now)
+        # Best first; equal scores keep the (random) sampling order.
+        ranked = [fit[i] for i in sorted(range(len(fit)), key=scores.__getitem__, reverse=True)]
         chosen = policies.select_parents(child, ranked, view, now)
         if chosen is None:
             return self._within_slots(ranked, limits.candidate_parent_limit)
@@ -360,10 +364,6 @@ class Scheduling:
         if peer.state not in CHILD_STATES:
             raise IllegalTransition("peer", peer.state.value, request)
         return peer
-
-    def _live_host(self, host_id: str) -> Host | None:
-        view = self.view
-        return view.host(host_id) if view.has_host(host_id) else None
 
     def invariant_violations(self) -> list[str]:
         """Edges, slots, feeders and reservations against the records. O(n)."""

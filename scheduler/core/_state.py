@@ -180,7 +180,7 @@ class SchedulerState(LedgerView):
         )
         # The cascades: a host's or a task's eviction evicts its peers first.
         hosts.peers = tasks.peers = peers
-        scheduling = Scheduling(policies, rng)
+        scheduling = Scheduling(policies, rng, hosts.find)
         super().__init__(hosts, peers, tasks, scheduling)
         #: The read-only view the policies (and any observer) get.
         self.view = LedgerView(hosts, peers, tasks, scheduling)

@@ -18,6 +18,7 @@ The functions are plain (no hooks) so that each rule is tested, and mutated, on 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, final
 
@@ -84,13 +85,17 @@ def location_affinity_score(parent_location: str, child_location: str) -> float:
     if parent_location == child_location:
         return 1.0
     shared = 0
-    parent_parts = parent_location.split("|")[:MAX_LOCATION_ELEMENTS]
-    child_parts = child_location.split("|")[:MAX_LOCATION_ELEMENTS]
-    for mine, theirs in zip(parent_parts, child_parts, strict=False):
+    for mine, theirs in zip(_elements(parent_location), _elements(child_location), strict=False):
         if mine != theirs:
             break
         shared += 1
     return shared / MAX_LOCATION_ELEMENTS
+
+
+@functools.lru_cache(maxsize=4096)
+def _elements(location: str) -> tuple[str, ...]:
+    """The first :data:`MAX_LOCATION_ELEMENTS` elements (locations repeat: cached)."""
+    return tuple(location.split("|")[:MAX_LOCATION_ELEMENTS])
 
 
 def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, task: Task) -> float:
@@ -161,13 +166,14 @@ class Evaluator:
 
     def __init__(self) -> None:
         SETTINGS.init(self)
+        self._limits = self.limits()
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
         SETTINGS.configure(self, config)
+        self._limits = self.limits()
 
-    @hookimpl
-    def scheduler_schedule_limits(self) -> ScheduleLimits:
+    def limits(self) -> ScheduleLimits:
         return ScheduleLimits(
             candidate_parent_limit=self.candidate_parent_limit,
             filter_parent_limit=self.filter_parent_limit,
@@ -175,6 +181,11 @@ class Evaluator:
             retry_back_to_source_limit=self.retry_back_to_source_limit,
             retry_limit=self.retry_limit,
         )
+
+    @hookimpl
+    def scheduler_schedule_limits(self) -> ScheduleLimits:
+        # Built once per configuration: this is asked on every decision.
+        return self._limits
 
     @hookimpl
     def scheduler_candidate_score(self, child: Peer, parent: Peer, view: StateView) -> float:

@@ -272,6 +272,15 @@ class Simulation:
         for kind in kinds:
             self._record(self.state.sweep(self.now, kind), any_reason=True)
 
+    def record(self, events: list[Event]) -> None:
+        """Judge and keep the events of a mutation made on :attr:`state` directly.
+
+        A test that calls the core itself (rather than through :meth:`apply`) passes
+        the events here, so decisions, pushes and evictions are checked as for any
+        step; the next step's push check then starts from the state after them.
+        """
+        self._record(events)
+
     def _record(
         self,
         events: list[Event],
