@@ -69,6 +69,15 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_policy_loader.py",
         "tests/test_policies.py",
     ),
+    **dict.fromkeys(
+        (
+            "scheduler/protocol/__init__.py",
+            "scheduler/protocol/_codec.py",
+            "scheduler/protocol/_errors.py",
+            "scheduler/protocol/_messages.py",
+        ),
+        ("tests/test_codec_rules.py", "tests/test_protocol.py"),
+    ),
 }
 
 #: How mutmut's exit codes read in the table (mutmut.stats.status_by_exit_code).
