@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -10,6 +10,7 @@ import trio.testing
 
 from scheduler.core import PolicySet
 from scheduler.policies import builtin_plugins
+from scheduler.protocol import CLIENT_MESSAGES, SERVER_MESSAGES, _codec
 from scheduler.testing import load_profile_from_env
 from tests.service_support import FAST, Harness, running_service
 
@@ -47,3 +48,32 @@ async def harness(
 async def _fail_after(seconds: float) -> None:
     await trio.sleep(seconds)
     raise trio.TooSlowError(f"the test did not finish within {seconds:g} s (mock clock)")
+
+
+@pytest.fixture
+def fresh_codec() -> Iterator[None]:
+    """The protocol codec rebuilt from its builder, for the tests of a module.
+
+    The codec's converter and dispatch tables are built once, at import. Mutation
+    testing forks its workers from a process that has already imported them, so a
+    test that uses the import-time codec never meets a mutant of the builder
+    (``_make_converter`` and the hooks it generates). This fixture builds them again
+    and puts them in place for the module's tests, so the codec's tests judge the
+    builder as well. The result must match the import-time tables (checked here).
+    """
+    converter = _codec._make_converter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_codec, "_converter", converter)
+        client = _codec._structure_table(CLIENT_MESSAGES)
+        server = _codec._structure_table(SERVER_MESSAGES)
+        # As `_codec._ENCODERS` is built at import (it is module-level code).
+        encoders = {cls: (cls.tag, converter.get_unstructure_hook(cls)) for cls in _codec._ENCODERS}
+        assert {t: c for t, (c, _) in client.items()} == dict(CLIENT_MESSAGES)
+        assert {t: c for t, (c, _) in server.items()} == dict(SERVER_MESSAGES)
+        assert {c: t for c, (t, _) in encoders.items()} == {
+            c: t for c, (t, _) in _codec._ENCODERS.items()
+        }
+        patch.setattr(_codec, "_CLIENT_DECODERS", client)
+        patch.setattr(_codec, "_SERVER_DECODERS", server)
+        patch.setattr(_codec, "_ENCODERS", encoders)
+        yield

@@ -54,6 +54,10 @@ from scheduler.protocol import (
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: For the tests that state what the converter does: run them against a codec rebuilt
+#: by its builder, so mutation testing judges the builder too (see the fixture).
+fresh_codec = pytest.mark.usefixtures("fresh_codec")
+
 # --- strategies ------------------------------------------------------------------
 # orjson handles integers within 64 bits; the protocol never needs more.
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -258,17 +262,20 @@ def test_tags_are_the_wire_types() -> None:
 # --- round trips -------------------------------------------------------------------
 
 
+@fresh_codec
 @given(client_messages)
 def test_client_messages_round_trip(message: ClientMessage) -> None:
     assert decode_client(encode(message)) == message
     assert decode_client(encode(message).encode()) == message
 
 
+@fresh_codec
 @given(server_messages)
 def test_server_messages_round_trip(message: ServerMessage) -> None:
     assert decode_server(encode(message)) == message
 
 
+@fresh_codec
 @given(client_messages | server_messages)
 def test_encoding_has_the_tag_and_no_nulls(message: ClientMessage | ServerMessage) -> None:
     def values(node: Any) -> list[Any]:
@@ -281,6 +288,7 @@ def test_encoding_has_the_tag_and_no_nulls(message: ClientMessage | ServerMessag
     assert None not in values(fields)
 
 
+@fresh_codec
 def test_encode_omits_none_but_keeps_other_defaults() -> None:
     assert encode(LeaveHost()) == '{"type":"leave_host"}'
     assert json.loads(encode(Ack(id=3))) == {"type": "ack", "id": 3}
@@ -307,6 +315,7 @@ def test_encode_rejects_other_objects() -> None:
         encode(HostPayload(**HOST))  # type: ignore[arg-type]
 
 
+@fresh_codec
 def test_decodes_a_full_announce() -> None:
     message = decode_client(announce(id="a1", interval=5))
     assert message == AnnounceHost(id="a1", host=HostPayload(**HOST), interval=5.0)
@@ -355,6 +364,7 @@ def test_rejects_frames_that_are_not_messages(
     assert expected in error.message
 
 
+@fresh_codec
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
@@ -488,6 +498,7 @@ def test_rejects_invalid_messages_with_field_paths(data: str, expected: str) -> 
     assert expected in error.message
 
 
+@fresh_codec
 def test_lists_every_problem_of_a_frame() -> None:
     error = decode_error(announce(host={**HOST, "port": "1", "download_port": None}, extra=1))
     assert error.message.split("; ") == [
@@ -497,6 +508,7 @@ def test_lists_every_problem_of_a_frame() -> None:
     ]
 
 
+@fresh_codec
 def test_accepts_the_limits() -> None:
     pieces = list(range(MAX_PIECES_PER_MESSAGE))
     message = decode_client(frame(type="pieces_finished", peer_id="p", pieces=pieces, cost=0))
@@ -541,6 +553,7 @@ def test_invalid_json_has_no_id() -> None:
 # --- decode_server ---------------------------------------------------------------------
 
 
+@fresh_codec
 def test_decode_server_is_as_strict() -> None:
     accepted = {
         "type": "host_accepted",
@@ -636,6 +649,7 @@ def decode_or_error(
         return error
 
 
+@fresh_codec
 @given(json_values)
 def test_arbitrary_json_decodes_or_raises_protocol_error(value: Any) -> None:
     data = orjson.dumps(value)
@@ -647,6 +661,7 @@ def test_arbitrary_json_decodes_or_raises_protocol_error(value: Any) -> None:
             assert decode(encode(result).encode()) == result
 
 
+@fresh_codec
 @given(client_messages, st.data())
 def test_corrupted_fields_decode_or_raise_protocol_error(
     message: ClientMessage, data: st.DataObject

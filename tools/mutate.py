@@ -46,6 +46,31 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_lifecycle.py",
         "tests/test_lifecycle_tables.py",
     ),
+    **dict.fromkeys(
+        (
+            "scheduler/policies/__init__.py",
+            "scheduler/policies/_announce_ttl.py",
+            "scheduler/policies/_capacity.py",
+            "scheduler/policies/_disconnect_grace.py",
+            "scheduler/policies/_hostname_unique.py",
+            "scheduler/policies/_peer_lifetime.py",
+            "scheduler/policies/_task_idle.py",
+        ),
+        ("tests/test_policies_rules.py",),
+    ),
+    "scheduler/policies/_loader.py": (
+        "tests/test_policy_loader.py",
+        "tests/test_policies.py",
+    ),
+    **dict.fromkeys(
+        (
+            "scheduler/protocol/__init__.py",
+            "scheduler/protocol/_codec.py",
+            "scheduler/protocol/_errors.py",
+            "scheduler/protocol/_messages.py",
+        ),
+        ("tests/test_codec_rules.py", "tests/test_protocol.py"),
+    ),
 }
 
 PROJECT = runner.MutationProject(

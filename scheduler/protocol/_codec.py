@@ -13,7 +13,6 @@ captures them is generated.
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -89,16 +88,6 @@ def _read_request_id(frame: dict[str, Any]) -> str | int | None:
 # --- hook factories ----------------------------------------------------------------
 
 
-def _is_optional(tp: Any) -> bool:
-    """``X | None`` with exactly one ``X``."""
-    args = typing.get_args(tp)
-    return (
-        typing.get_origin(tp) in (typing.Union, types.UnionType)
-        and len(args) == 2
-        and type(None) in args
-    )
-
-
 def _is_generic(origin: type) -> Callable[[Any], bool]:
     """A predicate for ``origin[...]``, e.g. ``list[int]``."""
     return lambda tp: typing.get_origin(tp) is origin
@@ -135,15 +124,8 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(bool, _structure_bool)
     _register_exact(converter, str | int | None, _structure_request_id)
-
-    def optional_factory(tp: Any) -> _StructureHook:
-        inner_type = next(arg for arg in typing.get_args(tp) if arg is not type(None))
-        inner = converter.get_structure_hook(inner_type)
-
-        def structure_optional(value: Any, _: Any) -> Any:
-            return None if value is None else inner(value, inner_type)
-
-        return structure_optional
+    # An optional field ``X | None`` needs no hook of its own: cattrs structures None
+    # as None and anything else with the (strict) hook of X.
 
     def literal_factory(tp: Any) -> _StructureHook:
         allowed = frozenset(typing.get_args(tp))
@@ -156,8 +138,6 @@ def _make_converter() -> cattrs.Converter:
 
         return structure_literal
 
-    # Replaces the preconf union passthrough, which lets ``true`` through as an int.
-    converter.register_structure_hook_factory(_is_optional, optional_factory)
     converter.register_structure_hook_factory(_is_literal, literal_factory)
 
     # Containers and nested objects check their JSON type before cattrs walks them.
