@@ -17,7 +17,7 @@ from scheduler import cli, hookimpl
 from scheduler import config as serve
 from scheduler.config import __main__ as generator
 from scheduler.core import DEFAULT_SWEEP_INTERVAL, ConfigError, PolicySet
-from scheduler.policies import BUILTIN_PLUGINS
+from scheduler.policies import BUILTIN_PLUGINS, load_policies
 from scheduler.service import ServiceConfig
 from scheduler.service._config import config_from_resolved
 from scheduler.settings import Section, duration, format_duration, integer
@@ -159,10 +159,10 @@ def test_every_builtin_setting_rejects_bad_values_by_name(plugin: type) -> None:
     check_plugin_settings(plugin)
 
 
-def test_only_hostname_unique_has_no_settings() -> None:
-    assert [p.name for p in BUILTIN_PLUGINS if not hasattr(p, "settings")] == [  # type: ignore[attr-defined]
-        "hostname_unique"
-    ]
+def test_every_builtin_declares_its_settings_even_when_it_has_none() -> None:
+    assert [p.name for p in BUILTIN_PLUGINS if not hasattr(p, "settings")] == []  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match=r"plugins\.hostname_unique\.x"):
+        load_policies(config={"hostname_unique": {"x": 1}})
 
 
 class AssignsAsItGoes:

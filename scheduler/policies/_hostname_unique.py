@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from typing import final
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, final
 
 from ..core import Host, StateView
 from ..hookspecs import hookimpl
+from ..settings import Section
+
+#: No settings: declared empty, so that a key in ``[plugins.hostname_unique]`` is an error.
+SETTINGS: Final = Section.plugin("hostname_unique")
 
 
 @final
@@ -19,6 +24,11 @@ class HostnameUnique:
     """
 
     name = "hostname_unique"
+    settings: ClassVar[Section] = SETTINGS
+
+    @hookimpl
+    def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        SETTINGS.configure(self, config)
 
     @hookimpl
     def scheduler_host_supersedes(self, host: Host, view: StateView) -> list[str]:
