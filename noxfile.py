@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs bench``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs bench mutate``."""
 
 from __future__ import annotations
 
@@ -56,3 +56,14 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
     session.run("python", "benchmarks/bench_sessions.py")
     session.run("python", "benchmarks/bench_decision.py")
+
+
+@nox.session
+def mutate(session: nox.Session) -> None:
+    """Mutation testing; fails when over 5 % of any module's mutants survive.
+
+    ``nox -s mutate`` covers the core, the codec and the built-in policies;
+    ``nox -s mutate -- PATH ...`` only the given modules. See docs/testing.md.
+    """
+    install_project(session, "mutation")
+    session.run("python", "tools/mutate.py", *session.posargs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from scheduler.core import (
@@ -20,6 +22,13 @@ from scheduler.core import (
     TaskInfo,
     TaskState,
     transition,
+)
+from scheduler.core._lifecycle import (
+    TINY_TASK_BYTES,
+    register_event,
+    task_after_peer_failed,
+    task_after_peer_started,
+    task_after_peer_succeeded,
 )
 from scheduler.policies import load_policies
 
@@ -101,3 +110,82 @@ def test_disconnect_twice_is_illegal_and_keeps_the_first_disconnect_time() -> No
     host = state.host("10.0.0.1-h")
     assert host.state is HostState.DISCONNECTED
     assert host.disconnected_at == 1.0
+
+
+# --- which event a change is -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_length", "total_piece_count", "event"),
+    [
+        (0, -1, PeerEvent.REGISTER_EMPTY),
+        (0, 1, PeerEvent.REGISTER_EMPTY),
+        (1, 1, PeerEvent.REGISTER_TINY),
+        (TINY_TASK_BYTES, 1, PeerEvent.REGISTER_TINY),
+        (TINY_TASK_BYTES + 1, 1, PeerEvent.REGISTER_SMALL),
+        (TINY_TASK_BYTES + 1, 2, PeerEvent.REGISTER_NORMAL),
+        (TINY_TASK_BYTES + 1, 0, PeerEvent.REGISTER_NORMAL),
+        (-1, 1, PeerEvent.REGISTER_SMALL),  # unknown size, one piece
+        (-1, -1, PeerEvent.REGISTER_NORMAL),
+        (-1, 2, PeerEvent.REGISTER_NORMAL),
+    ],
+)
+def test_the_size_scope_picks_the_register_event(
+    content_length: int, total_piece_count: int, event: PeerEvent
+) -> None:
+    assert register_event(content_length, total_piece_count) is event
+
+
+def test_tiny_means_at_most_128_bytes() -> None:
+    assert TINY_TASK_BYTES == 128
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (TaskState.PENDING, TaskState.RUNNING),
+        (TaskState.RUNNING, TaskState.RUNNING),
+        (TaskState.SUCCEEDED, TaskState.RUNNING),
+        (TaskState.FAILED, TaskState.RUNNING),
+    ],
+)
+def test_a_started_peer_makes_the_task_run(before: TaskState, after: TaskState) -> None:
+    assert task_after_peer_started(before) is after
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (TaskState.PENDING, TaskState.SUCCEEDED),  # a tiny task finishes without running
+        (TaskState.RUNNING, TaskState.SUCCEEDED),
+        (TaskState.SUCCEEDED, TaskState.SUCCEEDED),
+        (TaskState.FAILED, TaskState.SUCCEEDED),
+    ],
+)
+def test_a_succeeded_peer_makes_the_task_succeed(before: TaskState, after: TaskState) -> None:
+    assert task_after_peer_succeeded(before) is after
+
+
+@pytest.mark.parametrize("rule", [task_after_peer_started, task_after_peer_succeeded])
+def test_a_task_that_left_cannot_change_and_the_error_names_the_task_machine(
+    rule: Callable[[TaskState], TaskState],
+) -> None:
+    with pytest.raises(IllegalTransition) as info:
+        rule(TaskState.LEAVE)
+    assert info.value.machine == "task"
+    assert info.value.state == TaskState.LEAVE.value
+
+
+def test_a_failed_peer_fails_a_running_task_only_when_no_other_peer_serves() -> None:
+    assert task_after_peer_failed(TaskState.RUNNING, []) is TaskState.FAILED
+    idle_others = [PeerState.FAILED, PeerState.PENDING, PeerState.RECEIVED_NORMAL]
+    assert task_after_peer_failed(TaskState.RUNNING, idle_others) is TaskState.FAILED
+    for serving in (PeerState.RUNNING, PeerState.BACK_TO_SOURCE, PeerState.SUCCEEDED):
+        others = [PeerState.FAILED, serving]
+        assert task_after_peer_failed(TaskState.RUNNING, others) is TaskState.RUNNING
+
+
+@pytest.mark.parametrize("state", [TaskState.PENDING, TaskState.SUCCEEDED, TaskState.FAILED])
+def test_a_failed_peer_leaves_a_task_that_is_not_running_as_it_is(state: TaskState) -> None:
+    assert task_after_peer_failed(state, []) is state
+    assert task_after_peer_failed(state, [PeerState.RUNNING]) is state

@@ -41,6 +41,10 @@ class PieceSet:
     def __len__(self) -> int:
         return self._count
 
+    def capacity(self) -> int:
+        """Pieces the set can hold without growing: it grows a byte at a time, as needed."""
+        return len(self._bits) * 8
+
     def __iter__(self) -> Iterator[int]:
         for byte_index, value in enumerate(self._bits):
             if value:

@@ -195,26 +195,31 @@ def register_event(content_length: int, total_piece_count: int) -> PeerEvent:
     """
     if content_length == 0:
         return PeerEvent.REGISTER_EMPTY
-    if 0 < content_length <= TINY_TASK_BYTES:
+    if 1 <= content_length <= TINY_TASK_BYTES:
         return PeerEvent.REGISTER_TINY
     if total_piece_count == 1:
         return PeerEvent.REGISTER_SMALL
     return PeerEvent.REGISTER_NORMAL
 
 
+def task_transition(state: TaskState, event: TaskEvent) -> TaskState:
+    """:func:`transition` on the task table (an illegal event names the ``task`` machine)."""
+    return transition("task", TASK_TRANSITIONS, state, event)
+
+
 def task_after_peer_started(state: TaskState) -> TaskState:
     """A peer starts downloading (from parents or from the source): the task runs."""
     if state is TaskState.RUNNING:
         return state
-    return transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD)
+    return task_transition(state, TaskEvent.DOWNLOAD)
 
 
 def task_after_peer_succeeded(state: TaskState) -> TaskState:
     """A peer finished: the task has succeeded (a tiny task can finish without running)."""
     if state is TaskState.PENDING:
-        state = transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD)
+        state = task_transition(state, TaskEvent.DOWNLOAD)
     if state is not TaskState.SUCCEEDED:
-        state = transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD_SUCCEEDED)
+        state = task_transition(state, TaskEvent.DOWNLOAD_SUCCEEDED)
     return state
 
 
@@ -222,4 +227,4 @@ def task_after_peer_failed(state: TaskState, other_peers: Iterable[PeerState]) -
     """A peer failed: a running task fails when none of its other peers serves or downloads."""
     if state is not TaskState.RUNNING or any(s in SERVING_PEER_STATES for s in other_peers):
         return state
-    return transition("task", TASK_TRANSITIONS, state, TaskEvent.DOWNLOAD_FAILED)
+    return task_transition(state, TaskEvent.DOWNLOAD_FAILED)

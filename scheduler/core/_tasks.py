@@ -7,7 +7,7 @@ from typing import ClassVar, final
 
 from ._events import Event, Eviction, Expiry, TaskCreated
 from ._ledger import Ledger, PeerCascade
-from ._lifecycle import TASK_TRANSITIONS, PeerState, TaskEvent, TaskState, transition
+from ._lifecycle import PeerState, TaskEvent, TaskState, task_transition
 from ._model import RecordKind, Task, TaskInfo
 from ._policy import PolicySet
 
@@ -78,7 +78,7 @@ class TaskLedger(Ledger[Task]):
         task = self.get(record_id)
         events = self.peers.evict_of_task(task.id, now)
         last_contact = task.updated_at
-        leave = transition("task", TASK_TRANSITIONS, task.state, TaskEvent.LEAVE)
+        leave = task_transition(task.state, TaskEvent.LEAVE)
         self._states[task.state] -= 1
         task.state = leave
         self._forget(task.id)

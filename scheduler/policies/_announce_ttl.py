@@ -51,6 +51,9 @@ class AnnounceTTL:
         interval = host.announce_interval
         return self.host_ttl if interval is None else self.multiplier * interval
 
+    def host_expiry(self, host: Host) -> Expiry:
+        return Expiry(host.last_announce_at + self.ttl(host), Reason.TTL_EXPIRED)
+
     @hookimpl
     def scheduler_host_expiry(self, host: Host) -> Expiry:
-        return Expiry(host.last_announce_at + self.ttl(host), Reason.TTL_EXPIRED)
+        return self.host_expiry(host)

@@ -51,6 +51,10 @@ class Capacity:
 
     @hookimpl
     def scheduler_sweep(self, kind: RecordKind, view: StateView) -> list[Verdict]:
+        return self.sweep(kind, view)
+
+    def sweep(self, kind: RecordKind, view: StateView) -> list[Verdict]:
+        """Verdicts for the least recently updated idle peers of each task over the cap."""
         cap = self.max_peers_per_task
         if cap is None or kind is not RecordKind.PEER:
             return []

@@ -43,6 +43,9 @@ class DisconnectGrace:
 
     @hookimpl
     def scheduler_host_expiry(self, host: Host) -> Expiry | None:
+        return self.host_expiry(host)
+
+    def host_expiry(self, host: Host) -> Expiry | None:
         if host.state is not HostState.DISCONNECTED or host.disconnected_at is None:
             return None
         return Expiry(host.disconnected_at + self.reconnect_grace, Reason.DISCONNECTED)

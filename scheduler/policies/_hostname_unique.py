@@ -22,6 +22,10 @@ class HostnameUnique:
 
     @hookimpl
     def scheduler_host_supersedes(self, host: Host, view: StateView) -> list[str]:
+        return self.superseded_by(host, view)
+
+    def superseded_by(self, host: Host, view: StateView) -> list[str]:
+        """Other live hosts of the same hostname and type."""
         return [
             other
             for other in view.host_ids_by_hostname(host.info.hostname)

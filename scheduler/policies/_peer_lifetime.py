@@ -63,6 +63,9 @@ class PeerLifetime:
 
     @hookimpl
     def scheduler_peer_expiry(self, peer: Peer) -> Expiry:
+        return self.peer_expiry(peer)
+
+    def peer_expiry(self, peer: Peer) -> Expiry:
         if peer.state is PeerState.FAILED:
             return Expiry(peer.updated_at + self.failed_peer_ttl, Reason.FAILED)
         ttl = Expiry(peer.updated_at + self.peer_ttl, Reason.TTL_EXPIRED)

@@ -38,6 +38,9 @@ class TaskIdleTTL:
 
     @hookimpl
     def scheduler_task_expiry(self, task: Task, view: StateView) -> Expiry | None:
+        return self.task_expiry(task, view)
+
+    def task_expiry(self, task: Task, view: StateView) -> Expiry | None:
         if view.peer_count_of_task(task.id):
             return None
         return Expiry(task.updated_at + self.task_idle_ttl, Reason.IDLE)

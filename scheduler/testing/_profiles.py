@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 #: ``dev`` (the default) is fast; ``ci`` runs many more examples and longer programs.
+#: ``mutation`` judges mutants (``nox -s mutate``): the same examples for every mutant,
+#: no shrinking and a per-example deadline, so no verdict waits on a long shrink.
 PROFILES = {
     "dev": settings(
         max_examples=30,
@@ -19,6 +22,15 @@ PROFILES = {
         stateful_step_count=60,
         deadline=None,
         print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+    "mutation": settings(
+        max_examples=30,
+        stateful_step_count=40,
+        deadline=timedelta(seconds=1),
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
         suppress_health_check=[HealthCheck.too_slow],
     ),
 }

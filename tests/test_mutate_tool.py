@@ -1,0 +1,88 @@
+"""tools/mutate.py, the driver of ``nox -s mutate``: its selection and its arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+pytest.importorskip("mutmut", reason="the `mutation` extra is not installed")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mutate_tool", ROOT / "tools" / "mutate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_surviving_percent_counts_no_tests_and_excludes_equivalents(tool: ModuleType) -> None:
+    statuses = {f"m.x_f__mutmut_{i}": "killed" for i in range(17)}
+    statuses |= {"m.x_f__mutmut_17": "timeout", "m.x_f__mutmut_18": "survived"}
+    statuses |= {"m.x_f__mutmut_19": "no tests"}
+    result = tool.ModuleResult("m.py", statuses)
+    assert (result.total, result.surviving) == (20, 2)
+    assert result.surviving_percent == 10.0
+    result.equivalent["m.x_f__mutmut_18"] = "reason"
+    assert result.surviving == 1
+    assert result.surviving_percent == pytest.approx(100 / 19)
+    assert tool.ModuleResult("empty.py").surviving_percent == 0.0
+
+
+def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
+    tool: ModuleType,
+) -> None:
+    fast = tool.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_deadlines.py"])
+    assert fast == [
+        "tests/test_bitset.py",
+        "tests/test_deadlines.py",
+        "tests/test_deadline_queue.py",
+        "-m",
+        "not e2e",
+    ]
+    assert tool.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_state.py"]) == [
+        "tests",
+        "-m",
+        "not e2e",
+    ]
+    for files in tool.TESTS_FOR_MODULE.values():
+        for file in files:
+            assert (ROOT / file).is_file(), file
+
+
+def test_the_default_run_covers_the_core_codec_and_policies_only(tool: ModuleType) -> None:
+    modules = tool.module_files([])
+    assert "scheduler/core/_deadlines.py" in modules
+    assert "scheduler/protocol/_codec.py" in modules
+    assert "scheduler/policies/_announce_ttl.py" in modules
+    assert all(m.startswith(tool.MUTATED_ROOTS) for m in modules)
+    assert tool.module_files([str(ROOT / "scheduler/core/_bitset.py")]) == [
+        "scheduler/core/_bitset.py"
+    ]
+    with pytest.raises(SystemExit, match="outside"):
+        tool.module_files([str(ROOT / "scheduler/service/_service.py")])
+
+
+def test_every_listed_equivalent_has_its_mutation_and_a_reason(tool: ModuleType) -> None:
+    equivalents = tool.load_equivalents(ROOT / tool.EQUIVALENTS_FILE)
+    assert equivalents
+    for name, (mutation, reason) in equivalents.items():
+        assert "__mutmut_" in name
+        assert mutation
+        assert len(reason) > 10
+
+
+def test_an_equivalent_without_a_reason_is_refused(tool: ModuleType, tmp_path: Path) -> None:
+    listing = tmp_path / "equivalents.toml"
+    listing.write_text('["m.x_f__mutmut_1"]\nmutation = "x = 2"\n', encoding="utf-8")
+    with pytest.raises(SystemExit, match="needs `mutation` and `reason`"):
+        tool.load_equivalents(listing)
