@@ -53,6 +53,30 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_lifecycle.py",
         "tests/test_lifecycle_tables.py",
     ),
+    # --- the ledgers, the GC engine, the facade, the records, events, config, policy calls
+    "scheduler/core/_ledger.py": (
+        "tests/test_gc_engine.py",
+        "tests/test_ledger_rules.py",
+        "tests/test_state.py",
+    ),
+    "scheduler/core/_hosts.py": (
+        "tests/test_ledger_rules.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_tasks.py": (
+        "tests/test_ledger_rules.py",
+        "tests/test_gc_engine.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_gc.py": ("tests/test_gc_engine.py", "tests/test_state.py"),
+    "scheduler/core/_state.py": ("tests/test_state.py", "tests/test_ledgers.py"),
+    "scheduler/core/_model.py": ("tests/test_state.py", "tests/test_ledgers.py"),
+    "scheduler/core/_events.py": ("tests/test_state.py",),
+    "scheduler/core/_config.py": ("tests/test_policies.py", "tests/test_settings.py"),
+    "scheduler/core/_policy.py": ("tests/test_policies.py",),
+    # --- end of the ledgers block
 }
 
 #: How mutmut's exit codes read in the table (mutmut.stats.status_by_exit_code).
