@@ -228,3 +228,14 @@ def test_a_ledger_not_connected_to_a_view_says_which() -> None:
     ]:
         with pytest.raises(RuntimeError, match=rf"^the {kind} ledger is not connected to a view$"):
             ledger.view  # noqa: B018
+
+
+def test_run_gc_first_collects_what_has_expired_of_the_kinds_given() -> None:
+    state, script = scripted_state(sweep_interval=60.0)
+    script.expiries[A.id] = Expiry(10.0, "ttl")
+    state.announce_host(A, 0.0)
+    events = state.run_gc(20.0, [HOST])
+    assert [(e.record_id, e.at, e.deadline) for e in events if isinstance(e, Eviction)] == [
+        (A.id, 20.0, 10.0)
+    ]
+    assert script.asked("sweep") == []

@@ -14,9 +14,11 @@ from scheduler.core import (
     HostState,
     IllegalTransition,
     NotFound,
+    Peer,
     PeerState,
     RecordKind,
     SchedulerState,
+    StateView,
     TaskCreated,
     TaskInfo,
     TaskState,
@@ -356,3 +358,17 @@ def test_the_task_self_check_names_each_disagreement() -> None:
         "<TaskState.PENDING: 'pending'>: 1, <TaskState.RUNNING: 'running'>: 1}"
     ) in problems
     assert len(problems) == 3
+
+
+def test_while_a_new_peer_is_judged_its_task_already_reads_the_registration_time() -> None:
+    state, script = scripted_state()
+    seen: list[float] = []
+
+    def peer_expiry(peer: Peer, view: StateView, now: float) -> None:
+        seen.append(view.task(peer.task_id).updated_at)
+
+    script.answers[RecordKind.PEER] = peer_expiry
+    state.announce_host(A, 0.0)
+    state.register_peer("p1", A.id, TaskInfo("t1"), 2.0)  # creates t1
+    state.register_peer("p2", A.id, TaskInfo("t1"), 5.0)  # joins it
+    assert seen == [2.0, 5.0]

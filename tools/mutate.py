@@ -71,9 +71,19 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_ledgers.py",
     ),
     "scheduler/core/_gc.py": ("tests/test_gc_engine.py", "tests/test_state.py"),
-    "scheduler/core/_state.py": ("tests/test_state.py", "tests/test_ledgers.py"),
-    "scheduler/core/_model.py": ("tests/test_state.py", "tests/test_ledgers.py"),
-    "scheduler/core/_events.py": ("tests/test_state.py",),
+    "scheduler/core/_state.py": (
+        "tests/test_state_facade.py",
+        "tests/test_gc_engine.py",
+        "tests/test_ledger_rules.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_model.py": (
+        "tests/test_model.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_events.py": ("tests/test_model.py", "tests/test_state.py"),
     "scheduler/core/_config.py": ("tests/test_policies.py", "tests/test_settings.py"),
     "scheduler/core/_policy.py": ("tests/test_policies.py",),
     # --- end of the ledgers block
