@@ -84,8 +84,12 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_ledgers.py",
     ),
     "scheduler/core/_events.py": ("tests/test_model.py", "tests/test_state.py"),
-    "scheduler/core/_config.py": ("tests/test_policies.py", "tests/test_settings.py"),
-    "scheduler/core/_policy.py": ("tests/test_policies.py",),
+    "scheduler/core/_config.py": (
+        "tests/test_config_values.py",
+        "tests/test_policies.py",
+        "tests/test_settings.py",
+    ),
+    "scheduler/core/_policy.py": ("tests/test_policy_set.py", "tests/test_policies.py"),
     # --- end of the ledgers block
 }
 
