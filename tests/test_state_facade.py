@@ -3,6 +3,7 @@ decisions it causes (proactive pushes) carry the time of the change that caused 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ import pytest
 from scheduler.core import (
     DEFAULT_SWEEP_INTERVAL,
     Event,
+    Eviction,
     Expiry,
     Forbidden,
     HostInfo,
@@ -208,3 +210,19 @@ def test_the_rng_given_decides_the_jitter_of_a_wait() -> None:
 
     assert retry_after(1) == retry_after(1)
     assert len({retry_after(seed) for seed in range(4)}) > 1
+
+
+def test_a_peer_that_leaves_is_evicted_at_the_time_given() -> None:
+    state, _ = swarm()
+    events = state.leave_peer("pa", 8.0, as_host=A.id)
+    (eviction,) = [e for e in events if isinstance(e, Eviction)]
+    assert (eviction.record_id, eviction.reason, eviction.at) == ("pa", "leave", 8.0)
+
+
+@pytest.mark.parametrize("cost", [-1.0, math.inf, math.nan])
+def test_a_bad_piece_cost_is_refused_and_nothing_is_recorded(cost: float) -> None:
+    state, _ = swarm()
+    with pytest.raises(ValueError, match=r"^cost must be a non-negative number of seconds"):
+        state.finish_pieces("pa", [3], 5.0, parent_id="pb", cost=cost, as_host=A.id)
+    assert not state.peer("pa").finished_pieces
+    assert state.piece_costs_of("pa") == ()
