@@ -328,6 +328,7 @@ def test_a_candidates_score_is_the_sum_of_every_plugins_finite_number() -> None:
         Answers("base", candidate_score=by_parent),
         Answers("raises", candidate_score=ZeroDivisionError("zero")),
         Answers("bonus", candidate_score=0.5),
+        Answers("abstains", candidate_score=None),  # asked first: the others still score
     )
     assert ps.candidate_scores(CHILD, [P1, P2, P3], VIEW, 1.0) == [1.5, 2.5, 0.5]
     assert ps.candidate_score(CHILD, P2, VIEW, 1.0) == 2.5
@@ -479,3 +480,10 @@ def test_a_plugins_name_is_its_name_attribute_else_its_module_or_class_name() ->
     assert plugin_name(Unnamed) == "Unnamed"
     assert plugin_name(OddName()) == "OddName"
     assert plugin_name(OddName) == "OddName"
+
+
+def test_a_raising_veto_is_counted_against_the_veto_hook_and_vetoes_nothing() -> None:
+    ps, recorder = policies(Answers("raises", candidate_veto=LookupError("gone")))
+    assert ps.fit_candidates(CHILD, [P1, P2], VIEW, 1.0) == [P1, P2]
+    assert ps.errors == {("raises", "scheduler_candidate_veto"): 2}
+    assert recorder.messages() == [("raises", "scheduler_candidate_veto", "gone")] * 2
