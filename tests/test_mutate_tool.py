@@ -51,7 +51,9 @@ def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
         "-m",
         "not e2e",
     ]
-    assert tool.PROJECT.tests_for(["scheduler/core/_bitset.py", "scheduler/core/_state.py"]) == [
+    unmapped = "scheduler/core/_not_in_the_map.py"
+    assert unmapped not in tool.TESTS_FOR_MODULE
+    assert tool.PROJECT.tests_for(["scheduler/core/_bitset.py", unmapped]) == [
         "tests",
         "-m",
         "not e2e",

@@ -71,6 +71,44 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         ),
         ("tests/test_codec_rules.py", "tests/test_protocol.py"),
     ),
+    # --- the ledgers, the GC engine, the facade, the records, events, config, policy calls
+    "scheduler/core/_ledger.py": (
+        "tests/test_gc_engine.py",
+        "tests/test_ledger_rules.py",
+        "tests/test_state.py",
+    ),
+    "scheduler/core/_hosts.py": (
+        "tests/test_ledger_rules.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_tasks.py": (
+        "tests/test_ledger_rules.py",
+        "tests/test_gc_engine.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_gc.py": ("tests/test_gc_engine.py", "tests/test_state.py"),
+    "scheduler/core/_state.py": (
+        "tests/test_state_facade.py",
+        "tests/test_gc_engine.py",
+        "tests/test_ledger_rules.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_model.py": (
+        "tests/test_model.py",
+        "tests/test_state.py",
+        "tests/test_ledgers.py",
+    ),
+    "scheduler/core/_events.py": ("tests/test_model.py", "tests/test_state.py"),
+    "scheduler/core/_config.py": (
+        "tests/test_config_values.py",
+        "tests/test_policies.py",
+        "tests/test_settings.py",
+    ),
+    "scheduler/core/_policy.py": ("tests/test_policy_set.py", "tests/test_policies.py"),
+    # --- end of the ledgers block
 }
 
 PROJECT = runner.MutationProject(

@@ -76,8 +76,9 @@ class TaskLedger(Ledger[Task]):
     ) -> list[Event]:
         """Evict the task and, first, its peers (reason ``task_evicted``)."""
         task = self.get(record_id)
-        events = self.peers.evict_of_task(task.id, now)
+        # Read before the cascade: each peer's eviction touches the task.
         last_contact = task.updated_at
+        events = self.peers.evict_of_task(task.id, now)
         leave = task_transition(task.state, TaskEvent.LEAVE)
         self._states[task.state] -= 1
         task.state = leave
