@@ -7,7 +7,9 @@ from datetime import timedelta
 
 from hypothesis import HealthCheck, Phase, settings
 
-#: ``dev`` (the default) is fast; ``ci`` runs many more examples and longer programs.
+#: ``dev`` (the default) is fast; ``ci`` runs many more examples and longer programs, sized
+#: so that the whole suite (a dozen state machines that check every decision and push
+#: after every step) stays well inside CI's time budget; ``nightly`` runs the most.
 #: ``mutation`` judges mutants (``nox -s mutate``): the same examples for every mutant,
 #: no shrinking and a per-example deadline, so no verdict waits on a long shrink.
 PROFILES = {
@@ -18,6 +20,13 @@ PROFILES = {
         suppress_health_check=[HealthCheck.too_slow],
     ),
     "ci": settings(
+        max_examples=200,
+        stateful_step_count=50,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+    "nightly": settings(
         max_examples=1000,
         stateful_step_count=60,
         deadline=None,
