@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import final
+from typing import TypeVar, final
 
 import attrs
 import trio
@@ -157,10 +157,12 @@ class _PeerDaemon:
                         _log.warning(
                             "leave_host not acknowledged within %g s", config.leave_timeout
                         )
-            except SessionLost as exc:
-                _log.warning("session lost: %s", exc.reason)
-            except SchedulerClientError as exc:
-                _log.warning("could not announce: %s", exc)
+            # The loss may surface in a task of the downloads' nursery, wrapped in an
+            # ExceptionGroup: except* takes it out of a group as well as bare.
+            except* SessionLost as lost:
+                _log.warning("session lost: %s", _first(lost).reason)
+            except* SchedulerClientError as failed:
+                _log.warning("could not announce: %s", _first(failed))
             finally:
                 self._in_session = False
         return 0.0 if accepted_at is None else trio.current_time() - accepted_at
@@ -182,6 +184,17 @@ class _PeerDaemon:
         if not self._started:
             self._started = True
             self._task_status.started()
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _first(group: BaseExceptionGroup[E]) -> E:
+    """The first leaf of an exception group (a session ends for one reason)."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf  # type: ignore[return-value]
 
 
 async def run_peer(
