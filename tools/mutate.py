@@ -22,10 +22,12 @@ import shutil
 import sys
 import time
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import mutmut.__main__ as mutmut_main
 from mutmut.__main__ import _run
 from mutmut.configuration import config
 from mutmut.mutation.diff_apply import get_diff_for_mutant
@@ -38,6 +40,20 @@ EQUIVALENTS_FILE = Path("tests/mutation-equivalents.toml")
 #: Every test module except those that start real processes.
 DEFAULT_TESTS = ("tests",)
 DESELECT = ("-m", "not e2e")
+
+#: The statements of the decision's rules (issue 8): filters, scores, limits, origin,
+#: seeds, slots and pushes, at the unit level and through the facade.
+_SCHEDULING_TESTS: tuple[str, ...] = (
+    "tests/test_scheduling_rules.py",
+    "tests/test_scheduling.py",
+)
+#: The peer ledger: registration, progress, the task state it moves, eviction.
+_PEER_LEDGER_TESTS: tuple[str, ...] = (
+    "tests/test_peers.py",
+    "tests/test_ledgers.py",
+    "tests/test_state.py",
+    "tests/test_lifecycle.py",
+)
 
 #: The test files that state the behaviour of a module. When every requested module
 #: is listed here, only these files run, which keeps ``-- PATH`` runs fast; any other
@@ -53,6 +69,18 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_lifecycle.py",
         "tests/test_lifecycle_tables.py",
     ),
+    # --- the scheduling core (issue 8) and the peer ledger: the rules of a decision ---
+    "scheduler/core/_badnode.py": ("tests/test_badnode.py",),
+    "scheduler/core/_costs.py": ("tests/test_badnode.py", *_SCHEDULING_TESTS),
+    "scheduler/core/_rendezvous.py": ("tests/test_rendezvous.py",),
+    "scheduler/core/_candidates.py": _SCHEDULING_TESTS,
+    "scheduler/core/_decision.py": _SCHEDULING_TESTS,
+    "scheduler/core/_edges.py": _SCHEDULING_TESTS,
+    "scheduler/core/_feeders.py": _SCHEDULING_TESTS,
+    "scheduler/core/_origin.py": _SCHEDULING_TESTS,
+    "scheduler/core/_scheduling.py": _SCHEDULING_TESTS,
+    "scheduler/core/_peers.py": _PEER_LEDGER_TESTS,
+    "scheduler/policies/_evaluator.py": ("tests/test_evaluator.py", *_SCHEDULING_TESTS),
 }
 
 #: How mutmut's exit codes read in the table (mutmut.stats.status_by_exit_code).
@@ -145,6 +173,26 @@ def load_equivalents(path: Path) -> dict[str, tuple[str, str]]:
     return result
 
 
+def _fastest_tests_first(get_runner: Callable[..., Any]) -> Callable[..., Any]:
+    """mutmut hands a mutant its tests as a set, in no order, and pytest stops at the
+    first failure: run the quickest first (by their clean duration), so a mutant a unit
+    test kills never waits for the slow property machines."""
+
+    def runner(*args: Any, **kwargs: Any) -> Any:
+        wrapped = get_runner(*args, **kwargs)
+        submit = wrapped.submit
+
+        def submit_in_order(name: str, tests: list[str], limit: int, estimate: float) -> None:
+            durations = mutmut_main.state().duration_by_test
+            ordered = sorted(tests, key=lambda test: (durations.get(test, 0.0), test))
+            submit(name, ordered, limit, estimate)
+
+        wrapped.submit = submit_in_order
+        return wrapped
+
+    return runner
+
+
 def run_mutmut(
     modules: list[str], tests: list[str], max_children: int | None, log: Path | None
 ) -> None:
@@ -156,6 +204,7 @@ def run_mutmut(
     cfg = config()
     cfg.only_mutate = modules
     cfg.pytest_add_cli_args_test_selection = tests
+    mutmut_main.get_mutant_runner = _fastest_tests_first(mutmut_main.get_mutant_runner)
     if log is None:
         _run([], max_children)
         return
