@@ -1075,3 +1075,68 @@ def test_invariant_violations_name_what_disagrees() -> None:
     scheduling.edges._parents["child"] = ("parent",)
     scheduling._peers["ghost"] = state.peer("child")
     assert state.invariant_violations() == ["scheduling tracks other peers than the ledger holds"]
+
+
+def test_a_slot_held_without_an_edge_is_named() -> None:
+    state = new_state()
+    state.announce_host(HOSTS[0], 0.0)
+    host = state.host(HOSTS[0].id)
+    host.concurrent_upload_count = 1
+    assert state.invariant_violations() == [
+        f"host {host.id}: 1 upload slots held, 0 handed-out edges"
+    ]
+
+
+# --- a peer that goes leaves nothing behind ---------------------------------------------------
+
+
+def test_a_gone_peer_leaves_no_costs_blocklist_or_attempts() -> None:
+    state = new_state(config={"evaluator": {"retry_back_to_source_limit": 0, "retry_limit": 0}})
+    feeder(state, HOSTS[0], "parent", limit=1)
+    join(state, HOSTS[1], "child")
+    state.start_download("child", 2.0)
+    state.finish_pieces("child", [0], 2.0, parent_id="parent", cost=1.0)
+    again(state, "child", ["parent"])  # blocklisted, 1 attempt
+    state.leave_peer("child", 3.0)
+    assert state.view.piece_costs_of("child") == ()
+    assert state.view.blocked_parents_of("child") == frozenset()
+    # the same id registered again starts afresh: no attempt, no blocklist
+    register(state, HOSTS[1], "child")
+    assert only_decision(state.schedule_peer("child", 4.0)).parents == ("parent",)
+
+
+def test_a_seed_peer_that_leaves_before_a_piece_ends_the_fetch() -> None:
+    state = new_state()
+    state.announce_host(SEEDS[0], 0.0)
+    register(state, HOSTS[0], "child")
+    (fetch,) = fetches(state.schedule_peer("child", 1.0))
+    state.register_peer(fetch.peer_id, SEEDS[0].id, TASK, 1.5)
+    state.leave_peer(fetch.peer_id, 2.0)
+    (refetch,) = fetches(state.reschedule_peer("child", [], 3.0))
+    assert refetch.peer_id == "seed-2-t1"
+
+
+@pytest.mark.parametrize("how", ["leave", "evict", "fail"])
+def test_the_plugins_are_told_which_parent_was_lost(how: str) -> None:
+    votes = Votes(True)
+    state = new_state(votes)
+    feeder(state, HOSTS[0], "parent")
+    feeder(state, HOSTS[1], "spare")
+    join(state, HOSTS[2], "child")
+    if how == "leave":
+        state.leave_peer("parent", 5.0)
+    elif how == "evict":
+        state.evict(RecordKind.PEER, "parent", "admin", 5.0)
+    else:
+        state.fail_download("parent", 5.0)
+    assert votes.asked == [("child", "parent")]
+    assert state.policies.errors == {}
+    assert state.parents_of("child") == ("spare",)
+
+
+def test_a_peer_registered_again_under_a_gone_ids_name_has_no_attempts() -> None:
+    state = blocked_origin({"evaluator": {"retry_back_to_source_limit": 9, "retry_limit": 1}})
+    assert join(state, HOSTS[1], "child").action is WAIT  # 1 attempt
+    assert again(state, "child").action is WAIT  # 2
+    state.leave_peer("child", 3.0)
+    assert join(state, HOSTS[1], "child").action is WAIT  # 0 > 1 is false: not fail
