@@ -34,6 +34,7 @@ from scheduler.core import (
     ScheduleLimits,
     SchedulerState,
     SeedFetchRequested,
+    StateView,
     Task,
     TaskInfo,
     rendezvous_owner,
@@ -1140,3 +1141,151 @@ def test_a_peer_registered_again_under_a_gone_ids_name_has_no_attempts() -> None
     assert again(state, "child").action is WAIT  # 2
     state.leave_peer("child", 3.0)
     assert join(state, HOSTS[1], "child").action is WAIT  # 0 > 1 is false: not fail
+
+
+# --- attempts: what counts, exactly -----------------------------------------------------------
+
+
+def test_the_first_decision_of_a_child_has_no_attempt_behind_it() -> None:
+    state = new_state(config={"evaluator": {"retry_back_to_source_limit": 0}})
+    decision = join(state, HOSTS[0], "first")
+    assert decision.action is ORIGIN
+    assert decision.message == "nobody can feed the task yet"  # not "retried too often"
+
+
+def test_a_reschedule_away_from_parents_after_a_wait_counts_again() -> None:
+    state = blocked_origin({"evaluator": {"retry_back_to_source_limit": 9, "retry_limit": 2}})
+    actions = [join(state, HOSTS[1], "child").action]  # wait: 1 attempt
+    state.back_to_source("first", 2.0)
+    state.finish_pieces("first", [0], 2.0)
+    actions.append(again(state, "child").action)  # the wait's retry: parents, still 1
+    actions.append(again(state, "child", ["first"]).action)  # counted: 2, then wait: 3
+    actions.append(again(state, "child").action)  # 3 > 2
+    assert actions == [WAIT, PARENTS, WAIT, FAIL]
+
+
+def test_every_reschedule_away_from_parents_counts() -> None:
+    config = {"evaluator": {"candidate_parent_limit": 1, "retry_limit": 1}}
+    state = new_state(config=config)
+    feeder(state, HOSTS[0], "p0", pieces=4, limit=1)  # holds the task's only origin slot
+    for i in (1, 2):
+        register(state, HOSTS[i], f"p{i}")
+        state.start_download(f"p{i}", 1.0)
+        state.finish_pieces(f"p{i}", list(range(4 - i)), 1.0)
+    decisions = [join(state, HOSTS[5], "child")]
+    for _ in range(3):
+        decisions.append(again(state, "child", decisions[-1].parents))
+    assert [d.parents for d in decisions[:3]] == [("p0",), ("p1",), ("p2",)]
+    assert decisions[3].action is FAIL  # 3 reschedules > 1
+
+
+def test_a_child_registered_again_may_reschedule_before_its_first_decision() -> None:
+    state = blocked_origin({"evaluator": {"retry_back_to_source_limit": 9, "retry_limit": 1}})
+    assert join(state, HOSTS[1], "child").action is WAIT  # 1 attempt
+    state.leave_peer("child", 2.0)
+    register(state, HOSTS[1], "child")
+    # no wait of its own to answer: the reschedule counts (1), and the wait (2)
+    assert again(state, "child", now=3.0).action is WAIT
+    assert again(state, "child", now=4.0).action is FAIL
+
+
+def test_a_decision_event_names_the_child_its_host_task_time_and_cause() -> None:
+    state = new_state()
+    feeder(state, HOSTS[0], "parent")
+    register(state, HOSTS[1], "child")
+    (first,) = state.schedule_peer("child", 3.0)
+    assert first == PeerScheduled(
+        "child", HOSTS[1].id, "t1", Decision(PARENTS, ("parent",)), 3.0, "register", False
+    )
+    (second,) = state.reschedule_peer("child", ["parent"], 4.5)
+    assert isinstance(second, PeerScheduled)
+    assert (second.peer_id, second.host_id, second.task_id) == ("child", HOSTS[1].id, "t1")
+    assert (second.at, second.cause, second.pushed) == (4.5, "reschedule", False)
+
+
+def test_each_failure_of_a_parent_is_charged() -> None:
+    state = new_state()
+    feeder(state, HOSTS[0], "parent")
+    join(state, HOSTS[1], "c1")
+    join(state, HOSTS[2], "c2")
+    again(state, "c1", ["parent"])
+    again(state, "c2", ["parent"])
+    assert state.host(HOSTS[0].id).upload_failed_count == 2
+
+
+# --- the reservation and the seed fetch last exactly as long as they should -------------------
+
+
+def test_a_reservation_is_held_until_the_child_reports_the_origin_or_ends() -> None:
+    state = new_state()
+    assert join(state, HOSTS[0], "first").action is ORIGIN
+    state.start_download("first", 1.5)  # told the origin, but it started otherwise
+    assert join(state, HOSTS[1], "second").action is WAIT  # still reserved: fed soon
+
+
+def test_a_seed_peer_holding_a_piece_ends_its_fetch_and_the_next_seed_peer_starts_one() -> None:
+    state = new_state()
+    state.announce_host(SEEDS[0], 0.0)
+    state.announce_host(SEEDS[1], 0.0)
+    register(state, SEEDS[0], "s-a")  # unasked: its fetch is in flight
+    state.back_to_source("s-a", 1.0)
+    state.finish_pieces("s-a", [0], 1.0)  # done fetching
+    register(state, SEEDS[1], "s-b")  # a new fetch: in flight
+    state.fail_download("s-a", 2.0)
+    register(state, HOSTS[0], "child")
+    events = state.schedule_peer("child", 3.0)
+    assert fetches(events) == []  # s-b is on its way
+    assert only_decision(events).action is WAIT
+
+
+# --- what the plugins are given ---------------------------------------------------------------
+
+
+class Spy:
+    """Records what the decision hooks receive; replaces the selection when told to."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, tuple[str, ...], bool, float]] = []
+        self.selection: list[str] | None = None
+
+    @hookimpl
+    def scheduler_candidate_veto(
+        self, child: Peer, parent: Peer, view: StateView, now: float
+    ) -> None:
+        self.calls.append(("veto", child.id, (parent.id,), view.has_peer(parent.id), now))
+
+    @hookimpl
+    def scheduler_select_parents(
+        self, child: Peer, candidates: Sequence[Peer], view: StateView, now: float
+    ) -> list[str] | None:
+        ids = tuple(c.id for c in candidates)
+        self.calls.append(("select", child.id, ids, view.has_peer(child.id), now))
+        return self.selection
+
+
+def test_the_hooks_get_the_child_the_candidates_best_first_the_view_and_the_time() -> None:
+    spy = Spy()
+    state = new_state(spy)
+    feeder(state, HOSTS[0], "few", pieces=1)
+    feeder(state, HOSTS[1], "many", pieces=5)
+    register(state, HOSTS[2], "child")
+    state.schedule_peer("child", 7.0)
+    vetoes = sorted(c for c in spy.calls if c[0] == "veto")
+    assert vetoes == [
+        ("veto", "child", ("few",), True, 7.0),
+        ("veto", "child", ("many",), True, 7.0),
+    ]
+    assert [c for c in spy.calls if c[0] == "select"] == [
+        ("select", "child", ("many", "few"), True, 7.0)
+    ]
+
+
+def test_a_replaced_selection_is_cut_to_the_parent_limit() -> None:
+    spy = Spy()
+    state = new_state(spy, config={"evaluator": {"candidate_parent_limit": 2}})
+    for i in range(3):
+        feeder(state, HOSTS[i], f"p{i}")
+    spy.selection = ["p0", "p1", "p2"]
+    assert join(state, HOSTS[5], "child").parents == ("p0", "p1")
