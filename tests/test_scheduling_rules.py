@@ -1005,10 +1005,12 @@ def test_an_ended_child_gives_back_its_slots_and_its_reservation() -> None:
 def test_no_push_to_a_child_whose_host_is_disconnected() -> None:
     state = new_state()
     feeder(state, HOSTS[0], "parent")
-    join(state, HOSTS[1], "child")
+    feeder(state, HOSTS[3], "spare")
+    join(state, HOSTS[1], "a-child")
+    join(state, HOSTS[2], "b-child")
     state.disconnect_host(HOSTS[1].id, 2.0)
     pushes = [e for e in state.fail_download("parent", 3.0) if isinstance(e, PeerScheduled)]
-    assert pushes == []
+    assert [p.peer_id for p in pushes] == ["b-child"]  # the other children still are
 
 
 class Votes:
@@ -1019,10 +1021,14 @@ class Votes:
     def __init__(self, answer: bool) -> None:
         self.answer = answer
         self.asked: list[tuple[str, str]] = []
+        self.seen: list[tuple[bool, float]] = []
 
     @hookimpl
-    def scheduler_proactive_push(self, child: Peer, lost_parent: Peer) -> bool:
+    def scheduler_proactive_push(
+        self, child: Peer, lost_parent: Peer, view: StateView, now: float
+    ) -> bool:
         self.asked.append((child.id, lost_parent.id))
+        self.seen.append((view.has_peer(child.id), now))
         return self.answer
 
 
@@ -1131,6 +1137,7 @@ def test_the_plugins_are_told_which_parent_was_lost(how: str) -> None:
     else:
         state.fail_download("parent", 5.0)
     assert votes.asked == [("child", "parent")]
+    assert votes.seen == [(True, 5.0)]
     assert state.policies.errors == {}
     assert state.parents_of("child") == ("spare",)
 
@@ -1289,3 +1296,24 @@ def test_a_replaced_selection_is_cut_to_the_parent_limit() -> None:
         feeder(state, HOSTS[i], f"p{i}")
     spy.selection = ["p0", "p1", "p2"]
     assert join(state, HOSTS[5], "child").parents == ("p0", "p1")
+
+
+def test_a_host_gives_no_more_parents_in_one_decision_than_its_free_slots() -> None:
+    state = new_state()
+    pair = HostInfo("pair", "10.0.9.2", concurrent_upload_limit=2)
+    for name in ("x", "y", "z"):
+        register(state, pair, name)
+        state.back_to_source(name, 1.0)
+        state.finish_pieces(name, [0], 1.0)
+    decision = join(state, HOSTS[1], "child")
+    assert len(decision.parents) == 2
+    assert state.host(pair.id).concurrent_upload_count == 2
+
+
+def test_a_seed_peer_registered_unasked_ends_its_fetch_when_its_host_goes() -> None:
+    state = new_state()
+    state.announce_host(SEEDS[0], 0.0)
+    register(state, SEEDS[0], "s-a")  # its fetch is in flight
+    state.disconnect_host(SEEDS[0].id, 2.0)
+    register(state, HOSTS[0], "child")
+    assert only_decision(state.schedule_peer("child", 3.0)).action is ORIGIN
