@@ -146,6 +146,13 @@ def test_a_task_of_unknown_size_takes_any_piece_number(state: SchedulerState) ->
         state.finish_pieces("p", [-1], 3.0)
 
 
+def test_a_task_of_no_piece_takes_no_piece(state: SchedulerState) -> None:
+    state.register_peer("p", A.id, TaskInfo("empty", content_length=0, total_piece_count=0), 1.0)
+    state.back_to_source("p", 2.0)
+    with pytest.raises(ValueError, match=exact("piece 0 is out of range for task 'empty'")):
+        state.finish_pieces("p", [0], 3.0)
+
+
 @pytest.mark.parametrize("cost", [-0.5, math.inf, math.nan])
 def test_a_cost_is_a_non_negative_number_of_seconds(state: SchedulerState, cost: float) -> None:
     state.register_peer("p", A.id, TASK, 1.0)

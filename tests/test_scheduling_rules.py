@@ -29,6 +29,7 @@ from scheduler.core import (
     Peer,
     PeerScheduled,
     PeerState,
+    PolicySet,
     RecordKind,
     ScheduleAction,
     ScheduleLimits,
@@ -44,7 +45,7 @@ from scheduler.core._decision import _at_least
 from scheduler.core._edges import MAX_ANCESTOR_WALK, ParentEdges
 from scheduler.core._feeders import FEEDING_STATES, Feeders, IndexedSet, can_feed
 from scheduler.core._origin import OriginBook, SeedFetch
-from scheduler.core._scheduling import CHILD_STATES
+from scheduler.core._scheduling import CHILD_STATES, Scheduling
 from scheduler.policies import load_policies
 from scheduler.testing import check_decision
 
@@ -1317,3 +1318,34 @@ def test_a_seed_peer_registered_unasked_ends_its_fetch_when_its_host_goes() -> N
     state.disconnect_host(SEEDS[0].id, 2.0)
     register(state, HOSTS[0], "child")
     assert only_decision(state.schedule_peer("child", 3.0)).action is ORIGIN
+
+
+def test_scheduling_needs_a_view_before_it_decides() -> None:
+    scheduling = Scheduling(PolicySet.from_plugins([]), None, lambda host_id: None)
+    with pytest.raises(RuntimeError, match=r"^scheduling is not connected to a view$"):
+        _ = scheduling.view
+
+
+def waits_with(rng: random.Random | None) -> list[float | None]:
+    policies = load_policies(entrypoints=False, config={"evaluator": {"retry_limit": 100}})
+    state = SchedulerState(policies, now=0.0, rng=rng)
+    assert join(state, HOSTS[0], "first", limit=1).action is ORIGIN
+    waits = [join(state, HOSTS[1], "child").retry_after]
+    return waits + [again(state, "child", now=2.0 + i).retry_after for i in range(5)]
+
+
+def test_the_jitter_comes_from_the_random_source_given() -> None:
+    assert waits_with(random.Random(7)) == waits_with(random.Random(7))
+    assert waits_with(random.Random(7)) != waits_with(random.Random(8))
+    unseeded = waits_with(None)  # a fresh source of its own
+    assert all(w is not None and 0.4 <= w <= 0.6 for w in unseeded)
+
+
+def test_a_wait_after_a_push_is_answered_by_the_next_reschedule() -> None:
+    state = new_state(config={"evaluator": {"retry_back_to_source_limit": 9, "retry_limit": 1}})
+    feeder(state, HOSTS[0], "parent", limit=1)  # the only origin slot, counted
+    assert join(state, HOSTS[1], "child").parents == ("parent",)
+    (push,) = [e for e in state.disconnect_host(HOSTS[0].id, 2.0) if isinstance(e, PeerScheduled)]
+    assert push.decision.action is WAIT  # 1 attempt
+    assert again(state, "child", now=3.0).action is WAIT  # its retry: then 2
+    assert again(state, "child", now=4.0).action is FAIL
