@@ -10,18 +10,22 @@ import re
 
 import pytest
 
+from scheduler import hookimpl
 from scheduler.core import (
     BackToSourceLimitReached,
     Conflict,
     Eviction,
+    Expiry,
     Forbidden,
     HostInfo,
     IllegalTransition,
+    Peer,
     PeerRegistered,
     PeerState,
     Reason,
     RecordKind,
     SchedulerState,
+    StateView,
     TaskInfo,
 )
 from scheduler.policies import load_policies
@@ -293,3 +297,144 @@ def test_record_violations_name_the_peer(state: SchedulerState) -> None:
     problems = ledger._record_violations()
     assert "peer p is kept in state leave" in problems
     assert any(p.startswith("peer state counts ") for p in problems)
+
+
+# --- every step is stamped, judged by the policies, and refused by name -----------------------
+
+
+class Spy:
+    """Records when the policies are asked about peers, and every eviction they hear of."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, bool, float]] = []
+        self.evicted: list[Eviction] = []
+
+    @hookimpl
+    def scheduler_peer_expiry(self, peer: Peer, view: StateView, now: float) -> Expiry | None:
+        self.asked.append((peer.id, view.has_peer(peer.id), now))
+        return Expiry(10.0, "spy") if peer.id == "doomed" else None
+
+    @hookimpl
+    def scheduler_evicted(self, eviction: Eviction) -> None:
+        self.evicted.append(eviction)
+
+
+@pytest.fixture
+def spy() -> Spy:
+    return Spy()
+
+
+@pytest.fixture
+def watched(spy: Spy) -> SchedulerState:
+    s = SchedulerState(load_policies(entrypoints=False, plugins=[spy]), now=0.0)
+    s.announce_host(A, 0.0, interval=60)
+    s.announce_host(B, 0.0, interval=60)
+    return s
+
+
+def test_each_step_asks_the_policies_with_its_time(watched: SchedulerState, spy: Spy) -> None:
+    watched.register_peer("p", A.id, TASK, 1.0)
+    watched.start_download("p", 2.0)
+    watched.finish_pieces("p", [0], 3.0)
+    watched.finish_download("p", 4.0)
+    watched.register_peer("q", B.id, TASK, 5.0)
+    watched.back_to_source("q", 6.0)
+    watched.fail_download("q", 7.0)
+    mine = [(peer, now) for peer, in_view, now in spy.asked if in_view]
+    assert mine == [
+        ("p", 1.0),
+        ("p", 2.0),
+        ("p", 3.0),
+        ("p", 4.0),
+        ("q", 5.0),
+        ("q", 6.0),
+        ("q", 7.0),
+    ]
+
+
+def test_each_step_stamps_the_peer_and_its_task(state: SchedulerState) -> None:
+    state.register_peer("p", A.id, TASK, 1.0)
+    task = state.task("t1")
+    assert (task.created_at, task.updated_at) == (1.0, 1.0)
+    steps = [
+        (state.back_to_source, 2.0),
+        (state.finish_download, 3.0),
+    ]
+    for step, now in steps:
+        step("p", now)
+        assert (state.peer("p").updated_at, task.updated_at) == (now, now)
+    state.register_peer("q", B.id, TASK, 4.0)
+    assert task.updated_at == 4.0
+    state.fail_download("q", 5.0)
+    assert (state.peer("q").updated_at, task.updated_at) == (5.0, 5.0)
+
+
+def test_an_eviction_by_the_gc_carries_its_deadline_to_the_plugins(
+    watched: SchedulerState, spy: Spy
+) -> None:
+    watched.register_peer("doomed", A.id, TASK, 1.0)
+    watched.run_gc(11.0)
+    (eviction,) = [e for e in spy.evicted if e.kind is RecordKind.PEER]
+    assert (eviction.record_id, eviction.reason, eviction.deadline) == ("doomed", "spy", 10.0)
+    assert not watched.has_peer("doomed")
+
+
+def test_a_task_eviction_takes_its_peers_at_that_time(state: SchedulerState) -> None:
+    state.register_peer("p", A.id, TASK, 1.0)
+    events = state.evict(RecordKind.TASK, "t1", "admin", 5.0)
+    (eviction,) = [e for e in events if isinstance(e, Eviction) and e.kind is RecordKind.PEER]
+    assert (eviction.record_id, eviction.reason, eviction.at) == ("p", Reason.TASK_EVICTED, 5.0)
+
+
+def test_a_peer_record_held_elsewhere_reads_leave_after_it_goes(state: SchedulerState) -> None:
+    state.register_peer("p", A.id, TASK, 1.0)
+    record = state.peer("p")
+    state.leave_peer("p", 2.0)
+    assert record.state is PeerState.LEAVE
+
+
+@pytest.mark.parametrize("step", ["start_download", "back_to_source", "finish_download"])
+def test_an_illegal_step_names_the_peer_machine(state: SchedulerState, step: str) -> None:
+    state.register_peer("p", A.id, TASK, 1.0)
+    state.start_download("p", 2.0)
+    state.fail_download("p", 3.0)
+    with pytest.raises(IllegalTransition) as caught:
+        getattr(state, step)("p", 4.0)
+    assert caught.value.machine == "peer"
+    assert str(caught.value).startswith("peer: event ")
+
+
+def test_failing_twice_names_the_peer_machine(state: SchedulerState) -> None:
+    state.register_peer("p", A.id, TASK, 1.0)
+    state.fail_download("p", 2.0)
+    with pytest.raises(IllegalTransition, match=r"^peer: event download_failed is not allowed"):
+        state.fail_download("p", 3.0)
+
+
+@pytest.mark.parametrize(
+    "step", ["back_to_source", "finish_download", "fail_download", "finish_pieces"]
+)
+def test_every_step_refuses_another_hosts_peer(state: SchedulerState, step: str) -> None:
+    state.register_peer("p", A.id, TASK, 1.0)
+    state.start_download("p", 1.0)
+    args: tuple[object, ...] = ("p", [0], 2.0) if step == "finish_pieces" else ("p", 2.0)
+    with pytest.raises(Forbidden, match=exact("peer 'p' belongs to another host")):
+        getattr(state, step)(*args, as_host=B.id)
+    assert state.peer("p").state is PeerState.RUNNING
+
+
+def test_counts_add_up_with_many_peers_in_one_state(state: SchedulerState) -> None:
+    for i in range(3):
+        state.register_peer(f"p{i}", A.id, TASK, 1.0)
+        state.start_download(f"p{i}", 2.0)
+    assert state._peers.counts_by_state()[PeerState.RUNNING] == 3
+
+
+def test_one_failure_at_the_origin_takes_one_off_the_count(state: SchedulerState) -> None:
+    for i in range(3):
+        state.register_peer(f"p{i}", A.id, TASK, 1.0)
+        state.back_to_source(f"p{i}", 1.0)
+    state.fail_download("p0", 2.0)
+    assert state.task("t1").back_to_source_count == 2
