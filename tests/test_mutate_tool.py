@@ -86,3 +86,21 @@ def test_an_equivalent_without_a_reason_is_refused(tool: ModuleType, tmp_path: P
     listing.write_text('["m.x_f__mutmut_1"]\nmutation = "x = 2"\n', encoding="utf-8")
     with pytest.raises(SystemExit, match="needs `mutation` and `reason`"):
         tool.load_equivalents(listing)
+
+
+def test_a_mutants_tests_run_fastest_first(
+    tool: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submitted: list[list[str]] = []
+
+    class Runner:
+        def submit(self, name: str, tests: list[str], limit: int, estimate: float) -> None:
+            submitted.append(tests)
+
+    durations = {"slow::machine": 8.0, "b::unit": 0.1, "a::unit": 0.1, "mid": 1.0}
+    monkeypatch.setattr(
+        tool.mutmut_main, "state", lambda: type("S", (), {"duration_by_test": durations})
+    )
+    runner = tool._fastest_tests_first(lambda *args, **kwargs: Runner())(2)
+    runner.submit("m.x_f__mutmut_1", ["slow::machine", "mid", "b::unit", "new", "a::unit"], 9, 1.0)
+    assert submitted == [["new", "a::unit", "b::unit", "mid", "slow::machine"]]
