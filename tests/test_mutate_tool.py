@@ -11,7 +11,14 @@ import pytest
 
 pytest.importorskip("mutmut", reason="the `mutation` extra is not installed")
 
-from scheduler.testing._mutate import ModuleResult, MutationProject, load_equivalents
+import mutmut.__main__ as mutmut_main
+
+from scheduler.testing._mutate import (
+    ModuleResult,
+    MutationProject,
+    _fastest_tests_first,
+    load_equivalents,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,3 +113,20 @@ def test_a_project_without_a_configuration_is_told_so(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
     with pytest.raises(SystemExit, match=r"no \[tool.scheduler-mutate\]"):
         MutationProject.from_pyproject(tmp_path)
+
+
+def test_a_mutants_tests_run_fastest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    submitted: list[list[str]] = []
+
+    class Runner:
+        def submit(self, name: str, tests: list[str], limit: int, estimate: float) -> None:
+            submitted.append(tests)
+
+    durations = {"slow::machine": 8.0, "b::unit": 0.1, "a::unit": 0.1, "mid": 1.0}
+    monkeypatch.setattr(
+        mutmut_main, "state", lambda: type("S", (), {"duration_by_test": durations})
+    )
+    runner = _fastest_tests_first(lambda *args, **kwargs: Runner())(2)
+    runner.submit("m.x_f__mutmut_1", ["slow::machine", "mid", "b::unit", "new", "a::unit"], 9, 1.0)
+    assert submitted == [["new", "a::unit", "b::unit", "mid", "slow::machine"]]

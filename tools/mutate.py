@@ -32,6 +32,23 @@ def _load_runner() -> object:
 runner: Any = _load_runner()
 MUTATED_ROOTS = ("scheduler/core", "scheduler/protocol", "scheduler/policies")
 
+#: The statements of the decision's rules (issue 8): filters, scores, limits, origin,
+#: seeds, slots and pushes, at the unit level and through the facade.
+_SCHEDULING_TESTS: tuple[str, ...] = (
+    "tests/test_scheduling_rules.py",
+    "tests/test_scheduling.py",
+)
+#: The peer ledger: registration, progress, the task state it moves, eviction.
+_PEER_LEDGER_TESTS: tuple[str, ...] = (
+    "tests/test_peers.py",
+    "tests/test_ledgers.py",
+    "tests/test_state.py",
+    "tests/test_lifecycle.py",
+)
+
+#: The test files that state the behaviour of a module. When every requested module
+#: is listed here, only these files run, which keeps ``-- PATH`` runs fast; any other
+#: module brings in the whole suite (so a full run is never weaker than the suite).
 #: The test files that state the behaviour of a module. When every requested module
 #: is listed here, only these files run, which keeps ``-- PATH`` runs fast; any other
 #: module brings in the whole suite (so a full run is never weaker than the suite).
@@ -109,6 +126,18 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     ),
     "scheduler/core/_policy.py": ("tests/test_policy_set.py", "tests/test_policies.py"),
     # --- end of the ledgers block
+    # --- the scheduling core (issue 8) and the peer ledger: the rules of a decision ---
+    "scheduler/core/_badnode.py": ("tests/test_badnode.py",),
+    "scheduler/core/_costs.py": ("tests/test_badnode.py", *_SCHEDULING_TESTS),
+    "scheduler/core/_rendezvous.py": ("tests/test_rendezvous.py",),
+    "scheduler/core/_candidates.py": _SCHEDULING_TESTS,
+    "scheduler/core/_decision.py": _SCHEDULING_TESTS,
+    "scheduler/core/_edges.py": _SCHEDULING_TESTS,
+    "scheduler/core/_feeders.py": _SCHEDULING_TESTS,
+    "scheduler/core/_origin.py": _SCHEDULING_TESTS,
+    "scheduler/core/_scheduling.py": _SCHEDULING_TESTS,
+    "scheduler/core/_peers.py": _PEER_LEDGER_TESTS,
+    "scheduler/policies/_evaluator.py": ("tests/test_evaluator.py", *_SCHEDULING_TESTS),
 }
 
 PROJECT = runner.MutationProject(

@@ -108,9 +108,6 @@ class Scheduling:
     def blocked_parents_of(self, child_id: str) -> frozenset[str]:
         return frozenset(self._blocked.get(child_id, ()))
 
-    def attempts_of(self, child_id: str) -> int:
-        return self._attempts.get(child_id, 0)
-
     # --- requests ----------------------------------------------------------------------
 
     def schedule(self, peer_id: str, now: float, as_host: str | None) -> list[Event]:

@@ -37,9 +37,10 @@ import shutil
 import sys
 import time
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ModuleResult", "MutationProject", "main"]
 
@@ -171,9 +172,11 @@ def run_mutmut(
     With ``log``, mutmut's progress output (and its workers') goes to that file; its
     last lines are printed if mutmut fails.
     """
-    from mutmut.__main__ import _run  # noqa: PLC0415 - the optional `mutation` extra
+    import mutmut.__main__ as mutmut_main  # noqa: PLC0415 - the optional `mutation` extra
+    from mutmut.__main__ import _run  # noqa: PLC0415
     from mutmut.configuration import config  # noqa: PLC0415
 
+    mutmut_main.get_mutant_runner = _fastest_tests_first(mutmut_main.get_mutant_runner)  # type: ignore[attr-defined]
     cfg = config()
     cfg.only_mutate = modules
     cfg.pytest_add_cli_args_test_selection = tests
@@ -197,6 +200,27 @@ def run_mutmut(
             if not finished:
                 tail = log.read_text("utf-8", "replace").replace("\r", "\n").splitlines()[-40:]
                 print(f"mutate: mutmut failed; the end of {log}:", *tail, sep="\n")
+
+
+def _fastest_tests_first(get_runner: Callable[..., Any]) -> Callable[..., Any]:
+    """mutmut runs a mutant's tests in no particular order and stops at the first
+    failure: run the quickest first (by their clean duration), so a mutant a unit
+    test kills never waits for the slow property machines."""
+    import mutmut.__main__ as mutmut_main  # noqa: PLC0415
+
+    def runner(*args: Any, **kwargs: Any) -> Any:
+        wrapped = get_runner(*args, **kwargs)
+        submit = wrapped.submit
+
+        def submit_in_order(name: str, tests: list[str], limit: int, estimate: float) -> None:
+            durations = mutmut_main.state().duration_by_test  # type: ignore[attr-defined]
+            ordered = sorted(tests, key=lambda test: (durations.get(test, 0.0), test))
+            submit(name, ordered, limit, estimate)
+
+        wrapped.submit = submit_in_order
+        return wrapped
+
+    return runner
 
 
 def read_results(modules: list[str]) -> dict[str, ModuleResult]:
