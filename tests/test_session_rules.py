@@ -12,6 +12,7 @@ import subprocess
 import sys
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 
@@ -23,8 +24,10 @@ from scheduler.core import (
     Forbidden,
     Host,
     HostDisconnected,
+    HostInfo,
     HostRegistered,
     HostState,
+    HostType,
     IllegalTransition,
     NotFound,
     Reason,
@@ -38,6 +41,7 @@ from scheduler.protocol import (
     ErrorReply,
     Evicted,
     HostAccepted,
+    HostPayload,
     Schedule,
 )
 from scheduler.session import (
@@ -49,6 +53,7 @@ from scheduler.session import (
     SessionLimits,
     SessionProtocol,
     error_code_for,
+    host_info_from,
 )
 
 A_ID = "10.0.0.1-alpha"
@@ -456,3 +461,21 @@ def test_every_end_cause_has_a_close_frame() -> None:
 def test_the_session_rules_do_not_import_trio() -> None:
     code = "import sys, scheduler.session; sys.exit('trio' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_wire_and_the_core_declare_the_same_host_fields() -> None:
+    assert [f.name for f in attrs.fields(HostPayload)] == [f.name for f in attrs.fields(HostInfo)]
+    payload = HostPayload(
+        hostname="alpha",
+        ip="10.0.0.1",
+        port=8002,
+        download_port=8001,
+        type="seed",
+        idc="idc-1",
+        location="cn|sh",
+        concurrent_upload_limit=7,
+        stats={"cpu": 0.5},
+    )
+    assert host_info_from(payload) == HostInfo(
+        "alpha", "10.0.0.1", 8002, 8001, HostType.SEED, "idc-1", "cn|sh", 7, {"cpu": 0.5}
+    )

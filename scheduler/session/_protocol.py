@@ -134,18 +134,19 @@ _NOTHING: Final = Outcome()
 
 
 def host_info_from(payload: HostPayload) -> HostInfo:
-    """The one copy of what a host says (wire) into what the core keeps."""
-    return HostInfo(
-        hostname=payload.hostname,
-        ip=payload.ip,
-        port=payload.port,
-        download_port=payload.download_port,
-        type=HostType(payload.type),
-        idc=payload.idc,
-        location=payload.location,
-        concurrent_upload_limit=payload.concurrent_upload_limit,
-        stats=dict(payload.stats or {}),
-    )
+    """The one copy of what a host says (wire) into what the core keeps.
+
+    The two classes declare the same fields (a test checks it), so the copy names only
+    the two whose types differ on the wire: the host type and the optional stats.
+    """
+    same = {name: getattr(payload, name) for name in _PLAIN_HOST_FIELDS}
+    return HostInfo(**same, type=HostType(payload.type), stats=dict(payload.stats or {}))
+
+
+#: Fields of ``HostInfo`` copied from ``HostPayload`` as they are.
+_PLAIN_HOST_FIELDS: Final = tuple(
+    field.name for field in attrs.fields(HostInfo) if field.name not in ("type", "stats")
+)
 
 
 def task_info_from(payload: TaskPayload) -> TaskInfo:
