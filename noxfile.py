@@ -34,9 +34,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    install_project(session, "testing", "plot")
+    # Every optional extra: the kit's mutation runner and the simulator's plot are typed too.
+    install_project(session, "testing", "plot", "mutation")
     session.install("mypy>=1.10")
-    session.run("mypy", "--strict", "scheduler", *[f"{p}/src" for p in PLUGINS])
+    session.run("mypy", "--strict", "scheduler", "tools/mutate.py", *[f"{p}/src" for p in PLUGINS])
 
 
 @nox.session
