@@ -11,8 +11,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, final
+from typing import Any, Final, Literal, final
 
+import attrs
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -204,60 +205,89 @@ def _caption(records: Sequence[object], noun: str) -> str:
     return f"{len(records)} {noun}{'' if len(records) == 1 else 's'}"
 
 
+@attrs.frozen
+class _Column:
+    """One column of a table: its header and how a record becomes its cell."""
+
+    header: str
+    cell: Callable[[Mapping[str, Any], float], str]
+    justify: Literal["left", "right"] = "left"
+    no_wrap: bool = False
+
+
+def _field(key: str) -> Callable[[Mapping[str, Any], float], str]:
+    return lambda record, _now: _cell(record.get(key))
+
+
+def _age(key: str) -> Callable[[Mapping[str, Any], float], str]:
+    return lambda record, now: _last_announce_cell(record.get(key), now)
+
+
+def _render(
+    title: str,
+    columns: Sequence[_Column],
+    records: Sequence[Mapping[str, Any]],
+    now: float,
+    style: Callable[[Mapping[str, Any]], str | None] = lambda _record: None,
+) -> Table:
+    table = Table(title=title, caption=_caption(records, title.lower().removesuffix("s")))
+    for column in columns:
+        table.add_column(column.header, justify=column.justify, no_wrap=column.no_wrap)
+    for record in records:
+        table.add_row(*(column.cell(record, now) for column in columns), style=style(record))
+    return table
+
+
+_HOST_COLUMNS: Final = (
+    _Column("host id", _field("id"), no_wrap=True),
+    _Column("hostname", _field("hostname")),
+    _Column(
+        "address",
+        lambda host, _now: f"{_cell(host.get('ip'))}:{_cell(host.get('port'))}",
+        no_wrap=True,
+    ),
+    _Column("state", _field("state")),
+    _Column("last announce", _age("last_announce_at"), justify="right"),
+    _Column("interval", lambda host, _now: _interval_cell(host.get("announce_interval")), "right"),
+    _Column("peers", lambda host, _now: _peers_cell(host.get("peers")), "right"),
+)
+_PEER_COLUMNS: Final = (
+    _Column("peer id", _field("id"), no_wrap=True),
+    _Column("task id", _field("task_id"), no_wrap=True),
+    _Column("host id", _field("host_id"), no_wrap=True),
+    _Column("state", _field("state")),
+    _Column("pieces", _field("finished_pieces"), justify="right"),
+    _Column("parents", lambda peer, _now: _parents_cell(peer.get("parents"))),
+    _Column("updated", _age("updated_at"), justify="right"),
+)
+_TASK_COLUMNS: Final = (
+    _Column("task id", _field("id"), no_wrap=True),
+    _Column("url", _field("url")),
+    _Column("state", _field("state")),
+    _Column("peers", lambda task, _now: _peers_cell(task.get("peers")), "right"),
+    _Column("pieces", _field("total_piece_count"), justify="right"),
+    _Column("updated", _age("updated_at"), justify="right"),
+)
+
+
 def render_hosts_table(hosts: Sequence[Mapping[str, Any]], now: float) -> Table:
     """A table of ``hosts`` as :func:`fetch_hosts` returns them; ``now`` is unix seconds.
 
     Columns: host id, hostname, address (``ip:port``), state, last announce (its
     age at ``now``), announce interval, and peers (a count; ``-`` when unknown).
     """
-    table = Table(title="Hosts", caption=_caption(hosts, "host"))
-    table.add_column("host id", no_wrap=True)
-    table.add_column("hostname")
-    table.add_column("address", no_wrap=True)
-    table.add_column("state")
-    table.add_column("last announce", justify="right")
-    table.add_column("interval", justify="right")
-    table.add_column("peers", justify="right")
-    for host in hosts:
-        state = _cell(host.get("state"))
-        table.add_row(
-            _cell(host.get("id")),
-            _cell(host.get("hostname")),
-            f"{_cell(host.get('ip'))}:{_cell(host.get('port'))}",
-            state,
-            _last_announce_cell(host.get("last_announce_at"), now),
-            _interval_cell(host.get("announce_interval")),
-            _peers_cell(host.get("peers")),
-            style=_STATE_STYLES.get(state),
-        )
-    return table
+    return _render(
+        "Hosts", _HOST_COLUMNS, hosts, now, lambda host: _STATE_STYLES.get(_cell(host.get("state")))
+    )
 
 
 def render_peers_table(peers: Sequence[Mapping[str, Any]], now: float) -> Table:
     """A table of ``peers`` as :func:`fetch_peers` returns them; ``now`` is unix seconds.
 
-    Columns: peer id, task id, host id, state, finished pieces, parents (those
+    Columns: peer id, task id, host id, state, pieces, parents (the parents
     the scheduler handed out, best first), and the age of the last update.
     """
-    table = Table(title="Peers", caption=_caption(peers, "peer"))
-    table.add_column("peer id", no_wrap=True)
-    table.add_column("task id", no_wrap=True)
-    table.add_column("host id", no_wrap=True)
-    table.add_column("state")
-    table.add_column("pieces", justify="right")
-    table.add_column("parents")
-    table.add_column("updated", justify="right")
-    for peer in peers:
-        table.add_row(
-            _cell(peer.get("id")),
-            _cell(peer.get("task_id")),
-            _cell(peer.get("host_id")),
-            _cell(peer.get("state")),
-            _cell(peer.get("finished_pieces")),
-            _parents_cell(peer.get("parents")),
-            _last_announce_cell(peer.get("updated_at"), now),
-        )
-    return table
+    return _render("Peers", _PEER_COLUMNS, peers, now)
 
 
 def render_tasks_table(tasks: Sequence[Mapping[str, Any]], now: float) -> Table:
@@ -266,23 +296,7 @@ def render_tasks_table(tasks: Sequence[Mapping[str, Any]], now: float) -> Table:
     Columns: task id, URL, state, peers (a count), pieces, and the age of the
     last update.
     """
-    table = Table(title="Tasks", caption=_caption(tasks, "task"))
-    table.add_column("task id", no_wrap=True)
-    table.add_column("url")
-    table.add_column("state")
-    table.add_column("peers", justify="right")
-    table.add_column("pieces", justify="right")
-    table.add_column("updated", justify="right")
-    for task in tasks:
-        table.add_row(
-            _cell(task.get("id")),
-            _cell(task.get("url")),
-            _cell(task.get("state")),
-            _peers_cell(task.get("peers")),
-            _cell(task.get("total_piece_count")),
-            _last_announce_cell(task.get("updated_at"), now),
-        )
-    return table
+    return _render("Tasks", _TASK_COLUMNS, tasks, now)
 
 
 def print_table(
