@@ -230,9 +230,21 @@ def test_wire_constants() -> None:
         "illegal_state",
         "not_announced",
         "too_many_errors",
+        "rate_limited",
         "internal",
     }
-    assert [int(code) for code in CloseCode] == [1000, 1001, 1008, 1009, 1011, 4001, 4002]
+    assert [int(code) for code in CloseCode] == [
+        1000,
+        1001,
+        1002,
+        1003,
+        1007,
+        1008,
+        1009,
+        1011,
+        4001,
+        4002,
+    ]
 
 
 def test_tags_are_the_wire_types() -> None:
