@@ -688,3 +688,13 @@ def test_corrupted_fields_decode_or_raise_protocol_error(
             assert result.request_id == getattr(message, "id", None)
     else:
         assert decode_client(encode(result)) == result
+
+
+def test_the_spec_lists_every_error_code_and_close_code() -> None:
+    spec = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
+    errors = spec.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", errors, flags=re.MULTILINE))
+    assert documented == {code.value for code in ErrorCode}
+    closes = spec.split("## Close codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d{4}) \| `([A-Z_]+)` \|", closes, flags=re.MULTILINE)
+    assert {(int(code), name) for code, name in rows} == {(c.value, c.name) for c in CloseCode}
