@@ -198,11 +198,7 @@ class SchedulerSession:
 
     @property
     def boot_id(self) -> str | None:
-        """The scheduler process's ``boot_id`` (from ``host_accepted``; None if not sent).
-
-        A different one after a reconnect means the scheduler restarted and holds
-        none of this host's peers any more.
-        """
+        """The scheduler process's ``boot_id`` from ``host_accepted`` (see :mod:`._boot`)."""
         return self.accepted.boot_id
 
     @property
