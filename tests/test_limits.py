@@ -15,7 +15,7 @@ Each finding of issue 9 this covers gets its regression test here:
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,9 +24,14 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from trio_websocket import ConnectionClosed, ConnectionRejected
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 
-from scheduler.protocol import CloseCode
+from scheduler.protocol import SUBPROTOCOL, CloseCode
 from scheduler.service import SchedulerService, ServiceConfig
 from scheduler.service._gate import check_request
 from tests.service_support import (
@@ -181,6 +186,63 @@ async def test_sessions_that_never_announce_time_out_and_free_their_slots() -> N
                 assert (await announce(c))["type"] == "host_accepted"
 
 
+@asynccontextmanager
+async def client_from(live: Live, source: str) -> AsyncIterator[WebSocketConnection]:
+    """A WebSocket client whose TCP connection comes from ``source`` (any 127.x on Linux)."""
+    stream = await trio.open_tcp_stream(*live.ws_address, local_address=source)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(
+                nursery, stream, "scheduler.test", "/ws", subprotocols=[SUBPROTOCOL]
+            )
+            try:
+                yield ws
+            finally:
+                with trio.move_on_after(2):
+                    await ws.aclose()
+    finally:
+        await stream.aclose()
+
+
+async def test_one_address_holding_silent_sessions_does_not_lock_out_another() -> None:
+    """The finding: 100 sessions that never announce used to fill ``max_sessions``."""
+    config = attrs.evolve(
+        LOOPBACK, max_sessions=100, max_sessions_per_address=50, announce_timeout=60.0
+    )
+    statuses: list[int | None] = []
+    with trio.fail_after(20):
+        async with serving(config) as live, trio.open_nursery() as nursery:
+            held = trio.Event()
+
+            async def silent_session() -> None:
+                try:
+                    async with open_client(live.ws_url):
+                        statuses.append(None)
+                        await held.wait()
+                except* ConnectionRejected as group:
+                    statuses.extend(e.status_code for e in _leaves(group))
+
+            for _ in range(100):
+                nursery.start_soon(silent_session)
+            await settle()
+            assert statuses.count(None) == 50
+            assert statuses.count(503) == 50
+            assert rejected_by(live, "address_sessions") == 50
+            async with client_from(live, "127.0.0.2") as other:
+                assert (await announce(other))["type"] == "host_accepted"
+            held.set()
+
+
+def _leaves(group: BaseExceptionGroup[ConnectionRejected]) -> list[ConnectionRejected]:
+    leaves: list[ConnectionRejected] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves += _leaves(exc)
+        else:
+            leaves.append(exc)
+    return leaves
+
+
 # --- message rate ---------------------------------------------------------------------
 
 
@@ -311,8 +373,9 @@ async def test_a_framing_error_gets_its_close_code_before_the_tcp_close(
 async def test_the_server_survives_random_frames() -> None:
     with trio.fail_after(20):
         async with serving() as live:
+            rng = random.Random(4)
             for _ in range(30):
-                garbage = os.urandom(int.from_bytes(os.urandom(1), "big") % 40 + 2)
+                garbage = rng.randbytes(rng.randrange(2, 42))
                 async with raw_websocket(live) as stream:
                     await stream.send_all(garbage)
                     with trio.move_on_after(0.05):
