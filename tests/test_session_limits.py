@@ -5,6 +5,8 @@ Every test passes ``now`` explicitly; nothing sleeps.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import attrs
 import pytest
 from hypothesis import given
@@ -273,3 +275,37 @@ def test_session_limits_default_to_generous_rates() -> None:
     assert limits.message_rate >= 1_000
     assert limits.message_burst >= 1_000
     assert isinstance(ErrorReply(code=ErrorCode.RATE_LIMITED, message="x"), ErrorReply)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["connect", "disconnect", "open", "close"]),
+            st.sampled_from(["a", "b", "c"]),
+        ),
+        max_size=60,
+    )
+)
+def test_admission_counts_match_what_was_admitted(ops: list[tuple[str, str]]) -> None:
+    """Whatever the order, the totals are the sums per address and no cap is exceeded."""
+    admission = Admission(SMALL)
+    connections: Counter[str] = Counter()
+    sessions: Counter[str] = Counter()
+    for op, address in ops:
+        if op == "connect" and admission.connect(address) is None:
+            connections[address] += 1
+        elif op == "disconnect" and connections[address]:
+            admission.disconnect(address)
+            connections[address] -= 1
+        elif op == "open" and admission.open_session(address) is None:
+            sessions[address] += 1
+        elif op == "close" and sessions[address]:
+            admission.close_session(address)
+            sessions[address] -= 1
+        assert admission.connections == connections.total() <= SMALL.max_connections
+        assert admission.sessions == sessions.total() <= SMALL.max_sessions
+        for name in "abc":
+            assert admission.connections_from(name) == connections[name]
+            assert connections[name] <= SMALL.max_connections_per_address
+            assert admission.sessions_from(name) == sessions[name]
+            assert sessions[name] <= SMALL.max_sessions_per_address
