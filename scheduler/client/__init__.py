@@ -3,7 +3,8 @@
 * :func:`open_scheduler_session` connects, announces and keeps one session
   (heartbeat, re-announce, requests with deadlines);
 * :func:`run_peer` is the peer daemon: it stays announced, reconnects with
-  :class:`Backoff`, and leaves on shutdown;
+  :class:`Backoff`, brings its peers back after a reconnect as the scheduler's
+  ``boot_id`` says (:class:`BootWatch`), and leaves on shutdown;
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
   ``render_*_table`` and :func:`print_table` read the scheduler's admin API.
 
@@ -11,6 +12,8 @@ Trio only; see ``docs/protocol.md`` for the wire protocol.
 """
 
 from ._backoff import Backoff as Backoff
+from ._boot import BootWatch as BootWatch
+from ._boot import Resume as Resume
 from ._connection import SchedulerSession as SchedulerSession
 from ._connection import open_scheduler_session as open_scheduler_session
 from ._errors import ConnectError as ConnectError
@@ -35,11 +38,13 @@ from ._peer import run_peer as run_peer
 
 __all__ = [
     "Backoff",
+    "BootWatch",
     "ConnectError",
     "HostsFetchError",
     "PeerConfig",
     "RequestError",
     "RequestTimeout",
+    "Resume",
     "SchedulerClientError",
     "SchedulerSession",
     "SessionLost",

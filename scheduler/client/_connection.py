@@ -197,6 +197,11 @@ class SchedulerSession:
         return self.accepted.host_id
 
     @property
+    def boot_id(self) -> str | None:
+        """The scheduler process's ``boot_id`` from ``host_accepted`` (see :mod:`._boot`)."""
+        return self.accepted.boot_id
+
+    @property
     def evicted(self) -> Evicted | None:
         """The ``evicted`` message that ended the session, if one did."""
         return self._evicted

@@ -1,6 +1,7 @@
-"""Every ``scheduler serve`` setting, declared once (the sections ``[server]``, ``[liveness]``,
-``[gc]``, ``[plugins]`` and ``[log]``), and what is generated from it: the TOML reading,
-the environment variables, the flags and their help, and the docs' tables
+"""Every ``scheduler serve`` setting, declared once (the sections ``[server]``,
+``[liveness]``, ``[limits]``, ``[gc]``, ``[plugins]`` and ``[log]``), and what is
+generated from it: the TOML reading, the environment variables, the flags and their
+help, and the docs' tables
 (``python -m scheduler.config --markdown``).
 
 The declaration mechanism itself is :mod:`scheduler.settings`.
@@ -8,6 +9,7 @@ The declaration mechanism itself is :mod:`scheduler.settings`.
 
 from ._serve import ENV_PREFIX as ENV_PREFIX
 from ._serve import GC as GC
+from ._serve import LIMITS as LIMITS
 from ._serve import LIVENESS as LIVENESS
 from ._serve import LOG as LOG
 from ._serve import LOG_FORMATS as LOG_FORMATS
@@ -32,6 +34,7 @@ from ._serve import setting_named as setting_named
 __all__ = [
     "ENV_PREFIX",
     "GC",
+    "LIMITS",
     "LIVENESS",
     "LOG",
     "LOG_FORMATS",

@@ -32,6 +32,10 @@ class ErrorCode(enum.StrEnum):
     NOT_ANNOUNCED = "not_announced"
     #: Too many errors in the error window; the server closes with 1008 next.
     TOO_MANY_ERRORS = "too_many_errors"
+    #: The session sent more messages than its rate allows (``limits.message_rate``,
+    #: ``limits.message_burst``); the message was not applied. Slow down and resend;
+    #: past ``limits.rate_violation_limit`` of these the server closes with 1008.
+    RATE_LIMITED = "rate_limited"
     #: A bug on the server side; the request may or may not have been applied.
     INTERNAL = "internal"
 

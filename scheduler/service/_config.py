@@ -59,6 +59,15 @@ class ServiceConfig:
     error_limit: int = _default("error_limit")
     error_window: float = _default("error_window")
     shutdown_timeout: float = _default("shutdown_timeout")
+    # [limits]
+    max_connections: int = _default("max_connections")
+    max_connections_per_address: int = _default("max_connections_per_address")
+    max_sessions_per_address: int = _default("max_sessions_per_address")
+    handshake_timeout: float = _default("handshake_timeout")
+    message_rate: float = _default("message_rate")
+    message_burst: int = _default("message_burst")
+    rate_violation_limit: int = _default("rate_violation_limit")
+    allowed_origins: tuple[str, ...] = _default("allowed_origins")
     # [gc]
     sweep_interval: float = _default("sweep_interval")
     # [plugins]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from typing import final
@@ -64,12 +65,15 @@ class SchedulerService:
             policies, now=trio.current_time(), sweep_interval=config.sweep_interval
         )
         self.hosts = HostSessions(self.state)
+        #: Drawn once per process start; every ``host_accepted`` carries it, so a client
+        #: that reconnects can tell a restarted scheduler (which lost its state).
+        self.boot_id = secrets.token_hex(8)
         sessions: set[Session] = set()
         self.metrics = Metrics(self.state, sessions)
         env = SessionEnv(
             state=self.state,
             hosts=self.hosts,
-            limits=session_limits(config),
+            limits=session_limits(config, boot_id=self.boot_id),
             config=config,
             metrics=self.metrics,
             apply=self.apply,
@@ -237,9 +241,13 @@ class SchedulerService:
             metrics.plugin_errors.labels(plugin, hook).inc()
 
 
-def session_limits(config: ServiceConfig) -> SessionLimits:
+def session_limits(config: ServiceConfig, *, boot_id: str | None = None) -> SessionLimits:
     """The settings the session rules apply, from the service's config."""
     return SessionLimits(
+        message_rate=config.message_rate,
+        message_burst=config.message_burst,
+        rate_violation_limit=config.rate_violation_limit,
+        boot_id=boot_id,
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
         announce_timeout=config.announce_timeout,

@@ -32,7 +32,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..core import Event, SchedulerState
-from ..protocol import ErrorReply, ServerMessage, encode
+from ..protocol import ErrorCode, ErrorReply, ServerMessage, encode
 from ..session import EndCause, HostRegistry, Outcome, SessionLimits, SessionProtocol
 from ._config import ServiceConfig
 from ._metrics import Metrics
@@ -193,6 +193,8 @@ class Session:
         for reply in outcome.replies:
             if isinstance(reply, ErrorReply):
                 metrics.message_errors.labels(reply.code).inc()
+                if reply.code is ErrorCode.RATE_LIMITED:
+                    metrics.rate_limited.inc()
         if outcome.events:
             self.env.apply(outcome.events)
 
