@@ -5,7 +5,9 @@
 * :func:`run_peer` is the peer daemon: it stays announced, reconnects with
   :class:`Backoff`, and leaves on shutdown;
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
-  ``render_*_table`` and :func:`print_table` read the scheduler's admin API.
+  ``render_*_table`` and :func:`print_table` read the scheduler's admin API;
+* :func:`resolve_token` and :func:`client_ssl_context` gather the credentials
+  (a bearer token, a CA file, a client certificate) for ``wss://`` and ``https://``.
 
 Trio only; see ``docs/protocol.md`` for the wire protocol.
 """
@@ -13,6 +15,8 @@ Trio only; see ``docs/protocol.md`` for the wire protocol.
 from ._backoff import Backoff as Backoff
 from ._connection import SchedulerSession as SchedulerSession
 from ._connection import open_scheduler_session as open_scheduler_session
+from ._credentials import client_ssl_context as client_ssl_context
+from ._credentials import resolve_token as resolve_token
 from ._errors import ConnectError as ConnectError
 from ._errors import RequestError as RequestError
 from ._errors import RequestTimeout as RequestTimeout
@@ -43,6 +47,7 @@ __all__ = [
     "SchedulerClientError",
     "SchedulerSession",
     "SessionLost",
+    "client_ssl_context",
     "fetch_hosts",
     "fetch_peers",
     "fetch_task",
@@ -55,5 +60,6 @@ __all__ = [
     "render_peers_table",
     "render_task_tree",
     "render_tasks_table",
+    "resolve_token",
     "run_peer",
 ]

@@ -13,8 +13,9 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
 from ..protocol import SUBPROTOCOL
-from ..session import EndCause
-from ._gate import Refusal, read_upgrade
+from ..session import EndCause, Identity
+from ._auth import AuthError, PeerGuard
+from ._gate import Refusal, Replay, read_upgrade
 from ._session import Session, SessionEnv
 
 log = logging.getLogger("scheduler.service")
@@ -24,8 +25,12 @@ log = logging.getLogger("scheduler.service")
 class Connections:
     """The open sessions of one service, and the handshakes that may add to them."""
 
-    def __init__(self, env: SessionEnv, sessions: set[Session]) -> None:
+    def __init__(
+        self, env: SessionEnv, sessions: set[Session], guard: PeerGuard | None = None
+    ) -> None:
         self.env = env
+        #: Checks each handshake's credentials; None: authentication is off.
+        self.guard = guard
         #: Shared with the metrics' session gauge.
         self.sessions = sessions
         self._handshakes = 0
@@ -51,8 +56,15 @@ class Connections:
         try:
             async with trio.open_nursery() as nursery:
                 request: WebSocketRequest | None = None
+                identity: Identity | None = None
                 with trio.move_on_after(config.announce_timeout):
                     upgrade = await read_upgrade(stream)
+                    if isinstance(upgrade, Replay):
+                        identity_or_refusal = self.authenticate(upgrade, stream)
+                        if isinstance(identity_or_refusal, Refusal):
+                            upgrade = identity_or_refusal
+                        else:
+                            identity = identity_or_refusal
                     if isinstance(upgrade, Refusal):
                         metrics.handshake_rejections.labels(str(upgrade.status)).inc()
                         with trio.move_on_after(config.send_timeout):
@@ -65,7 +77,7 @@ class Connections:
                             max_message_size=config.max_message_size,
                         )
                 if request is not None:
-                    await self.handle_request(request)
+                    await self.handle_request(request, identity)
                 nursery.cancel_scope.cancel()
         except* trio.Cancelled:
             raise
@@ -79,10 +91,24 @@ class Connections:
             with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
                 await stream.aclose()
 
-    async def handle_request(self, request: WebSocketRequest) -> None:
+    def authenticate(self, upgrade: Replay, stream: trio.abc.Stream) -> Identity | Refusal | None:
+        """The identity the request head proves (None: authentication off), or a 401."""
+        if self.guard is None:
+            return None
+        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
+        try:
+            return self.guard.authenticate(upgrade.headers, peercert)
+        except AuthError as exc:
+            self.env.metrics.auth_failures.labels("peers", exc.reason.value).inc()
+            challenge = ("WWW-Authenticate", 'Bearer realm="scheduler"')
+            return Refusal(401, f"{exc}\n", (challenge,))
+
+    async def handle_request(
+        self, request: WebSocketRequest, identity: Identity | None = None
+    ) -> None:
         """Handshake and run one session; every exception is contained here."""
         try:
-            await self._accept_and_run(request)
+            await self._accept_and_run(request, identity)
         except* trio.Cancelled:
             raise
         except* Exception as group:
@@ -90,7 +116,7 @@ class Connections:
                 log.error("session failed", exc_info=exc)  # noqa: TRY400 - not current
             self.env.metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
-    async def _accept_and_run(self, request: WebSocketRequest) -> None:
+    async def _accept_and_run(self, request: WebSocketRequest, identity: Identity | None) -> None:
         config, metrics = self.env.config, self.env.metrics
         # Count handshakes in flight too: the cap must hold under concurrent connects.
         if len(self.sessions) + self._handshakes >= config.max_sessions:
@@ -113,7 +139,7 @@ class Connections:
             self._handshakes -= 1
         if accept_scope.cancelled_caught:
             return
-        session = Session(self.env, ws, str(request.remote))
+        session = Session(self.env, ws, str(request.remote), identity)
         self.sessions.add(session)
         self._no_sessions = trio.Event()
         try:

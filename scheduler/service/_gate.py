@@ -10,6 +10,9 @@ bytes it read:
 * ``/ws`` with a method other than GET: ``405``;
 * a GET on ``/ws`` without ``Upgrade: websocket``: ``426`` with a hint;
 * a request head that does not parse: ``400``.
+
+The caller checks the credentials in :attr:`Replay.headers` before the
+handshake (``401`` when authentication is on and they fail).
 """
 
 from __future__ import annotations
@@ -96,16 +99,25 @@ async def read_upgrade(stream: trio.abc.Stream) -> Replay | Refusal | None:
         return None
     method, target = event.method.decode("latin-1"), event.target.decode("latin-1")
     refusal = check_request(method, target, event.headers)
-    return Replay(stream, bytes(seen)) if refusal is None else refusal
+    if refusal is not None:
+        return refusal
+    return Replay(stream, bytes(seen), tuple((name, value) for name, value in event.headers))
 
 
 @final
 class Replay(trio.abc.Stream):
     """A stream that first returns bytes already read from it."""
 
-    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+    def __init__(
+        self,
+        inner: trio.abc.Stream,
+        prefix: bytes,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         self.inner = inner
         self._prefix = prefix
+        #: The request head's headers (names in lower case), for the credential check.
+        self.headers = headers
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if not self._prefix:

@@ -74,6 +74,12 @@ class Metrics:
         self.handshake_rejections = Counter(
             "scheduler_handshake_rejections", "Rejected handshakes", ["status"], registry=r
         )
+        self.auth_failures = Counter(
+            "scheduler_auth_failures",
+            "Refused credentials, by listener (peers, admin) and reason",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.gc_duration = Histogram(
             "scheduler_gc_duration_seconds",
             "Time spent in one GC run",
