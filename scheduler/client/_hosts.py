@@ -58,9 +58,11 @@ def fetch_hosts(
     Each host has at least ``id``, ``hostname``, ``ip``, ``port``, ``state`` and
     ``last_announce_at`` (unix seconds). Raises :class:`HostsFetchError` on a
     connection failure, an HTTP error status, or a body that is not a JSON array
-    of objects.
+    of objects. ``token`` is sent as ``Authorization: Bearer`` (an ``admin:read``
+    token, for a scheduler with authentication on); ``ca_file`` is the CA to
+    trust for an ``https://`` URL (default: the system's).
     """
-    return _fetch_list(admin_url, "hosts", {"state": state}, timeout)
+    return _fetch_list(admin_url, "hosts", {"state": state}, timeout, token=token, ca_file=ca_file)
 
 
 def fetch_peers(
@@ -164,7 +166,8 @@ def _get(
         hint = ""
         if exc.code in (401, 403):
             hint = _auth_hint(exc, token)
-        raise HostsFetchError(f"GET {url}: HTTP {exc.code} {exc.reason}{hint}") from exc
+        reason = f" {exc.reason}" if exc.reason else ""
+        raise HostsFetchError(f"GET {url}: HTTP {exc.code}{reason}{hint}") from exc
     except urllib.error.URLError as exc:
         raise HostsFetchError(f"GET {url}: {exc.reason}") from exc
     except OSError as exc:  # e.g. a timeout while reading the body
