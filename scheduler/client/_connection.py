@@ -514,6 +514,8 @@ def _connect_error(url: str, exc: Exception, connect_timeout: float) -> ConnectE
         return ConnectError(url, f"{detail}: {body}" if body else detail, exc.status_code)
     if isinstance(exc, trio.TooSlowError):
         return ConnectError(url, f"no handshake within {connect_timeout:g} s")
+    if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
+        return ConnectError(url, f"TLS handshake failed: {exc.__cause__}")
     return ConnectError(url, str(exc) or type(exc).__name__)
 
 
@@ -577,6 +579,9 @@ async def _open_websocket(
                             ssl_context=ssl_context or ssl.create_default_context(),
                             https_compatible=True,
                         )
+                        # Handshake now: a certificate the client does not trust
+                        # fails here, with its reason, not as a silent timeout later.
+                        await stream.do_handshake()
                     else:
                         stream = await trio.open_tcp_stream(target.host, target.port)
                     ws = await wrap_client_stream(
@@ -708,7 +713,7 @@ async def open_scheduler_session(
                 close_timeout=close_timeout,
             ) as session:
                 yield session
-    except (OSError, trio.TooSlowError, HandshakeError) as exc:
+    except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError) as exc:
         if connected:
             raise
         raise _connect_error(url, exc, connect_timeout) from exc
