@@ -20,7 +20,13 @@ import pytest
 import trio
 
 from scheduler import cli
-from scheduler.client import ConnectError, RequestError, SessionLost, open_scheduler_session
+from scheduler.client import (
+    ConnectError,
+    RequestError,
+    SessionLost,
+    open_scheduler_session,
+    resolve_token,
+)
 from scheduler.core import ConfigError
 from scheduler.protocol import HostPayload
 from scheduler.service import ServiceConfig
@@ -474,3 +480,32 @@ async def test_the_tables_send_a_token_from_a_flag_a_file_or_the_environment(
             assert json.loads(capsys.readouterr().out) == []
             assert await trio.to_thread.run_sync(run, "task", "nope", *admin) == 1
             assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_resolve_token_prefers_flags_then_the_environment(tmp_path: Path) -> None:
+    token_file = tmp_path / "t"
+    token_file.write_text(" abc \n")
+    assert resolve_token("xyz", None, {}) == "xyz"
+    assert resolve_token(None, token_file, {"SCHEDULER_TOKEN": "env"}) == "abc"
+    assert resolve_token(None, None, {"SCHEDULER_TOKEN": "env"}) == "env"
+    assert resolve_token(None, None, {"SCHEDULER_TOKEN_FILE": str(token_file)}) == "abc"
+    assert resolve_token(None, None, {}) is None
+    with pytest.raises(ValueError, match="cannot read the token file"):
+        resolve_token(None, tmp_path / "missing", {})
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        resolve_token(None, tmp_path / "empty", {})
+
+
+def test_the_peer_command_checks_its_credential_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["peer", "--scheduler", "wss://127.0.0.1:1/ws", "--hostname", "a"]
+    for extra, message in (
+        (["--token-file", str(tmp_path / "missing")], "cannot read the token file"),
+        (["--ca-file", str(tmp_path / "missing.pem")], "cannot load the CA file"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            cli.main([*base, *extra])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err

@@ -7,6 +7,7 @@ reaches the listener or another session.
 from __future__ import annotations
 
 import logging
+import ssl
 from typing import final
 
 import trio
@@ -16,6 +17,7 @@ from ..protocol import SUBPROTOCOL
 from ..session import EndCause, Identity
 from ._auth import AuthError, PeerGuard
 from ._gate import Refusal, Replay, read_upgrade
+from ._logging import fields
 from ._session import Session, SessionEnv
 
 log = logging.getLogger("scheduler.service")
@@ -81,7 +83,11 @@ class Connections:
                 nursery.cancel_scope.cancel()
         except* trio.Cancelled:
             raise
-        except* (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        except* trio.BrokenResourceError as group:
+            if any(isinstance(exc.__cause__, ssl.SSLError) for exc in group.exceptions):
+                # A failed TLS handshake: no certificate, an untrusted one, or not TLS.
+                metrics.auth_failures.labels("peers", "tls").inc()
+        except* (ConnectionClosed, trio.ClosedResourceError):
             pass
         except* Exception as group:
             for exc in group.exceptions:
@@ -100,6 +106,7 @@ class Connections:
             return self.guard.authenticate(upgrade.headers, peercert)
         except AuthError as exc:
             self.env.metrics.auth_failures.labels("peers", exc.reason.value).inc()
+            log.info("handshake refused", extra=fields(status=401, reason=exc.reason.value))
             challenge = ("WWW-Authenticate", 'Bearer realm="scheduler"')
             return Refusal(401, f"{exc}\n", (challenge,))
 
