@@ -160,15 +160,17 @@ def check_protected_mode(config: ServiceConfig) -> None:
     if config.insecure:
         return
     peers_guarded = config.auth_key_file is not None or config.tls_client_ca_file is not None
-    for key, address, guarded in (
-        ("server.bind", config.bind, peers_guarded),
-        ("server.admin_bind", config.admin_host, config.auth_key_file is not None),
+    admin_hint = "" if config.admin_bind else ", keep admin on loopback (--admin-bind 127.0.0.1)"
+    for key, address, guarded, hint in (
+        ("server.bind", config.bind, peers_guarded, ""),
+        ("server.admin_bind", config.admin_host, config.auth_key_file is not None, admin_hint),
     ):
         if not guarded and not is_loopback(address):
             raise ConfigError(
                 key,
                 f"refusing to listen on non-loopback {address} without authentication "
-                "(protected mode); set auth.key_file (--auth-key-file), or pass --insecure",
+                f"(protected mode); set auth.key_file (--auth-key-file){hint}, "
+                "or pass --insecure",
             )
 
 
