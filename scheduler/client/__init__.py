@@ -6,7 +6,9 @@
   :class:`Backoff`, brings its peers back after a reconnect as the scheduler's
   ``boot_id`` says (:class:`BootWatch`), and leaves on shutdown;
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
-  ``render_*_table`` and :func:`print_table` read the scheduler's admin API.
+  ``render_*_table`` and :func:`print_table` read the scheduler's admin API;
+* :func:`resolve_token` and :func:`client_ssl_context` gather the credentials
+  (a bearer token, a CA file, a client certificate) for ``wss://`` and ``https://``.
 
 Trio only; see ``docs/protocol.md`` for the wire protocol.
 """
@@ -16,6 +18,8 @@ from ._boot import BootWatch as BootWatch
 from ._boot import Resume as Resume
 from ._connection import SchedulerSession as SchedulerSession
 from ._connection import open_scheduler_session as open_scheduler_session
+from ._credentials import client_ssl_context as client_ssl_context
+from ._credentials import resolve_token as resolve_token
 from ._errors import ConnectError as ConnectError
 from ._errors import RequestError as RequestError
 from ._errors import RequestTimeout as RequestTimeout
@@ -48,6 +52,7 @@ __all__ = [
     "SchedulerClientError",
     "SchedulerSession",
     "SessionLost",
+    "client_ssl_context",
     "fetch_hosts",
     "fetch_peers",
     "fetch_task",
@@ -60,5 +65,6 @@ __all__ = [
     "render_peers_table",
     "render_task_tree",
     "render_tasks_table",
+    "resolve_token",
     "run_peer",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from typing import TypeVar, final
 
 import attrs
@@ -30,6 +31,7 @@ from scheduler.protocol import HostPayload, TaskPayload
 from ._backoff import Backoff
 from ._boot import BootWatch, Resume
 from ._connection import SchedulerSession, open_scheduler_session
+from ._credentials import client_ssl_context
 from ._downloads import Downloads
 from ._errors import SchedulerClientError, SessionLost
 
@@ -77,6 +79,19 @@ class PeerConfig:
     tasks: tuple[str, ...] = ()
     #: Announce a seed host, which fetches tasks from the origin when asked (``fetch_task``).
     seed: bool = False
+    #: Sent as ``Authorization: Bearer`` on every handshake (``scheduler token issue``).
+    token: str | None = attrs.field(default=None, repr=False)
+    #: For ``wss://``: the CA that signed the scheduler's certificate (default: the system's).
+    ca_file: str | None = None
+    #: A client certificate and its key, for a scheduler that verifies clients.
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS settings of a ``wss://`` URL (None for ``ws://``); ValueError for a bad file."""
+        if not self.scheduler_url.startswith("wss://"):
+            return None
+        return client_ssl_context(self.ca_file, self.cert_file, self.key_file)
 
     def host_payload(self) -> HostPayload:
         """The ``host`` of this daemon's ``announce_host``."""
@@ -98,6 +113,7 @@ class _PeerDaemon:
     ) -> None:
         self._config = config
         self._host = config.host_payload()
+        self._ssl_context = config.ssl_context()
         self._shutdown = shutdown
         self._task_status = task_status
         self._started = False
@@ -145,6 +161,8 @@ class _PeerDaemon:
                     interval=config.announce_interval,
                     connect_timeout=config.connect_timeout,
                     request_timeout=config.request_timeout,
+                    ssl_context=self._ssl_context,
+                    token=config.token,
                 ) as session:
                     accepted_at = trio.current_time()
                     self._in_session = True

@@ -1,8 +1,8 @@
 """The settings of ``scheduler serve``: every one declared here, once.
 
-Six TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[gc]``,
-``[plugins]`` and ``[log]``. Each setting is also a ``serve`` flag and an environment variable
-``SCHEDULER_<SECTION>_<KEY>``. Precedence: flag > environment > file > default.
+Eight TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[gc]``,
+``[plugins]``, ``[log]``, ``[auth]`` and ``[tls]``. Each setting is also a ``serve`` flag and an
+environment variable ``SCHEDULER_<SECTION>_<KEY>``. Precedence: flag > environment > file > default.
 
 The ``[gc]`` keys ``host_ttl``, ``peer_ttl``, ``piece_timeout`` and
 ``task_idle_ttl`` are aliases of built-in policies' settings, and
@@ -336,8 +336,100 @@ LOG: Final = Section(
     ),
 )
 
+AUTH: Final = Section(
+    "auth",
+    (
+        string(
+            "key_file",
+            None,
+            "file holding the HMAC key (at least 32 bytes) that signs tokens",
+            optional=True,
+            unset="off",
+            attr="auth_key_file",
+            flag="--auth-key-file",
+            metavar="FILE",
+            details="Turns authentication on: a peer's handshake needs "
+            "`Authorization: Bearer <token>` (else HTTP 401), an announce must name the "
+            "token's hostname (else `forbidden`), and the admin API needs an `admin:read` "
+            "or `admin:write` token. Tokens come from `scheduler token issue`.",
+        ),
+        string(
+            "previous_key_file",
+            None,
+            "the key before the last rotation: tokens it signed are still accepted",
+            optional=True,
+            unset="none",
+            attr="auth_previous_key_file",
+            flag="--auth-previous-key-file",
+            metavar="FILE",
+            details="New tokens are signed with `key_file`; drop this once the old tokens "
+            "have expired.",
+        ),
+        boolean(
+            "private_metrics",
+            False,
+            "require an `admin:read` token for `/metrics` too",
+            details="(when authentication is on; `/healthz` and `/readyz` stay open).",
+        ),
+        str_list(
+            "allowed_hosts",
+            "more names the admin API answers to in the `Host` header (repeatable)",
+            details="Loopback names, IP literals and the admin bind address are always "
+            'allowed; any other name is refused with 403 (DNS rebinding). `"*"` allows '
+            "every name. The flag adds to the list.",
+            flag="--allowed-host",
+            metavar="NAME",
+        ),
+        boolean(
+            "insecure",
+            False,
+            "allow binding a non-loopback address with no authentication configured",
+            details="Without it `serve` refuses to start (protected mode, exit status 2).",
+        ),
+    ),
+)
+
+TLS: Final = Section(
+    "tls",
+    (
+        string(
+            "cert_file",
+            None,
+            "PEM certificate chain of both listeners",
+            optional=True,
+            unset="off",
+            attr="tls_cert_file",
+            flag="--tls-cert-file",
+            metavar="FILE",
+            details="With `key_file`, peers connect with `wss://` and the admin API is `https://`.",
+        ),
+        string(
+            "key_file",
+            None,
+            "PEM private key of `cert_file`",
+            optional=True,
+            unset="off",
+            attr="tls_key_file",
+            flag="--tls-key-file",
+            metavar="FILE",
+        ),
+        string(
+            "client_ca_file",
+            None,
+            "CA bundle that peers' client certificates must chain to",
+            optional=True,
+            unset="off",
+            attr="tls_client_ca_file",
+            flag="--tls-client-ca-file",
+            metavar="FILE",
+            details="Requires a client certificate on the peers' port; its subject CN is the "
+            "host's identity, like a token's hostname.",
+        ),
+    ),
+)
+
 #: Every section of ``scheduler serve``, in file order.
-SECTIONS: Final[tuple[Section, ...]] = (SERVER, LIVENESS, LIMITS, GC, PLUGINS, LOG)
+SECTIONS: Final[tuple[Section, ...]] = (SERVER, LIVENESS, LIMITS, GC, PLUGINS, LOG, AUTH, TLS)
 
 
 def entries() -> Iterator[tuple[Section, Setting]]:

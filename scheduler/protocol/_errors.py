@@ -20,7 +20,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     #: A field is missing, extra, of the wrong type or out of range.
     INVALID_MESSAGE = "invalid_message"
-    #: The message names a host or peer that this session does not own.
+    #: The message names a host or peer that this session does not own; with
+    #: authentication on, also an announce its identity may not make.
     FORBIDDEN = "forbidden"
     #: The peer or task does not exist (or was already evicted).
     NOT_FOUND = "not_found"

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from typing import Final, final
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from ..protocol import SUBPROTOCOL
-from ..session import Admission, AdmissionLimits, EndCause, Refused
+from ..session import Admission, AdmissionLimits, EndCause, Identity, Refused
+from ._auth import AuthError, PeerGuard
 from ._config import ServiceConfig
 from ._framing import wrap_server_stream
-from ._gate import Refusal, read_upgrade
+from ._gate import Refusal, Replay, read_upgrade
+from ._logging import fields
 from ._session import Session, SessionEnv
 
 log = logging.getLogger("scheduler.service")
@@ -71,8 +74,12 @@ def peer_address(stream: trio.abc.Stream) -> str:
 class Connections:
     """The open sessions of one service, and the connections that may add to them."""
 
-    def __init__(self, env: SessionEnv, sessions: set[Session]) -> None:
+    def __init__(
+        self, env: SessionEnv, sessions: set[Session], guard: PeerGuard | None = None
+    ) -> None:
         self.env = env
+        #: Checks each handshake's credentials; None: authentication is off.
+        self.guard = guard
         #: Shared with the metrics' session gauge.
         self.sessions = sessions
         self.admission = Admission(admission_limits(env.config))
@@ -124,8 +131,15 @@ class Connections:
             async with trio.open_nursery() as nursery:
                 request: WebSocketRequest | None = None
                 upgrade: object = None
+                identity: Identity | None = None
                 with trio.move_on_after(config.handshake_timeout) as handshake:
                     upgrade = await read_upgrade(stream, allowed_origins=config.allowed_origins)
+                    if isinstance(upgrade, Replay):
+                        identity_or_refusal = self.authenticate(upgrade, stream)
+                        if isinstance(identity_or_refusal, Refusal):
+                            upgrade = identity_or_refusal
+                        else:
+                            identity = identity_or_refusal
                     if isinstance(upgrade, Refusal):
                         metrics.handshake_rejections.labels(str(upgrade.status)).inc()
                         with trio.move_on_after(config.send_timeout):
@@ -146,21 +160,40 @@ class Connections:
                     nursery.cancel_scope.cancel()
                     return
                 if request is not None:
-                    await self.handle_request(request, address)
+                    await self.handle_request(request, address, identity)
                 nursery.cancel_scope.cancel()
         except* trio.Cancelled:
             raise
-        except* (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        except* trio.BrokenResourceError as group:
+            if any(isinstance(exc.__cause__, ssl.SSLError) for exc in group.exceptions):
+                # A failed TLS handshake: no certificate, an untrusted one, or not TLS.
+                metrics.auth_failures.labels("peers", "tls").inc()
+        except* (ConnectionClosed, trio.ClosedResourceError):
             pass
         except* Exception as group:
             for exc in group.exceptions:
                 log.error("connection failed", exc_info=exc)  # noqa: TRY400 - not current
             metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
-    async def handle_request(self, request: WebSocketRequest, address: str = "") -> None:
+    def authenticate(self, upgrade: Replay, stream: trio.abc.Stream) -> Identity | Refusal | None:
+        """The identity the request head proves (None: authentication off), or a 401."""
+        if self.guard is None:
+            return None
+        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
+        try:
+            return self.guard.authenticate(upgrade.headers, peercert)
+        except AuthError as exc:
+            self.env.metrics.auth_failures.labels("peers", exc.reason.value).inc()
+            log.info("handshake refused", extra=fields(status=401, reason=exc.reason.value))
+            challenge = ("WWW-Authenticate", 'Bearer realm="scheduler"')
+            return Refusal(401, f"{exc}\n", (challenge,))
+
+    async def handle_request(
+        self, request: WebSocketRequest, address: str = "", identity: Identity | None = None
+    ) -> None:
         """Handshake and run one session; every exception is contained here."""
         try:
-            await self._accept_and_run(request, address)
+            await self._accept_and_run(request, address, identity)
         except* trio.Cancelled:
             raise
         except* Exception as group:
@@ -168,7 +201,9 @@ class Connections:
                 log.error("session failed", exc_info=exc)  # noqa: TRY400 - not current
             self.env.metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
-    async def _accept_and_run(self, request: WebSocketRequest, address: str) -> None:
+    async def _accept_and_run(
+        self, request: WebSocketRequest, address: str, identity: Identity | None
+    ) -> None:
         config, metrics = self.env.config, self.env.metrics
         # Counted from here, handshakes in flight included: the caps hold under
         # concurrent connects.
@@ -187,18 +222,18 @@ class Connections:
                     body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
                     await request.reject(400, body=body.encode())
                 return
-            await self._run_session(request)
+            await self._run_session(request, identity)
         finally:
             self.admission.close_session(address)
 
-    async def _run_session(self, request: WebSocketRequest) -> None:
+    async def _run_session(self, request: WebSocketRequest, identity: Identity | None) -> None:
         config = self.env.config
         with trio.move_on_after(config.send_timeout) as accept_scope:
             proposed = request.proposed_subprotocols
             ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
         if accept_scope.cancelled_caught:
             return
-        session = Session(self.env, ws, str(request.remote))
+        session = Session(self.env, ws, str(request.remote), identity)
         self.sessions.add(session)
         self._no_sessions = trio.Event()
         try:

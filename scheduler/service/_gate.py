@@ -13,6 +13,9 @@ bytes it read:
   ``403``. Browsers send ``Origin`` with every WebSocket handshake and daemons
   do not, so without this any web page a user opens could open sessions;
 * a request head that does not parse: ``400``.
+
+The caller checks the credentials in :attr:`Replay.headers` before the
+handshake (``401`` when authentication is on and they fail).
 """
 
 from __future__ import annotations
@@ -124,16 +127,25 @@ async def read_upgrade(
         return None
     method, target = event.method.decode("latin-1"), event.target.decode("latin-1")
     refusal = check_request(method, target, event.headers, allowed_origins=allowed_origins)
-    return Replay(stream, bytes(seen)) if refusal is None else refusal
+    if refusal is not None:
+        return refusal
+    return Replay(stream, bytes(seen), tuple((name, value) for name, value in event.headers))
 
 
 @final
 class Replay(trio.abc.Stream):
     """A stream that first returns bytes already read from it."""
 
-    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+    def __init__(
+        self,
+        inner: trio.abc.Stream,
+        prefix: bytes,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         self.inner = inner
         self._prefix = prefix
+        #: The request head's headers (names in lower case), for the credential check.
+        self.headers = headers
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if not self._prefix:

@@ -85,6 +85,12 @@ class Metrics:
             "Messages answered rate_limited (over a session's message rate)",
             registry=r,
         )
+        self.auth_failures = Counter(
+            "scheduler_auth_failures",
+            "Refused credentials, by listener (peers, admin) and reason",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.gc_duration = Histogram(
             "scheduler_gc_duration_seconds",
             "Time spent in one GC run",

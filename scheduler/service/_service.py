@@ -35,6 +35,7 @@ from ..core import (
 from ..policies import load_policies
 from ..session import EndCause, HostSessions, SessionLimits, SessionOwner, route_unsolicited
 from ._admin import AdminView, make_admin_app
+from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._config import ServiceConfig
 from ._connections import Connections
 from ._gate import WS_PATH
@@ -58,6 +59,11 @@ class SchedulerService:
     def __init__(self, config: ServiceConfig, policies: PolicySet | None = None) -> None:
         self.config = config
         self.metrics: Metrics
+        # Read the keys and certificates first: a bad file stops start-up (ConfigError).
+        verifier = TokenVerifier.from_config(config)
+        self.peers_ssl = server_ssl_context(config, client_certificates=True)
+        self.admin_ssl = server_ssl_context(config, client_certificates=False)
+        self.admin_guard = AdminGuard.from_config(config, verifier)
         if policies is None:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
@@ -78,7 +84,7 @@ class SchedulerService:
             metrics=self.metrics,
             apply=self.apply,
         )
-        self.connections = Connections(env, sessions)
+        self.connections = Connections(env, sessions, peer_guard(config, verifier))
         self.gc = GcLoops(self.state, self.metrics, self.apply)
         # Read both clocks once: timestamps stay stable across API calls.
         self._wall_offset = time.time() - trio.current_time()
@@ -136,16 +142,18 @@ class SchedulerService:
             session_nursery: trio.Nursery = await root.start(_hold_nursery)
             listener_scope = trio.CancelScope()
             ws_port = await root.start(self._serve_peers, listener_scope, session_nursery)
-            self.ws_url = f"ws://{url_host(config.bind)}:{ws_port}{WS_PATH}"
+            scheme = "wss" if self.peers_ssl is not None else "ws"
+            self.ws_url = f"{scheme}://{url_host(config.bind)}:{ws_port}{WS_PATH}"
             admin_stop, admin_done = trio.Event(), trio.Event()
             binds: list[str] = await root.start(
                 functools.partial(
                     serve_admin,
-                    make_admin_app(self),
+                    make_admin_app(self, self.admin_guard, self._admin_refused),
                     config.admin_host,
                     config.admin_port,
                     stop=admin_stop,
                     done=admin_done,
+                    ssl_context=self.admin_ssl,
                 )
             )
             root.start_soon(self.gc.run)
@@ -184,6 +192,7 @@ class SchedulerService:
                 self.config.port,
                 session_nursery,
                 task_status=task_status,
+                ssl_context=self.peers_ssl,
             )
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -233,6 +242,9 @@ class SchedulerService:
             ),
         )
         self.hosts.evicted(event.record_id, event.reason)
+
+    def _admin_refused(self, reason: str) -> None:
+        self.metrics.auth_failures.labels("admin", reason).inc()
 
     def _plugin_error(self, plugin: str, hook: str, exc: BaseException) -> None:
         # Called from inside PolicySet; metrics may not exist yet during start-up.

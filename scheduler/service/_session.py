@@ -33,7 +33,14 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..core import Event, SchedulerState
 from ..protocol import ErrorCode, ErrorReply, ServerMessage, encode
-from ..session import EndCause, HostRegistry, Outcome, SessionLimits, SessionProtocol
+from ..session import (
+    EndCause,
+    HostRegistry,
+    Identity,
+    Outcome,
+    SessionLimits,
+    SessionProtocol,
+)
 from ._config import ServiceConfig
 from ._metrics import Metrics
 
@@ -54,7 +61,13 @@ class SessionEnv:
 
 @final
 class Session:
-    def __init__(self, env: SessionEnv, ws: WebSocketConnection, remote: str) -> None:
+    def __init__(
+        self,
+        env: SessionEnv,
+        ws: WebSocketConnection,
+        remote: str,
+        identity: Identity | None = None,
+    ) -> None:
         self.env = env
         self.ws = ws
         self.remote = remote
@@ -65,6 +78,7 @@ class Session:
             opened_at=trio.current_time(),
             owner=self,
             remote=remote,
+            identity=identity,
         )
         self._scope = trio.CancelScope()
         self._announced = trio.Event()

@@ -13,6 +13,8 @@ from ._admission import Refused as Refused
 from ._causes import CLOSE_FOR as CLOSE_FOR
 from ._causes import HOST_SETTLED as HOST_SETTLED
 from ._causes import EndCause as EndCause
+from ._identity import Identity as Identity
+from ._identity import check_announce as check_announce
 from ._protocol import ERROR_CODE_FOR as ERROR_CODE_FOR
 from ._protocol import INVALID as INVALID
 from ._protocol import Outcome as Outcome
@@ -46,6 +48,7 @@ __all__ = [
     "EndCause",
     "HostRegistry",
     "HostSessions",
+    "Identity",
     "MessageRate",
     "Outcome",
     "Refused",
@@ -55,6 +58,7 @@ __all__ = [
     "SessionProtocol",
     "TokenBucket",
     "Verdict",
+    "check_announce",
     "error_code_for",
     "fetch_task_message",
     "host_info_from",

@@ -16,7 +16,10 @@ Rules, in the order they apply to a frame:
 * a frame that does not decode gets an ``error`` with the codec's code;
 * ``announce_host`` is accepted at any time; the first one binds the session
   to the host (a newer session for the same host replaces this one), a later
-  one for another host is ``forbidden``;
+  one for another host is ``forbidden``; with authentication on, an announce
+  of a hostname the session's :class:`~._identity.Identity` may not use, or one
+  that would reconnect to, take over or supersede a host another identity
+  announced, is ``forbidden`` and changes nothing;
 * anything else before the first announce is ``not_announced``;
 * every accepted message refreshes the host's last contact, at most once per
   ``touch_every`` seconds (a pong always does);
@@ -87,6 +90,7 @@ from ..protocol import (
     decode_client,
 )
 from ._causes import CLOSE_FOR, HOST_SETTLED, EndCause
+from ._identity import Identity, check_announce
 from ._rate import MessageRate, Verdict
 from ._registry import HostRegistry, SessionOwner
 from ._schedule import schedule_message, scheduled_for
@@ -195,6 +199,7 @@ class SessionProtocol:
         owner: SessionOwner | None = None,
         remote: str = "",
         timer: Callable[[], float] = time.perf_counter,
+        identity: Identity | None = None,
     ) -> None:
         self.state = state
         self.hosts = hosts
@@ -203,6 +208,8 @@ class SessionProtocol:
         #: What the registry holds for this session; ``self`` unless a shell wraps it.
         self.owner: SessionOwner = self if owner is None else owner
         self.remote = remote
+        #: Who the handshake proved the client to be; None: authentication is off.
+        self.identity = identity
         #: Measures how long a decision takes (never decides anything).
         self.timer = timer
         #: What waits to be sent, in order: replies (the shell adds them) and
@@ -393,11 +400,16 @@ class SessionProtocol:
                 f"this session owns host {self.host_id!r}; it cannot announce {host_id!r}"
             )
         state = self.state
+        if self.identity is not None:
+            # Checked before the core is asked: a forbidden announce changes nothing.
+            same_name = state.view.host_ids_by_hostname(info.hostname)
+            affected = [h for h in (host_id, *sorted(same_name)) if state.has_host(h)]
+            check_announce(self.identity, info.hostname, affected, self.hosts.identity_of)
         events = state.announce_host(info, now, interval=message.interval)
         self._last_touch = now
         if self.host_id is None:
             self.host_id = host_id
-            self.hosts.claim(host_id, self.owner)
+            self.hosts.claim(host_id, self.owner, self.identity)
         expiry = state.deadline_of(RecordKind.HOST, host_id)
         limits = self.limits
         accepted = HostAccepted(
