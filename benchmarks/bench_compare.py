@@ -472,26 +472,33 @@ def plot(runs: list[Run], path: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure, (rate_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for name in SERVERS:
+    counts: set[int] = set()
+    for name, color in zip(SERVERS, ("tab:blue", "tab:orange", "tab:green"), strict=True):
         points = sorted(
-            (r.connections, r) for r in runs if r.server == name and r.generator == "node"
+            ((r.connections, r) for r in runs if r.server == name and r.generator == "node"),
+            key=lambda point: point[0],
         )
         if not points:
             continue
         xs = [c for c, _ in points]
-        rate_axis.plot(xs, [r.rate for _, r in points], marker="o", label=name)
-        latency_axis.plot(
-            xs, [r.p99_ms or float("nan") for _, r in points], marker="o", label=f"{name} p99"
-        )
-        latency_axis.plot(
-            xs,
-            [r.p50_ms or float("nan") for _, r in points],
-            marker=".",
-            linestyle="--",
-            label=f"{name} p50",
-        )
-    rate_axis.set(xlabel="connections", ylabel="announces/s", title="throughput", xscale="log")
-    latency_axis.set(xlabel="connections", ylabel="ms", title="reply latency", xscale="log")
+        counts.update(xs)
+        rate_axis.plot(xs, [r.rate for _, r in points], marker="o", color=color, label=name)
+        for field_name, style in (("p99_ms", "-"), ("p50_ms", "--")):
+            latency_axis.plot(
+                xs,
+                [getattr(r, field_name) or float("nan") for _, r in points],
+                marker="o" if style == "-" else ".",
+                linestyle=style,
+                color=color,
+                label=f"{name} {field_name.removesuffix('_ms')}",
+            )
+    for axis in (rate_axis, latency_axis):
+        axis.set_xscale("log")
+        axis.set_xticks(sorted(counts), [str(c) for c in sorted(counts)])
+        axis.minorticks_off()
+        axis.set_xlabel("connections")
+    rate_axis.set(ylabel="announces/s", title="throughput")
+    latency_axis.set(ylabel="ms", title="reply latency (p99 solid, p50 dashed)")
     rate_axis.legend()
     latency_axis.legend(fontsize="small")
     figure.suptitle(

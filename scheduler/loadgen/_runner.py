@@ -267,7 +267,11 @@ async def _window(
     result.load_average = load_average()
     with trio.fail_after(options.request_timeout + 15):
         for handle in live:
-            data = await handle.results.receive()
+            try:
+                data = await handle.results.receive()
+            except trio.EndOfChannel:  # the worker died: say so, keep the others' figures
+                result.failures["worker exited"] += 1
+                continue
             result.replies += data["replies"]
             result.updates += data["updates"]
             result.sent += data["sent"]
