@@ -524,6 +524,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connections", type=_counts, default=[100], help="counts, e.g. 10,100,500"
     )
+    parser.add_argument(
+        "--main",
+        type=int,
+        default=100,
+        help="the connection count of the ratios, the batch run and the Python view (100, "
+        "as in issue 10); added to --connections if missing",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (2)")
     parser.add_argument("--batch-size", type=int, default=10, help="items per batch frame (10)")
@@ -541,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.main < 1:
+        raise SystemExit("--main must be >= 1")
+    args.connections = sorted({*args.connections, args.main})
     raise_fd_limit()
     load_before = load_average()
     children = Children()
@@ -579,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
                             children,
                             modules,
                             servers[name],
-                            connections=args.connections[0],
+                            connections=args.main,
                             duration=args.duration,
                             warmup=args.warmup,
                             batch_size=args.batch_size,
@@ -587,9 +597,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
             if not args.no_python_view:
                 for server in servers.values():
-                    runs.append(
-                        python_run(server, args.connections[0], args.duration, args.python_workers)
-                    )
+                    runs.append(python_run(server, args.main, args.duration, args.python_workers))
             if args.idle > 0:
                 for server in servers.values():
                     idle.append(idle_rss(children, modules, server, args.idle, args.settle))
@@ -599,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before / after: {load_before:.2f} / {load_average():.2f} "
         f"({os.cpu_count()} cores; the rates are low when it exceeds them)"
     )
-    ratios = report(runs, idle, batch, args.connections[0])
+    ratios = report(runs, idle, batch, args.main)
     if args.plot:
         plot(runs, args.plot)
     if args.json:
