@@ -19,7 +19,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from scheduler.cli import parse_args
+from scheduler.cli import main, parse_args
 from scheduler.loadgen import LatencyHistogram, LoadOptions, MixSpec, SessionScript, run_load
 from scheduler.loadgen._mixes import Verdict
 from scheduler.protocol import (
@@ -228,3 +228,20 @@ def test_the_cli_registers_loadgen() -> None:
     assert args.sweep == (0.5, 0.9, 1.0)
     with pytest.raises(SystemExit):
         parse_args(["loadgen", "--sweep", "150"])
+
+
+@pytest.mark.e2e
+def test_the_command_prints_tables_and_writes_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "summary.json"
+    argv = ["loadgen", "--sessions", "2", "--duration", "0.5", "--warmup", "0"]
+    # cmd_loadgen runs its own trio loop; its deadlines (connect, request, open) bound it.
+    status = main([*argv, "--no-progress", "--json", str(out)])
+    assert status == 0
+    summary = json.loads(out.read_text())
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["sessions_opened"] == 2
+    printed = capsys.readouterr().out
+    assert "server RSS per session" in printed
+    assert "replies/s" in printed

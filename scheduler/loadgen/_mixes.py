@@ -102,20 +102,17 @@ class SessionScript:
     def _items(self) -> str:
         return self.spec.batch_items if self.spec.mix == "batch" else self.spec.mix
 
+    def _announce_message(self, request_id: int) -> dict[str, Any]:
+        host = {"hostname": self.hostname, "ip": self.ip, "port": 8002, "download_port": 8001}
+        return {
+            "type": "announce_host",
+            "id": request_id,
+            "host": host,
+            "interval": ANNOUNCE_INTERVAL,
+        }
+
     def announce(self, request_id: int) -> str:
-        return _dumps(
-            {
-                "type": "announce_host",
-                "id": request_id,
-                "host": {
-                    "hostname": self.hostname,
-                    "ip": self.ip,
-                    "port": 8002,
-                    "download_port": 8001,
-                },
-                "interval": ANNOUNCE_INTERVAL,
-            }
-        )
+        return _dumps(self._announce_message(request_id))
 
     def setup_frames(self) -> list[tuple[str, str]]:
         """(frame, expected reply type) of the set-up: announce, then the mix's own."""
@@ -146,7 +143,7 @@ class SessionScript:
         items = self._items()
         self._sent += 1
         if items == "announce":
-            return orjson.loads(self.announce(request_id))  # type: ignore[no-any-return]
+            return self._announce_message(request_id)
         if items == "register":
             return {
                 "type": "register_peer",
