@@ -15,8 +15,9 @@
    in ``--connections``, measuring each server's CPU from ``/proc/PID/stat``;
 4. the batch figure: ``--batch-size`` announces per ``batch`` frame to the scheduler
    (today's server answers ``error``: reported as unsupported) and to the floor;
-5. idle RSS per connection: ``--idle`` connections, each announced once, held open;
-   VmRSS after minus before, over the connections;
+5. idle RSS per connection (measured first, on the fresh servers after a 10-connection
+   warm-up): ``--idle`` connections, each announced once, held open; VmRSS after minus
+   before, over the connections;
 6. ``scheduler loadgen`` (our Python generator) against the three, as a second view;
 7. prints the table and the ratios of issue 10; ``--plot FILE.png`` draws throughput and
    p99 latency against connections; ``--json FILE`` writes every figure.
@@ -566,6 +567,13 @@ def main(argv: list[str] | None = None) -> int:
             servers = start_servers(children, modules)
             for server in servers.values():
                 print(f"{server.name}: {server.url} (pid {server.pid})", flush=True)
+            if args.idle > 0:
+                # First, on fresh servers: after the load runs their heaps have grown, and
+                # the idle sessions would reuse that memory and look cheaper than they are.
+                for server in servers.values():
+                    node_run(children, modules, server, connections=10, duration=0.5, warmup=0)
+                    idle.append(idle_rss(children, modules, server, args.idle, args.settle))
+                    print(f"  idle RSS {server.name}: {idle[-1]['kb_per_connection']} KB/conn")
             for connections in args.connections:
                 for server in servers.values():
                     run = node_run(
@@ -598,9 +606,6 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_python_view:
                 for server in servers.values():
                     runs.append(python_run(server, args.main, args.duration, args.python_workers))
-            if args.idle > 0:
-                for server in servers.values():
-                    idle.append(idle_rss(children, modules, server, args.idle, args.settle))
         finally:
             children.stop_all()
     print(
