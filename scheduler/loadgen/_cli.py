@@ -7,15 +7,14 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
-
-import trio
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from ._mixes import BATCH_ITEMS, MIXES, MixSpec
-from ._runner import LoadOptions, run_load
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ._runner import LoadOptions
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -100,6 +99,9 @@ def add_loadgen_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def options_from(args: argparse.Namespace) -> LoadOptions:
+    # Imported here: building the `scheduler` parser must not import trio-websocket or rich.
+    from ._runner import LoadOptions  # noqa: PLC0415
+
     mix = MixSpec(
         mix=args.mix, batch_size=args.batch_size, batch_items=args.batch_items, tasks=args.tasks
     )
@@ -130,6 +132,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def summary_tables(summary: dict[str, Any]) -> list[Table]:
+    from rich.table import Table  # noqa: PLC0415 - see options_from
+
     overview = Table(title=f"scheduler loadgen: {summary.get('mix')} mix at {summary.get('url')}")
     overview.add_column("measure")
     overview.add_column("value", justify="right")
@@ -211,6 +215,12 @@ def warnings_for(summary: dict[str, Any]) -> list[str]:
 
 
 def cmd_loadgen(args: argparse.Namespace) -> int:
+    import trio  # noqa: PLC0415 - see options_from
+    from rich.console import Console  # noqa: PLC0415
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+    from ._runner import run_load  # noqa: PLC0415
+
     try:
         options = options_from(args)
     except ValueError as exc:
