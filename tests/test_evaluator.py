@@ -255,7 +255,7 @@ def test_limits_out_of_range_are_refused_by_name(key: str, value: object) -> Non
     assert evaluator.scheduler_schedule_limits() == ScheduleLimits()
 
 
-def test_the_score_hook_reads_the_records_from_the_view() -> None:
+def test_the_batch_score_hook_reads_the_records_from_the_view() -> None:
     state = SchedulerState(load_policies(entrypoints=False), now=0.0)
     info = TaskInfo("t", total_piece_count=4)
     state.announce_host(HostInfo("parent", "10.0.0.1", idc="x", type=HostType.SEED), 0.0)
@@ -266,7 +266,7 @@ def test_the_score_hook_reads_the_records_from_the_view() -> None:
     state.back_to_source("p", 0.0)
     state.finish_pieces("p", [0, 1], 0.0)
     view = state.view
-    answer = Evaluator().scheduler_candidate_score(view.peer("c"), view.peer("p"), view)
+    (answer,) = Evaluator().scheduler_candidate_scores(view.peer("c"), [view.peer("p")], view)
     assert answer == evaluate(
         view.peer("p"),
         view.host(parent_host),

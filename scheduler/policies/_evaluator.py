@@ -19,7 +19,7 @@ The functions are plain (no hooks) so that each rule is tested, and mutated, on 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, final
 
 from ..core import Host, HostType, Peer, ScheduleLimits, StateView, Task
@@ -85,21 +85,23 @@ def location_affinity_score(parent_location: str, child_location: str) -> float:
     if parent_location == child_location:
         return 1.0
     shared = 0
-    for mine, theirs in zip(_elements(parent_location), _elements(child_location), strict=False):
+    for mine, theirs in zip(
+        parent_location.split("|")[:MAX_LOCATION_ELEMENTS],
+        child_location.split("|")[:MAX_LOCATION_ELEMENTS],
+        strict=False,
+    ):
         if mine != theirs:
             break
         shared += 1
     return shared / MAX_LOCATION_ELEMENTS
 
 
-@functools.lru_cache(maxsize=4096)
-def _elements(location: str) -> tuple[str, ...]:
-    """The first :data:`MAX_LOCATION_ELEMENTS` elements (locations repeat: cached)."""
-    return tuple(location.split("|")[:MAX_LOCATION_ELEMENTS])
+#: Locations repeat (a few per rack, zone or site), so a pair is split and compared once.
+_location_affinity = functools.lru_cache(maxsize=4096)(location_affinity_score)
 
 
 def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, task: Task) -> float:
-    """The default score of ``parent`` for ``child``, in ``[0, 1]``."""
+    """The default score of ``parent`` for ``child``, in ``[0, 1]``: the figures, weighted."""
     return (
         FINISHED_PIECE_WEIGHT * finished_piece_score(parent, child, task)
         + UPLOAD_SUCCESS_WEIGHT * upload_success_score(parent_host)
@@ -108,6 +110,61 @@ def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, tas
         + IDC_AFFINITY_WEIGHT * idc_affinity_score(parent_host.info.idc, child_host.info.idc)
         + LOCATION_AFFINITY_WEIGHT
         * location_affinity_score(parent_host.info.location, child_host.info.location)
+    )
+
+
+def evaluate_candidates(
+    child: Peer,
+    child_host: Host,
+    task: Task,
+    parents: Sequence[Peer],
+    parent_hosts: Sequence[Host],
+) -> list[float]:
+    """:func:`evaluate` of each of ``parents`` (on ``parent_hosts``), equal to the bit.
+
+    The hot path of a decision, so the figures are computed inline, in one pass,
+    in the same order and with the same operations as :func:`evaluate` (a
+    property test holds the two equal): what depends on the child is read once,
+    and a pair of locations is compared once (cached).
+    """
+    total = task.total_piece_count
+    child_pieces = len(child.finished_pieces)
+    child_idc = child_host.info.idc
+    child_location = child_host.info.location
+    seed = HostType.SEED
+    scores: list[float] = []
+    for parent, host in zip(parents, parent_hosts, strict=True):
+        info = host.info
+        pieces = len(parent.finished_pieces)
+        if total > 0:
+            finished = min(1.0, pieces / total)
+        else:
+            finished = 1.0 if pieces - child_pieces > 0 else 0.0
+        attempts = host.upload_count + host.upload_failed_count
+        success = 1.0 if attempts == 0 else host.upload_count / attempts
+        limit = info.concurrent_upload_limit
+        free = 0.0 if limit <= 0 else max(0, limit - host.concurrent_upload_count) / limit
+        idc = info.idc
+        scores.append(
+            FINISHED_PIECE_WEIGHT * finished
+            + UPLOAD_SUCCESS_WEIGHT * success
+            + FREE_UPLOAD_WEIGHT * free
+            + HOST_TYPE_WEIGHT * (1.0 if info.type is seed else 0.5)
+            + IDC_AFFINITY_WEIGHT * (1.0 if idc and idc == child_idc else 0.0)
+            + LOCATION_AFFINITY_WEIGHT * _location_affinity(info.location, child_location)
+        )
+    return scores
+
+
+def score_candidates(child: Peer, candidates: Sequence[Peer], view: StateView) -> list[float]:
+    """:func:`evaluate_candidates` with the records read from ``view``."""
+    host = view.host
+    return evaluate_candidates(
+        child,
+        host(child.host_id),
+        view.task(child.task_id),
+        candidates,
+        [host(candidate.host_id) for candidate in candidates],
     )
 
 
@@ -188,11 +245,8 @@ class Evaluator:
         return self._limits
 
     @hookimpl
-    def scheduler_candidate_score(self, child: Peer, parent: Peer, view: StateView) -> float:
-        return evaluate(
-            parent,
-            view.host(parent.host_id),
-            child,
-            view.host(child.host_id),
-            view.task(child.task_id),
-        )
+    def scheduler_candidate_scores(
+        self, child: Peer, candidates: Sequence[Peer], view: StateView
+    ) -> list[float]:
+        # Once per decision for every candidate (not once per candidate): the hot path.
+        return score_candidates(child, candidates, view)
