@@ -12,7 +12,7 @@ from typing import Final
 from ._lifecycle import PeerState
 from ._model import Host, Peer
 
-#: States in which a peer may serve pieces to others.
+#: States in which a peer may serve pieces to others (:func:`unfit_reason` tests them one by one).
 PARENT_STATES: Final = frozenset({PeerState.RUNNING, PeerState.BACK_TO_SOURCE, PeerState.SUCCEEDED})
 
 
@@ -40,9 +40,15 @@ def unfit_reason(
         return "a peer on the child's host"
     if candidate_host is None or not candidate_host.schedulable:
         return "its host is not connected"
-    if candidate.state not in PARENT_STATES:
-        return f"it is {candidate.state.value}"
-    if not candidate.finished_pieces and candidate.state is not PeerState.BACK_TO_SOURCE:
+    state = candidate.state
+    # Identity tests: an enum member hashes in Python, and this runs for every candidate.
+    if (
+        state is not PeerState.RUNNING
+        and state is not PeerState.BACK_TO_SOURCE
+        and state is not PeerState.SUCCEEDED
+    ):
+        return f"it is {state.value}"
+    if state is not PeerState.BACK_TO_SOURCE and not candidate.finished_pieces:
         return "it has no finished piece"
     if candidate.id in blocked:
         return "blocklisted for this child"

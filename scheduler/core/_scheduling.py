@@ -259,7 +259,7 @@ class Scheduling:
     def _select(self, child: Peer, limits: ScheduleLimits, now: float) -> list[Peer]:
         view, policies = self.view, self.policies
         sample = self.feeders.sample(child.task_id, self.rng, limits.filter_parent_limit)
-        fit = [c for c in map(view.peer, sample) if self.unfit(child, c) is None]
+        fit = self._fit(child, [self._peers[peer_id] for peer_id in sample])
         fit = policies.fit_candidates(child, fit, view, now)
         scores = policies.candidate_scores(child, fit, view, now)
         # Best first; equal scores keep the (random) sampling order.
@@ -268,20 +268,27 @@ class Scheduling:
         if chosen is None:
             return self._within_slots(ranked, limits.candidate_parent_limit)
         picked = [view.peer(i) for i in dict.fromkeys(chosen) if view.has_peer(i)]
-        return self._within_slots(
-            [p for p in picked if self.unfit(child, p) is None], limits.candidate_parent_limit
-        )
+        return self._within_slots(self._fit(child, picked), limits.candidate_parent_limit)
 
-    def unfit(self, child: Peer, candidate: Peer) -> str | None:
-        """Why ``candidate`` may never be a parent of ``child`` now (None: it may)."""
-        return unfit_reason(
-            child,
-            candidate,
-            self._live_host(candidate.host_id),
-            blocked=self._blocked.get(child.id, ()),
-            is_bad=self.costs.is_bad,
-            closes_cycle=self.edges.reaches,
-        )
+    def _fit(self, child: Peer, candidates: Iterable[Peer]) -> list[Peer]:
+        """The candidates that may be parents of ``child`` now, in order."""
+        live_host = self._live_host
+        blocked = self._blocked.get(child.id, ())
+        is_bad = self.costs.is_bad
+        closes_cycle = self.edges.reaches
+        return [
+            candidate
+            for candidate in candidates
+            if unfit_reason(
+                child,
+                candidate,
+                live_host(candidate.host_id),
+                blocked=blocked,
+                is_bad=is_bad,
+                closes_cycle=closes_cycle,
+            )
+            is None
+        ]
 
     def _within_slots(self, ranked: Iterable[Peer], limit: int) -> list[Peer]:
         """The first ``limit`` parents, none taking a host past its upload limit."""
