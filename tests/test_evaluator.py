@@ -8,7 +8,11 @@ Issue 8: finished pieces 0.2, upload success rate 0.2, free upload slots 0.15, h
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scheduler.core import (
     ConfigError,
@@ -31,6 +35,7 @@ from scheduler.policies._evaluator import (
     host_type_score,
     idc_affinity_score,
     location_affinity_score,
+    score_candidates,
     upload_success_score,
 )
 
@@ -276,3 +281,66 @@ def test_the_batch_score_hook_reads_the_records_from_the_view() -> None:
     )
     # 2 of 4 pieces, never tried, 4 free of 4, a seed, same IDC, no location
     assert answer == pytest.approx(0.2 * 0.5 + 0.2 + 0.15 + 0.15 + 0.15)
+
+
+# --- one pass over a decision's candidates -----------------------------------------------------
+
+_LOCATIONS = st.sampled_from(["", "a", "a|b", "a|b|c", "a|x", "a|b|c|d|e|f", "b|b"])
+_HOSTS = st.fixed_dictionaries(
+    {
+        "idc": st.sampled_from(["", "idc-1", "idc-2"]),
+        "location": _LOCATIONS,
+        "seed": st.booleans(),
+        "limit": st.integers(0, 4),
+        "used": st.integers(0, 5),
+        "ok": st.integers(0, 3),
+        "failed": st.integers(0, 3),
+        "pieces": st.integers(0, 9),
+    }
+)
+
+
+@given(
+    parents=st.lists(_HOSTS, max_size=6),
+    child=_HOSTS,
+    total=st.sampled_from([-1, 0, 1, 5, 8]),
+)
+def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
+    parents: list[dict[str, Any]], child: dict[str, Any], total: int
+) -> None:
+    """score_candidates (the hook's one pass) equals evaluate() bit for bit, in order."""
+    state = SchedulerState(load_policies(entrypoints=False), now=0.0)
+    info = TaskInfo("t", total_piece_count=total)
+    peers = []
+    for index, figures in enumerate([child, *parents]):
+        host_info = HostInfo(
+            f"h{index}",
+            f"10.0.0.{index}",
+            idc=figures["idc"],
+            location=figures["location"],
+            type=HostType.SEED if figures["seed"] else HostType.NORMAL,
+            concurrent_upload_limit=figures["limit"],
+        )
+        state.announce_host(host_info, 0.0)
+        state.register_peer(f"p{index}", host_info.id, info, 0.0)
+        state.back_to_source(f"p{index}", 0.0)
+        pieces = figures["pieces"] if total < 0 else min(figures["pieces"], total)
+        state.finish_pieces(f"p{index}", range(pieces), 0.0)
+        record = state.view.host(host_info.id)
+        record.concurrent_upload_count = figures["used"]  # as if handed out
+        record.upload_count, record.upload_failed_count = figures["ok"], figures["failed"]
+        peers.append(state.view.peer(f"p{index}"))
+    view = state.view
+    child_peer, candidates = peers[0], peers[1:]
+    expected = [
+        evaluate(
+            parent,
+            view.host(parent.host_id),
+            child_peer,
+            view.host(child_peer.host_id),
+            view.task("t"),
+        )
+        for parent in candidates
+    ]
+    assert score_candidates(child_peer, candidates, view) == expected
+    assert Evaluator().scheduler_candidate_scores(child_peer, candidates, view) == expected

@@ -12,8 +12,14 @@ from typing import Final
 from ._lifecycle import PeerState
 from ._model import Host, Peer
 
-#: States in which a peer may serve pieces to others (:func:`unfit_reason` tests them one by one).
+#: States in which a peer may serve pieces to others.
 PARENT_STATES: Final = frozenset({PeerState.RUNNING, PeerState.BACK_TO_SOURCE, PeerState.SUCCEEDED})
+# unfit_reason runs for every candidate of every decision, so it tests the parent states
+# one by one, by identity, against module constants: an enum member hashes in Python,
+# and reading one off its class (``PeerState.RUNNING``) costs about 0.1 µs on 3.11.
+_RUNNING: Final = PeerState.RUNNING
+_BACK_TO_SOURCE: Final = PeerState.BACK_TO_SOURCE
+_SUCCEEDED: Final = PeerState.SUCCEEDED
 
 
 def unfit_reason(
@@ -41,14 +47,9 @@ def unfit_reason(
     if candidate_host is None or not candidate_host.schedulable:
         return "its host is not connected"
     state = candidate.state
-    # Identity tests: an enum member hashes in Python, and this runs for every candidate.
-    if (
-        state is not PeerState.RUNNING
-        and state is not PeerState.BACK_TO_SOURCE
-        and state is not PeerState.SUCCEEDED
-    ):
+    if state is not _RUNNING and state is not _BACK_TO_SOURCE and state is not _SUCCEEDED:
         return f"it is {state.value}"
-    if state is not PeerState.BACK_TO_SOURCE and not candidate.finished_pieces:
+    if state is not _BACK_TO_SOURCE and not candidate.finished_pieces:
         return "it has no finished piece"
     if candidate.id in blocked:
         return "blocklisted for this child"

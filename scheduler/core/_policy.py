@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeGuard, TypeVar, final
+from typing import Any, Final, TypeGuard, TypeVar, final
 
 import pluggy
 
@@ -43,6 +43,8 @@ class _BadResult(TypeError):
 
 
 _DEFAULT_LIMITS = ScheduleLimits()
+#: What a score may be (not a bool); a tuple, since ``int | float`` is built at every use.
+_NUMBER: Final = (int, float)
 
 
 @final
@@ -187,7 +189,8 @@ class PolicySet:
         all the candidates), then each ``scheduler_candidate_score`` answer (one
         call per plugin and candidate), in pluggy's order within each hook.
         """
-        scores = [0.0] * len(candidates)
+        count = len(candidates)
+        scores: list[float] | None = None
         kwargs: dict[str, Any] = {
             "child": child,
             "candidates": candidates,
@@ -197,11 +200,16 @@ class PolicySet:
         batch_hook = "scheduler_candidate_scores"
         for plugin, result in self._results(batch_hook, kwargs):
             try:
-                answer = _finite_numbers(result, len(candidates))
+                answer = _finite_numbers(result, count)
             except Exception as exc:
                 self._contain(plugin, batch_hook, exc)
                 continue
-            scores = [total + add for total, add in zip(scores, answer, strict=True)]
+            if scores is None:
+                scores = answer  # the first answer: nothing to add it to yet
+            else:
+                scores = [total + add for total, add in zip(scores, answer, strict=True)]
+        if scores is None:
+            scores = [0.0] * count
         impls = self._impls("scheduler_candidate_score")
         if impls:
             self._add_each_score(impls, scores, kwargs)
@@ -357,12 +365,12 @@ class PolicySet:
 
 def _is_finite_number(value: object) -> TypeGuard[float]:
     """An int or float (never a bool) that is neither infinite nor NaN."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _finite_numbers(result: Any, count: int) -> list[float]:
     """A batch score answer as a list: exactly ``count`` finite numbers, else _BadResult."""
-    if isinstance(result, str | bytes):
+    if isinstance(result, (str, bytes)):
         raise _BadResult(f"expected a sequence of numbers, got {result!r:.200}")
     answer = list(result)
     if len(answer) != count:

@@ -56,6 +56,10 @@ CHILD_STATES: Final = frozenset(
 _ENDED: Final = frozenset({PeerState.SUCCEEDED, PeerState.FAILED})
 #: ``retry_after`` is jittered by up to this share either way.
 RETRY_JITTER: Final = 0.2
+# Read on every decision: module constants, since an enum member read off its class
+# costs about 0.1 µs on CPython 3.11.
+_PARENTS: Final = ScheduleAction.PARENTS
+_WAIT: Final = ScheduleAction.WAIT
 
 
 @final
@@ -234,7 +238,6 @@ class Scheduling:
 
     def _decide(self, child: Peer, now: float, cause: ScheduleCause) -> list[Event]:
         limits = self.policies.schedule_limits()
-        task = self.view.task(child.task_id)
         # The child moves away from what it held: its parents' slots, its reservation.
         self.edges.release_child(child.id)
         self.origin.release(child.id)
@@ -242,10 +245,11 @@ class Scheduling:
         extra: list[Event] = []
         if parents:
             self.edges.hand_out(child.id, parents)
-            decision = Decision(ScheduleAction.PARENTS, tuple(p.id for p in parents))
+            decision = Decision(_PARENTS, tuple([p.id for p in parents]))
         else:
+            task = self.view.task(child.task_id)
             decision, extra = self._no_candidate(child, task, limits, now)
-        if decision.action is ScheduleAction.WAIT:
+        if decision.action is _WAIT:
             self._attempts[child.id] = self._attempts.get(child.id, 0) + 1
             self._waiting.add(child.id)
         else:

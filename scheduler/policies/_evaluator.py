@@ -43,6 +43,9 @@ LOCATION_AFFINITY_WEIGHT: Final = 0.15
 #: Location elements compared, at most (Dragonfly's ``maxElementLen``).
 MAX_LOCATION_ELEMENTS: Final = 5
 
+#: ``HostType.SEED`` for the hot path: an enum member read off its class is slow on 3.11.
+_SEED: Final = HostType.SEED
+
 
 def finished_piece_score(parent: Peer, child: Peer, task: Task) -> float:
     """The share of the task the parent holds; for a task of unknown size, its lead on the child."""
@@ -113,37 +116,36 @@ def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, tas
     )
 
 
-def evaluate_candidates(
-    child: Peer,
-    child_host: Host,
-    task: Task,
-    parents: Sequence[Peer],
-    parent_hosts: Sequence[Host],
-) -> list[float]:
-    """:func:`evaluate` of each of ``parents`` (on ``parent_hosts``), equal to the bit.
+def score_candidates(child: Peer, candidates: Sequence[Peer], view: StateView) -> list[float]:
+    """:func:`evaluate` of each candidate for ``child``, equal to the bit, in one pass.
 
-    The hot path of a decision, so the figures are computed inline, in one pass,
-    in the same order and with the same operations as :func:`evaluate` (a
-    property test holds the two equal): what depends on the child is read once,
-    and a pair of locations is compared once (cached).
+    This is the hot path of a decision, so the figures are computed inline, with the
+    same operations in the same order as :func:`evaluate` and the figure functions
+    (a property test holds them equal), but without a call per figure: what depends
+    on the child is read once, a pair of locations is compared once (cached), and
+    ``min``/``max`` (slow builtins on CPython 3.11) are written as comparisons.
     """
-    total = task.total_piece_count
+    host_of = view.host
+    child_info = host_of(child.host_id).info
+    child_idc = child_info.idc
+    child_location = child_info.location
     child_pieces = len(child.finished_pieces)
-    child_idc = child_host.info.idc
-    child_location = child_host.info.location
-    seed = HostType.SEED
+    total = view.task(child.task_id).total_piece_count
+    seed = _SEED
     scores: list[float] = []
-    for parent, host in zip(parents, parent_hosts, strict=True):
+    for parent in candidates:
+        host = host_of(parent.host_id)
         info = host.info
         pieces = len(parent.finished_pieces)
         if total > 0:
-            finished = min(1.0, pieces / total)
+            finished = pieces / total if pieces < total else 1.0
         else:
             finished = 1.0 if pieces - child_pieces > 0 else 0.0
         attempts = host.upload_count + host.upload_failed_count
         success = 1.0 if attempts == 0 else host.upload_count / attempts
         limit = info.concurrent_upload_limit
-        free = 0.0 if limit <= 0 else max(0, limit - host.concurrent_upload_count) / limit
+        free_slots = limit - host.concurrent_upload_count
+        free = free_slots / limit if limit > 0 and free_slots > 0 else 0.0
         idc = info.idc
         scores.append(
             FINISHED_PIECE_WEIGHT * finished
@@ -154,18 +156,6 @@ def evaluate_candidates(
             + LOCATION_AFFINITY_WEIGHT * _location_affinity(info.location, child_location)
         )
     return scores
-
-
-def score_candidates(child: Peer, candidates: Sequence[Peer], view: StateView) -> list[float]:
-    """:func:`evaluate_candidates` with the records read from ``view``."""
-    host = view.host
-    return evaluate_candidates(
-        child,
-        host(child.host_id),
-        view.task(child.task_id),
-        candidates,
-        [host(candidate.host_id) for candidate in candidates],
-    )
 
 
 #: ``[plugins.evaluator]``: the limits every decision is made with (Dragonfly's defaults).
