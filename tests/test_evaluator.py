@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -344,3 +345,62 @@ def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
     ]
     assert score_candidates(child_peer, candidates, view) == expected
     assert Evaluator().scheduler_candidate_scores(child_peer, candidates, view) == expected
+
+
+def _feeding_state(total: int, child_pieces: int, parent_pieces: list[int]) -> SchedulerState:
+    """A child (peer "c") and one parent per entry ("p0", "p1", ...), each on its own host."""
+    state = SchedulerState(load_policies(entrypoints=False), now=0.0)
+    info = TaskInfo("t", total_piece_count=total)
+    for name, pieces in [("c", child_pieces), *((f"p{i}", n) for i, n in enumerate(parent_pieces))]:
+        host_info = HostInfo(f"host-{name}", f"10.1.0.{len(state.view.peer_ids_of_task('t'))}")
+        state.announce_host(host_info, 0.0)
+        state.register_peer(name, host_info.id, info, 0.0)
+        state.back_to_source(name, 0.0)
+        state.finish_pieces(name, range(pieces), 0.0)
+    return state
+
+
+def _batch_and_reference(state: SchedulerState) -> tuple[list[float], list[float]]:
+    view = state.view
+    child = view.peer("c")
+    parents = sorted((p for p in view.peers() if p.id != "c"), key=lambda p: p.id)
+    reference = [
+        evaluate(p, view.host(p.host_id), child, view.host(child.host_id), view.task("t"))
+        for p in parents
+    ]
+    return score_candidates(child, parents, view), reference
+
+
+@pytest.mark.parametrize("total", [-1, 0])
+def test_for_a_task_of_unknown_size_the_batch_scores_the_lead_on_the_child(total: int) -> None:
+    state = _feeding_state(-1, 2, [1, 2, 3, 5])  # behind, level, one ahead, three ahead
+    state.view.task("t").total_piece_count = total  # (a size of 0 takes no piece at all)
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    behind, level, ahead, far_ahead = batch
+    assert behind == level
+    assert ahead - level == pytest.approx(0.2)  # the whole weight for any lead
+    assert far_ahead == ahead
+
+
+def test_the_batch_caps_the_share_of_pieces_at_the_whole_task() -> None:
+    state = _feeding_state(8, 0, [4, 8])
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    assert batch[1] - batch[0] == pytest.approx(0.2 * 0.5)
+    state.view.task("t").total_piece_count = 4  # more pieces held than the task now counts
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    assert batch[0] == batch[1]  # both hold the whole task: 1, not 2
+
+
+def test_the_batch_gives_a_host_that_uploads_nothing_no_free_slot_score() -> None:
+    state = _feeding_state(8, 0, [4, 4])
+    view = state.view
+    for peer_id, limit in (("p0", 0), ("p1", 2)):
+        host = view.host(view.peer(peer_id).host_id)
+        host.info = attrs.evolve(host.info, concurrent_upload_limit=limit)
+        host.concurrent_upload_count = -1  # whatever the count says: nothing to divide by
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    assert batch[1] - batch[0] == pytest.approx(0.15 * 1.5)

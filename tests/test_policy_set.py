@@ -559,8 +559,13 @@ def test_a_batch_with_no_opinion_or_no_candidate_adds_nothing() -> None:
         (ZeroDivisionError("zero"), "zero"),
     ],
 )
-def test_a_bad_batch_is_ignored_whole_and_contained(answer: object, message: str) -> None:
-    ps, recorder = policies(BatchScores("bad", answer), BatchScores("good", [1.0, 2.0]))
+@pytest.mark.parametrize("bad_first", [False, True])
+def test_a_bad_batch_is_ignored_whole_and_contained(
+    answer: object, message: str, bad_first: bool
+) -> None:
+    bad, good = BatchScores("bad", answer), BatchScores("good", [1.0, 2.0])
+    # The last registered is asked first: the others still score either way.
+    ps, recorder = policies(good, bad) if bad_first else policies(bad, good)
     assert ps.candidate_scores(CHILD, [P1, P2], VIEW, 1.0) == [1.0, 2.0]
     assert recorder.messages() == [("bad", "scheduler_candidate_scores", message)]
     assert ps.errors == {("bad", "scheduler_candidate_scores"): 1}
