@@ -127,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
         )
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
+    from .registry._cli import add_registry_parser
     from .simulate import add_simulate_parser
 
     add_simulate_parser(commands)
+    add_registry_parser(commands)
     return parser
 
 
@@ -302,6 +304,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .registry._cli import cmd_registry
     from .simulate import cmd_simulate
 
     args = parse_args(argv)
@@ -314,6 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tasks": cmd_table,
         "task": cmd_task,
         "simulate": cmd_simulate,
+        "registry": cmd_registry,
     }
     return commands[args.command](args)
 

@@ -29,6 +29,7 @@ PUBLIC = (
     "scheduler.hookspecs",
     "scheduler.policies",
     "scheduler.protocol",
+    "scheduler.registry",
     "scheduler.service",
     "scheduler.session",
     "scheduler.settings",

@@ -1,0 +1,55 @@
+"""Fixtures of the registry tests: one real PostgreSQL per session, a fresh database per test.
+
+Run them with ``pytest -p no:cacheprovider tests/registry``. They skip, with one line
+saying what is missing, where psycopg (the ``cluster`` extra) or PostgreSQL is not there.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from tests.registry.postgres import PostgresServer, Unavailable, psql_like, running_postgres
+
+_databases = itertools.count()
+
+
+def _need_psycopg() -> None:
+    pytest.importorskip(
+        "psycopg_pool", reason="the registry tests need pip install -e '.[cluster]' (psycopg 3)"
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session, removed at its end."""
+    _need_psycopg()
+    try:
+        with running_postgres() as server:
+            yield server
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A server of its own, for a test that stops and starts it."""
+    _need_psycopg()
+    try:
+        with running_postgres() as server:
+            yield server
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def registry_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of a fresh, empty database on the session's server, dropped afterwards."""
+    name = f"registry_{next(_databases)}"
+    psql_like(postgres.url(), [f"CREATE DATABASE {name}"])
+    try:
+        yield postgres.url(name)
+    finally:
+        psql_like(postgres.url(), [f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"])
