@@ -25,6 +25,7 @@ from ._model import Member as Member
 from ._model import NameTaken as NameTaken
 from ._model import RegistryError as RegistryError
 from ._model import RegistryUnavailable as RegistryUnavailable
+from ._model import Roster as Roster
 from ._model import RowState as RowState
 from ._model import SchemaError as SchemaError
 
@@ -48,6 +49,7 @@ __all__ = [
     "RegistryError",
     "RegistryStore",
     "RegistryUnavailable",
+    "Roster",
     "RowState",
     "SchemaError",
     "Snapshot",

@@ -131,6 +131,20 @@ class Member:
 
 @final
 @attrs.frozen
+class Roster:
+    """A cluster's active members, read at the database's ``db_now``."""
+
+    db_now: datetime.datetime
+    members: tuple[Member, ...]
+
+    def remaining(self, member: Member) -> float:
+        """Seconds of lease ``member`` had left when the roster was read (a duration:
+        it may be added to another clock, unlike the timestamps)."""
+        return (member.lease_expires_at - self.db_now).total_seconds()
+
+
+@final
+@attrs.frozen
 class Lease:
     """What one registration or renewal got from the database."""
 

@@ -38,6 +38,7 @@ from ._model import (
     Member,
     NameTaken,
     RegistryUnavailable,
+    Roster,
     RowState,
     SchemaError,
 )
@@ -245,9 +246,15 @@ class RegistryStore:
 
     def members(self, cluster_id: str) -> list[Member]:
         """The cluster's active members (live leases by the database's clock), by name."""
+        return list(self.roster(cluster_id).members)
+
+    def roster(self, cluster_id: str) -> Roster:
+        """The active members and the database's clock, read in one transaction."""
         with self.transaction() as cur:
+            cur.execute("SELECT now()")
+            (db_now,) = _one(cur)
             cur.execute(_sql.MEMBERS, {"cluster_id": cluster_id})
-            return [_member(row) for row in cur.fetchall()]
+            return Roster(_aware(db_now), tuple(_member(row) for row in cur.fetchall()))
 
     # --- registry check -------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from ..registry import (
     NameTaken,
     RegistryError,
     RegistryUnavailable,
+    Roster,
     SchemaError,
     Step,
 )
@@ -58,7 +59,7 @@ class Store(Protocol):
     def register(self, identity: Identity, lease: float, *, takeover: bool = True) -> Lease: ...
     def renew(self, registration_id: int, lease: float) -> Lease: ...
     def offline(self, registration_id: int) -> bool: ...
-    def members(self, cluster_id: str) -> list[Member]: ...
+    def roster(self, cluster_id: str) -> Roster: ...
     def close(self) -> None: ...
 
 
@@ -86,6 +87,7 @@ class Registrar:
         self._limiter = trio.CapacityLimiter(max_threads)
         self._progress = trio.Event()
         self._keeping = trio.CancelScope()
+        self._roster: tuple[float, Roster] | None = None
         self.errors: Counter | None = None
 
     @property
@@ -120,13 +122,25 @@ class Registrar:
                 f"registry call did not answer within {self.timeout:g} s"
             ) from None
 
-    async def members(self) -> list[Member]:
-        """The active members of this process's cluster; raises RegistryError."""
-        if self.identity is None:
-            raise RegistryUnavailable("not registered yet")
-        members = await self.call(self.store.members, self.identity.cluster_id)
-        self.up = True
-        return members
+    def members(self) -> list[Member]:
+        """The cluster's active members, as last read, without the ones whose lease has
+        run out since: each member's remaining lease (a duration, by the database's clock)
+        counts from when the read was sent, by this process's clock."""
+        if self._roster is None:
+            return []
+        sent_at, roster = self._roster
+        now = trio.current_time()
+        return [m for m in roster.members if sent_at + roster.remaining(m) > now]
+
+    async def _read_roster(self, cluster_id: str) -> None:
+        sent_at = trio.current_time()
+        try:
+            roster = await self.call(self.store.roster, cluster_id)
+        except RegistryError as exc:
+            self._count("roster", "unavailable")
+            log.debug("registry roster read failed", extra=fields(error=str(exc)))
+        else:
+            self._roster = (sent_at, roster)
 
     async def wait_progress(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds after some registry step (for tests and start-up)."""
@@ -224,6 +238,7 @@ class Registrar:
                         ),
                     )
                 wake = keeper.succeeded(sent_at, lease)
+                await self._read_roster(identity.cluster_id)
             self._stepped()
 
     async def _offline(self) -> None:
@@ -231,6 +246,7 @@ class Registrar:
         if registration is None:
             return
         self.keeper.released()
+        self._roster = None
         try:
             ended = await self.call(self.store.offline, registration)
         except RegistryError as exc:

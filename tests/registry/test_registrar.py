@@ -44,7 +44,7 @@ async def test_registers_renews_and_leaves(store: RegistryStore, registry_url: s
             await member.wait_progress(lambda: member.keeper.last_lease is not first)
             assert member.keeper.registration_id == first.registration_id
             assert member.up
-            [listed] = await member.members()
+            [listed] = member.members()
             assert listed.registration_id == first.registration_id
             await member.leave()
             assert not member.holds_lease()
