@@ -202,3 +202,16 @@ def test_a_restarted_database_is_used_again(private_postgres: PostgresServer) ->
         private_postgres.start()
         # The pool drops the dead connection and makes a new one.
         assert store.renew(lease.registration_id, LEASE).registration_id == lease.registration_id
+
+
+def test_a_connection_killed_by_the_server_is_replaced(
+    store: RegistryStore, registry_url: str
+) -> None:
+    lease = store.register(identity(), LEASE)
+    # An administrator (or a failover) ends every connection of the scheduler.
+    query(
+        registry_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'trio-p2p-scheduler' AND pid <> pg_backend_pid()",
+    )
+    assert store.renew(lease.registration_id, LEASE).registration_id == lease.registration_id
