@@ -1,4 +1,4 @@
-"""The ``scheduler`` command: ``serve``, ``peer``, and the ``hosts``/``peers``/``tasks`` tables.
+"""The ``scheduler`` command: ``serve``, ``peer``, ``token``, and the admin tables.
 
 Exit status: 0 on a clean stop, 2 for a bad flag or a bad configuration
 (the message names the key), 1 for anything unexpected.
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="announce a seed host: fetch tasks from the origin when the scheduler asks",
     )
+    _add_credential_flags(peer, client_certificate=True)
     peer.add_argument("--idc", default="")
     peer.add_argument("--location", default="")
     peer.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -127,12 +128,58 @@ def build_parser() -> argparse.ArgumentParser:
             "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
         )
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
+        _add_credential_flags(table, client_certificate=False)
+    _add_token_parser(commands)
     from .registry._cli import add_registry_parser
     from .simulate import add_simulate_parser
 
     add_simulate_parser(commands)
     add_registry_parser(commands)
     return parser
+
+
+def _add_credential_flags(parser: argparse.ArgumentParser, *, client_certificate: bool) -> None:
+    """``--token``/``--token-file`` and ``--ca-file`` (and a client certificate for peers)."""
+    what = "a host token" if client_certificate else "an admin:read token"
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help=f"{what}, sent as Authorization: Bearer [env SCHEDULER_TOKEN]",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read the token from FILE (safer than --token) [env SCHEDULER_TOKEN_FILE]",
+    )
+    parser.add_argument(
+        "--ca-file", metavar="FILE", help="CA that signed the scheduler's TLS certificate"
+    )
+    if client_certificate:
+        parser.add_argument("--cert-file", metavar="FILE", help="client certificate (PEM)")
+        parser.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
+
+
+def _add_token_parser(commands: Any) -> None:
+    token = commands.add_parser("token", help="issue tokens for hosts and the admin API")
+    actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = actions.add_parser(
+        "issue",
+        help="print a signed token",
+        description="Print a token signed with the key in --key-file (the server's "
+        "auth.key_file). A host token names the one hostname it may announce; a "
+        "cluster-wide token (--cluster) may announce any hostname and is weaker; an "
+        "admin token carries a scope. See docs/security.md.",
+    )
+    issue.add_argument("--key-file", required=True, metavar="FILE", help="the signing key")
+    kind = issue.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--hostname", help="a host token for this hostname")
+    kind.add_argument(
+        "--cluster", action="store_true", help="a cluster-wide host token (any hostname)"
+    )
+    kind.add_argument(
+        "--scope", choices=["admin:read", "admin:write"], help="an admin token with this scope"
+    )
+    issue.add_argument("--ttl", type=_duration, default=30 * 86400.0, help="lifetime (default 30d)")
 
 
 def _fail(message: str) -> NoReturn:
@@ -159,11 +206,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from .service import SchedulerService, build_policies, configure_logging
+    from .service._auth import check_credential_files
     from .service._config import config_from_resolved, resolve_config
 
     try:
         resolved = resolve_config(args.config, os.environ, settings.flag_values(args))
         config = config_from_resolved(resolved)
+        check_credential_files(config)
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(config.log_format, config.log_level)
@@ -215,12 +264,40 @@ def _first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """``token issue``: print a signed token."""
+    from .service._auth import Scope, issue_token, read_key
+
+    try:
+        key = read_key(args.key_file, "--key-file")
+    except ConfigError as exc:
+        _fail(str(exc))
+    scopes = (Scope(args.scope),) if args.scope else (Scope.HOST,)
+    if args.ttl <= 0:
+        _fail("--ttl must be positive")
+    print(issue_token(key, scopes=scopes, hostname=args.hostname, ttl=args.ttl))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    from .client import resolve_token
+
+    try:
+        return resolve_token(args.token, args.token_file)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
 def cmd_peer(args: argparse.Namespace) -> int:
     from .client import PeerConfig, run_peer
     from .service import configure_logging
 
     configure_logging(args.log_format, args.log_level)
     options: dict[str, Any] = {
+        "token": _token(args),
+        "ca_file": args.ca_file,
+        "cert_file": args.cert_file,
+        "key_file": args.key_file,
         "scheduler_url": args.scheduler,
         "ip": args.ip,
         "port": args.port,
@@ -235,6 +312,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         options["hostname"] = args.hostname
     try:
         config = PeerConfig(**options)
+        config.ssl_context()  # a bad CA or certificate file is a usage error
     except ValueError as exc:
         _fail(str(exc))
 
@@ -251,10 +329,11 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     from . import client
 
+    auth: dict[str, Any] = {"token": _token(args), "ca_file": args.ca_file}
     fetch: dict[str, Callable[[], list[dict[str, Any]]]] = {
-        "hosts": lambda: client.fetch_hosts(args.admin, state=args.state),
-        "peers": lambda: client.fetch_peers(args.admin, task=args.task, limit=args.limit),
-        "tasks": lambda: client.fetch_tasks(args.admin),
+        "hosts": lambda: client.fetch_hosts(args.admin, state=args.state, **auth),
+        "peers": lambda: client.fetch_peers(args.admin, task=args.task, limit=args.limit, **auth),
+        "tasks": lambda: client.fetch_tasks(args.admin, **auth),
     }
     render = {
         "hosts": client.render_hosts_table,
@@ -282,7 +361,9 @@ def cmd_task(args: argparse.Namespace) -> int:
     from . import client
 
     try:
-        record = client.fetch_task(args.admin, args.task_id)
+        record = client.fetch_task(
+            args.admin, args.task_id, token=_token(args), ca_file=args.ca_file
+        )
     except client.HostsFetchError as exc:
         print(f"scheduler: error: {exc}", file=sys.stderr)
         return 1
@@ -312,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "serve": cmd_serve,
         "peer": cmd_peer,
+        "token": cmd_token,
         "hosts": cmd_table,
         "peers": cmd_table,
         "tasks": cmd_table,

@@ -201,6 +201,7 @@ def test_error_codes_are_the_wire_values() -> None:
         "ILLEGAL_STATE": "illegal_state",
         "NOT_ANNOUNCED": "not_announced",
         "TOO_MANY_ERRORS": "too_many_errors",
+        "RATE_LIMITED": "rate_limited",
         "INTERNAL": "internal",
     }
 

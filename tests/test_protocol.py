@@ -230,9 +230,21 @@ def test_wire_constants() -> None:
         "illegal_state",
         "not_announced",
         "too_many_errors",
+        "rate_limited",
         "internal",
     }
-    assert [int(code) for code in CloseCode] == [1000, 1001, 1008, 1009, 1011, 4001, 4002]
+    assert [int(code) for code in CloseCode] == [
+        1000,
+        1001,
+        1002,
+        1003,
+        1007,
+        1008,
+        1009,
+        1011,
+        4001,
+        4002,
+    ]
 
 
 def test_tags_are_the_wire_types() -> None:
@@ -676,3 +688,13 @@ def test_corrupted_fields_decode_or_raise_protocol_error(
             assert result.request_id == getattr(message, "id", None)
     else:
         assert decode_client(encode(result)) == result
+
+
+def test_the_spec_lists_every_error_code_and_close_code() -> None:
+    spec = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
+    errors = spec.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", errors, flags=re.MULTILINE))
+    assert documented == {code.value for code in ErrorCode}
+    closes = spec.split("## Close codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d{4}) \| `([A-Z_]+)` \|", closes, flags=re.MULTILINE)
+    assert {(int(code), name) for code, name in rows} == {(c.value, c.name) for c in CloseCode}

@@ -3,16 +3,23 @@
 * :func:`open_scheduler_session` connects, announces and keeps one session
   (heartbeat, re-announce, requests with deadlines);
 * :func:`run_peer` is the peer daemon: it stays announced, reconnects with
-  :class:`Backoff`, and leaves on shutdown;
+  :class:`Backoff`, brings its peers back after a reconnect as the scheduler's
+  ``boot_id`` says (:class:`BootWatch`), and leaves on shutdown;
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
-  ``render_*_table`` and :func:`print_table` read the scheduler's admin API.
+  ``render_*_table`` and :func:`print_table` read the scheduler's admin API;
+* :func:`resolve_token` and :func:`client_ssl_context` gather the credentials
+  (a bearer token, a CA file, a client certificate) for ``wss://`` and ``https://``.
 
 Trio only; see ``docs/protocol.md`` for the wire protocol.
 """
 
 from ._backoff import Backoff as Backoff
+from ._boot import BootWatch as BootWatch
+from ._boot import Resume as Resume
 from ._connection import SchedulerSession as SchedulerSession
 from ._connection import open_scheduler_session as open_scheduler_session
+from ._credentials import client_ssl_context as client_ssl_context
+from ._credentials import resolve_token as resolve_token
 from ._errors import ConnectError as ConnectError
 from ._errors import RequestError as RequestError
 from ._errors import RequestTimeout as RequestTimeout
@@ -35,14 +42,17 @@ from ._peer import run_peer as run_peer
 
 __all__ = [
     "Backoff",
+    "BootWatch",
     "ConnectError",
     "HostsFetchError",
     "PeerConfig",
     "RequestError",
     "RequestTimeout",
+    "Resume",
     "SchedulerClientError",
     "SchedulerSession",
     "SessionLost",
+    "client_ssl_context",
     "fetch_hosts",
     "fetch_peers",
     "fetch_task",
@@ -55,5 +65,6 @@ __all__ = [
     "render_peers_table",
     "render_task_tree",
     "render_tasks_table",
+    "resolve_token",
     "run_peer",
 ]

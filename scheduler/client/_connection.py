@@ -197,6 +197,11 @@ class SchedulerSession:
         return self.accepted.host_id
 
     @property
+    def boot_id(self) -> str | None:
+        """The scheduler process's ``boot_id`` from ``host_accepted`` (see :mod:`._boot`)."""
+        return self.accepted.boot_id
+
+    @property
     def evicted(self) -> Evicted | None:
         """The ``evicted`` message that ended the session, if one did."""
         return self._evicted
@@ -508,11 +513,14 @@ def _lost_by_close(reason: CloseReason | None) -> SessionLost:
 
 def _connect_error(url: str, exc: Exception, connect_timeout: float) -> ConnectError:
     if isinstance(exc, ConnectionRejected):
-        return ConnectError(
-            url, f"the handshake was rejected with HTTP {exc.status_code}", exc.status_code
-        )
+        text = (exc.body or b"").decode("utf-8", "replace").strip()[:200]
+        body = "".join(c if c.isprintable() else " " for c in text)
+        detail = f"the handshake was rejected with HTTP {exc.status_code}"
+        return ConnectError(url, f"{detail}: {body}" if body else detail, exc.status_code)
     if isinstance(exc, trio.TooSlowError):
         return ConnectError(url, f"no handshake within {connect_timeout:g} s")
+    if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
+        return ConnectError(url, f"TLS handshake failed: {exc.__cause__}")
     return ConnectError(url, str(exc) or type(exc).__name__)
 
 
@@ -549,7 +557,11 @@ class _Target:
 
 @asynccontextmanager
 async def _open_websocket(
-    url: str, *, connect_timeout: float, ssl_context: ssl.SSLContext | None
+    url: str,
+    *,
+    connect_timeout: float,
+    ssl_context: ssl.SSLContext | None,
+    token: str | None = None,
 ) -> AsyncIterator[WebSocketConnection]:
     """Like ``trio_websocket.open_websocket_url``, but the TCP stream is ours to close.
 
@@ -572,6 +584,9 @@ async def _open_websocket(
                             ssl_context=ssl_context or ssl.create_default_context(),
                             https_compatible=True,
                         )
+                        # Handshake now: a certificate the client does not trust
+                        # fails here, with its reason, not as a silent timeout later.
+                        await stream.do_handshake()
                     else:
                         stream = await trio.open_tcp_stream(target.host, target.port)
                     ws = await wrap_client_stream(
@@ -580,6 +595,7 @@ async def _open_websocket(
                         target.authority,
                         target.resource,
                         subprotocols=[SUBPROTOCOL],
+                        extra_headers=_authorization(token),
                     )
                 yield ws
             finally:
@@ -590,6 +606,13 @@ async def _open_websocket(
         # A rejected handshake is raised by the reader task, inside a group.
         _reraise_sole(group)
         raise
+
+
+def _authorization(token: str | None) -> list[tuple[bytes, bytes]] | None:
+    """The ``Authorization: Bearer`` header of the handshake, if there is a token."""
+    if token is None:
+        return None
+    return [(b"Authorization", f"Bearer {token}".encode("latin-1"))]
 
 
 def _reraise_sole(group: BaseExceptionGroup[BaseException]) -> None:
@@ -658,11 +681,13 @@ async def open_scheduler_session(
     send_timeout: float = 5.0,
     close_timeout: float = 2.0,
     ssl_context: ssl.SSLContext | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[SchedulerSession]:
     """Connect to the scheduler at ``url``, announce ``host``, and keep the session.
 
     Entering opens the WebSocket (subprotocol ``scheduler.v1``; ``ssl_context``
-    for ``wss://``, default: the system's) within ``connect_timeout``, sends
+    for ``wss://``, default: the system's; ``token`` is sent as
+    ``Authorization: Bearer``) within ``connect_timeout``, sends
     ``announce_host`` and waits up to ``request_timeout`` for ``host_accepted``.
     It raises :class:`ConnectError` when the connection or handshake fails,
     :class:`RequestError` when the announce is rejected, :class:`RequestTimeout`
@@ -679,7 +704,7 @@ async def open_scheduler_session(
     connected = False
     try:
         async with _open_websocket(
-            url, connect_timeout=connect_timeout, ssl_context=ssl_context
+            url, connect_timeout=connect_timeout, ssl_context=ssl_context, token=token
         ) as ws:
             connected = True
             if ws.subprotocol != SUBPROTOCOL:
@@ -693,7 +718,7 @@ async def open_scheduler_session(
                 close_timeout=close_timeout,
             ) as session:
                 yield session
-    except (OSError, trio.TooSlowError, HandshakeError) as exc:
+    except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError) as exc:
         if connected:
             raise
         raise _connect_error(url, exc, connect_timeout) from exc

@@ -76,6 +76,26 @@ class Downloads:
         await self.obey(reply)
         return download
 
+    async def resume(self, peer_id: str, task: TaskPayload) -> Download:
+        """A peer the same scheduler process may still hold: ask where it stands.
+
+        If the scheduler lost it meanwhile (evicted while this host was away), it is
+        registered again.
+        """
+        download = self.peers.setdefault(peer_id, Download(peer_id))
+        download.started = True
+        try:
+            reply = await self._session.reschedule(peer_id, (), "reconnected")
+        except RequestError as exc:
+            if exc.code not in ("not_found", "forbidden"):  # e.g. it finished meanwhile
+                _log.info("%s is kept as it is: %s", peer_id, exc)
+                return download
+            _log.info("%s was lost while away: registering it again", peer_id)
+            download.started = False
+            return await self.register(peer_id, task)
+        await self.obey(reply)
+        return download
+
     async def follow(self) -> None:
         """Obey what the scheduler sends unasked, until the session ends."""
         async for message in self._session.unsolicited():

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from ._credentials import client_ssl_context
 from ._errors import SchedulerClientError
 
 __all__ = [
@@ -45,20 +46,33 @@ class HostsFetchError(SchedulerClientError):
 
 
 def fetch_hosts(
-    admin_url: str, *, state: str | None = None, timeout: float = 5.0
+    admin_url: str,
+    *,
+    state: str | None = None,
+    timeout: float = 5.0,
+    token: str | None = None,
+    ca_file: str | None = None,
 ) -> list[dict[str, Any]]:
     """``GET {admin_url}/api/v1/hosts[?state=...]``: the scheduler's hosts, as JSON objects.
 
     Each host has at least ``id``, ``hostname``, ``ip``, ``port``, ``state`` and
     ``last_announce_at`` (unix seconds). Raises :class:`HostsFetchError` on a
     connection failure, an HTTP error status, or a body that is not a JSON array
-    of objects.
+    of objects. ``token`` is sent as ``Authorization: Bearer`` (an ``admin:read``
+    token, for a scheduler with authentication on); ``ca_file`` is the CA to
+    trust for an ``https://`` URL (default: the system's).
     """
-    return _fetch_list(admin_url, "hosts", {"state": state}, timeout)
+    return _fetch_list(admin_url, "hosts", {"state": state}, timeout, token=token, ca_file=ca_file)
 
 
 def fetch_peers(
-    admin_url: str, *, task: str | None = None, limit: int | None = None, timeout: float = 5.0
+    admin_url: str,
+    *,
+    task: str | None = None,
+    limit: int | None = None,
+    timeout: float = 5.0,
+    token: str | None = None,
+    ca_file: str | None = None,
 ) -> list[dict[str, Any]]:
     """``GET {admin_url}/api/v1/peers[?task=...&limit=...]``: peers, as JSON objects.
 
@@ -66,24 +80,34 @@ def fetch_peers(
     ``parents`` (the parents the scheduler handed it, best first) and
     ``updated_at`` (unix seconds). Errors as for :func:`fetch_hosts`.
     """
-    return _fetch_list(admin_url, "peers", {"task": task, "limit": limit}, timeout)
+    query = {"task": task, "limit": limit}
+    return _fetch_list(admin_url, "peers", query, timeout, token=token, ca_file=ca_file)
 
 
-def fetch_tasks(admin_url: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+def fetch_tasks(
+    admin_url: str, *, timeout: float = 5.0, token: str | None = None, ca_file: str | None = None
+) -> list[dict[str, Any]]:
     """``GET {admin_url}/api/v1/tasks``: tasks, as JSON objects (``id``, ``url``, ``state``, ...).
 
     Errors as for :func:`fetch_hosts`.
     """
-    return _fetch_list(admin_url, "tasks", {}, timeout)
+    return _fetch_list(admin_url, "tasks", {}, timeout, token=token, ca_file=ca_file)
 
 
-def fetch_task(admin_url: str, task_id: str, *, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_task(
+    admin_url: str,
+    task_id: str,
+    *,
+    timeout: float = 5.0,
+    token: str | None = None,
+    ca_file: str | None = None,
+) -> dict[str, Any]:
     """``GET {admin_url}/api/v1/tasks/{id}``: the task, its ``peers`` and parent ``edges``.
 
     Errors as for :func:`fetch_hosts` (an unknown task is HTTP 404).
     """
     what = f"tasks/{urllib.parse.quote(task_id, safe='')}"
-    url, body = _get(admin_url, what, {}, timeout)
+    url, body = _get(admin_url, what, {}, timeout, token=token, ca_file=ca_file)
     try:
         record = json.loads(body)
     except ValueError as exc:
@@ -94,9 +118,15 @@ def fetch_task(admin_url: str, task_id: str, *, timeout: float = 5.0) -> dict[st
 
 
 def _fetch_list(
-    admin_url: str, what: str, query: Mapping[str, object], timeout: float
+    admin_url: str,
+    what: str,
+    query: Mapping[str, object],
+    timeout: float,
+    *,
+    token: str | None = None,
+    ca_file: str | None = None,
 ) -> list[dict[str, Any]]:
-    url, body = _get(admin_url, what, query, timeout)
+    url, body = _get(admin_url, what, query, timeout, token=token, ca_file=ca_file)
     try:
         records = json.loads(body)
     except ValueError as exc:
@@ -107,7 +137,13 @@ def _fetch_list(
 
 
 def _get(
-    admin_url: str, what: str, query: Mapping[str, object], timeout: float
+    admin_url: str,
+    what: str,
+    query: Mapping[str, object],
+    timeout: float,
+    *,
+    token: str | None = None,
+    ca_file: str | None = None,
 ) -> tuple[str, bytes]:
     scheme = urllib.parse.urlsplit(admin_url).scheme
     if scheme not in ("http", "https"):
@@ -116,16 +152,38 @@ def _get(
     given = {key: value for key, value in query.items() if value is not None}
     if given:
         url += "?" + urllib.parse.urlencode(given)
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        context = client_ssl_context(ca_file) if scheme == "https" else None
+    except ValueError as exc:
+        raise HostsFetchError(str(exc)) from exc
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
-        raise HostsFetchError(f"GET {url}: HTTP {exc.code} {exc.reason}") from exc
+        hint = ""
+        if exc.code in (401, 403):
+            hint = _auth_hint(exc, token)
+        reason = f" {exc.reason}" if exc.reason else ""
+        raise HostsFetchError(f"GET {url}: HTTP {exc.code}{reason}{hint}") from exc
     except urllib.error.URLError as exc:
         raise HostsFetchError(f"GET {url}: {exc.reason}") from exc
     except OSError as exc:  # e.g. a timeout while reading the body
         raise HostsFetchError(f"GET {url}: {exc}") from exc
     return url, body
+
+
+def _auth_hint(error: urllib.error.HTTPError, token: str | None) -> str:
+    """What the server said about the credential, and what to pass."""
+    with error:
+        try:
+            said = json.loads(error.read()).get("error", "")
+        except (ValueError, AttributeError, OSError):
+            said = ""
+    advice = "" if token is not None else " (pass --token or --token-file)"
+    return f": {said}{advice}" if said else advice
 
 
 def format_age(seconds: float) -> str:

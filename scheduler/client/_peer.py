@@ -9,6 +9,10 @@ bounded by ``leave_timeout``) -> *stopped*.
 While announced it follows the protocol for each of its tasks (see
 :mod:`._downloads`): it registers, obeys each ``schedule`` (parents, origin,
 wait and reschedule, fail) and each push, and logs the parents it was given.
+After a reconnect it brings its peers back at once, all together, as the
+``boot_id`` of ``host_accepted`` says (see :mod:`._boot`): the same scheduler
+process is asked where each peer stands (``reschedule``); a restarted one (a new
+``boot_id``) gets every peer registered again.
 With ``seed`` it announces a seed host and obeys ``fetch_task``.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from typing import TypeVar, final
 
 import attrs
@@ -24,7 +29,9 @@ import trio
 from scheduler.protocol import HostPayload, TaskPayload
 
 from ._backoff import Backoff
+from ._boot import BootWatch, Resume
 from ._connection import SchedulerSession, open_scheduler_session
+from ._credentials import client_ssl_context
 from ._downloads import Downloads
 from ._errors import SchedulerClientError, SessionLost
 
@@ -72,6 +79,19 @@ class PeerConfig:
     tasks: tuple[str, ...] = ()
     #: Announce a seed host, which fetches tasks from the origin when asked (``fetch_task``).
     seed: bool = False
+    #: Sent as ``Authorization: Bearer`` on every handshake (``scheduler token issue``).
+    token: str | None = attrs.field(default=None, repr=False)
+    #: For ``wss://``: the CA that signed the scheduler's certificate (default: the system's).
+    ca_file: str | None = None
+    #: A client certificate and its key, for a scheduler that verifies clients.
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS settings of a ``wss://`` URL (None for ``ws://``); ValueError for a bad file."""
+        if not self.scheduler_url.startswith("wss://"):
+            return None
+        return client_ssl_context(self.ca_file, self.cert_file, self.key_file)
 
     def host_payload(self) -> HostPayload:
         """The ``host`` of this daemon's ``announce_host``."""
@@ -93,6 +113,7 @@ class _PeerDaemon:
     ) -> None:
         self._config = config
         self._host = config.host_payload()
+        self._ssl_context = config.ssl_context()
         self._shutdown = shutdown
         self._task_status = task_status
         self._started = False
@@ -101,6 +122,7 @@ class _PeerDaemon:
             cap=config.backoff_cap,
             reset_after=config.backoff_reset_after,
         )
+        self._boot = BootWatch()
         # Shutdown cancels a connect in progress; an announced session leaves instead.
         self._connecting = trio.CancelScope()
         self._in_session = False
@@ -139,14 +161,17 @@ class _PeerDaemon:
                     interval=config.announce_interval,
                     connect_timeout=config.connect_timeout,
                     request_timeout=config.request_timeout,
+                    ssl_context=self._ssl_context,
+                    token=config.token,
                 ) as session:
                     accepted_at = trio.current_time()
                     self._in_session = True
                     _log.info("announced as %s", session.host_id)
+                    resume = self._resume_as(session.boot_id)
                     async with trio.open_nursery() as nursery:
                         downloads = Downloads(session, nursery, seed=config.seed)
                         nursery.start_soon(downloads.follow)
-                        await self._register_downloads(session, downloads)
+                        await self._register_downloads(session, downloads, resume)
                         self._report_started()
                         await self._shutdown.wait()
                         nursery.cancel_scope.cancel()
@@ -167,13 +192,37 @@ class _PeerDaemon:
                 self._in_session = False
         return 0.0 if accepted_at is None else trio.current_time() - accepted_at
 
-    async def _register_downloads(self, session: SchedulerSession, downloads: Downloads) -> None:
-        """One peer per configured task, following its schedule (it may survive a reconnect)."""
-        for url in self._config.tasks:
-            task = TaskPayload(url=url)
-            peer_id = f"{session.host_id}/{task.task_id[:16]}"
+    def _resume_as(self, boot_id: str | None) -> Resume:
+        """Compare the scheduler's ``boot_id`` with the last one: how to bring peers back."""
+        previous, restarts = self._boot.boot_id, self._boot.restarts
+        resume = self._boot.accepted(boot_id)
+        if self._boot.restarts > restarts:
+            _log.warning(
+                "the scheduler restarted (boot_id %s, was %s): registering %d peers again",
+                boot_id,
+                previous,
+                len(self._config.tasks),
+            )
+        return resume
+
+    async def _register_downloads(
+        self, session: SchedulerSession, downloads: Downloads, resume: Resume
+    ) -> None:
+        """One peer per configured task, all at once, following its schedule."""
+        async with trio.open_nursery() as nursery:
+            for url in self._config.tasks:
+                nursery.start_soon(self._bring_back, session, downloads, url, resume)
+
+    async def _bring_back(
+        self, session: SchedulerSession, downloads: Downloads, url: str, resume: Resume
+    ) -> None:
+        task = TaskPayload(url=url)
+        peer_id = f"{session.host_id}/{task.task_id[:16]}"
+        if resume is Resume.RESCHEDULE:
+            download = await downloads.resume(peer_id, task)
+        else:
             download = await downloads.register(peer_id, task)
-            _log.info("task %s as peer %s: %s", url, peer_id, download.state)
+        _log.info("task %s as peer %s: %s", url, peer_id, download.state)
 
     async def _abort_connect_on_shutdown(self) -> None:
         await self._shutdown.wait()

@@ -1,13 +1,16 @@
-"""Every ``scheduler serve`` setting, declared once (the sections ``[server]``, ``[liveness]``,
-``[gc]``, ``[plugins]`` and ``[log]``), and what is generated from it: the TOML reading,
-the environment variables, the flags and their help, and the docs' tables
+"""Every ``scheduler serve`` setting, declared once (the sections ``[server]``,
+``[liveness]``, ``[limits]``, ``[gc]``, ``[plugins]``, ``[log]``, ``[auth]`` and
+``[tls]``), and what is generated from it: the TOML reading, the environment
+variables, the flags and their help, and the docs' tables
 (``python -m scheduler.config --markdown``).
 
 The declaration mechanism itself is :mod:`scheduler.settings`.
 """
 
+from ._serve import AUTH as AUTH
 from ._serve import ENV_PREFIX as ENV_PREFIX
 from ._serve import GC as GC
+from ._serve import LIMITS as LIMITS
 from ._serve import LIVENESS as LIVENESS
 from ._serve import LOG as LOG
 from ._serve import LOG_FORMATS as LOG_FORMATS
@@ -16,6 +19,7 @@ from ._serve import PLUGINS as PLUGINS
 from ._serve import SECTIONS as SECTIONS
 from ._serve import SERVER as SERVER
 from ._serve import SOURCES as SOURCES
+from ._serve import TLS as TLS
 from ._serve import Resolved as Resolved
 from ._serve import add_flags as add_flags
 from ._serve import entries as entries
@@ -30,8 +34,10 @@ from ._serve import resolve as resolve
 from ._serve import setting_named as setting_named
 
 __all__ = [
+    "AUTH",
     "ENV_PREFIX",
     "GC",
+    "LIMITS",
     "LIVENESS",
     "LOG",
     "LOG_FORMATS",
@@ -40,6 +46,7 @@ __all__ = [
     "SECTIONS",
     "SERVER",
     "SOURCES",
+    "TLS",
     "Resolved",
     "add_flags",
     "entries",

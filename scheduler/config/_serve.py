@@ -1,8 +1,8 @@
 """The settings of ``scheduler serve``: every one declared here, once.
 
-Five TOML tables: ``[server]``, ``[liveness]``, ``[gc]``, ``[plugins]`` and
-``[log]``. Each setting is also a ``serve`` flag and an environment variable
-``SCHEDULER_<SECTION>_<KEY>``. Precedence: flag > environment > file > default.
+Eight TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[gc]``,
+``[plugins]``, ``[log]``, ``[auth]`` and ``[tls]``. Each setting is also a ``serve`` flag and an
+environment variable ``SCHEDULER_<SECTION>_<KEY>``. Precedence: flag > environment > file > default.
 
 The ``[gc]`` keys ``host_ttl``, ``peer_ttl``, ``piece_timeout`` and
 ``task_idle_ttl`` are aliases of built-in policies' settings, and
@@ -21,7 +21,17 @@ import attrs
 from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError
 from ..policies import _announce_ttl, _disconnect_grace, _peer_lifetime, _task_idle
 from ..settings._section import PLUGIN_PREFIX, Section
-from ..settings._setting import Kind, Setting, boolean, choice, duration, integer, str_list, string
+from ..settings._setting import (
+    Kind,
+    Setting,
+    boolean,
+    choice,
+    duration,
+    integer,
+    number,
+    str_list,
+    string,
+)
 
 ENV_PREFIX: Final = "SCHEDULER_"
 LOG_FORMATS: Final = ("text", "json")
@@ -154,9 +164,9 @@ LIVENESS: Final = Section(
         duration(
             "announce_timeout",
             10,
-            "bound on the handshake and then on the wait for the first `announce_host`",
+            "bound on the wait for the first `announce_host` after the handshake",
             details="A session that does not announce in time is closed with 1008, "
-            "cause `announce_timeout`.",
+            "cause `announce_timeout`, and frees its slot (see `[limits]`).",
             positive=True,
         ),
         _GRACE_IN_LIVENESS,
@@ -175,6 +185,87 @@ LIVENESS: Final = Section(
             "on SIGINT or SIGTERM, wait this long for sessions to close",
             details="then stop anyway.",
             positive=True,
+        ),
+    ),
+)
+
+LIMITS: Final = Section(
+    "limits",
+    (
+        integer(
+            "max_connections",
+            11_000,
+            "most TCP connections open at once on the peers' port, before and after the handshake",
+            details="Counted from the accept, so idle connections that never handshake "
+            "cannot use up file descriptors unseen; keep it above `server.max_sessions` "
+            "and below the process's file limit (`ulimit -n`). Past it a connection gets "
+            "HTTP 503 and is closed at once "
+            '(`scheduler_connection_rejections_total{reason="max_connections"}`).',
+            minimum=1,
+        ),
+        integer(
+            "max_connections_per_address",
+            1_000,
+            "most TCP connections open at once from one client address",
+            details="Past it a connection gets HTTP 503 and is closed at once "
+            '(`scheduler_connection_rejections_total{reason="address_connections"}`). '
+            "Stops one address from filling `max_connections`; raise it for many hosts "
+            "behind one NAT address.",
+            minimum=1,
+        ),
+        integer(
+            "max_sessions_per_address",
+            1_000,
+            "most WebSocket sessions open at once from one client address, handshakes "
+            "in progress included",
+            details="Past it a handshake is rejected with HTTP 503 "
+            '(`scheduler_handshake_rejections_total{status="503"}`, '
+            '`scheduler_connection_rejections_total{reason="address_sessions"}`). '
+            "Stops one address from filling `server.max_sessions`.",
+            minimum=1,
+        ),
+        duration(
+            "handshake_timeout",
+            5,
+            "bound on reading the upgrade request of a new TCP connection and "
+            "completing the WebSocket handshake",
+            details="A connection that sends no complete request in time is closed "
+            '(`scheduler_connection_rejections_total{reason="handshake_timeout"}`).',
+            positive=True,
+        ),
+        number(
+            "message_rate",
+            1_000,
+            "how fast one session may send messages, on average",
+            unit="messages per second",
+            details="A token bucket of `message_burst` tokens refilled at this rate; a "
+            "message finding it empty is answered `rate_limited` and changes nothing "
+            "(`scheduler_rate_limited_total`).",
+            positive=True,
+        ),
+        integer(
+            "message_burst",
+            2_000,
+            "messages one session may send at once above `message_rate` (the bucket's size)",
+            minimum=1,
+        ),
+        integer(
+            "rate_violation_limit",
+            100,
+            "`rate_limited` replies per `liveness.error_window` before a session is closed",
+            details="One more closes the session with 1008 (session end cause `rate_limited`).",
+            minimum=1,
+        ),
+        str_list(
+            "allowed_origins",
+            "`Origin` header values allowed to open a session (repeatable)",
+            details="Browsers send `Origin` with every WebSocket handshake, daemons do "
+            "not: a handshake with an `Origin` not listed here is rejected with HTTP 403 "
+            "before the upgrade, so a web page cannot open sessions. Values are compared "
+            'exactly (e.g. `"https://console.example.com"`); `"*"` allows any origin. '
+            "The flag adds to the list.",
+            flag="--allow-origin",
+            metavar="ORIGIN",
         ),
     ),
 )
@@ -245,8 +336,100 @@ LOG: Final = Section(
     ),
 )
 
+AUTH: Final = Section(
+    "auth",
+    (
+        string(
+            "key_file",
+            None,
+            "file holding the HMAC key (at least 32 bytes) that signs tokens",
+            optional=True,
+            unset="off",
+            attr="auth_key_file",
+            flag="--auth-key-file",
+            metavar="FILE",
+            details="Turns authentication on: a peer's handshake needs "
+            "`Authorization: Bearer <token>` (else HTTP 401), an announce must name the "
+            "token's hostname (else `forbidden`), and the admin API needs an `admin:read` "
+            "or `admin:write` token. Tokens come from `scheduler token issue`.",
+        ),
+        string(
+            "previous_key_file",
+            None,
+            "the key before the last rotation: tokens it signed are still accepted",
+            optional=True,
+            unset="none",
+            attr="auth_previous_key_file",
+            flag="--auth-previous-key-file",
+            metavar="FILE",
+            details="New tokens are signed with `key_file`; drop this once the old tokens "
+            "have expired.",
+        ),
+        boolean(
+            "private_metrics",
+            False,
+            "require an `admin:read` token for `/metrics` too",
+            details="(when authentication is on; `/healthz` and `/readyz` stay open).",
+        ),
+        str_list(
+            "allowed_hosts",
+            "more names the admin API answers to in the `Host` header (repeatable)",
+            details="Loopback names, IP literals and the admin bind address are always "
+            'allowed; any other name is refused with 403 (DNS rebinding). `"*"` allows '
+            "every name. The flag adds to the list.",
+            flag="--allowed-host",
+            metavar="NAME",
+        ),
+        boolean(
+            "insecure",
+            False,
+            "allow binding a non-loopback address with no authentication configured",
+            details="Without it `serve` refuses to start (protected mode, exit status 2).",
+        ),
+    ),
+)
+
+TLS: Final = Section(
+    "tls",
+    (
+        string(
+            "cert_file",
+            None,
+            "PEM certificate chain of both listeners",
+            optional=True,
+            unset="off",
+            attr="tls_cert_file",
+            flag="--tls-cert-file",
+            metavar="FILE",
+            details="With `key_file`, peers connect with `wss://` and the admin API is `https://`.",
+        ),
+        string(
+            "key_file",
+            None,
+            "PEM private key of `cert_file`",
+            optional=True,
+            unset="off",
+            attr="tls_key_file",
+            flag="--tls-key-file",
+            metavar="FILE",
+        ),
+        string(
+            "client_ca_file",
+            None,
+            "CA bundle that peers' client certificates must chain to",
+            optional=True,
+            unset="off",
+            attr="tls_client_ca_file",
+            flag="--tls-client-ca-file",
+            metavar="FILE",
+            details="Requires a client certificate on the peers' port; its subject CN is the "
+            "host's identity, like a token's hostname.",
+        ),
+    ),
+)
+
 #: Every section of ``scheduler serve``, in file order.
-SECTIONS: Final[tuple[Section, ...]] = (SERVER, LIVENESS, GC, PLUGINS, LOG)
+SECTIONS: Final[tuple[Section, ...]] = (SERVER, LIVENESS, LIMITS, GC, PLUGINS, LOG, AUTH, TLS)
 
 
 def entries() -> Iterator[tuple[Section, Setting]]:

@@ -20,7 +20,8 @@ class ErrorCode(enum.StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     #: A field is missing, extra, of the wrong type or out of range.
     INVALID_MESSAGE = "invalid_message"
-    #: The message names a host or peer that this session does not own.
+    #: The message names a host or peer that this session does not own; with
+    #: authentication on, also an announce its identity may not make.
     FORBIDDEN = "forbidden"
     #: The peer or task does not exist (or was already evicted).
     NOT_FOUND = "not_found"
@@ -32,6 +33,10 @@ class ErrorCode(enum.StrEnum):
     NOT_ANNOUNCED = "not_announced"
     #: Too many errors in the error window; the server closes with 1008 next.
     TOO_MANY_ERRORS = "too_many_errors"
+    #: The session sent more messages than its rate allows (``limits.message_rate``,
+    #: ``limits.message_burst``); the message was not applied. Slow down and resend;
+    #: past ``limits.rate_violation_limit`` of these the server closes with 1008.
+    RATE_LIMITED = "rate_limited"
     #: A bug on the server side; the request may or may not have been applied.
     INTERNAL = "internal"
 

@@ -44,7 +44,16 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     #: The server is shutting down.
     GOING_AWAY = 1001
-    #: Too many errors within the error window (after a ``too_many_errors`` reply).
+    #: A frame broke the WebSocket framing rules (an unmasked client frame, a reserved
+    #: opcode or bit, a bad control frame).
+    PROTOCOL_ERROR = 1002
+    #: A binary frame: the protocol is JSON in text frames only.
+    UNSUPPORTED_DATA = 1003
+    #: A text frame that is not valid UTF-8.
+    INVALID_PAYLOAD = 1007
+    #: Too many errors within the error window (after a ``too_many_errors`` reply), too
+    #: many ``rate_limited`` replies, too many frames in flight or unread, or no
+    #: ``announce_host`` in time.
     POLICY_VIOLATION = 1008
     #: A frame was longer than the server's ``max_message_size``.
     MESSAGE_TOO_BIG = 1009
@@ -310,6 +319,10 @@ class HostAccepted:
     #: Seconds a dropped host waits for a re-announce before the policies in force
     #: evict it; ``None``: no policy evicts a dropped host (only its TTL, if any).
     reconnect_grace: float | None = attrs.field(default=None, validator=_optional_non_negative)
+    #: A random id the server draws when its process starts: a different ``boot_id``
+    #: on a reconnect means the scheduler restarted and lost every host and peer, so
+    #: the client registers its running peers again at once. ``None``: not sent.
+    boot_id: str | None = None
 
 
 @final

@@ -2,6 +2,8 @@
 
 from ..session import CLOSE_FOR as CLOSE_FOR
 from ..session import EndCause as EndCause
+from ._auth import Scope as Scope
+from ._auth import issue_token as issue_token
 from ._config import ServiceConfig as ServiceConfig
 from ._config import config_from_mapping as config_from_mapping
 from ._config import load_config as load_config
@@ -19,11 +21,13 @@ __all__ = [
     "EndCause",
     "ListenError",
     "SchedulerService",
+    "Scope",
     "ServiceConfig",
     "Session",
     "build_policies",
     "config_from_mapping",
     "configure_logging",
+    "issue_token",
     "load_config",
     "with_overrides",
 ]

@@ -13,6 +13,12 @@ Routes::
     GET    /api/v1/tasks/{id}/graph.svg   the same edges drawn as a DAG
     GET    /api/v1/peers         ?task=ID&limit=N
 
+With ``auth.key_file`` set, every route but ``/healthz`` and ``/readyz`` (and
+``/metrics`` unless ``auth.private_metrics``) needs ``Authorization: Bearer``
+with an ``admin:read`` token (``admin:write`` for ``DELETE``): 401 without a
+valid token, 403 without the scope. A ``Host`` header that is not a loopback
+name, an IP literal, the bind address or in ``auth.allowed_hosts`` gets 403.
+
 A WebSocket upgrade gets 400 and a body naming the peers' URL. The app sees
 only an :class:`AdminBackend` (a read-only view and a few actions), never the
 service object.
@@ -30,6 +36,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core import Host, HostState, NotFound, Peer, Reason, Task
+from ._auth import AdminGuard
 from ._graph import task_graph_svg
 
 Scope = MutableMapping[str, Any]
@@ -159,7 +166,13 @@ def task_detail_json(backend: AdminBackend, task: Task) -> dict[str, Any]:
     }
 
 
-def make_admin_app(backend: AdminBackend) -> ASGIApp:
+def make_admin_app(
+    backend: AdminBackend,
+    guard: AdminGuard | None = None,
+    on_refusal: Callable[[str], None] | None = None,
+) -> ASGIApp:
+    """The ASGI app; ``guard`` checks ``Host`` and tokens (``on_refusal`` counts refusals)."""
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             while True:
@@ -174,12 +187,24 @@ def make_admin_app(backend: AdminBackend) -> ASGIApp:
             return
         if scope["type"] != "http":  # pragma: no cover - hypercorn only sends these
             return
-        status, body, content_type = route(
-            backend,
-            scope["method"],
-            scope["path"],
-            urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1")),
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        refusal = (
+            None
+            if guard is None
+            else guard.check(scope["method"], scope["path"], scope.get("headers", ()))
         )
+        if refusal is not None:
+            if on_refusal is not None:
+                on_refusal(refusal.reason)
+            status, body, content_type = _problem(refusal.status, refusal.message)
+            extra = refusal.headers
+        else:
+            status, body, content_type = route(
+                backend,
+                scope["method"],
+                scope["path"],
+                urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1")),
+            )
         await send(
             {
                 "type": "http.response.start",
@@ -187,6 +212,7 @@ def make_admin_app(backend: AdminBackend) -> ASGIApp:
                 "headers": [
                     (b"content-type", content_type.encode()),
                     (b"content-length", str(len(body)).encode()),
+                    *extra,
                 ],
             }
         )

@@ -9,6 +9,7 @@ variable); the CLI turns that into exit status 2.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +60,15 @@ class ServiceConfig:
     error_limit: int = _default("error_limit")
     error_window: float = _default("error_window")
     shutdown_timeout: float = _default("shutdown_timeout")
+    # [limits]
+    max_connections: int = _default("max_connections")
+    max_connections_per_address: int = _default("max_connections_per_address")
+    max_sessions_per_address: int = _default("max_sessions_per_address")
+    handshake_timeout: float = _default("handshake_timeout")
+    message_rate: float = _default("message_rate")
+    message_burst: int = _default("message_burst")
+    rate_violation_limit: int = _default("rate_violation_limit")
+    allowed_origins: tuple[str, ...] = _default("allowed_origins")
     # [gc]
     sweep_interval: float = _default("sweep_interval")
     # [plugins]
@@ -69,6 +79,16 @@ class ServiceConfig:
     # [log]
     log_format: str = _default("log_format")
     log_level: str = _default("log_level")
+    # [auth]
+    auth_key_file: str | None = _default("auth_key_file")
+    auth_previous_key_file: str | None = _default("auth_previous_key_file")
+    private_metrics: bool = _default("private_metrics")
+    allowed_hosts: tuple[str, ...] = _default("allowed_hosts")
+    insecure: bool = _default("insecure")
+    # [tls]
+    tls_cert_file: str | None = _default("tls_cert_file")
+    tls_key_file: str | None = _default("tls_key_file")
+    tls_client_ca_file: str | None = _default("tls_client_ca_file")
 
     def policy_config(self) -> dict[str, dict[str, Any]]:
         """The ``[plugins.<name>]`` sections, as the operator wrote them."""
@@ -81,6 +101,11 @@ class ServiceConfig:
     @property
     def admin_host(self) -> str:
         return self.admin_bind or self.bind
+
+    @property
+    def tls(self) -> bool:
+        """True when both listeners speak TLS."""
+        return self.tls_cert_file is not None
 
 
 def config_from_resolved(resolved: serve.Resolved) -> ServiceConfig:
@@ -110,7 +135,52 @@ def validate(config: ServiceConfig) -> ServiceConfig:
     """Cross-field checks that the per-key parsing cannot do."""
     if config.port == config.admin_port != 0 and config.admin_host == config.bind:
         raise ConfigError("server.admin_port", "must differ from server.port")
+    if (config.tls_cert_file is None) != (config.tls_key_file is None):
+        raise ConfigError("tls.key_file", "tls.cert_file and tls.key_file go together")
+    if config.tls_client_ca_file is not None and config.tls_cert_file is None:
+        raise ConfigError("tls.client_ca_file", "needs tls.cert_file and tls.key_file")
+    if config.auth_previous_key_file is not None and config.auth_key_file is None:
+        raise ConfigError("auth.previous_key_file", "needs auth.key_file")
+    check_protected_mode(config)
     return config
+
+
+#: Names that always mean this machine.
+LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def is_loopback(address: str) -> bool:
+    """True for a loopback address or name (``127.0.0.1``, ``::1``, ``localhost``)."""
+    host = address.strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_protected_mode(config: ServiceConfig) -> None:
+    """Protected mode: no listener on a non-loopback address without a credential.
+
+    The peers' listener needs a token key or client certificates, the admin
+    listener a token key; ``auth.insecure`` lifts the rule.
+    """
+    if config.insecure:
+        return
+    peers_guarded = config.auth_key_file is not None or config.tls_client_ca_file is not None
+    admin_hint = "" if config.admin_bind else ", keep admin on loopback (--admin-bind 127.0.0.1)"
+    for key, address, guarded, hint in (
+        ("server.bind", config.bind, peers_guarded, ""),
+        ("server.admin_bind", config.admin_host, config.auth_key_file is not None, admin_hint),
+    ):
+        if not guarded and not is_loopback(address):
+            raise ConfigError(
+                key,
+                f"refusing to listen on non-loopback {address} without authentication "
+                f"(protected mode); set auth.key_file (--auth-key-file){hint}, "
+                "or pass --insecure",
+            )
 
 
 def read_toml(path: str | Path | None) -> dict[str, Any]:

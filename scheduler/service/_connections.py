@@ -1,4 +1,13 @@
-"""Connections on the peers' port: the gate, the handshake, and the open sessions.
+"""Connections on the peers' port: admission, the gate, the handshake, and the open sessions.
+
+A connection is counted from its TCP accept, before a byte is read
+(:class:`~scheduler.session.Admission`: ``limits.max_connections`` in total,
+``limits.max_connections_per_address`` per client address); one over a limit
+gets a one-line HTTP 503 and is closed at once. Its request head and the
+WebSocket handshake must arrive within ``limits.handshake_timeout`` (else 408
+and close). The handshake then takes a session slot (``server.max_sessions``,
+``limits.max_sessions_per_address``; 503 when full), which the session holds
+until it ends; a session that never announces ends at ``announce_timeout``.
 
 Every exception of one connection is contained here: one peer's failure never
 reaches the listener or another session.
@@ -6,29 +15,74 @@ reaches the listener or another session.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import final
+import ssl
+from typing import Final, final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from ..protocol import SUBPROTOCOL
-from ..session import EndCause
-from ._gate import Refusal, read_upgrade
+from ..session import Admission, AdmissionLimits, EndCause, Identity, Refused
+from ._auth import AuthError, PeerGuard
+from ._config import ServiceConfig
+from ._framing import wrap_server_stream
+from ._gate import Refusal, Replay, read_upgrade
+from ._logging import fields
 from ._session import Session, SessionEnv
 
 log = logging.getLogger("scheduler.service")
 
+#: The ``reason`` of a connection closed for not completing its handshake in time.
+HANDSHAKE_TIMEOUT: Final = "handshake_timeout"
+
+#: What a client over a limit reads (one line each).
+_REFUSAL_TEXT: Final = {
+    Refused.MAX_CONNECTIONS: "connection limit reached; retry later\n",
+    Refused.ADDRESS_CONNECTIONS: "too many connections from your address; retry later\n",
+    Refused.MAX_SESSIONS: "session limit reached; retry later\n",
+    Refused.ADDRESS_SESSIONS: "too many sessions from your address; retry later\n",
+}
+
+
+def admission_limits(config: ServiceConfig) -> AdmissionLimits:
+    return AdmissionLimits(
+        max_connections=config.max_connections,
+        max_connections_per_address=config.max_connections_per_address,
+        max_sessions=config.max_sessions,
+        max_sessions_per_address=config.max_sessions_per_address,
+    )
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """The client's IP address, or ``""`` for a stream without a socket (tests' memory streams)."""
+    inner: object = stream
+    while (transport := getattr(inner, "transport_stream", None)) is not None:
+        inner = transport  # TLS: the socket is under the SSL stream
+    sock = getattr(inner, "socket", None)
+    if sock is None:
+        return ""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return ""
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+
 
 @final
 class Connections:
-    """The open sessions of one service, and the handshakes that may add to them."""
+    """The open sessions of one service, and the connections that may add to them."""
 
-    def __init__(self, env: SessionEnv, sessions: set[Session]) -> None:
+    def __init__(
+        self, env: SessionEnv, sessions: set[Session], guard: PeerGuard | None = None
+    ) -> None:
         self.env = env
+        #: Checks each handshake's credentials; None: authentication is off.
+        self.guard = guard
         #: Shared with the metrics' session gauge.
         self.sessions = sessions
-        self._handshakes = 0
+        self.admission = Admission(admission_limits(env.config))
         self._no_sessions = trio.Event()
         self._no_sessions.set()
 
@@ -41,7 +95,32 @@ class Connections:
         await self._no_sessions.wait()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        """One connection: gate, handshake, session, close.
+        """One connection: admission, gate, handshake, session, close."""
+        address = peer_address(stream)
+        try:
+            refused = self.admission.connect(address)
+            if refused is not None:
+                await self._refuse(stream, Refusal(503, _REFUSAL_TEXT[refused]), refused)
+                return
+            try:
+                await self._handle_admitted(stream, address)
+            finally:
+                self.admission.disconnect(address)
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(self.env.config.close_timeout):
+                await stream.aclose()
+
+    async def _refuse(self, stream: trio.abc.Stream, refusal: Refusal, reason: str) -> None:
+        """Answer one line of plain HTTP (bounded), and count why."""
+        metrics = self.env.metrics
+        metrics.connection_rejections.labels(reason).inc()
+        metrics.handshake_rejections.labels(str(refusal.status)).inc()
+        with trio.move_on_after(self.env.config.send_timeout):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.send_all(refusal.encode())
+
+    async def _handle_admitted(self, stream: trio.abc.Stream, address: str) -> None:
+        """Gate, handshake and session of an admitted connection.
 
         The connection's nursery is ours rather than trio-websocket's, so an
         error in its background reader (e.g. wsproto refusing a pong while we
@@ -51,8 +130,16 @@ class Connections:
         try:
             async with trio.open_nursery() as nursery:
                 request: WebSocketRequest | None = None
-                with trio.move_on_after(config.announce_timeout):
-                    upgrade = await read_upgrade(stream)
+                upgrade: object = None
+                identity: Identity | None = None
+                with trio.move_on_after(config.handshake_timeout) as handshake:
+                    upgrade = await read_upgrade(stream, allowed_origins=config.allowed_origins)
+                    if isinstance(upgrade, Replay):
+                        identity_or_refusal = self.authenticate(upgrade, stream)
+                        if isinstance(identity_or_refusal, Refusal):
+                            upgrade = identity_or_refusal
+                        else:
+                            identity = identity_or_refusal
                     if isinstance(upgrade, Refusal):
                         metrics.handshake_rejections.labels(str(upgrade.status)).inc()
                         with trio.move_on_after(config.send_timeout):
@@ -64,25 +151,49 @@ class Connections:
                             message_queue_size=4,
                             max_message_size=config.max_message_size,
                         )
+                if handshake.cancelled_caught:
+                    if upgrade is None:  # still reading the head: say why we hang up
+                        text = f"no complete request within {config.handshake_timeout:g}s\n"
+                        await self._refuse(stream, Refusal(408, text), HANDSHAKE_TIMEOUT)
+                    else:
+                        metrics.connection_rejections.labels(HANDSHAKE_TIMEOUT).inc()
+                    nursery.cancel_scope.cancel()
+                    return
                 if request is not None:
-                    await self.handle_request(request)
+                    await self.handle_request(request, address, identity)
                 nursery.cancel_scope.cancel()
         except* trio.Cancelled:
             raise
-        except* (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
+        except* trio.BrokenResourceError as group:
+            if any(isinstance(exc.__cause__, ssl.SSLError) for exc in group.exceptions):
+                # A failed TLS handshake: no certificate, an untrusted one, or not TLS.
+                metrics.auth_failures.labels("peers", "tls").inc()
+        except* (ConnectionClosed, trio.ClosedResourceError):
             pass
         except* Exception as group:
             for exc in group.exceptions:
                 log.error("connection failed", exc_info=exc)  # noqa: TRY400 - not current
             metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(config.close_timeout):
-                await stream.aclose()
 
-    async def handle_request(self, request: WebSocketRequest) -> None:
+    def authenticate(self, upgrade: Replay, stream: trio.abc.Stream) -> Identity | Refusal | None:
+        """The identity the request head proves (None: authentication off), or a 401."""
+        if self.guard is None:
+            return None
+        peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
+        try:
+            return self.guard.authenticate(upgrade.headers, peercert)
+        except AuthError as exc:
+            self.env.metrics.auth_failures.labels("peers", exc.reason.value).inc()
+            log.info("handshake refused", extra=fields(status=401, reason=exc.reason.value))
+            challenge = ("WWW-Authenticate", 'Bearer realm="scheduler"')
+            return Refusal(401, f"{exc}\n", (challenge,))
+
+    async def handle_request(
+        self, request: WebSocketRequest, address: str = "", identity: Identity | None = None
+    ) -> None:
         """Handshake and run one session; every exception is contained here."""
         try:
-            await self._accept_and_run(request)
+            await self._accept_and_run(request, address, identity)
         except* trio.Cancelled:
             raise
         except* Exception as group:
@@ -90,30 +201,39 @@ class Connections:
                 log.error("session failed", exc_info=exc)  # noqa: TRY400 - not current
             self.env.metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
-    async def _accept_and_run(self, request: WebSocketRequest) -> None:
+    async def _accept_and_run(
+        self, request: WebSocketRequest, address: str, identity: Identity | None
+    ) -> None:
         config, metrics = self.env.config, self.env.metrics
-        # Count handshakes in flight too: the cap must hold under concurrent connects.
-        if len(self.sessions) + self._handshakes >= config.max_sessions:
+        # Counted from here, handshakes in flight included: the caps hold under
+        # concurrent connects.
+        refused = self.admission.open_session(address)
+        if refused is not None:
+            metrics.connection_rejections.labels(refused).inc()
             metrics.handshake_rejections.labels("503").inc()
             with trio.move_on_after(config.send_timeout):
-                await request.reject(503, body=b"session limit reached; retry later\n")
+                await request.reject(503, body=_REFUSAL_TEXT[refused].encode())
             return
-        proposed = request.proposed_subprotocols
-        if proposed and SUBPROTOCOL not in proposed:
-            metrics.handshake_rejections.labels("400").inc()
-            with trio.move_on_after(config.send_timeout):
-                body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
-                await request.reject(400, body=body.encode())
-            return
-        self._handshakes += 1
         try:
-            with trio.move_on_after(config.send_timeout) as accept_scope:
-                ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
+            proposed = request.proposed_subprotocols
+            if proposed and SUBPROTOCOL not in proposed:
+                metrics.handshake_rejections.labels("400").inc()
+                with trio.move_on_after(config.send_timeout):
+                    body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
+                    await request.reject(400, body=body.encode())
+                return
+            await self._run_session(request, identity)
         finally:
-            self._handshakes -= 1
+            self.admission.close_session(address)
+
+    async def _run_session(self, request: WebSocketRequest, identity: Identity | None) -> None:
+        config = self.env.config
+        with trio.move_on_after(config.send_timeout) as accept_scope:
+            proposed = request.proposed_subprotocols
+            ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
         if accept_scope.cancelled_caught:
             return
-        session = Session(self.env, ws, str(request.remote))
+        session = Session(self.env, ws, str(request.remote), identity)
         self.sessions.add(session)
         self._no_sessions = trio.Event()
         try:

@@ -9,14 +9,20 @@ bytes it read:
 * another path: ``404``;
 * ``/ws`` with a method other than GET: ``405``;
 * a GET on ``/ws`` without ``Upgrade: websocket``: ``426`` with a hint;
+* an upgrade carrying an ``Origin`` header not in ``limits.allowed_origins``:
+  ``403``. Browsers send ``Origin`` with every WebSocket handshake and daemons
+  do not, so without this any web page a user opens could open sessions;
 * a request head that does not parse: ``400``.
+
+The caller checks the credentials in :attr:`Replay.headers` before the
+handshake (``401`` when authentication is on and they fail).
 """
 
 from __future__ import annotations
 
 import http
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final, final
 
 import attrs
@@ -26,6 +32,8 @@ import trio
 WS_PATH: Final = "/ws"
 #: A request head larger than this is refused (a WebSocket upgrade is well under 1 KiB).
 MAX_HEAD: Final = 16 * 1024
+#: In ``limits.allowed_origins``: any ``Origin`` may open a session.
+ANY_ORIGIN: Final = "*"
 
 
 @final
@@ -50,7 +58,11 @@ class Refusal:
 
 
 def check_request(
-    method: str, target: str, headers: Sequence[tuple[bytes, bytes]]
+    method: str,
+    target: str,
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    allowed_origins: Collection[str] = (),
 ) -> Refusal | None:
     """Decide about one request head: None lets it through to the WebSocket handshake."""
     values = {name.lower(): value.decode("latin-1") for name, value in headers}
@@ -68,10 +80,29 @@ def check_request(
             f"this is the peers' WebSocket endpoint; connect with a WebSocket client to {url}\n",
             (("Upgrade", "websocket"),),
         )
-    return None
+    return check_origin(headers, allowed_origins)
 
 
-async def read_upgrade(stream: trio.abc.Stream) -> Replay | Refusal | None:
+def check_origin(
+    headers: Sequence[tuple[bytes, bytes]], allowed_origins: Collection[str]
+) -> Refusal | None:
+    """``403`` for a handshake whose ``Origin`` headers are not all allowed; None without one."""
+    origins = [value.decode("latin-1") for name, value in headers if name.lower() == b"origin"]
+    if not origins or ANY_ORIGIN in allowed_origins:
+        return None
+    if all(origin in allowed_origins for origin in origins):
+        return None
+    # The origin is not echoed: the body stays one clean line whatever the header holds.
+    return Refusal(
+        403,
+        "cross-origin WebSocket handshakes are refused; "
+        "allow the origin with limits.allowed_origins\n",
+    )
+
+
+async def read_upgrade(
+    stream: trio.abc.Stream, *, allowed_origins: Collection[str] = ()
+) -> Replay | Refusal | None:
     """Read one request head from ``stream`` and judge it.
 
     Returns a stream that replays the head for a WebSocket upgrade on ``/ws``,
@@ -95,17 +126,26 @@ async def read_upgrade(stream: trio.abc.Stream) -> Replay | Refusal | None:
     if not isinstance(event, h11.Request):
         return None
     method, target = event.method.decode("latin-1"), event.target.decode("latin-1")
-    refusal = check_request(method, target, event.headers)
-    return Replay(stream, bytes(seen)) if refusal is None else refusal
+    refusal = check_request(method, target, event.headers, allowed_origins=allowed_origins)
+    if refusal is not None:
+        return refusal
+    return Replay(stream, bytes(seen), tuple((name, value) for name, value in event.headers))
 
 
 @final
 class Replay(trio.abc.Stream):
     """A stream that first returns bytes already read from it."""
 
-    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
+    def __init__(
+        self,
+        inner: trio.abc.Stream,
+        prefix: bytes,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         self.inner = inner
         self._prefix = prefix
+        #: The request head's headers (names in lower case), for the credential check.
+        self.headers = headers
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if not self._prefix:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import final
 
@@ -43,16 +44,25 @@ async def serve_peers(
     port: int,
     handler_nursery: trio.Nursery,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Accept TCP connections on the peers' port; each runs ``handler`` in ``handler_nursery``.
 
-    Reports the bound port; runs until cancelled.
+    With ``ssl_context`` each connection is a :class:`trio.SSLStream`; its TLS
+    handshake runs on the handler's first read, so the handler's deadline bounds
+    it. Reports the bound port; runs until cancelled.
     """
     try:
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        sockets = await trio.open_tcp_listeners(port, host=host)
     except OSError as exc:
         raise ListenError.of("peers", host, port, exc) from exc
-    task_status.started(listeners[0].socket.getsockname()[1])
+    task_status.started(sockets[0].socket.getsockname()[1])
+    listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(sockets)
+    if ssl_context is not None:
+        listeners = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in sockets
+        ]
     await trio.serve_listeners(handler, listeners, handler_nursery=handler_nursery)
 
 
@@ -63,18 +73,19 @@ async def serve_admin(
     *,
     stop: trio.Event,
     done: trio.Event,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin ASGI app with hypercorn until ``stop`` is set; then set ``done``.
 
-    Reports the bound URLs.
+    With ``ssl_context`` it serves HTTPS. Reports the bound URLs.
     """
     try:
         # We bind, not hypercorn: its bind error names no address and leaks the socket.
         sock = _bind(host, port, "admin")
         await hypercorn.trio.serve(
             app,
-            _HypercornConfig(sock),
+            _HypercornConfig(sock, ssl_context),
             shutdown_trigger=stop.wait,
             task_status=task_status,
         )
@@ -105,9 +116,11 @@ def _bind(host: str, port: int, listener: str) -> socket.socket:
 class _HypercornConfig(hypercorn.config.Config):
     """Hypercorn's settings for the admin API, serving on a socket we bound."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None) -> None:
         super().__init__()
-        self._sockets = hypercorn.config.Sockets([], [sock], [])
+        secure, insecure = ([sock], []) if ssl_context is not None else ([], [sock])
+        self._sockets = hypercorn.config.Sockets(secure, insecure, [])
+        self._ssl_context = ssl_context
         self.accesslog = None
         self.errorlog = logging.getLogger("scheduler.admin")
         self.graceful_timeout = 1.0
@@ -115,3 +128,7 @@ class _HypercornConfig(hypercorn.config.Config):
 
     def create_sockets(self) -> hypercorn.config.Sockets:
         return self._sockets
+
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        # Ours, built from the [tls] settings (hypercorn's would need its own fields).
+        return self._ssl_context

@@ -74,6 +74,23 @@ class Metrics:
         self.handshake_rejections = Counter(
             "scheduler_handshake_rejections", "Rejected handshakes", ["status"], registry=r
         )
+        self.connection_rejections = Counter(
+            "scheduler_connection_rejections",
+            "Connections on the peers' port refused or closed by a limit, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "scheduler_rate_limited",
+            "Messages answered rate_limited (over a session's message rate)",
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "scheduler_auth_failures",
+            "Refused credentials, by listener (peers, admin) and reason",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.gc_duration = Histogram(
             "scheduler_gc_duration_seconds",
             "Time spent in one GC run",

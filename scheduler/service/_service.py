@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from typing import final
@@ -34,6 +35,7 @@ from ..core import (
 from ..policies import load_policies
 from ..session import EndCause, HostSessions, SessionLimits, SessionOwner, route_unsolicited
 from ._admin import AdminView, make_admin_app
+from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._config import ServiceConfig
 from ._connections import Connections
 from ._gate import WS_PATH
@@ -57,6 +59,11 @@ class SchedulerService:
     def __init__(self, config: ServiceConfig, policies: PolicySet | None = None) -> None:
         self.config = config
         self.metrics: Metrics
+        # Read the keys and certificates first: a bad file stops start-up (ConfigError).
+        verifier = TokenVerifier.from_config(config)
+        self.peers_ssl = server_ssl_context(config, client_certificates=True)
+        self.admin_ssl = server_ssl_context(config, client_certificates=False)
+        self.admin_guard = AdminGuard.from_config(config, verifier)
         if policies is None:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
@@ -64,17 +71,20 @@ class SchedulerService:
             policies, now=trio.current_time(), sweep_interval=config.sweep_interval
         )
         self.hosts = HostSessions(self.state)
+        #: Drawn once per process start; every ``host_accepted`` carries it, so a client
+        #: that reconnects can tell a restarted scheduler (which lost its state).
+        self.boot_id = secrets.token_hex(8)
         sessions: set[Session] = set()
         self.metrics = Metrics(self.state, sessions)
         env = SessionEnv(
             state=self.state,
             hosts=self.hosts,
-            limits=session_limits(config),
+            limits=session_limits(config, boot_id=self.boot_id),
             config=config,
             metrics=self.metrics,
             apply=self.apply,
         )
-        self.connections = Connections(env, sessions)
+        self.connections = Connections(env, sessions, peer_guard(config, verifier))
         self.gc = GcLoops(self.state, self.metrics, self.apply)
         # Read both clocks once: timestamps stay stable across API calls.
         self._wall_offset = time.time() - trio.current_time()
@@ -132,16 +142,18 @@ class SchedulerService:
             session_nursery: trio.Nursery = await root.start(_hold_nursery)
             listener_scope = trio.CancelScope()
             ws_port = await root.start(self._serve_peers, listener_scope, session_nursery)
-            self.ws_url = f"ws://{url_host(config.bind)}:{ws_port}{WS_PATH}"
+            scheme = "wss" if self.peers_ssl is not None else "ws"
+            self.ws_url = f"{scheme}://{url_host(config.bind)}:{ws_port}{WS_PATH}"
             admin_stop, admin_done = trio.Event(), trio.Event()
             binds: list[str] = await root.start(
                 functools.partial(
                     serve_admin,
-                    make_admin_app(self),
+                    make_admin_app(self, self.admin_guard, self._admin_refused),
                     config.admin_host,
                     config.admin_port,
                     stop=admin_stop,
                     done=admin_done,
+                    ssl_context=self.admin_ssl,
                 )
             )
             root.start_soon(self.gc.run)
@@ -180,6 +192,7 @@ class SchedulerService:
                 self.config.port,
                 session_nursery,
                 task_status=task_status,
+                ssl_context=self.peers_ssl,
             )
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -230,6 +243,9 @@ class SchedulerService:
         )
         self.hosts.evicted(event.record_id, event.reason)
 
+    def _admin_refused(self, reason: str) -> None:
+        self.metrics.auth_failures.labels("admin", reason).inc()
+
     def _plugin_error(self, plugin: str, hook: str, exc: BaseException) -> None:
         # Called from inside PolicySet; metrics may not exist yet during start-up.
         metrics = getattr(self, "metrics", None)
@@ -237,9 +253,13 @@ class SchedulerService:
             metrics.plugin_errors.labels(plugin, hook).inc()
 
 
-def session_limits(config: ServiceConfig) -> SessionLimits:
+def session_limits(config: ServiceConfig, *, boot_id: str | None = None) -> SessionLimits:
     """The settings the session rules apply, from the service's config."""
     return SessionLimits(
+        message_rate=config.message_rate,
+        message_burst=config.message_burst,
+        rate_violation_limit=config.rate_violation_limit,
+        boot_id=boot_id,
         ping_interval=config.ping_interval,
         ping_timeout=config.ping_timeout,
         announce_timeout=config.announce_timeout,

@@ -32,8 +32,15 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..core import Event, SchedulerState
-from ..protocol import ErrorReply, ServerMessage, encode
-from ..session import EndCause, HostRegistry, Outcome, SessionLimits, SessionProtocol
+from ..protocol import ErrorCode, ErrorReply, ServerMessage, encode
+from ..session import (
+    EndCause,
+    HostRegistry,
+    Identity,
+    Outcome,
+    SessionLimits,
+    SessionProtocol,
+)
 from ._config import ServiceConfig
 from ._metrics import Metrics
 
@@ -54,7 +61,13 @@ class SessionEnv:
 
 @final
 class Session:
-    def __init__(self, env: SessionEnv, ws: WebSocketConnection, remote: str) -> None:
+    def __init__(
+        self,
+        env: SessionEnv,
+        ws: WebSocketConnection,
+        remote: str,
+        identity: Identity | None = None,
+    ) -> None:
         self.env = env
         self.ws = ws
         self.remote = remote
@@ -65,6 +78,7 @@ class Session:
             opened_at=trio.current_time(),
             owner=self,
             remote=remote,
+            identity=identity,
         )
         self._scope = trio.CancelScope()
         self._announced = trio.Event()
@@ -193,6 +207,8 @@ class Session:
         for reply in outcome.replies:
             if isinstance(reply, ErrorReply):
                 metrics.message_errors.labels(reply.code).inc()
+                if reply.code is ErrorCode.RATE_LIMITED:
+                    metrics.rate_limited.inc()
         if outcome.events:
             self.env.apply(outcome.events)
 

@@ -7,9 +7,14 @@ trio shell in :mod:`scheduler.service` moves the bytes and runs the timers.
 the sessions of the hosts they are for (through :class:`HostSessions`).
 """
 
+from ._admission import Admission as Admission
+from ._admission import AdmissionLimits as AdmissionLimits
+from ._admission import Refused as Refused
 from ._causes import CLOSE_FOR as CLOSE_FOR
 from ._causes import HOST_SETTLED as HOST_SETTLED
 from ._causes import EndCause as EndCause
+from ._identity import Identity as Identity
+from ._identity import check_announce as check_announce
 from ._protocol import ERROR_CODE_FOR as ERROR_CODE_FOR
 from ._protocol import INVALID as INVALID
 from ._protocol import Outcome as Outcome
@@ -18,6 +23,9 @@ from ._protocol import SessionProtocol as SessionProtocol
 from ._protocol import error_code_for as error_code_for
 from ._protocol import host_info_from as host_info_from
 from ._protocol import task_info_from as task_info_from
+from ._rate import MessageRate as MessageRate
+from ._rate import TokenBucket as TokenBucket
+from ._rate import Verdict as Verdict
 from ._registry import Delivery as Delivery
 from ._registry import HostRegistry as HostRegistry
 from ._registry import HostSessions as HostSessions
@@ -34,15 +42,23 @@ __all__ = [
     "ERROR_CODE_FOR",
     "HOST_SETTLED",
     "INVALID",
+    "Admission",
+    "AdmissionLimits",
     "Delivery",
     "EndCause",
     "HostRegistry",
     "HostSessions",
+    "Identity",
+    "MessageRate",
     "Outcome",
+    "Refused",
     "Routed",
     "SessionLimits",
     "SessionOwner",
     "SessionProtocol",
+    "TokenBucket",
+    "Verdict",
+    "check_announce",
     "error_code_for",
     "fetch_task_message",
     "host_info_from",

@@ -26,6 +26,10 @@ class EndCause(enum.StrEnum):
     #: the client stopped reading.
     OUTBOX_OVERFLOW = "outbox_overflow"
     ANNOUNCE_TIMEOUT = "announce_timeout"
+    #: More ``rate_limited`` replies than ``limits.rate_violation_limit`` in the error window.
+    RATE_LIMITED = "rate_limited"
+    #: A binary frame (the protocol is text frames only).
+    BINARY_FRAME = "binary_frame"
     SHUTDOWN = "shutdown"
     INTERNAL = "internal"
 
@@ -42,6 +46,8 @@ CLOSE_FOR: Final[dict[EndCause, tuple[int, str]]] = {
     EndCause.INBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many frames in flight"),
     EndCause.OUTBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many messages left unread"),
     EndCause.ANNOUNCE_TIMEOUT: (CloseCode.POLICY_VIOLATION, "no announce_host in time"),
+    EndCause.RATE_LIMITED: (CloseCode.POLICY_VIOLATION, "message rate exceeded"),
+    EndCause.BINARY_FRAME: (CloseCode.UNSUPPORTED_DATA, "binary frames are not supported"),
     EndCause.SHUTDOWN: (CloseCode.GOING_AWAY, "scheduler shutting down"),
     EndCause.INTERNAL: (CloseCode.INTERNAL_ERROR, "internal error"),
 }

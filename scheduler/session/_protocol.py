@@ -7,10 +7,19 @@ hands it each frame with ``now`` and applies the :class:`Outcome`: it sends
 
 Rules, in the order they apply to a frame:
 
+* a binary frame ends the session with ``binary_frame`` (close 1003): the
+  protocol is JSON in text frames;
+* every frame takes a token of the session's :class:`~._rate.MessageRate`; a
+  frame over the rate is answered ``rate_limited`` (with its id, if it has one)
+  and changes nothing, and more than ``rate_violation_limit`` of those within
+  ``error_window`` seconds end the session with ``rate_limited`` (1008);
 * a frame that does not decode gets an ``error`` with the codec's code;
 * ``announce_host`` is accepted at any time; the first one binds the session
   to the host (a newer session for the same host replaces this one), a later
-  one for another host is ``forbidden``;
+  one for another host is ``forbidden``; with authentication on, an announce
+  of a hostname the session's :class:`~._identity.Identity` may not use, or one
+  that would reconnect to, take over or supersede a host another identity
+  announced, is ``forbidden`` and changes nothing;
 * anything else before the first announce is ``not_announced``;
 * every accepted message refreshes the host's last contact, at most once per
   ``touch_every`` seconds (a pong always does);
@@ -81,6 +90,8 @@ from ..protocol import (
     decode_client,
 )
 from ._causes import CLOSE_FOR, HOST_SETTLED, EndCause
+from ._identity import Identity, check_announce
+from ._rate import MessageRate, Verdict
 from ._registry import HostRegistry, SessionOwner
 from ._schedule import schedule_message, scheduled_for
 
@@ -114,6 +125,13 @@ class SessionLimits:
     touch_every: float = 1.0
     #: Most unsolicited messages waiting to be sent; one more ends the session.
     outbox_size: int = 64
+    #: The message rate (messages per second) and burst of one session's token bucket.
+    message_rate: float = 1_000.0
+    message_burst: int = 2_000
+    #: ``rate_limited`` replies within ``error_window`` before the session ends.
+    rate_violation_limit: int = 100
+    #: The server process's random id, sent in every ``host_accepted`` (``None``: not sent).
+    boot_id: str | None = None
 
 
 @final
@@ -181,6 +199,7 @@ class SessionProtocol:
         owner: SessionOwner | None = None,
         remote: str = "",
         timer: Callable[[], float] = time.perf_counter,
+        identity: Identity | None = None,
     ) -> None:
         self.state = state
         self.hosts = hosts
@@ -189,6 +208,8 @@ class SessionProtocol:
         #: What the registry holds for this session; ``self`` unless a shell wraps it.
         self.owner: SessionOwner = self if owner is None else owner
         self.remote = remote
+        #: Who the handshake proved the client to be; None: authentication is off.
+        self.identity = identity
         #: Measures how long a decision takes (never decides anything).
         self.timer = timer
         #: What waits to be sent, in order: replies (the shell adds them) and
@@ -198,6 +219,13 @@ class SessionProtocol:
         self.cause: EndCause | None = None
         self.evicted_reason: str | None = None
         self._errors: deque[float] = deque()
+        self.rate = MessageRate(
+            rate=limits.message_rate,
+            burst=limits.message_burst,
+            violation_limit=limits.rate_violation_limit,
+            violation_window=limits.error_window,
+            now=opened_at,
+        )
         self._last_touch = -math.inf
         self._closed = False
 
@@ -248,11 +276,18 @@ class SessionProtocol:
 
     def receive(self, frame: str | bytes, now: float) -> Outcome:
         """One client frame: decode it, apply it to the core, say what to send."""
+        if isinstance(frame, bytes | bytearray):
+            return Outcome(close=EndCause.BINARY_FRAME, message_type=INVALID)
+        verdict = self.rate.admit(now)
         try:
             message = decode_client(frame)
         except ProtocolError as exc:
+            if verdict is not Verdict.ALLOW:
+                return self._rate_limited(verdict, exc.request_id, INVALID)
             return self._error(exc.code, exc.message, exc.request_id, now, INVALID)
         tag = message.tag
+        if verdict is not Verdict.ALLOW:
+            return self._rate_limited(verdict, message.id, tag)
         try:
             return self._dispatch(message, now)
         except Exception as exc:  # every error becomes a reply
@@ -365,11 +400,16 @@ class SessionProtocol:
                 f"this session owns host {self.host_id!r}; it cannot announce {host_id!r}"
             )
         state = self.state
+        if self.identity is not None:
+            # Checked before the core is asked: a forbidden announce changes nothing.
+            same_name = state.view.host_ids_by_hostname(info.hostname)
+            affected = [h for h in (host_id, *sorted(same_name)) if state.has_host(h)]
+            check_announce(self.identity, info.hostname, affected, self.hosts.identity_of)
         events = state.announce_host(info, now, interval=message.interval)
         self._last_touch = now
         if self.host_id is None:
             self.host_id = host_id
-            self.hosts.claim(host_id, self.owner)
+            self.hosts.claim(host_id, self.owner, self.identity)
         expiry = state.deadline_of(RecordKind.HOST, host_id)
         limits = self.limits
         accepted = HostAccepted(
@@ -379,6 +419,7 @@ class SessionProtocol:
             ping_interval=limits.ping_interval,
             ping_timeout=limits.ping_timeout,
             reconnect_grace=self.hosts.reconnect_grace(host_id, now),
+            boot_id=limits.boot_id,
         )
         return Outcome(replies=(accepted,), events=tuple(events), message_type=message.tag)
 
@@ -409,6 +450,16 @@ class SessionProtocol:
             code, close = ErrorCode.TOO_MANY_ERRORS, EndCause.TOO_MANY_ERRORS
             text = f"more than {limits.error_limit} errors in {limits.error_window:g}s"
         reply = ErrorReply(id=request_id, code=code, message=text)
+        return Outcome(replies=(reply,), close=close, message_type=message_type)
+
+    def _rate_limited(
+        self, verdict: Verdict, request_id: str | int | None, message_type: str
+    ) -> Outcome:
+        """The answer to a frame over the rate: nothing applied, maybe the end."""
+        bucket = self.rate.bucket
+        text = f"more than {bucket.rate:g} messages/s (burst {bucket.burst}); slow down"
+        reply = ErrorReply(id=request_id, code=ErrorCode.RATE_LIMITED, message=text)
+        close = EndCause.RATE_LIMITED if verdict is Verdict.CLOSE else None
         return Outcome(replies=(reply,), close=close, message_type=message_type)
 
     def _fields(self, **extra: object) -> dict[str, object]:

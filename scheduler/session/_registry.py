@@ -19,6 +19,7 @@ from typing import Protocol, final
 from ..core import Reason, SchedulerState
 from ..protocol import ServerMessage
 from ._causes import EndCause
+from ._identity import Identity
 
 
 class Delivery(enum.StrEnum):
@@ -48,8 +49,14 @@ class SessionOwner(Protocol):
 class HostRegistry(Protocol):
     """What the session rules need to know about host ownership."""
 
-    def claim(self, host_id: str, owner: SessionOwner) -> None:
-        """``owner`` announced ``host_id`` and owns it now; an older owner is replaced."""
+    def claim(self, host_id: str, owner: SessionOwner, identity: Identity | None = None) -> None:
+        """``owner`` announced ``host_id`` and owns it now; an older owner is replaced.
+
+        ``identity`` is who announced it (None: authentication is off).
+        """
+
+    def identity_of(self, host_id: str) -> Identity | None:
+        """Who last announced ``host_id`` (None: nobody authenticated, or unknown)."""
 
     def owns(self, owner: SessionOwner, host_id: str) -> bool:
         """True if ``owner`` is the host's current session."""
@@ -66,11 +73,16 @@ class HostRegistry(Protocol):
 
 @final
 class HostSessions:
-    """The registry the service uses: one dict, host id -> owning session."""
+    """The registry the service uses: host id -> owning session, and who announced it.
+
+    The identity outlives the session: a disconnected host keeps it until it is
+    evicted, so that only the same identity can reconnect to it.
+    """
 
     def __init__(self, state: SchedulerState) -> None:
         self._state = state
         self._owners: dict[str, SessionOwner] = {}
+        self._identities: dict[str, Identity] = {}
 
     def __len__(self) -> int:
         return len(self._owners)
@@ -78,14 +90,24 @@ class HostSessions:
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._owners))
 
-    def claim(self, host_id: str, owner: SessionOwner) -> None:
+    def claim(self, host_id: str, owner: SessionOwner, identity: Identity | None = None) -> None:
         previous = self._owners.get(host_id)
         self._owners[host_id] = owner
+        if identity is None:
+            self._identities.pop(host_id, None)
+        else:
+            self._identities[host_id] = identity
         if previous is not None and previous is not owner:
             previous.end(EndCause.REPLACED)
 
     def owns(self, owner: SessionOwner, host_id: str) -> bool:
         return self._owners.get(host_id) is owner
+
+    def identity_of(self, host_id: str) -> Identity | None:
+        if not self._state.has_host(host_id):  # an identity outlives no host
+            self._identities.pop(host_id, None)
+            return None
+        return self._identities.get(host_id)
 
     def release(self, owner: SessionOwner, host_id: str) -> bool:
         if self._owners.get(host_id) is not owner:
@@ -99,6 +121,7 @@ class HostSessions:
     def evicted(self, host_id: str, reason: str) -> None:
         """The core evicted the host: its session (if any) ends with ``evicted``."""
         owner = self._owners.pop(host_id, None)
+        self._identities.pop(host_id, None)
         if owner is not None and reason != Reason.LEAVE:
             owner.end(EndCause.EVICTED, evicted_reason=reason)
 
