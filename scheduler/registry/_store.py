@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
+import threading
 from collections.abc import Iterator
 from typing import Any, Final, final
 
@@ -137,12 +138,23 @@ class RegistryStore:
             num_workers=1,
             name=name,
         )
-        # Opens without waiting: the workers connect in the background, and a call made
-        # while the database is down fails after `timeout` instead of blocking start-up.
-        self._pool.open(wait=False)
+        self._lock = threading.Lock()
+        self._state = "new"
+
+    def _open(self) -> None:
+        # Opened on first use, without waiting: the workers connect in the background,
+        # and a call made while the database is down fails after `timeout` instead of
+        # blocking start-up. A closed store stays closed (calls raise RegistryUnavailable).
+        with self._lock:
+            if self._state == "new":
+                self._pool.open(wait=False)
+                self._state = "open"
 
     def close(self) -> None:
-        self._pool.close(timeout=self.timeout)
+        with self._lock:
+            opened, self._state = self._state == "open", "closed"
+        if opened:
+            self._pool.close(timeout=self.timeout)
 
     def __enter__(self) -> RegistryStore:
         return self
@@ -153,6 +165,7 @@ class RegistryStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Cursor[Any]]:
         """One transaction on a pooled connection; its failures mapped to registry errors."""
+        self._open()
         try:
             with self._pool.connection(timeout=self.timeout) as conn, conn.cursor() as cur:
                 # The pool's context commits on success and rolls back on an exception.

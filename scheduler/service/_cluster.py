@@ -45,7 +45,7 @@ def _reachable(url: str) -> str:
     return parts._replace(netloc=f"{socket.getfqdn()}{port}").geturl()
 
 
-def identity(
+def cluster_identity(
     *,
     cluster_id: str | None,
     name: str | None,
@@ -99,7 +99,9 @@ def open_registrar(registry: str, *, lease_interval: float, timeout: float) -> R
     except Exception as exc:  # psycopg.ProgrammingError: the URL does not parse
         raise ConfigError("cluster.registry", f"not a PostgreSQL URL: {exc}") from None
     store = RegistryStore(registry, timeout=timeout, max_connections=2)
-    return Registrar(store, interval=lease_interval, timeout=timeout, max_threads=2)
+    return Registrar(
+        store, interval=lease_interval, timeout=timeout, max_threads=2, owns_store=True
+    )
 
 
 def members_json(registrar: Registrar | None, me: Identity) -> list[dict[str, Any]]:

@@ -75,6 +75,7 @@ class Registrar:
         timeout: float,
         migrate: bool = True,
         max_threads: int = 2,
+        owns_store: bool = False,
         uniform: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.store = store
@@ -84,6 +85,7 @@ class Registrar:
         #: Whether the last registry call got an answer (the ``registry_up`` gauge).
         self.up = False
         self._migrate = migrate
+        self._owns_store = owns_store
         self._limiter = trio.CapacityLimiter(max_threads)
         self._progress = trio.Event()
         self._keeping = trio.CancelScope()
@@ -161,7 +163,8 @@ class Registrar:
         """Register, renew every interval, and retry with backoff; until `leave` or cancel.
 
         Reports started at once: the service serves its sessions whether or not the
-        database answers. If cancelled while registered, it offlines (shielded, bounded).
+        database answers. If cancelled while registered, it offlines (shielded, bounded),
+        and closes the store if it owns it.
         """
         self.identity = identity
         task_status.started()
@@ -171,6 +174,9 @@ class Registrar:
         finally:
             with trio.CancelScope(shield=True):
                 await self._offline()
+                if self._owns_store:
+                    with trio.move_on_after(self.timeout):
+                        await trio.to_thread.run_sync(self.store.close, abandon_on_cancel=True)
 
     async def leave(self) -> None:
         """Stop renewing and offline the registration, within ``timeout`` (graceful shutdown)."""

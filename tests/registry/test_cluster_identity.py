@@ -8,7 +8,7 @@ import pytest
 
 from scheduler.core import ConfigError
 from scheduler.registry import Identity
-from scheduler.service._cluster import identity, members_json, open_registrar
+from scheduler.service._cluster import cluster_identity, members_json, open_registrar
 
 
 def make(**overrides: str | None) -> Identity:
@@ -21,7 +21,7 @@ def make(**overrides: str | None) -> Identity:
         "advertise": None,
         "advertise_admin": None,
     }
-    return identity(**(options | overrides))  # type: ignore[arg-type]
+    return cluster_identity(**(options | overrides))  # type: ignore[arg-type]
 
 
 def test_defaults_are_the_hostname_and_the_bound_urls() -> None:
