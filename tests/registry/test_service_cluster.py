@@ -140,3 +140,27 @@ def test_serve_refuses_a_registry_timeout_longer_than_the_interval(
     assert re.search(r'^registry = "postgresql://db/x" +# flag \(--registry\)$', printed, re.M)
     assert re.search(r'^name = "s1" +# flag \(--name\)$', printed, re.M)
     assert re.search(r'^lease_interval = "5s" +# default$', printed, re.M)
+
+
+def test_a_host_token_may_read_the_members_and_nothing_else() -> None:
+    from scheduler.service._auth import (  # noqa: PLC0415
+        AdminGuard,
+        Scope,
+        TokenVerifier,
+        issue_token,
+    )
+
+    key = b"k" * 32
+    guard = AdminGuard(TokenVerifier((key,)))
+
+    def status(path: str, token: str) -> int | None:
+        headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode())]
+        refusal = guard.check("GET", path, headers)
+        return None if refusal is None else refusal.status
+
+    host = issue_token(key, hostname="node-1")
+    admin = issue_token(key, scopes=[Scope.ADMIN_READ])
+    assert status("/api/v1/schedulers", host) is None
+    assert status("/api/v1/schedulers", admin) is None
+    assert status("/api/v1/hosts", host) == 403
+    assert status("/api/v1/schedulers", issue_token(b"x" * 32)) == 401
