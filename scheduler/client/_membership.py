@@ -1,19 +1,21 @@
 """Which schedulers serve the cluster, as ``GET /api/v1/schedulers`` on any member says.
 
-Sans-IO: `parse_members` checks the answer's shape, `Membership` keeps the last list
-and drops a member at once when the client loses it (the scheduler is gone until the
-next refresh lists it again). Fetching is :func:`scheduler.client.fetch_schedulers`
-(a blocking HTTP GET; run it in a thread from trio).
+`parse_members` checks the answer's shape, `Membership` keeps the last list and drops
+a member at once when the client loses it (the scheduler is gone until the next refresh
+lists it again); both are sans-IO. `fetch_schedulers` is the blocking HTTP GET (run it in
+a thread from trio); a peer's ``host`` token may read the list.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
 import attrs
 
 from ._errors import SchedulerClientError
+from ._hosts import HostsFetchError, _get
 
 
 @final
@@ -66,6 +68,22 @@ def parse_members(payload: object) -> list[SchedulerMember]:
     if len(set(names)) != len(names):
         raise MembershipError(f"a scheduler name is listed twice: {sorted(names)}")
     return sorted(members, key=lambda m: m.name)
+
+
+def fetch_schedulers(
+    admin_url: str, *, timeout: float = 5.0, token: str | None = None, ca_file: str | None = None
+) -> list[SchedulerMember]:
+    """``GET {admin_url}/api/v1/schedulers``: the cluster's active members, by name.
+
+    Raises `MembershipError` for an answer of the wrong shape, and
+    `HostsFetchError` when the admin API cannot be reached or fails.
+    """
+    url, body = _get(admin_url, "schedulers", {}, timeout, token=token, ca_file=ca_file)
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
+    return parse_members(payload)
 
 
 @final

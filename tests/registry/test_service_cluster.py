@@ -8,6 +8,7 @@ import attrs
 import pytest
 import trio
 
+from scheduler.client import fetch_schedulers
 from scheduler.core import ConfigError
 from scheduler.service import SchedulerService, ServiceConfig
 from tests.registry.postgres import PostgresServer
@@ -39,6 +40,8 @@ async def test_without_a_registry_the_list_is_this_process_alone() -> None:
                 }
             ]
             assert await call("GET", f"{admin}/readyz") == (200, "ready\n")
+            [member] = await trio.to_thread.run_sync(fetch_schedulers, admin)
+            assert (member.name, member.url, member.lease_expires_at) == ("solo", ws_url, None)
             text = (await call("GET", f"{admin}/metrics"))[1]
             assert "registry_up" not in text
             nursery.cancel_scope.cancel()
