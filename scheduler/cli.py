@@ -207,12 +207,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .service import SchedulerService, build_policies, configure_logging
     from .service._auth import check_credential_files
+    from .service._cluster import check_cluster
     from .service._config import config_from_resolved, resolve_config
 
     try:
         resolved = resolve_config(args.config, os.environ, settings.flag_values(args))
         config = config_from_resolved(resolved)
         check_credential_files(config)
+        check_cluster(config)
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(config.log_format, config.log_level)

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from ..core import ConfigError
 from ..registry import DEFAULT_CLUSTER, Identity
+from ._config import ServiceConfig
 from ._registrar import Registrar
 
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -74,8 +75,31 @@ def cluster_identity(
     )
 
 
-def open_registrar(registry: str, *, lease_interval: float, timeout: float) -> Registrar:
-    """A registrar on the PostgreSQL registry at ``registry``; ConfigError without psycopg."""
+def check_cluster(config: ServiceConfig) -> None:
+    """The ``[cluster]`` settings that can be checked before anything starts; ConfigError."""
+    if config.advertise is not None:
+        check_url(config.advertise, ("ws", "wss"), "cluster.advertise")
+    if config.advertise_admin is not None:
+        check_url(config.advertise_admin, ("http", "https"), "cluster.advertise_admin")
+    if config.registry is not None:
+        _check_registry(config.registry, config.lease_interval, config.registry_timeout)
+
+
+def open_registrar(config: ServiceConfig) -> Registrar | None:
+    """The registrar ``--registry`` asks for (None without it); ConfigError without psycopg."""
+    if config.registry is None:
+        return None
+    check_cluster(config)
+    from ..registry._store import RegistryStore  # noqa: PLC0415 (psycopg is optional)
+
+    timeout = config.registry_timeout
+    store = RegistryStore(config.registry, timeout=timeout, max_connections=2)
+    return Registrar(
+        store, interval=config.lease_interval, timeout=timeout, max_threads=2, owns_store=True
+    )
+
+
+def _check_registry(registry: str, lease_interval: float, timeout: float) -> None:
     if not registry.startswith(("postgresql://", "postgres://")) and "=" not in registry:
         raise ConfigError(
             "cluster.registry", f"expected postgresql://USER@HOST/DATABASE, got {registry!r}"
@@ -87,8 +111,6 @@ def open_registrar(registry: str, *, lease_interval: float, timeout: float) -> R
         )
     try:
         from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 (psycopg is optional)
-
-        from ..registry._store import RegistryStore  # noqa: PLC0415
     except ImportError:
         raise ConfigError(
             "cluster.registry",
@@ -98,10 +120,6 @@ def open_registrar(registry: str, *, lease_interval: float, timeout: float) -> R
         conninfo_to_dict(registry)
     except Exception as exc:  # psycopg.ProgrammingError: the URL does not parse
         raise ConfigError("cluster.registry", f"not a PostgreSQL URL: {exc}") from None
-    store = RegistryStore(registry, timeout=timeout, max_connections=2)
-    return Registrar(
-        store, interval=lease_interval, timeout=timeout, max_threads=2, owns_store=True
-    )
 
 
 def members_json(registrar: Registrar | None, me: Identity) -> list[dict[str, Any]]:

@@ -96,13 +96,8 @@ class SchedulerService:
         self.ws_url = ""
         self.admin_url = ""
         #: With ``--registry``: this process's membership of the cluster.
-        self.registrar: Registrar | None = None
-        if config.registry is not None:
-            self.registrar = open_registrar(
-                config.registry,
-                lease_interval=config.lease_interval,
-                timeout=config.registry_timeout,
-            )
+        self.registrar: Registrar | None = open_registrar(config)
+        if self.registrar is not None:
             self.registrar.register_metrics(self.metrics.registry)
 
     # --- what the admin API reads and does ----------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from scheduler.core import ConfigError
 from scheduler.registry import Identity
+from scheduler.service import ServiceConfig
 from scheduler.service._cluster import cluster_identity, members_json, open_registrar
 
 
@@ -79,5 +80,17 @@ def test_without_a_registry_the_list_is_this_process() -> None:
 )
 def test_a_bad_registry_setting_is_a_config_error(url: str, timeout: float, message: str) -> None:
     pytest.importorskip("psycopg", reason="the registry needs the cluster extra")
+    config = ServiceConfig(registry=url, lease_interval=5.0, registry_timeout=timeout)
     with pytest.raises(ConfigError, match=message):
-        open_registrar(url, lease_interval=5.0, timeout=timeout)
+        open_registrar(config)
+
+
+def test_a_bad_advertised_url_stops_serve_before_it_binds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scheduler.cli import main  # noqa: PLC0415 (the CLI imports lazily too)
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--advertise", "http://s1:8002/ws"])
+    assert stopped.value.code == 2
+    assert "cluster.advertise: expected ws://HOST[:PORT]/..." in capsys.readouterr().err
