@@ -33,15 +33,25 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(str(exc))
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresServer]:
-    """A server of its own, for a test that stops and starts it."""
+@pytest.fixture(scope="session")
+def _template() -> Iterator[PostgresServer]:
+    """A cluster made by initdb and never started: the private servers copy its data."""
     _need_psycopg()
     try:
-        with running_postgres() as server:
-            yield server
+        template = PostgresServer()
     except Unavailable as exc:
         pytest.skip(str(exc))
+    try:
+        yield template
+    finally:
+        template.remove()
+
+
+@pytest.fixture
+def private_postgres(_template: PostgresServer) -> Iterator[PostgresServer]:
+    """A server of its own, for a test that stops and starts it."""
+    with running_postgres(_template.data) as server:
+        yield server
 
 
 @pytest.fixture

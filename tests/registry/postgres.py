@@ -106,9 +106,13 @@ def free_port() -> int:
 
 @final
 class PostgresServer:
-    """One throw-away cluster; `start`/`stop` may be called again (to play an outage)."""
+    """One throw-away cluster; `start`/`stop` may be called again (to play an outage).
 
-    def __init__(self) -> None:
+    ``template`` is the data directory of a cluster that is not running, copied instead
+    of running ``initdb`` again (the private servers of a session share one).
+    """
+
+    def __init__(self, template: Path | None = None) -> None:
         self.bindir = find_bindir()
         self._prefix, self._uid, self._gid = _run_as()
         self.root = Path(tempfile.mkdtemp(prefix="scheduler-pg-"))
@@ -122,16 +126,22 @@ class PostgresServer:
             if self._prefix:
                 for path in (self.root, self.sockets):
                     os.chown(path, self._uid, self._gid)
-            self._tool(
-                "initdb",
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-sync",
-            )
+            if template is None:
+                self._tool(
+                    "initdb",
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                )
+            else:
+                shutil.copytree(template, self.data, symlinks=True)
+                if self._prefix:
+                    for path in (self.data, *self.data.rglob("*")):
+                        os.chown(path, self._uid, self._gid, follow_symlinks=False)
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
@@ -188,8 +198,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+def running_postgres(template: Path | None = None) -> Iterator[PostgresServer]:
+    server = PostgresServer(template)
     try:
         server.start()
         yield server
