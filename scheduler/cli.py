@@ -130,10 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
         _add_credential_flags(table, client_certificate=False)
     _add_token_parser(commands)
+
+    from .loadgen import add_loadgen_parser
     from .registry._cli import add_registry_parser
     from .simulate import add_simulate_parser
 
     add_simulate_parser(commands)
+    add_loadgen_parser(commands)
     add_registry_parser(commands)
     return parser
 
@@ -387,6 +390,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .loadgen import cmd_loadgen
     from .registry._cli import cmd_registry
     from .simulate import cmd_simulate
 
@@ -401,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tasks": cmd_table,
         "task": cmd_task,
         "simulate": cmd_simulate,
+        "loadgen": cmd_loadgen,
         "registry": cmd_registry,
     }
     return commands[args.command](args)
