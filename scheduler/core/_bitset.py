@@ -63,10 +63,13 @@ class PieceSet:
         needed = sparse[-1] // 8 + 1
         if needed > len(bits) + BYTES_PER_PIECE * len(sparse):
             return
-        bits.extend(bytes(needed - len(bits)))
+        # A new buffer, not extend(bytes(...)): the fold then holds no second copy.
+        bits = bytearray(needed)
+        bits[: len(self._bits)] = self._bits
         for piece in sparse:
             byte, bit = divmod(piece, 8)
             bits[byte] |= 1 << bit
+        self._bits = bits
         self._sparse = array("q")
 
     def __contains__(self, piece: object) -> bool:
