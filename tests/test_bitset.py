@@ -104,6 +104,15 @@ def test_a_far_piece_is_kept_sparse_until_the_bitmap_is_cheaper() -> None:
     assert list(pieces) == [*range(1561), 5000, 99_999]
 
 
+def test_the_sparse_part_folds_when_the_bitmap_costs_exactly_as_much() -> None:
+    pieces = PieceSet([120])  # a bitmap to 120 would take 16 bytes; the number takes 8
+    assert pieces.capacity() == 0
+    pieces.add(121)  # 16 bytes of numbers: the bitmap is no dearer
+    assert pieces.capacity() == 128
+    assert pieces.storage_bytes() == 16
+    assert list(pieces) == [120, 121]
+
+
 def test_storage_is_one_bit_per_piece_once_dense() -> None:
     pieces = PieceSet()
     grown = []
@@ -128,22 +137,23 @@ def test_never_more_than_eight_bytes_per_piece(added: list[int]) -> None:
 
 def test_the_largest_piece_number() -> None:
     pieces = PieceSet([MAX_PIECE])
-    assert MAX_PIECE == 2**63 - 1
+    assert MAX_PIECE == 2**64 - 1
     assert MAX_PIECE in pieces
-    assert 2**63 not in pieces
+    assert pieces.add(2**63) is True  # past a signed 64-bit number
+    assert 2**64 not in pieces
     assert MAX_PIECE - 1 not in pieces
     with pytest.raises(
-        ValueError, match=r"^piece number must be in 0\.\.2\*\*63-1, got 9223372036854775808$"
+        ValueError, match=r"^piece number must be in 0\.\.2\*\*64-1, got 18446744073709551616$"
     ):
-        pieces.add(2**63)
-    assert list(pieces) == [MAX_PIECE]
+        pieces.add(2**64)
+    assert list(pieces) == [2**63, MAX_PIECE]
 
 
 def test_negative_numbers_are_rejected_and_change_nothing() -> None:
     pieces = PieceSet([7])
-    with pytest.raises(ValueError, match=r"^piece number must be in 0\.\.2\*\*63-1, got -1$"):
+    with pytest.raises(ValueError, match=r"^piece number must be in 0\.\.2\*\*64-1, got -1$"):
         pieces.add(-1)
-    with pytest.raises(ValueError, match=r"^piece number must be in 0\.\.2\*\*63-1, got -8$"):
+    with pytest.raises(ValueError, match=r"^piece number must be in 0\.\.2\*\*64-1, got -8$"):
         PieceSet([3, -8])
     assert list(pieces) == [7]
     assert len(pieces) == 1

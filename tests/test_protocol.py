@@ -666,6 +666,13 @@ def test_every_json_example_in_the_spec_decodes() -> None:
     assert seen == {*CLIENT_MESSAGES, *SERVER_MESSAGES}
 
 
+def test_the_spec_lists_every_error_code_once() -> None:
+    spec = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = spec.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
+    assert sorted(rows) == sorted(code.value for code in ErrorCode)
+
+
 # --- robustness ----------------------------------------------------------------------
 
 

@@ -446,6 +446,16 @@ def test_reservations_count_against_the_hosts_share() -> None:
     assert book.violations({"a3"}) == ["peer a4 holds a back-to-source reservation but is gone"]
 
 
+def test_a_share_of_one_slot_lets_each_host_take_one() -> None:
+    task = Task("t", "", 1, -1, -1, 0.0, 0.0, back_to_source_limit=10)
+    book = OriginBook(per_host=1)
+    first, second = peer("a1", "A"), peer("a2", "A")
+    assert book.back_to_source_allowed(task, first)
+    book.reserve(first)
+    assert not book.back_to_source_allowed(task, second)
+    assert book.back_to_source_allowed(task, peer("b1", "B"))
+
+
 def test_decisions_send_no_more_of_a_hosts_peers_to_the_origin_than_its_share() -> None:
     """Peers asking again and again are sent to the origin, within their host's share."""
     state = new_state(RecordLimits(max_back_to_source_per_host=2))

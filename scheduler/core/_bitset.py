@@ -16,10 +16,10 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import Final, final
 
-#: What one piece costs in the sparse part: an 8-byte signed integer.
+#: What one piece costs in the sparse part: an unsigned 8-byte integer.
 BYTES_PER_PIECE: Final = 8
 #: The largest piece number a set can hold (the sparse part's integers are 64-bit).
-MAX_PIECE: Final = 2**63 - 1
+MAX_PIECE: Final = 2**64 - 1
 
 
 @final
@@ -31,7 +31,7 @@ class PieceSet:
     def __init__(self, pieces: Iterable[int] = ()) -> None:
         self._bits = bytearray()
         #: Pieces above the bitmap (all >= 8 * len(_bits)), ascending.
-        self._sparse: array[int] = array("q")
+        self._sparse: array[int] = array("Q")
         self._count = 0
         for piece in pieces:
             self.add(piece)
@@ -39,7 +39,7 @@ class PieceSet:
     def add(self, piece: int) -> bool:
         """Add ``piece``; return True if it was new. A number out of 0..MAX_PIECE raises."""
         if not 0 <= piece <= MAX_PIECE:
-            raise ValueError(f"piece number must be in 0..2**63-1, got {piece}")
+            raise ValueError(f"piece number must be in 0..2**64-1, got {piece}")
         byte, bit = divmod(piece, 8)
         bits = self._bits
         if byte < len(bits):
@@ -70,7 +70,7 @@ class PieceSet:
             byte, bit = divmod(piece, 8)
             bits[byte] |= 1 << bit
         self._bits = bits
-        self._sparse = array("q")
+        self._sparse = array("Q")
 
     def __contains__(self, piece: object) -> bool:
         if not isinstance(piece, int) or piece < 0:
