@@ -369,6 +369,73 @@ def test_an_unknown_size_is_learnt_from_a_later_claim_until_confirmed() -> None:
     assert state.peer("p").state is PeerState.RECEIVED_NORMAL
 
 
+@pytest.mark.parametrize(
+    ("first", "claim", "scope"),
+    [
+        # The peer's own claim decides its size scope, not the task's first claim...
+        ({"content_length": 1000, "total_piece_count": 1}, {"content_length": 0}, "empty"),
+        ({"content_length": 100}, {"content_length": 0}, "empty"),
+        ({"total_piece_count": 10}, {"total_piece_count": 1}, "small"),
+        ({"total_piece_count": 1}, {"total_piece_count": 0}, "normal"),
+        # ...and the task's size when it claims none.
+        ({"content_length": 100}, {}, "tiny"),
+        ({"total_piece_count": 1}, {}, "small"),
+    ],
+)
+def test_a_peer_is_scoped_by_its_own_claim(
+    first: dict[str, int], claim: dict[str, int], scope: str
+) -> None:
+    state = new_state()
+    state.announce_host(A, 0.0)
+    state.register_peer("first", A.id, TaskInfo("t", **first), 1.0)
+    state.register_peer("p", A.id, TaskInfo("t", **claim), 1.0)
+    assert state.peer("p").state.value == f"received_{scope}"
+
+
+def test_a_claim_of_no_piece_is_confirmed_by_a_peer_that_finishes_with_none() -> None:
+    state = new_state()
+    state.announce_host(A, 0.0)
+    state.register_peer("p", A.id, TaskInfo("t", content_length=0, total_piece_count=0), 1.0)
+    state.back_to_source("p", 1.0)
+    state.finish_download("p", 2.0)
+    task = state.task("t")
+    assert (task.content_length, task.total_piece_count, task.size_confirmed) == (0, 0, True)
+    assert task.size_votes == {(0, 0): 1}
+
+
+def test_a_confirmation_carries_the_content_length_of_the_claim() -> None:
+    state = new_state()
+    state.announce_host(A, 0.0)
+    state.register_peer("first", A.id, TaskInfo("t", content_length=99, total_piece_count=1), 1.0)
+    finish(state, "p", A, TaskInfo("t", content_length=40, total_piece_count=1), 2.0)
+    task = state.task("t")
+    assert (task.content_length, task.total_piece_count) == (40, 1)
+    assert state.peer("p").content_length == 40
+    assert task.size_votes == {(40, 1): 1}
+
+
+def test_the_task_ledger_reports_broken_indexes() -> None:
+    state = new_state()
+    state.announce_host(A, 0.0)
+    state.register_peer("p", A.id, TaskInfo("t"), 1.0)
+    state.back_to_source("p", 1.0)
+    task = state.task("t")
+    task.back_to_source_by_host[A.id] = 2
+    assert state.invariant_violations() == ["task t: back-to-source peers by host disagree"]
+    task.back_to_source_by_host[A.id] = 1
+    ledger = state._tasks
+    ledger._by_creator[A.id].add("ghost")  # the reverse index alone disagrees
+    assert state.invariant_violations() == [
+        "tasks-by-creator index disagrees with the task records"
+    ]
+    ledger._by_creator[A.id].discard("ghost")
+    ledger._creator_of["ghost"] = A.id  # the forward index alone disagrees
+    ledger._by_creator[A.id].add("ghost")
+    assert state.invariant_violations() == [
+        "tasks-by-creator index disagrees with the task records"
+    ]
+
+
 def test_a_task_counts_votes_for_a_few_distinct_claims_only() -> None:
     state = new_state()
     state.announce_host(A, 0.0)
@@ -416,6 +483,16 @@ def test_one_host_cannot_take_every_back_to_source_slot() -> None:
     assert task.back_to_source_by_host == {}
     assert task.back_to_source_count == 0
     assert state.invariant_violations() == []
+
+
+def test_a_share_of_one_lets_each_host_send_one_peer_to_the_origin() -> None:
+    state = new_state(RecordLimits(max_back_to_source_per_host=1))
+    state.announce_host(A, 0.0)
+    state.register_peer("a0", A.id, TaskInfo("t"), 1.0)
+    state.register_peer("a1", A.id, TaskInfo("t"), 1.0)
+    state.back_to_source("a0", 2.0)
+    with pytest.raises(BackToSourceLimitReached):
+        state.back_to_source("a1", 2.0)
 
 
 def peer(peer_id: str, host_id: str, state: PeerState = PeerState.RECEIVED_NORMAL) -> Peer:

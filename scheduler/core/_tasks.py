@@ -88,7 +88,8 @@ class TaskLedger(Ledger[Task]):
             return
         votes[claim] = votes.get(claim, 0) + 1
         current = (task.content_length, task.total_piece_count)
-        if not task.size_confirmed or votes[claim] > votes.get(current, 0):
+        # Once confirmed, the current size is a claim with votes.
+        if not task.size_confirmed or votes[claim] > votes[current]:
             task.content_length, task.total_piece_count = claim
             task.size_confirmed = True
 
