@@ -55,6 +55,13 @@ from scheduler.protocol import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+PARENT = {
+    "peer_id": "q",
+    "host_id": "h",
+    "ip": "10.0.0.9",
+    "download_port": 1,
+    "finished_piece_count": 1,
+}
 INTERVAL_RULE = "must be between 1 and 86400 seconds @ $.interval"
 
 #: For the tests that state what the converter does: run them against a codec rebuilt
@@ -467,6 +474,36 @@ def test_rejects_frames_that_are_not_messages(
             id="ip-nul",
         ),
         pytest.param(
+            frame(type="reschedule", peer_id="p", failed_parents=[f"q{i}" for i in range(101)]),
+            "must name at most 100 parents @ $.failed_parents",
+            id="too-many-failed-parents",
+        ),
+        pytest.param(
+            frame(type="reschedule", peer_id="p", failed_parents=["q", ""]),
+            "parent ids must not be empty @ $.failed_parents",
+            id="empty-failed-parent",
+        ),
+        pytest.param(
+            frame(type="reschedule", peer_id="p", failed_parents=["q", "r\n"]),
+            "parent ids must not hold control characters @ $.failed_parents",
+            id="control-failed-parent",
+        ),
+        pytest.param(
+            frame(type="register_peer", peer_id="p", task={"url": "https://x.test/\r\nHost: y"}),
+            "must not hold control characters @ $.task.url",
+            id="control-url",
+        ),
+        pytest.param(
+            frame(type="pieces_finished", peer_id="p", pieces=[1], parent_id="q\x00"),
+            "must not hold control characters @ $.parent_id",
+            id="control-parent-id",
+        ),
+        pytest.param(
+            announce(host={**HOST, "stats": {"cpu\n": 1.0}}),
+            "keys must not hold control characters @ $.host.stats",
+            id="control-stats-key",
+        ),
+        pytest.param(
             frame(type="pieces_finished", peer_id="p", pieces=[]),
             "must not be empty @ $.pieces",
             id="empty-pieces",
@@ -664,6 +701,38 @@ def test_every_json_example_in_the_spec_decodes() -> None:
         assert decode(example).tag == tag
         seen.add(tag)
     assert seen == {*CLIENT_MESSAGES, *SERVER_MESSAGES}
+
+
+def test_at_most_100_failed_parents_is_allowed() -> None:
+    parents = [f"q{i}" for i in range(100)]
+    message = decode_client(frame(type="reschedule", peer_id="p", failed_parents=parents))
+    assert isinstance(message, Reschedule)
+    assert len(message.failed_parents) == 100
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"action": "parents"},
+            "parents must be non-empty exactly when action is parents @ $.action",
+        ),
+        (
+            {"action": "fail", "parents": [PARENT]},
+            "parents must be non-empty exactly when action is parents @ $.action",
+        ),
+        (
+            {"action": "fail", "retry_after": 1.0},
+            "retry_after comes with action wait, and only with it @ $.action",
+        ),
+        ({"action": "wait"}, "retry_after comes with action wait, and only with it @ $.action"),
+    ],
+)
+def test_a_schedule_must_be_consistent(fields: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_server(json.dumps({"type": "schedule", "peer_id": "p", **fields}))
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+    assert info.value.message == expected
 
 
 def test_the_spec_lists_every_error_code_once() -> None:
