@@ -197,3 +197,46 @@ def percentile(values: Sequence[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+@attrs.frozen
+class Histogram:
+    """A Prometheus histogram read from ``/metrics``, summed over its other labels."""
+
+    buckets: dict[float, float]  # cumulative count per upper bound ``le``
+    total: float  # _sum
+    count: float  # _count
+
+    def since(self, earlier: Histogram) -> Histogram:
+        return Histogram(
+            {le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()},
+            self.total - earlier.total,
+            self.count - earlier.count,
+        )
+
+    def upper_bound(self) -> float:
+        """The smallest ``le`` that holds every observation (``inf`` past the last bucket)."""
+        for le in sorted(self.buckets):
+            if self.buckets[le] >= self.count:
+                return le
+        return float("inf")
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+def histogram(admin: str, name: str) -> Histogram:
+    text = get(f"{admin}/metrics")
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = float(re.search(r'le="([^"]+)"', line)[1])  # type: ignore[index]
+            buckets[le] = buckets.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith((f"{name}_sum", f"{name}_count")):
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith(f"{name}_sum"):
+                total += value
+            else:
+                count += value
+    return Histogram(buckets, total, count)

@@ -46,11 +46,16 @@ class Faults:
     jitter: float = 0.0
     spike_probability: float = 0.0
     spike: float = 0.0
+    #: Counters: chunks held, and how many of them spiked.
+    chunks: int = attrs.field(default=0, eq=False)
+    spiked: int = attrs.field(default=0, eq=False)
 
     def hold(self, rng: random.Random) -> float:
         """How long one chunk is held: ``delay ± jitter``, plus a spike now and then."""
+        self.chunks += 1
         held = self.delay + (rng.uniform(-self.jitter, self.jitter) if self.jitter else 0.0)
         if self.spike_probability and rng.random() < self.spike_probability:
+            self.spiked += 1
             held += self.spike
         return max(held, 0.0)
 
@@ -194,7 +199,7 @@ class Link:
         self.number = number
         #: The hostname of its ``announce_host`` (``""``: something else came first).
         self.label: str | None = None
-        self.faults = attrs.evolve(proxy.faults)
+        self.faults = attrs.evolve(proxy.faults, chunks=0, spiked=0)
         self.gate = Gate()
         self.closed = False
         self._scope = trio.CancelScope()
@@ -282,7 +287,7 @@ class FaultProxy:
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
         for link in self.open_links():
-            link.faults = attrs.evolve(faults)
+            link.faults = attrs.evolve(faults, chunks=0, spiked=0)
 
     def freeze(self, labels: Iterable[str]) -> None:
         self.frozen_labels.update(labels)
