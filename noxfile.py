@@ -1,7 +1,8 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs bench mutate``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs bench mutate chaos``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -57,6 +58,23 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
     session.run("python", "benchmarks/bench_sessions.py")
     session.run("python", "benchmarks/bench_decision.py")
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos suite at full scale (tests/chaos; about 15 minutes, ten of them real-time jitter).
+
+    Real ``scheduler serve`` and ``scheduler peer --hosts N`` processes on loopback, a
+    fault-injecting proxy; each scenario prints its figures (docs/benchmarks.md records
+    them). ``nox -s tests`` runs the same scenarios at ``CHAOS_SCALE=0.1``; pass
+    ``CHAOS_SCALE`` to choose another scale, and pytest arguments after ``--``.
+    """
+    install_project(session, "testing")
+    scale = os.environ.get("CHAOS_SCALE", "1")
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-m", "chaos", "tests/chaos", *session.posargs,
+        env={"CHAOS_SCALE": scale},
+    )  # fmt: skip
 
 
 @nox.session
