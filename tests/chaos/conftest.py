@@ -16,13 +16,6 @@ from .cluster import SCALE, Cluster, new_workdir
 FIGURES: list[tuple[str, str, str]] = []
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/chaos/" in item.nodeid:
-            item.add_marker(pytest.mark.chaos)
-            item.add_marker(pytest.mark.e2e)
-
-
 class Figures:
     """What one scenario measured: ``figures.add("detection p100", "12 ms")``."""
 

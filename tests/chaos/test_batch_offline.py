@@ -14,11 +14,14 @@ from __future__ import annotations
 import collections
 import time
 
+import pytest
 import trio
 
 from .cluster import Cluster, get, hosts, metric, percentile, poll, scaled
 from .conftest import Figures
 from .probe import Probe
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
 GROUPS = 10
 KILLED_GROUPS = 3

@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 import orjson
+import pytest
 import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -35,6 +36,8 @@ from tests.service_support import open_client
 
 from .cluster import FULL, Cluster, get, rss_bytes, scaled
 from .conftest import Figures
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
 FRAMES = 100_000 if FULL else scaled(20_000, 1_000)
 #: Frames per example (one session), of which ``DRAWN`` drawn by Hypothesis, the rest mutants.

@@ -33,6 +33,8 @@ from .cluster import FULL, Cluster, hosts, metric, poll, scaled
 from .conftest import Figures
 from .proxy import Direction, FaultProxy, Faults, Gate
 
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+
 JITTER = Faults(delay=0.2, jitter=0.15, spike_probability=0.01, spike=2.0)
 DURATION = 600.0
 TASK = "https://example.invalid/jitter.iso"
@@ -90,9 +92,10 @@ async def test_jitter_virtual_time(
         registry = harness.service.metrics_registry
         with trio.fail_after(DURATION + 120):
             async with trio.open_nursery() as hosts_nursery:
-                for n in range(count):
-                    start = functools.partial(jittered_host, harness, f"j{n}", n, ledger)
-                    await hosts_nursery.start(start)
+                async with trio.open_nursery() as starting:  # all at once, each until registered
+                    for n in range(count):
+                        host = functools.partial(jittered_host, harness, f"j{n}", n, ledger)
+                        starting.start_soon(hosts_nursery.start, host)
                 began = trio.current_time()
                 await trio.sleep(DURATION)
                 elapsed = trio.current_time() - began

@@ -17,12 +17,15 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
 import trio
 
 from .cluster import Cluster, histogram, hosts, percentile, poll, scaled
 from .conftest import Figures
 from .probe import Probe
 from .proxy import FaultProxy
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
 GROUPS = 4
 TASKS = [f"https://example.invalid/freeze-{n}.iso" for n in range(4)]

@@ -14,6 +14,7 @@ import collections
 import time
 from typing import Any
 
+import pytest
 import trio
 
 from scheduler.client import open_scheduler_session
@@ -21,6 +22,8 @@ from scheduler.protocol import HostAccepted, HostPayload
 
 from .cluster import Cluster, get, percentile, poll, scaled
 from .conftest import Figures
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 
 GROUPS = 10
 TASKS = [f"https://example.invalid/restart-{n}.iso" for n in range(GROUPS)]
