@@ -114,7 +114,7 @@ class Cluster:
             "--hostname", prefix,
             "--hosts", str(count),
             "--announce-interval", announce_interval,
-            "--log-level", "error",
+            "--log-level", os.environ.get("CHAOS_PEER_LOG_LEVEL", "error"),
         ]  # fmt: skip
         for task in tasks:
             args += ["--task", task]

@@ -155,9 +155,11 @@ class Direction:
                         await self._gate.wait_open()  # a freeze while receiving holds it too
                         if not data:
                             break
-                        send.send_nowait(
-                            (trio.current_time() + self._faults().hold(self._rng), data)
-                        )
+                        due = trio.current_time() + self._faults().hold(self._rng)
+                        try:
+                            send.send_nowait((due, data))
+                        except trio.BrokenResourceError:
+                            break  # the sink is gone: nothing more to forward
 
     async def _deliver(self, chunks: trio.MemoryReceiveChannel[tuple[float, bytes]]) -> None:
         last = -math.inf
@@ -169,6 +171,7 @@ class Direction:
                 try:
                     await self._sink.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._reading.cancel()  # the sink is gone: stop reading too
                     return
         try:
             if isinstance(self._sink, trio.abc.HalfCloseableStream):
@@ -255,9 +258,10 @@ class Link:
             pass  # the scheduler is down: the client sees its connection close
         finally:
             self.closed = True
+            # Synchronously: an await here would stop at the first close under cancellation.
             for stream in (client, upstream):
                 if stream is not None:
-                    await trio.aclose_forcefully(stream)
+                    stream.socket.close()
 
 
 @final

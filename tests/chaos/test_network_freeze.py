@@ -42,8 +42,8 @@ def timed(method: str, url: str) -> float:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
-    except urllib.error.HTTPError:
-        pass
+    except urllib.error.HTTPError as error:
+        error.close()
     return time.perf_counter() - began
 
 
@@ -111,7 +111,12 @@ async def test_seed004_network_freeze(cluster: Cluster, figures: Figures) -> Non
             now = hosts(admin)
             return all(now.get(n, {}).get("state") == "connected" for n in frozen)
 
-        await poll(rejoined, 30, "the frozen hosts to rejoin", 0.1)
+        try:
+            await poll(rejoined, 30, f"the frozen hosts {frozen} to rejoin", 0.1)
+        except AssertionError:
+            now = hosts(admin)
+            links = [(k.label, k.frozen, k.closed) for k in proxy.links if k.label in frozen]
+            raise AssertionError(f"{[now.get(n) for n in frozen]} {links}") from None
         rejoin_after = trio.current_time() - thawed_at
         nursery.cancel_scope.cancel()
 
