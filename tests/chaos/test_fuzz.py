@@ -217,23 +217,14 @@ def as_text(data: bytes) -> str | bytes:
         return data
 
 
-def sessions_of(batch: list[tuple[bytes, bool]]) -> list[list[tuple[bytes, bool]]]:
-    """The batch cut after each binary frame: the server closes a session on a binary
-    frame (1003), so each piece runs in a session of its own."""
-    pieces: list[list[tuple[bytes, bool]]] = [[]]
-    for frame in batch:
-        pieces[-1].append(frame)
-        if frame[1]:
-            pieces.append([])
-    return [piece for piece in pieces if piece]
-
-
-async def one_session(url: str, batch: list[tuple[bytes, bool]], tally: Tally) -> None:
+async def one_session(url: str, batch: list[tuple[bytes, bool]], tally: Tally) -> int:
     """Announce and register, then send the frames and read one reply per frame.
 
     The frames are pipelined (the server answers in order); a frame that ends the
-    session (a binary frame, ``leave_host``) leaves the rest unanswered.
+    session (a binary frame, ``leave_host``) leaves the rest unsent or unanswered.
+    Returns how many frames were sent.
     """
+    sent = 0
     try:
         # The whole batch, connect and close included, on one deadline.
         with trio.fail_after(60):
@@ -243,6 +234,7 @@ async def one_session(url: str, batch: list[tuple[bytes, bool]], tally: Tally) -
                     tally.reply(await ws.get_message())
                 for data, binary in batch:
                     await ws.send_message(data if binary else as_text(data))
+                    sent += 1
                     tally.frames += 1
                     tally.unanswered += 1
                 for _ in batch:
@@ -254,11 +246,15 @@ async def one_session(url: str, batch: list[tuple[bytes, bool]], tally: Tally) -
             closed = closed.exceptions[0]
         assert isinstance(closed, ConnectionClosed)
         tally.close(closed.reason.code)
+    return sent
 
 
 async def sessions(url: str, batch: list[tuple[bytes, bool]], tally: Tally) -> None:
-    for piece in sessions_of(batch):
-        await one_session(url, piece, tally)
+    """Every frame of the batch is sent: what a closed session left unsent goes on in
+    a new one (the server closes a session on a binary frame, 1003, or ``leave_host``)."""
+    while batch:
+        sent = await one_session(url, batch, tally)
+        batch = batch[max(sent, 1) :]
 
 
 async def raw_framing(address: tuple[str, int], garbage: bytes, tally: Tally) -> None:
