@@ -57,6 +57,14 @@ class ServerConnection(WebSocketConnection):
     #: Set once the session runs; until then messages queue as trio-websocket does.
     listener: FrameListener | None = None
 
+    def pending_message(self) -> str | bytes | None:
+        """A message read before the listener was set (queued as trio-websocket does), or None."""
+        try:
+            message: str | bytes = self._recv_channel.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        return message
+
     async def send_ping(self) -> None:
         """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`."""
         if self._close_reason:

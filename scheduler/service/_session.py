@@ -198,12 +198,10 @@ class Session:
     async def run(self) -> None:
         env, protocol = self.env, self.protocol
         self._task = trio.lowlevel.current_task()
-        self.ws.listener = self
-        if self.ws.closed is not None:  # closed before the listener was set
-            self.end(EndCause.CLOSED)
         env.timers.watch(self)
         try:
             with self._scope:
+                await self._attach()
                 await self._write_queued()
         finally:
             # Even when cancelled from outside (the connection failed, the server
@@ -251,6 +249,19 @@ class Session:
         self.end(EndCause.CLOSED)
 
     # --- the session's own task ------------------------------------------------------------
+
+    async def _attach(self) -> None:
+        """Handle the frames read before this session ran, then take the reader's frames.
+
+        (A client may send its ``announce_host`` right behind the handshake.) The
+        listener is set with nothing queued and no await in between: frames stay in order.
+        """
+        ws = self.ws
+        while (pending := ws.pending_message()) is not None:
+            await self.on_message(pending)
+        ws.listener = self
+        if ws.closed is not None:  # closed before the listener was set
+            self.end(EndCause.CLOSED)
 
     async def _write_queued(self) -> None:
         while True:
