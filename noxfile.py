@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs bench mutate``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs bench bench-compare mutate``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def install_project(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install the core and every plugin distribution, then run pytest."""
-    install_project(session, "testing", "plot")
+    install_project(session, "testing", "plot", "cluster")
     session.run("pytest", *session.posargs)
 
 
@@ -35,7 +35,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     # Every optional extra: the kit's mutation runner and the simulator's plot are typed too.
-    install_project(session, "testing", "plot", "mutation")
+    install_project(session, "testing", "plot", "mutation", "cluster")
     session.install("mypy>=1.10")
     session.run("mypy", "--strict", "scheduler", "tools/mutate.py", *[f"{p}/src" for p in PLUGINS])
 
@@ -57,6 +57,17 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
     session.run("python", "benchmarks/bench_sessions.py")
     session.run("python", "benchmarks/bench_decision.py")
+
+
+@nox.session(name="bench-compare")
+def bench_compare(session: nox.Session) -> None:
+    """bittorrent-tracker, the bare floor server and `scheduler serve` under the same load.
+
+    Needs node and npm on PATH (the tracker is npm-installed into a temporary directory).
+    Arguments go to benchmarks/bench_compare.py: ``nox -s bench-compare -- --plot out.png``.
+    """
+    install_project(session, "plot")
+    session.run("python", "benchmarks/bench_compare.py", *session.posargs)
 
 
 @nox.session

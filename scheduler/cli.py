@@ -130,9 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
         _add_credential_flags(table, client_certificate=False)
     _add_token_parser(commands)
+
+    from .loadgen import add_loadgen_parser
+    from .registry._cli import add_registry_parser
     from .simulate import add_simulate_parser
 
     add_simulate_parser(commands)
+    add_loadgen_parser(commands)
+    add_registry_parser(commands)
     return parser
 
 
@@ -205,12 +210,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .service import SchedulerService, build_policies, configure_logging
     from .service._auth import check_credential_files
+    from .service._cluster import check_cluster
     from .service._config import config_from_resolved, resolve_config
 
     try:
         resolved = resolve_config(args.config, os.environ, settings.flag_values(args))
         config = config_from_resolved(resolved)
         check_credential_files(config)
+        check_cluster(config)
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(config.log_format, config.log_level)
@@ -383,6 +390,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .loadgen import cmd_loadgen
+    from .registry._cli import cmd_registry
     from .simulate import cmd_simulate
 
     args = parse_args(argv)
@@ -396,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tasks": cmd_table,
         "task": cmd_task,
         "simulate": cmd_simulate,
+        "loadgen": cmd_loadgen,
+        "registry": cmd_registry,
     }
     return commands[args.command](args)
 
