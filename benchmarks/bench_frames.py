@@ -108,6 +108,11 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=0, help="idle connections (0: skip)")
     parser.add_argument("--settle", type=float, default=2.0)
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument(
+        "--baseline-src",
+        help="a directory holding another `scheduler` package (e.g. `git archive OLD scheduler "
+        "| tar -x -C DIR`): also run it, as `before`, in the same alternation",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     server_args = argparse.Namespace(
@@ -124,6 +129,11 @@ def main() -> int:
     )
     serve, floor = Server(server_args), None if args.skip_floor else Floor()
     targets = {"serve": (serve.ws_url, serve.pid)}
+    before = None
+    if args.baseline_src:
+        env = {**os.environ, "PYTHONPATH": args.baseline_src}
+        before = Server(argparse.Namespace(**vars(server_args), env=env))
+        targets["before"] = (before.ws_url, before.pid)
     if floor is not None:
         targets["floor"] = (floor.ws_url, floor.pid)
     rates: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
@@ -153,6 +163,8 @@ def main() -> int:
                 idle[name] = idle_rss(url, pid, args.idle, args.settle, f"idle-{name}")
     finally:
         serve.stop()
+        if before is not None:
+            before.stop()
         if floor is not None:
             floor.stop()
     median = {
@@ -169,7 +181,17 @@ def main() -> int:
             f"CPU-second"
         )
     if "floor" in median:
-        print(f"SUMMARY ratio serve/floor {median['serve'] / median['floor']:.2f}")
+        for name in ("serve", "before"):
+            if name in median:
+                per_cpu = {
+                    n: statistics.median(r["replies"] / r["server_cpu_s"] for r in rates[n])
+                    for n in (name, "floor")
+                }
+                print(
+                    f"SUMMARY ratio {name}/floor: {median[name] / median['floor']:.2f} "
+                    f"in frames/s, "
+                    f"{per_cpu[name] / per_cpu['floor']:.2f} in frames per server CPU-second"
+                )
     for name, (before, after, held) in idle.items():
         print(
             f"SUMMARY idle {name:5} {held} connections: RSS {before / 1024:.1f} -> "

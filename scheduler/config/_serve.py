@@ -136,17 +136,17 @@ LIVENESS: Final = Section(
     (
         duration(
             "ping_interval",
-            3,
+            2.5,
             "ping a session once it has been silent this long",
             details="(no frame, ping or pong from it); a busy session is never pinged. One "
             "timer task serves every session. A hung host is found at most "
-            "`ping_interval + ping_timeout` (5 s by default) after its last frame. Sent to "
+            "`ping_interval + ping_timeout` (5.4 s by default) after its last frame. Sent to "
             "clients in `host_accepted`.",
             positive=True,
         ),
         duration(
             "ping_timeout",
-            2,
+            2.9,
             "drop a session that sends nothing within this long of a ping",
             details="Close 1001, end cause `ping_timeout`; its host becomes disconnected "
             "(unschedulable) at once.",

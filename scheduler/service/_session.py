@@ -59,6 +59,15 @@ _END_FOR: Final = {
 }
 
 
+#: The timer task wakes on multiples of this: the checks of sessions due close together
+#: run in one wake-up (and their pings leave in one burst), at most this much late.
+TIMER_TICK: Final = 0.05
+
+
+def _tick(due: float) -> float:
+    return math.ceil(due / TIMER_TICK) * TIMER_TICK if math.isfinite(due) else due
+
+
 @final
 class SessionTimers:
     """One task runs the timers of every session (see :mod:`scheduler.session._liveness`)."""
@@ -75,7 +84,7 @@ class SessionTimers:
 
     def watch(self, session: Session) -> None:
         """(Re)schedule ``session``'s next check; wakes the timer task if it is sooner."""
-        due = self.liveness.watch(session)
+        due = _tick(self.liveness.watch(session))
         sleep = self._sleep
         if sleep is not None and due < sleep.deadline:
             sleep.deadline = due
@@ -84,7 +93,7 @@ class SessionTimers:
         """Runs until cancelled."""
         liveness = self.liveness
         while True:
-            with trio.CancelScope(deadline=liveness.next_due()) as self._sleep:
+            with trio.CancelScope(deadline=_tick(liveness.next_due())) as self._sleep:
                 await trio.sleep_forever()
             self._sleep = None
             # Bounded batches: a burst of due sessions never blocks the loop for long.
