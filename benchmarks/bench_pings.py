@@ -76,11 +76,11 @@ def main() -> int:
     server = Server(
         argparse.Namespace(
             max_sessions=args.sessions + 100,
-            ping_interval="3s",
+            ping_interval="2500ms",
             reconnect_grace="60s",
             extra_flags=[
                 "--ping-timeout",
-                "2s",
+                "2900ms",
                 "--max-connections-per-address",
                 str(args.sessions + 100),
                 "--max-sessions-per-address",
@@ -122,7 +122,7 @@ def main() -> int:
                 time.sleep(0.05)
             print(
                 f"SUMMARY detection trial {trial}: unschedulable {time.monotonic() - frozen:.2f} s "
-                "after SIGSTOP (bound: ping_interval + ping_timeout = 5 s after its last frame)",
+                "after SIGSTOP (bound: ping_interval + ping_timeout = 5.4 s after its last frame)",
                 flush=True,
             )
             close(proc)
