@@ -63,6 +63,22 @@ def test_any_frame_after_the_ping_answers_it() -> None:
     assert liveness.expire(4.5) == [(watch, Check.PING)]
 
 
+def test_after_an_answer_the_next_ping_is_an_interval_after_it() -> None:
+    # A timeout longer than the interval, as by default: the answer must move the check.
+    liveness = Liveness(ping_interval=2.0, ping_timeout=3.0, send_timeout=5.0)
+    watch = Watch()
+    liveness.watch(watch)
+    assert liveness.expire(2.0) == [(watch, Check.PING)]
+    liveness.answered(watch, 2.1)  # the pong; then the host freezes
+    assert watch.ping_sent_at is None
+    assert liveness.next_due() == pytest.approx(4.1)
+    assert liveness.expire(4.1) == [(watch, Check.PING)]
+    assert liveness.expire(7.0) == []
+    # Found interval + timeout after its last frame, not timeout + interval + timeout.
+    assert liveness.expire(7.1) == [(watch, Check.PING_TIMEOUT)]
+    assert liveness.expire(8.0) == []  # the superseded entry (due 5.0) was skipped
+
+
 def test_a_busy_session_is_never_pinged() -> None:
     liveness, watch = heap(), Watch()
     liveness.watch(watch)

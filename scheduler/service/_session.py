@@ -89,6 +89,13 @@ class SessionTimers:
         if sleep is not None and due < sleep.deadline:
             sleep.deadline = due
 
+    def answered(self, session: Session, now: float) -> None:
+        """A sign of life from ``session`` (see ``Liveness.answered``)."""
+        self.liveness.answered(session, now)
+        sleep = self._sleep
+        if sleep is not None and _tick(session.due) < sleep.deadline:
+            sleep.deadline = _tick(session.due)
+
     async def run(self) -> None:
         """Runs until cancelled."""
         liveness = self.liveness
@@ -235,7 +242,10 @@ class Session:
         if self._scope.cancel_called:
             return  # the session is over: later frames change nothing
         now = trio.current_time()
-        self.heard_at = now
+        if self.ping_sent_at is None:
+            self.heard_at = now
+        else:
+            self.env.timers.answered(self, now)
         outcome = protocol.receive(message, now)
         self._apply(outcome)
         if self.announce_by is not None and protocol.host_id is not None:
@@ -247,11 +257,11 @@ class Session:
             self.end(outcome.close)
 
     def on_ping(self) -> None:
-        self.heard_at = trio.current_time()
+        self.env.timers.answered(self, trio.current_time())
 
     def on_pong(self) -> None:
         now = trio.current_time()
-        self.heard_at = now
+        self.env.timers.answered(self, now)
         self._apply(self.protocol.on_pong(now))
 
     def on_closed(self) -> None:

@@ -94,6 +94,18 @@ class Liveness(Generic[W]):
             heapq.heappush(self._heap, (due, self._pushed, session))
         return session.due
 
+    def answered(self, session: W, now: float) -> None:
+        """A pong (or any frame) arrived at ``now`` while a ping was outstanding.
+
+        The next ping is then due ``ping_interval`` after it, not at the ping's
+        deadline: so a host that freezes right after answering is found within
+        ``ping_interval + ping_timeout`` of that answer.
+        """
+        session.heard_at = now
+        if session.ping_sent_at is not None:
+            session.ping_sent_at = None
+            self.watch(session)
+
     def next_check(self, session: W) -> float:
         """When ``session`` next needs a look, from what it last heard and sent."""
         sent = session.ping_sent_at
