@@ -186,10 +186,12 @@ class Server:
             "30s",
             "--reconnect-grace",
             args.reconnect_grace,
+            *getattr(args, "extra_flags", ()),
         ]
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.command,
+            env=getattr(args, "env", None),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -881,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-idle", action="store_true", help="only measure throughput")
     parser.add_argument("--skip-throughput", action="store_true", help="only measure RSS")
     parser.add_argument("--settle", type=float, default=2.0, help="wait before reading RSS, s")
-    parser.add_argument("--max-sessions", type=int, default=20_000, help="server session cap")
+    parser.add_argument("--max-sessions", type=int, default=19_000, help="server session cap")
     parser.add_argument("--ping-interval", default="1h", help="server --ping-interval")
     parser.add_argument("--reconnect-grace", default="2s", help="server --reconnect-grace")
     deadlines = parser.add_argument_group("deadlines (seconds)")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from scheduler.core import HostState
+from scheduler.core import HostState, SchedulerState
 from scheduler.service import SchedulerService
 from tests.service_support import FAST, Freezable, Harness, announce, request, running_service
 
@@ -69,6 +69,13 @@ def check_invariants(service: SchedulerService) -> None:
             assert expiry.at > now - SLACK, (kind, record_id, expiry, now)
 
 
+def superseded(state: SchedulerState, host_id: str) -> bool:
+    """``host_id`` is gone and another host has its hostname."""
+    hostname = host_id.split("-", 1)[1]
+    others = state.view.host_ids_by_hostname(hostname) - {host_id}
+    return not state.has_host(host_id) and bool(others)
+
+
 async def wait_for(predicate: Any, bound: float) -> None:
     with trio.fail_after(bound):
         while not predicate():  # noqa: ASYNC110 - polling the core on the mock clock
@@ -90,8 +97,10 @@ async def run_peer(harness: Harness, script: PeerScript, index: int) -> None:
                     ws, stream = await harness.connect()
                 reply = await announce(ws, script.hostname, script.ip, script.interval)
                 if reply["type"] == "host_accepted" and not state.is_schedulable(host_id):
-                    # Superseded by a concurrent announce of its hostname: the reply
-                    # still went first, and the `evicted` notice follows it.
+                    # Superseded by a concurrent announce of its hostname (the server
+                    # handles each frame as it reads it, so the other may get there
+                    # first): the reply still went first, and the `evicted` notice follows.
+                    assert superseded(state, host_id)
                     notice = orjson.loads(await ws.get_message())
                     assert notice["type"] == "evicted", notice
             elif action == "peer" and ws is not None and ws.closed is None:

@@ -275,7 +275,7 @@ def test_print_config_shows_every_value_with_its_source(
     out = capsys.readouterr().out
     assert re.search(r"^port = 9000 +# env \(SCHEDULER_SERVER_PORT\)$", out, re.M)
     assert re.search(r'^ping_interval = "2s" +# file$', out, re.M)
-    assert re.search(r'^ping_timeout = "5s" +# default$', out, re.M)
+    assert re.search(r'^ping_timeout = "2900ms" +# default$', out, re.M)
     assert re.search(r'^host_ttl = "2h" +# flag \(--host-ttl\)$', out, re.M)
     assert "[plugins.announce_ttl]" in out
     assert re.search(r"^threshold = 10 +# file$", out, re.M)

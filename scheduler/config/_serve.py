@@ -102,9 +102,10 @@ SERVER: Final = Section(
         integer(
             "inbox_size",
             256,
-            "frames received on one session and not yet handled",
-            details="A client that sends more without reading its replies is closed "
-            "with 1008 (session end cause `inbox_overflow`).",
+            "no longer used: kept so that existing configuration files load",
+            details="Each frame is now handled as it is read, with no queue in between; a "
+            "client that sends without reading its replies is held back by TCP and "
+            "dropped after `send_timeout` (cause `send_timeout`).",
             minimum=1,
         ),
         integer(
@@ -135,16 +136,20 @@ LIVENESS: Final = Section(
     (
         duration(
             "ping_interval",
-            5,
-            "ping each session this long after it opened or after the previous pong",
-            details="Sent to clients in `host_accepted`.",
+            2.5,
+            "ping a session once it has been silent this long",
+            details="(no frame, ping or pong from it); a busy session is never pinged. One "
+            "timer task serves every session. A hung host is found at most "
+            "`ping_interval + ping_timeout` (5.4 s by default) after its last frame. Sent to "
+            "clients in `host_accepted`.",
             positive=True,
         ),
         duration(
             "ping_timeout",
-            5,
-            "drop a session whose pong is this late",
-            details="Close 1001, end cause `ping_timeout`; its host becomes disconnected.",
+            2.9,
+            "drop a session that sends nothing within this long of a ping",
+            details="Close 1001, end cause `ping_timeout`; its host becomes disconnected "
+            "(unschedulable) at once.",
             positive=True,
         ),
         duration(

@@ -27,7 +27,7 @@ from ..protocol import SUBPROTOCOL
 from ..session import Admission, AdmissionLimits, EndCause, Identity, Refused
 from ._auth import AuthError, PeerGuard
 from ._config import ServiceConfig
-from ._framing import wrap_server_stream
+from ._framing import ServerConnection, wrap_server_stream
 from ._gate import Refusal, Replay, read_upgrade
 from ._logging import fields
 from ._session import Session, SessionEnv
@@ -233,6 +233,8 @@ class Connections:
             ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
         if accept_scope.cancelled_caught:
             return
+        assert isinstance(ws, ServerConnection)  # wrap_server_stream made it
+        ws._stream = Replay.unwrap(ws._stream)  # the request head is consumed: drop a layer
         session = Session(self.env, ws, str(request.remote), identity)
         self.sessions.add(session)
         self._no_sessions = trio.Event()

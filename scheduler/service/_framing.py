@@ -7,26 +7,115 @@ frame the client really sent moves it to ``REMOTE_CLOSING`` instead.
 trio-websocket 0.12 answers only the second kind and drops the TCP connection on
 the first without a close frame, so the client never learns why. Our connection
 class sends the close frame first, then lets trio-websocket close as before.
+
+It also hands each complete message straight to its :class:`FrameListener` (the
+session), in trio-websocket's own reader task: no message channel, no second task
+and no task switch per frame, and, since the next frame is read only once this one
+is handled, TCP itself holds back a client that sends faster than it reads. Pings
+and pongs tell the listener that the peer is alive; :meth:`ServerConnection.send_ping`
+pings without waiting for the pong (one timer task watches every session's pongs,
+see :mod:`scheduler.session._liveness`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Final, final
+from typing import Final, Protocol, cast, final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 #: A close reason must fit a control frame (125 bytes, 2 of them the code).
 MAX_CLOSE_REASON: Final = 120
 
 
+#: Our pings carry no payload: the answer to any of them is a sign of life.
+_PING: Final = Ping(payload=b"")
+
+
+class FrameListener(Protocol):
+    """What a connection tells its session (called in the connection's reader task)."""
+
+    async def on_message(self, message: str | bytes) -> None: ...
+
+    def on_ping(self) -> None: ...
+
+    def on_pong(self) -> None: ...
+
+    def on_closed(self) -> None:
+        """The reader task ended: the connection is closed or broken."""
+
+
 @final
 class ServerConnection(WebSocketConnection):
-    """A server-side WebSocket that sends a close code for a framing error."""
+    """A server-side WebSocket that sends a close code for a framing error and hands
+    messages to its listener."""
+
+    #: Set once the session runs; until then messages queue as trio-websocket does.
+    listener: FrameListener | None = None
+
+    def pending_message(self) -> str | bytes | None:
+        """A message read before the listener was set (queued as trio-websocket does), or None."""
+        try:
+            message: str | bytes = self._recv_channel.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        return message
+
+    async def send_ping(self) -> None:
+        """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`."""
+        if self._close_reason:
+            raise ConnectionClosed(self._close_reason)
+        await self._send(_PING)
+
+    async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
+        listener = self.listener
+        if listener is None:
+            await super()._handle_message_event(event)
+            return
+        data = event.data
+        if isinstance(data, bytearray):
+            data = bytes(data)
+        if event.message_finished and not self._message_parts:  # the common case: one frame
+            if len(data) > self._max_message_size:
+                await self._too_big()
+                return
+            await listener.on_message(data)
+            return
+        self._message_size += len(data)
+        self._message_parts.append(data)
+        if self._message_size > self._max_message_size:
+            await self._too_big()
+        elif event.message_finished:
+            parts, self._message_parts, self._message_size = self._message_parts, [], 0
+            if isinstance(data, bytes):
+                await listener.on_message(b"".join(cast("list[bytes]", parts)))
+            else:
+                await listener.on_message("".join(cast("list[str]", parts)))
+
+    async def _too_big(self) -> None:
+        """What trio-websocket does with a message over ``max_message_size``: close 1009."""
+        err = f"Exceeded maximum message size: {self._max_message_size} bytes"
+        self._message_size = 0
+        self._message_parts = []
+        self._close_reason = CloseReason(1009, err)
+        await self._send(CloseConnection(code=1009, reason=err))
+        await self._recv_channel.aclose()
+        self._reader_running = False
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        if self.listener is not None:
+            self.listener.on_ping()
+        await super()._handle_ping_event(event)
+
+    async def _handle_pong_event(self, event: Pong) -> None:
+        if self.listener is not None and not event.payload:
+            self.listener.on_pong()
+            return
+        await super()._handle_pong_event(event)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state is ConnectionState.OPEN:
@@ -50,5 +139,14 @@ async def wrap_server_stream(
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
     )
-    nursery.start_soon(connection._reader_task)
+    nursery.start_soon(_read, connection)
     return await connection._get_request()
+
+
+async def _read(connection: ServerConnection) -> None:
+    """trio-websocket's reader task, then tell the listener that the connection is over."""
+    try:
+        await connection._reader_task()
+    finally:
+        if connection.listener is not None:
+            connection.listener.on_closed()

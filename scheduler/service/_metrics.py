@@ -141,6 +141,14 @@ class Metrics:
             self.gc_runs.labels(manager)
             self.gc_duration.labels(manager)
         r.register(_StateCollector(state, sessions))
+        self._message_counts: dict[str, Counter] = {}
+
+    def count_message(self, message_type: str) -> None:
+        """Count one client message (the labelled child is looked up once per type)."""
+        child = self._message_counts.get(message_type)
+        if child is None:
+            child = self._message_counts[message_type] = self.messages.labels(message_type)
+        child.inc()
 
     def observe_routed(self, routed: Routed) -> None:
         """Count what :func:`~scheduler.session.route_unsolicited` did with a batch."""

@@ -41,13 +41,14 @@ from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, members_json, open_registrar
 from ._config import ServiceConfig
 from ._connections import Connections
+from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
 from ._gc import GcLoops
 from ._listeners import serve_admin, serve_peers, url_host
 from ._logging import fields
 from ._metrics import Metrics
 from ._registrar import Registrar
-from ._session import Session, SessionEnv
+from ._session import Session, SessionEnv, SessionTimers
 
 log = logging.getLogger("scheduler.service")
 gc_log = logging.getLogger("scheduler.gc")
@@ -83,6 +84,7 @@ class SchedulerService:
         self.boot_id = secrets.token_hex(8)
         sessions: set[Session] = set()
         self.metrics = Metrics(self.state, sessions)
+        self.timers = SessionTimers(config)
         env = SessionEnv(
             state=self.state,
             hosts=self.hosts,
@@ -90,6 +92,7 @@ class SchedulerService:
             config=config,
             metrics=self.metrics,
             apply=self.apply,
+            timers=self.timers,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
         self.gc = GcLoops(self.state, self.metrics, self.apply)
@@ -171,6 +174,7 @@ class SchedulerService:
         if shutdown is None:
             shutdown = trio.Event()
         config = self.config
+        self._raise_open_files_limit()
         async with trio.open_nursery() as root:
             session_nursery: trio.Nursery = await root.start(_hold_nursery)
             listener_scope = trio.CancelScope()
@@ -189,7 +193,7 @@ class SchedulerService:
                     ssl_context=self.admin_ssl,
                 )
             )
-            root.start_soon(self.gc.run)
+            root.start_soon(self.run_gc_loops)
             self.admin_url = binds[0] if binds else ""
             if self.registrar is not None:
                 await root.start(self.registrar.run, self.identity())
@@ -218,6 +222,21 @@ class SchedulerService:
             admin_stop.set()
             root.cancel_scope.cancel()
 
+    def _raise_open_files_limit(self) -> None:
+        """One socket per session: raise RLIMIT_NOFILE and say how many sessions fit."""
+        limit = raise_open_files_limit()
+        level = logging.WARNING if limit.sessions < self.config.max_sessions else logging.INFO
+        log.log(
+            level,
+            "open files limit %d (was %d, hard %d): room for %d sessions (max_sessions %d)",
+            limit.soft,
+            limit.before,
+            limit.hard,
+            limit.sessions,
+            self.config.max_sessions,
+            extra=fields(sessions=limit.sessions),
+        )
+
     async def _serve_peers(
         self,
         scope: trio.CancelScope,
@@ -239,8 +258,11 @@ class SchedulerService:
         await self.connections.handle_stream(stream)
 
     async def run_gc_loops(self) -> None:
-        """The host, peer and task manager GC loops; runs until cancelled."""
-        await self.gc.run()
+        """The host, peer and task manager GC loops and the sessions' timer task; runs until
+        cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.timers.run)
+            await self.gc.run()
 
     # --- applying core events -----------------------------------------------------------
 

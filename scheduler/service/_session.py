@@ -1,20 +1,23 @@
 """The trio side of one WebSocket session: bytes, timers and bounded sends.
 
 The rules live in :class:`scheduler.session.SessionProtocol`; this shell only
-feeds it and applies what it returns. Four tasks run per session:
+feeds it and applies what it returns. A session costs one task of its own, plus
+the connection's reader task (trio-websocket's):
 
-* the reader drains frames into a bounded inbox, so trio-websocket's own reader
-  never stalls and pongs and close frames are always processed;
-* the handler hands each frame to the protocol, applies the core events, queues
-  the replies on the protocol's outbox and flushes it (every send bounded by
-  ``send_timeout``), and ends the session if told to;
-* the writer flushes the outbox when another task (a GC pass, another session,
-  the admin API) queued an unsolicited message with :meth:`Session.deliver`;
-  queueing never blocks, the outbox is bounded (``outbox_size``), and one flush
-  runs at a time, so messages leave in the order they were queued;
-* the heartbeat pings every ``ping_interval`` and ends the session when no
-  pong arrives within ``ping_timeout`` (or no ``announce_host`` within
-  ``announce_timeout``).
+* the reader task hands each frame to :meth:`Session.on_message`, which gives it
+  to the protocol, applies the core events, and sends the replies before the
+  next frame is read;
+* the session's own task (:meth:`Session.run`) sleeps until another task (a GC
+  pass, another session, the admin API, the timers) queued an unsolicited
+  message with :meth:`Session.deliver` or asked for a ping, sends it, and ends
+  the session when told to; queueing never blocks, the outbox is bounded
+  (``outbox_size``), and one flush runs at a time, so messages leave in the
+  order they were queued;
+* the timers of every session run in **one** task, :class:`SessionTimers`, over
+  one deadline heap (:class:`scheduler.session.Liveness`): a session silent for
+  ``ping_interval`` is pinged, and ends with ``ping_timeout`` when nothing
+  arrives within ``ping_timeout`` of the ping; the same heap bounds the first
+  ``announce_host`` (``announce_timeout``) and every send (``send_timeout``).
 
 A session ends exactly once, with an :class:`~scheduler.session.EndCause`; the
 protocol maps the end to host state (leave: gone, drop: disconnected) and the
@@ -24,25 +27,90 @@ shell then closes the socket with a bounded close.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
-from typing import final
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final, final
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed
 
 from ..core import Event, SchedulerState
 from ..protocol import ErrorCode, ErrorReply, ServerMessage, encode
 from ..session import (
+    Check,
     EndCause,
     HostRegistry,
     Identity,
+    Liveness,
     Outcome,
     SessionLimits,
     SessionProtocol,
 )
 from ._config import ServiceConfig
+from ._framing import ServerConnection
 from ._metrics import Metrics
+
+#: The end cause of each check that ends a session.
+_END_FOR: Final = {
+    Check.PING_TIMEOUT: EndCause.PING_TIMEOUT,
+    Check.ANNOUNCE_TIMEOUT: EndCause.ANNOUNCE_TIMEOUT,
+    Check.SEND_TIMEOUT: EndCause.SEND_TIMEOUT,
+}
+
+
+#: The timer task wakes on multiples of this: the checks of sessions due close together
+#: run in one wake-up (and their pings leave in one burst), at most this much late.
+TIMER_TICK: Final = 0.05
+
+
+def _tick(due: float) -> float:
+    return math.ceil(due / TIMER_TICK) * TIMER_TICK if math.isfinite(due) else due
+
+
+@final
+class SessionTimers:
+    """One task runs the timers of every session (see :mod:`scheduler.session._liveness`)."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.liveness: Liveness[Session] = Liveness(
+            ping_interval=config.ping_interval,
+            ping_timeout=config.ping_timeout,
+            send_timeout=config.send_timeout,
+        )
+        self._sleep: trio.CancelScope | None = None
+        #: Pings sent and sessions ended by a timer, since start (for benchmarks and tests).
+        self.pings = 0
+
+    def watch(self, session: Session) -> None:
+        """(Re)schedule ``session``'s next check; wakes the timer task if it is sooner."""
+        due = _tick(self.liveness.watch(session))
+        sleep = self._sleep
+        if sleep is not None and due < sleep.deadline:
+            sleep.deadline = due
+
+    def answered(self, session: Session, now: float) -> None:
+        """A sign of life from ``session`` (see ``Liveness.answered``)."""
+        self.liveness.answered(session, now)
+        sleep = self._sleep
+        if sleep is not None and _tick(session.due) < sleep.deadline:
+            sleep.deadline = _tick(session.due)
+
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        liveness = self.liveness
+        while True:
+            with trio.CancelScope(deadline=_tick(liveness.next_due())) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+            # Bounded batches: a burst of due sessions never blocks the loop for long.
+            for session, check in liveness.expire(trio.current_time()):
+                if check is Check.PING:
+                    self.pings += 1
+                    session.ping()
+                else:
+                    session.end(_END_FOR[check])
+            await trio.lowlevel.checkpoint()
 
 
 @final
@@ -57,17 +125,40 @@ class SessionEnv:
     metrics: Metrics
     #: Hands core events on to metrics, logs, session closes and the GC loops.
     apply: Callable[[Sequence[Event]], None]
+    #: The one timer task of all sessions.
+    timers: SessionTimers
 
 
 @final
 class Session:
+    # Slots: many thousands of these live at once, each idle most of the time.
+    __slots__ = (
+        "_flush_done",
+        "_flushing",
+        "_parked",
+        "_ping_due",
+        "_scope",
+        "_task",
+        "announce_by",
+        "due",
+        "env",
+        "heard_at",
+        "ping_sent_at",
+        "protocol",
+        "remote",
+        "sending_since",
+        "watch_over",
+        "ws",
+    )
+
     def __init__(
         self,
         env: SessionEnv,
-        ws: WebSocketConnection,
+        ws: ServerConnection,
         remote: str,
         identity: Identity | None = None,
     ) -> None:
+        now = trio.current_time()
         self.env = env
         self.ws = ws
         self.remote = remote
@@ -75,18 +166,24 @@ class Session:
             env.state,
             env.hosts,
             env.limits,
-            opened_at=trio.current_time(),
+            opened_at=now,
             owner=self,
             remote=remote,
             identity=identity,
         )
+        # What the timers read (scheduler.session.Watched).
+        self.heard_at = now
+        self.ping_sent_at: float | None = None
+        self.sending_since: float | None = None
+        self.announce_by: float | None = self.protocol.announce_by
+        self.due = math.inf
+        self.watch_over = False
         self._scope = trio.CancelScope()
-        self._announced = trio.Event()
-        self._queued = trio.Event()
-        self._send_lock = trio.Lock()
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[str | bytes](
-            env.config.inbox_size
-        )
+        self._task: trio.lowlevel.Task | None = None
+        self._parked = False
+        self._ping_due = False
+        self._flushing = False
+        self._flush_done: trio.Event | None = None
 
     @property
     def host_id(self) -> str | None:
@@ -99,27 +196,34 @@ class Session:
     def end(self, cause: EndCause, evicted_reason: str | None = None) -> None:
         """End the session (the first cause wins). Safe to call from any task."""
         self.protocol.end(cause, evicted_reason)
+        self.watch_over = True
         self._scope.cancel()
 
     def deliver(self, message: ServerMessage) -> bool:
         """Queue an unsolicited message without blocking (see ``SessionProtocol.deliver``)."""
         if not self.protocol.deliver(message):
             return False
-        self._queued.set()
+        self._wake()
         return True
+
+    def ping(self) -> None:
+        """Have the session's task send a ping (the timers decided it is due)."""
+        self._ping_due = True
+        self._wake()
 
     async def run(self) -> None:
         env, protocol = self.env, self.protocol
+        self._task = trio.lowlevel.current_task()
+        env.timers.watch(self)
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._read_frames)
-                    nursery.start_soon(self._heartbeat)
-                    nursery.start_soon(self._write_queued)
-                    await self._handle_frames()
+                await self._attach()
+                await self._write_queued()
         finally:
             # Even when cancelled from outside (the connection failed, the server
             # stops), the host's state must follow the session's end.
+            self.watch_over = True
+            self.ws.listener = None
             self._apply(protocol.on_closed(trio.current_time()))
             env.metrics.session_ends.labels(str(protocol.cause)).inc()
         code, reason = protocol.close_frame()
@@ -130,89 +234,109 @@ class Session:
                     await self.ws.send_message(encode(notice))
             await self.ws.aclose(code, reason)
 
-    # --- tasks ---------------------------------------------------------------------------
+    # --- what the connection's reader task calls (scheduler.service._framing.FrameListener) ---
 
-    async def _read_frames(self) -> None:
-        while True:
-            try:
-                data = await self.ws.get_message()
-            except ConnectionClosed:
-                self.end(EndCause.CLOSED)
-                await trio.lowlevel.checkpoint()
-                return
-            try:
-                self._inbox_send.send_nowait(data)
-            except trio.WouldBlock:
-                self.end(EndCause.INBOX_OVERFLOW)
-                await trio.lowlevel.checkpoint()
-
-    async def _heartbeat(self) -> None:
-        """Ping on a timer; before the first announce, also enforce ``announce_timeout``.
-
-        (One task does both: every task costs memory in each of many idle sessions.)
-        """
-        config, protocol = self.env.config, self.protocol
-        while True:
-            next_ping = trio.current_time() + config.ping_interval
-            if protocol.host_id is None:
-                with trio.move_on_at(min(next_ping, protocol.announce_by)):
-                    await self._announced.wait()
-                if protocol.announce_overdue(trio.current_time()):
-                    self.end(EndCause.ANNOUNCE_TIMEOUT)
-                    await trio.lowlevel.checkpoint()
-            await trio.sleep_until(next_ping)
-            try:
-                with trio.fail_after(config.ping_timeout):
-                    await self.ws.ping()
-            except trio.TooSlowError:
-                self.end(EndCause.PING_TIMEOUT)
-            except ConnectionClosed:
-                self.end(EndCause.CLOSED)
-            else:
-                self._apply(protocol.on_pong(trio.current_time()))
-            await trio.lowlevel.checkpoint()
-
-    async def _handle_frames(self) -> None:
+    async def on_message(self, message: str | bytes) -> None:
+        """One frame: the protocol's outcome is applied and its replies sent before the next."""
         protocol = self.protocol
-        async for data in self._inbox_recv:
-            outcome = protocol.receive(data, trio.current_time())
-            self._apply(outcome)
-            if protocol.host_id is not None:
-                self._announced.set()
+        if self._scope.cancel_called:
+            return  # the session is over: later frames change nothing
+        now = trio.current_time()
+        if self.ping_sent_at is None:
+            self.heard_at = now
+        else:
+            self.env.timers.answered(self, now)
+        outcome = protocol.receive(message, now)
+        self._apply(outcome)
+        if self.announce_by is not None and protocol.host_id is not None:
+            self.announce_by = None
+        if outcome.replies:
             protocol.outbox.extend(outcome.replies)
-            # The replies go out even if the session is ending meanwhile, e.g. the GC
-            # evicting the host the message just announced: the client learns what
-            # became of its message before the `evicted` notice. Bounded by send_timeout.
-            deadline = trio.current_time() + self.env.config.send_timeout
-            with trio.CancelScope(deadline=deadline, shield=True) as flushing:
-                await self._flush()
-            if flushing.cancelled_caught:
-                self.end(EndCause.SEND_TIMEOUT)
-            if outcome.close is not None:
-                self.end(outcome.close)
-                await trio.lowlevel.checkpoint()
+            await self._flush()
+        if outcome.close is not None:
+            self.end(outcome.close)
+
+    def on_ping(self) -> None:
+        self.env.timers.answered(self, trio.current_time())
+
+    def on_pong(self) -> None:
+        now = trio.current_time()
+        self.env.timers.answered(self, now)
+        self._apply(self.protocol.on_pong(now))
+
+    def on_closed(self) -> None:
+        self.end(EndCause.CLOSED)
+
+    # --- the session's own task ------------------------------------------------------------
+
+    async def _attach(self) -> None:
+        """Handle the frames read before this session ran, then take the reader's frames.
+
+        (A client may send its ``announce_host`` right behind the handshake.) The
+        listener is set with nothing queued and no await in between: frames stay in order.
+        """
+        ws = self.ws
+        while (pending := ws.pending_message()) is not None:
+            await self.on_message(pending)
+        ws.listener = self
+        if ws.closed is not None:  # closed before the listener was set
+            self.end(EndCause.CLOSED)
 
     async def _write_queued(self) -> None:
         while True:
-            await self._queued.wait()
-            self._queued = trio.Event()
-            await self._flush()
+            if self._ping_due:
+                self._ping_due = False
+                await self._send_ping()
+            elif self.protocol.outbox and not self._flushing:
+                await self._flush()
+            else:
+                await self._park()
+
+    async def _park(self) -> None:
+        """Sleep until :meth:`_wake` (no Event per session: they are many and idle)."""
+        self._parked = True
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._parked = False
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _wake(self) -> None:
+        if self._parked and self._task is not None:
+            self._parked = False
+            trio.lowlevel.reschedule(self._task)
+
+    async def _send_ping(self) -> None:
+        await self._bounded(self.ws.send_ping())
 
     async def _flush(self) -> None:
         """Send what the outbox holds, in order; one flush at a time."""
-        outbox = self.protocol.outbox
-        async with self._send_lock:
-            while outbox:
+        # The session's own task must not spin once its scope is cancelled.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self._flushing:  # another task is sending: wait for it (rare)
+            if self._flush_done is None:
+                self._flush_done = trio.Event()
+            await self._flush_done.wait()
+        self._flushing = True
+        try:
+            outbox, scope = self.protocol.outbox, self._scope
+            while outbox and not scope.cancel_called:
                 await self.send(outbox.popleft())
+        finally:
+            self._flushing = False
+            done, self._flush_done = self._flush_done, None
+            if done is not None:
+                done.set()
 
     def _apply(self, outcome: Outcome) -> None:
         metrics = self.env.metrics
         if outcome.message_type is not None:
-            metrics.messages.labels(outcome.message_type).inc()
+            metrics.count_message(outcome.message_type)
         if outcome.decision_seconds is not None:
             metrics.decision_seconds.observe(outcome.decision_seconds)
         for reply in outcome.replies:
-            if isinstance(reply, ErrorReply):
+            if type(reply) is ErrorReply:
                 metrics.message_errors.labels(reply.code).inc()
                 if reply.code is ErrorCode.RATE_LIMITED:
                     metrics.rate_limited.inc()
@@ -221,13 +345,21 @@ class Session:
 
     async def send(self, message: ServerMessage) -> None:
         """Send one message, bounded by ``send_timeout``; a timeout ends the session."""
+        await self._bounded(self.ws.send_message(encode(message)))
+
+    async def _bounded(self, sending: Awaitable[None]) -> None:
+        """Await a send; the timers end the session if it takes ``send_timeout``.
+
+        (One shared timer instead of a cancel scope per send: sends nearly always
+        complete at once, and a scope with a deadline costs more than the send.)
+        """
+        self.sending_since = trio.current_time()
+        timers = self.env.timers
+        if self.sending_since + timers.liveness.send_timeout < self.due:
+            timers.watch(self)
         try:
-            with trio.fail_after(self.env.config.send_timeout):
-                await self.ws.send_message(encode(message))
-        except trio.TooSlowError:
-            self.end(EndCause.SEND_TIMEOUT)
+            await sending
         except ConnectionClosed:
             self.end(EndCause.CLOSED)
-        else:
-            return
-        await trio.lowlevel.checkpoint()
+        finally:
+            self.sending_since = None

@@ -15,6 +15,9 @@ from ._causes import HOST_SETTLED as HOST_SETTLED
 from ._causes import EndCause as EndCause
 from ._identity import Identity as Identity
 from ._identity import check_announce as check_announce
+from ._liveness import Check as Check
+from ._liveness import Liveness as Liveness
+from ._liveness import Watched as Watched
 from ._protocol import ERROR_CODE_FOR as ERROR_CODE_FOR
 from ._protocol import INVALID as INVALID
 from ._protocol import Outcome as Outcome
@@ -44,11 +47,13 @@ __all__ = [
     "INVALID",
     "Admission",
     "AdmissionLimits",
+    "Check",
     "Delivery",
     "EndCause",
     "HostRegistry",
     "HostSessions",
     "Identity",
+    "Liveness",
     "MessageRate",
     "Outcome",
     "Refused",
@@ -58,6 +63,7 @@ __all__ = [
     "SessionProtocol",
     "TokenBucket",
     "Verdict",
+    "Watched",
     "check_announce",
     "error_code_for",
     "fetch_task_message",

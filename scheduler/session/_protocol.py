@@ -225,7 +225,7 @@ class SessionProtocol:
         self.host_id: str | None = None
         self.cause: EndCause | None = None
         self.evicted_reason: str | None = None
-        self._errors: deque[float] = deque()
+        self._errors: deque[float] | None = None  # made at the first error: most sessions have none
         self.rate = MessageRate(
             rate=limits.message_rate,
             burst=limits.message_burst,
@@ -451,6 +451,8 @@ class SessionProtocol:
         message_type: str,
     ) -> Outcome:
         limits, errors = self.limits, self._errors
+        if errors is None:
+            errors = self._errors = deque()
         errors.append(now)
         while errors and errors[0] <= now - limits.error_window:
             errors.popleft()

@@ -29,6 +29,8 @@ class Verdict(Enum):
 class TokenBucket:
     """``burst`` tokens, refilled continuously at ``rate`` per second; starts full."""
 
+    __slots__ = ("_at", "_tokens", "burst", "rate")
+
     def __init__(self, rate: float, burst: int, now: float) -> None:
         if not rate > 0 or burst < 1:
             raise ValueError(f"need rate > 0 and burst >= 1, got rate={rate!r} burst={burst!r}")
@@ -56,6 +58,9 @@ class TokenBucket:
 class MessageRate:
     """The rate rule of one session: a :class:`TokenBucket` and its recent refusals."""
 
+    # One per session, many idle: slots, and no deque until the first refusal.
+    __slots__ = ("_refused", "bucket", "violation_limit", "violation_window")
+
     def __init__(
         self,
         *,
@@ -69,13 +74,15 @@ class MessageRate:
         self.violation_limit = violation_limit
         self.violation_window = violation_window
         # At most violation_limit + 1 entries: the deque is bounded by the rule itself.
-        self._refused: deque[float] = deque()
+        self._refused: deque[float] | None = None
 
     def admit(self, now: float) -> Verdict:
         """Judge one frame arriving at ``now``."""
         if self.bucket.take(now):
             return Verdict.ALLOW
         refused = self._refused
+        if refused is None:
+            refused = self._refused = deque()
         refused.append(now)
         while refused and refused[0] <= now - self.violation_window:
             refused.popleft()
