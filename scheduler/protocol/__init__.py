@@ -10,6 +10,7 @@ from ._errors import ErrorCode as ErrorCode
 from ._errors import InvalidValue as InvalidValue
 from ._errors import ProtocolError as ProtocolError
 from ._messages import CLIENT_MESSAGES as CLIENT_MESSAGES
+from ._messages import MAX_BATCH_MESSAGES as MAX_BATCH_MESSAGES
 from ._messages import MAX_FAILED_PARENTS as MAX_FAILED_PARENTS
 from ._messages import MAX_PIECES_PER_MESSAGE as MAX_PIECES_PER_MESSAGE
 from ._messages import SERVER_MESSAGES as SERVER_MESSAGES
@@ -17,6 +18,8 @@ from ._messages import SUBPROTOCOL as SUBPROTOCOL
 from ._messages import Ack as Ack
 from ._messages import AnnounceHost as AnnounceHost
 from ._messages import BackToSource as BackToSource
+from ._messages import Batch as Batch
+from ._messages import BatchReply as BatchReply
 from ._messages import ClientMessage as ClientMessage
 from ._messages import CloseCode as CloseCode
 from ._messages import DownloadFailed as DownloadFailed
@@ -42,6 +45,7 @@ from ._messages import task_id_for_url as task_id_for_url
 
 __all__ = [
     "CLIENT_MESSAGES",
+    "MAX_BATCH_MESSAGES",
     "MAX_FAILED_PARENTS",
     "MAX_PIECES_PER_MESSAGE",
     "SERVER_MESSAGES",
@@ -49,6 +53,8 @@ __all__ = [
     "Ack",
     "AnnounceHost",
     "BackToSource",
+    "Batch",
+    "BatchReply",
     "ClientMessage",
     "CloseCode",
     "DownloadFailed",

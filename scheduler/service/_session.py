@@ -32,7 +32,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from ..core import Event, SchedulerState
-from ..protocol import ErrorCode, ErrorReply, ServerMessage, encode
+from ..protocol import ErrorCode, ServerMessage, encode
 from ..session import (
     EndCause,
     HostRegistry,
@@ -204,11 +204,10 @@ class Session:
             metrics.messages.labels(outcome.message_type).inc()
         if outcome.decision_seconds is not None:
             metrics.decision_seconds.observe(outcome.decision_seconds)
-        for reply in outcome.replies:
-            if isinstance(reply, ErrorReply):
-                metrics.message_errors.labels(reply.code).inc()
-                if reply.code is ErrorCode.RATE_LIMITED:
-                    metrics.rate_limited.inc()
+        for reply in outcome.errors:
+            metrics.message_errors.labels(reply.code).inc()
+            if reply.code is ErrorCode.RATE_LIMITED:
+                metrics.rate_limited.inc()
         if outcome.events:
             self.env.apply(outcome.events)
 
