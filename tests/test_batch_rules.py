@@ -105,17 +105,22 @@ def batch_replies(outcome: Outcome, request_id: int | str = "b") -> list[ServerM
 
 
 def one_by_one(world: World, messages: list[Any], now: float) -> tuple[list[object], Outcome]:
-    """Each message as a frame of its own, up to the first that ends the session."""
+    """Each message as a frame of its own, up to the first that ends the session.
+
+    The outcome returned is the last one, with the events of all and their types.
+    """
     replies: list[object] = []
     events: list[object] = []
+    types: list[str] = []
     outcome = Outcome()
     for message in messages:
         outcome = world.session.receive(frame(message), now)
         replies.extend(outcome.replies)
         events.extend(outcome.events)
+        types.append(outcome.message_type or "")
         if outcome.close is not None:
             break
-    return replies, attrs.evolve(outcome, events=tuple(events))  # type: ignore[arg-type]
+    return replies, attrs.evolve(outcome, events=tuple(events), item_types=tuple(types))  # type: ignore[arg-type]
 
 
 # --- strategies ---------------------------------------------------------------------------
@@ -181,6 +186,7 @@ def test_a_batch_answers_as_the_same_messages_one_frame_each(
     assert outcome.close == alone.close
     assert outcome.events == alone.events
     assert outcome.message_type == "batch"
+    assert outcome.message_types == ("batch", *alone.item_types)
     assert together.snapshot() == apart.snapshot()
     # The pushes the items caused go out as they would have: coalesced per child.
     assert unsolicited(together.state.view, outcome.events) == unsolicited(

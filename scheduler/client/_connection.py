@@ -10,7 +10,10 @@ A session runs three tasks in its own nursery:
 * the **heartbeat** pings the scheduler every ``ping_interval`` (from
   ``host_accepted``) and ends the session when no pong comes within
   ``ping_timeout``: a frozen scheduler keeps its TCP connection open forever;
-* the **re-announcer** sends ``announce_host`` every ``interval``.
+* the **re-announcer** sends ``announce_host`` every ``interval``;
+* the **batcher** (unless batching is off) sends the requests of each linger
+  time as one ``batch`` frame (see :mod:`._batching`); each caller still gets
+  its own reply or error.
 
 Every network wait has a deadline: the handshake (``connect_timeout``), each send
 (``send_timeout``; a send that times out leaves the stream undefined, so it ends
@@ -44,6 +47,8 @@ from scheduler.protocol import (
     Ack,
     AnnounceHost,
     BackToSource,
+    Batch,
+    BatchReply,
     ClientMessage,
     CloseCode,
     DownloadFailed,
@@ -67,6 +72,7 @@ from scheduler.protocol import (
     encode,
 )
 
+from ._batching import Batcher, Batching
 from ._errors import (
     ConnectError,
     RequestError,
@@ -151,6 +157,7 @@ class SchedulerSession:
         send_timeout: float,
         close_timeout: float,
         unsolicited_buffer: int = DEFAULT_UNSOLICITED_BUFFER,
+        batching: Batching | None = None,
     ) -> None:
         self._ws = ws
         self._host = host
@@ -160,6 +167,13 @@ class SchedulerSession:
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
         self._pending: dict[str | int, _PendingReply] = {}
+        batching = Batching() if batching is None else batching
+        #: None: batching is off, each request is sent at once in its own frame.
+        self._batcher = (
+            Batcher(batching, self._send, self._ids, self._batch_sent) if batching.enabled else None
+        )
+        #: The request ids of each ``batch`` frame sent and not answered yet.
+        self._batches: dict[str | int | None, list[str | int | None]] = {}
         self._unsolicited = _Unsolicited(unsolicited_buffer)
         self._accepted: HostAccepted | None = None
         self._evicted: Evicted | None = None
@@ -341,7 +355,11 @@ class SchedulerSession:
         pending = _PendingReply()
         self._pending[request_id] = pending
         try:
-            await self._send(attrs.evolve(message, id=request_id))
+            message = attrs.evolve(message, id=request_id)
+            if self._batcher is None:
+                await self._send(message)
+            else:
+                self._batcher.add(message, now=isinstance(message, AnnounceHost | LeaveHost))
             with trio.move_on_after(reply_timeout):
                 await pending.done.wait()
         finally:
@@ -355,7 +373,10 @@ class SchedulerSession:
             raise RequestError(reply.code, reply.message)
         return reply
 
-    async def _send(self, message: ClientMessage) -> None:
+    def _batch_sent(self, batch: Batch) -> None:
+        self._batches[batch.id] = [m.id for m in batch.messages if not isinstance(m, ProtocolError)]
+
+    async def _send(self, message: ClientMessage | Batch) -> None:
         frame = encode(message)
         try:
             with trio.fail_after(self._send_timeout):
@@ -401,6 +422,8 @@ class SchedulerSession:
     async def _run_tasks(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         async with trio.open_nursery() as tasks:
             tasks.start_soon(self._read_frames)
+            if self._batcher is not None:
+                tasks.start_soon(self._batcher.run)
             task_status.started(tasks)
 
     async def _start(self) -> None:
@@ -438,6 +461,15 @@ class SchedulerSession:
                 isinstance(message, Schedule) and message.id is None
             ):
                 self._unsolicited.keep(message)
+            elif isinstance(message, BatchReply):
+                self._batches.pop(message.id, None)
+                for reply in message.replies:
+                    if isinstance(reply, HostAccepted | Ack | ErrorReply | Schedule):
+                        self._resolve(reply)
+            elif isinstance(message, ErrorReply) and message.id in self._batches:
+                # The batch frame was refused whole: each of its requests gets the error.
+                for request_id in self._batches.pop(message.id):
+                    self._resolve(attrs.evolve(message, id=request_id))
             else:
                 self._resolve(message)
 
@@ -641,6 +673,7 @@ async def _session_on(
     request_timeout: float,
     send_timeout: float,
     close_timeout: float,
+    batching: Batching | None = None,
 ) -> AsyncIterator[SchedulerSession]:
     """Run a session on an open WebSocket; :func:`open_scheduler_session` without the connect."""
     session = SchedulerSession(
@@ -650,6 +683,7 @@ async def _session_on(
         request_timeout=request_timeout,
         send_timeout=send_timeout,
         close_timeout=close_timeout,
+        batching=batching,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -682,6 +716,7 @@ async def open_scheduler_session(
     close_timeout: float = 2.0,
     ssl_context: ssl.SSLContext | None = None,
     token: str | None = None,
+    batching: Batching | None = None,
 ) -> AsyncIterator[SchedulerSession]:
     """Connect to the scheduler at ``url``, announce ``host``, and keep the session.
 
@@ -700,6 +735,11 @@ async def open_scheduler_session(
     message, a failed re-announce) the body is cancelled and the block raises
     :class:`SessionLost`. After :meth:`SchedulerSession.leave`, or when the body
     ends, it closes the connection (bounded by ``close_timeout``) and returns.
+
+    Requests sent within ``batching.linger`` (default 5 ms) of each other go out
+    as one ``batch`` frame of at most ``batching.max_messages`` (default 100);
+    each caller still gets its own reply or error, and ``request_timeout``
+    counts from the call. ``Batching(linger=0)`` sends each request at once.
     """
     connected = False
     try:
@@ -716,6 +756,7 @@ async def open_scheduler_session(
                 request_timeout=request_timeout,
                 send_timeout=send_timeout,
                 close_timeout=close_timeout,
+                batching=batching,
             ) as session:
                 yield session
     except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError) as exc:

@@ -200,8 +200,8 @@ class Session:
 
     def _apply(self, outcome: Outcome) -> None:
         metrics = self.env.metrics
-        if outcome.message_type is not None:
-            metrics.messages.labels(outcome.message_type).inc()
+        for message_type in outcome.message_types:
+            metrics.messages.labels(message_type).inc()
         if outcome.decision_seconds is not None:
             metrics.decision_seconds.observe(outcome.decision_seconds)
         for reply in outcome.errors:

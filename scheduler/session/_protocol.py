@@ -153,6 +153,14 @@ class Outcome:
     message_type: str | None = None
     #: Seconds the core took to decide (``register_peer``, ``reschedule``); else None.
     decision_seconds: float | None = None
+    #: The ``message_type`` of each message of a ``batch`` handled, in order.
+    item_types: tuple[str, ...] = ()
+
+    @property
+    def message_types(self) -> tuple[str, ...]:
+        """The frame's message type and those of the messages it carried, for metrics."""
+        own = () if self.message_type is None else (self.message_type,)
+        return own + self.item_types
 
     @property
     def errors(self) -> list[ErrorReply]:
@@ -195,6 +203,10 @@ def task_info_from(payload: TaskPayload) -> TaskInfo:
 
 def _item_id(item: ClientMessage | ProtocolError) -> str | int | None:
     return item.request_id if isinstance(item, ProtocolError) else item.id
+
+
+def _item_type(item: ClientMessage | ProtocolError) -> str:
+    return INVALID if isinstance(item, ProtocolError) else item.tag
 
 
 def error_code_for(exc: Exception) -> ErrorCode | None:
@@ -335,16 +347,18 @@ class SessionProtocol:
         events: list[Event] = []
         close: EndCause | None = None
         seconds: float | None = None
+        types: list[str] = []
         for index, item in enumerate(batch.messages):
             verdict = Verdict.ALLOW if index == 0 else self.rate.admit(now)
             if verdict is not Verdict.ALLOW:
-                outcome = self._rate_limited(verdict, _item_id(item), batch.tag)
+                outcome = self._rate_limited(verdict, _item_id(item), _item_type(item))
             elif isinstance(item, ProtocolError):
-                outcome = self._error(item.code, item.message, item.request_id, now, batch.tag)
+                outcome = self._error(item.code, item.message, item.request_id, now, INVALID)
             else:
                 outcome = self._handle(item, now)
             replies.extend(outcome.replies)
             events.extend(outcome.events)
+            types.append(outcome.message_type or INVALID)
             if outcome.decision_seconds is not None:
                 seconds = (seconds or 0.0) + outcome.decision_seconds
             close = outcome.close
@@ -356,6 +370,7 @@ class SessionProtocol:
             events=tuple(events),
             message_type=batch.tag,
             decision_seconds=seconds,
+            item_types=tuple(types),
         )
 
     def on_pong(self, now: float) -> Outcome:

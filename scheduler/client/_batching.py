@@ -1,0 +1,136 @@
+"""Client-side batching: the requests of a linger time go out as one ``batch`` frame.
+
+A host with many downloads reports progress for each of them; sent one frame
+each, the frames, not the updates, cost the scheduler most. :class:`Batcher`
+keeps the requests of a session in order and sends them together:
+
+* the first request of a window opens it; the window is sent ``linger`` seconds
+  later, or at once when it holds ``max_messages``;
+* a window of one request is sent as that request's own frame (no ``batch``
+  around it), so a quiet session looks as it did without batching;
+* ``announce_host`` and ``leave_host`` do not wait: they close the window and
+  send it at once, after what it holds, so the order of requests is kept;
+* every request keeps its own id, so each caller gets its own reply (or error)
+  out of the ``batch`` reply (see :class:`~._connection.SchedulerSession`).
+
+``Batching(linger=0)`` (or ``max_messages=1``) turns it off: each request is
+sent at once, in its own frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Final, final
+
+import attrs
+import trio
+
+from scheduler.protocol import MAX_BATCH_MESSAGES, Batch, ClientMessage
+
+from ._errors import SessionLost
+
+__all__ = ["DEFAULT_BATCH_LINGER", "DEFAULT_BATCH_MAX", "Batcher", "Batching"]
+
+#: Seconds the first request of a window waits for others.
+DEFAULT_BATCH_LINGER: Final = 0.005
+#: Requests in one ``batch`` frame, at most; a full window is sent at once.
+DEFAULT_BATCH_MAX: Final = 100
+
+
+def _check_linger(_instance: object, _attribute: object, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"batch linger must be a finite number of seconds >= 0, got {value!r}")
+
+
+def _check_max(_instance: object, _attribute: object, value: int) -> None:
+    if not 1 <= value <= MAX_BATCH_MESSAGES:
+        raise ValueError(f"batch max must be in 1..{MAX_BATCH_MESSAGES}, got {value!r}")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Batching:
+    """How a session gathers its requests into ``batch`` frames."""
+
+    #: Seconds a window stays open after its first request (0: no batching).
+    linger: float = attrs.field(default=DEFAULT_BATCH_LINGER, validator=_check_linger)
+    #: Requests per frame, at most (1: no batching).
+    max_messages: int = attrs.field(default=DEFAULT_BATCH_MAX, validator=_check_max)
+
+    @property
+    def enabled(self) -> bool:
+        return self.linger > 0 and self.max_messages > 1
+
+
+#: Each request in its own frame, sent at once.
+NO_BATCHING: Final = Batching(linger=0.0, max_messages=1)
+
+
+@final
+class Batcher:
+    """The open window of one session, and the task that sends it."""
+
+    def __init__(
+        self,
+        batching: Batching,
+        send: Callable[[ClientMessage | Batch], Awaitable[None]],
+        ids: Iterator[int],
+        sent: Callable[[Batch], None],
+    ) -> None:
+        self._linger = batching.linger
+        self._max = batching.max_messages
+        self._send = send
+        self._ids = ids
+        #: Told of each ``batch`` frame just before it is sent (its id -> its items).
+        self._sent = sent
+        self._window: list[ClientMessage] = []
+        self._opened_at = 0.0
+        self._arrived = trio.Event()
+        self._full = trio.Event()
+        #: ``batch`` frames and frames sent, for tests and logs.
+        self.batches = 0
+        self.frames = 0
+
+    def add(self, message: ClientMessage, *, now: bool = False) -> None:
+        """Queue ``message`` (with its request id) for the current window.
+
+        ``now``: send the window at once, with what it holds, this message last.
+        """
+        if not self._window:
+            self._opened_at = trio.current_time()
+        self._window.append(message)
+        self._arrived.set()
+        if now:
+            self._opened_at = -math.inf
+        if now or len(self._window) >= self._max:
+            self._full.set()
+
+    async def run(self) -> None:
+        """Send each window when it is due; returns when a send fails (the session ended)."""
+        while True:
+            while not self._window:
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+            if len(self._window) < self._max:
+                self._full = trio.Event()
+                with trio.move_on_at(self._opened_at + self._linger):
+                    await self._full.wait()
+            messages = self._window[: self._max]
+            del self._window[: self._max]
+            if self._window:  # the rest opens the next window now
+                self._opened_at = trio.current_time()
+            try:
+                await self._send_window(messages)
+            except (SessionLost, trio.ClosedResourceError):
+                return  # the session ended; its requests were woken by its end
+
+    async def _send_window(self, messages: list[ClientMessage]) -> None:
+        self.frames += 1
+        if len(messages) == 1:
+            await self._send(messages[0])
+            return
+        batch = Batch(id=next(self._ids), messages=list(messages))
+        self.batches += 1
+        self._sent(batch)
+        await self._send(batch)
