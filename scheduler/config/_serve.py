@@ -279,6 +279,14 @@ GC: Final = Section(
             "period of each record kind's sweep",
             positive=True,
         ),
+        integer(
+            "evictions_per_slice",
+            256,
+            "the most due records one GC slice evicts before the loop lets other tasks run",
+            details="A mass expiry is collected in slices, so that no GC pass blocks the "
+            "event loop for long (about 15 µs per eviction: 256 take about 4 ms).",
+            minimum=1,
+        ),
         _alias(_announce_ttl.SETTINGS, "host_ttl"),
         _alias(_peer_lifetime.SETTINGS, "peer_ttl"),
         _alias(_peer_lifetime.SETTINGS, "piece_timeout"),
