@@ -36,7 +36,7 @@ class GcLoops:
         metrics: Metrics,
         apply: Callable[[Sequence[Event]], None],
         *,
-        slice_size: int = 256,
+        slice_size: int = 100,
     ) -> None:
         if slice_size < 1:
             raise ValueError(f"slice_size must be >= 1, got {slice_size!r}")
