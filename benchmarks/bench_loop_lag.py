@@ -36,7 +36,6 @@ import logging
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -44,8 +43,10 @@ from typing import Any
 
 import trio
 
-from scheduler.core import ContactSource, Event, Eviction, HostInfo, RecordKind
+from scheduler.core import ContactSource, Event, Eviction, HostInfo, RecordKind, SchedulerState
+from scheduler.policies import load_policies
 from scheduler.service import SchedulerService, ServiceConfig
+from scheduler.service._logging import TextFormatter
 
 UNBOUNDED = 10**9
 
@@ -59,9 +60,6 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 def calibrated_lead(hosts: int) -> float:
     """Seconds to leave for announcing ``hosts``: twice what 2,000 announces take, scaled."""
-    from scheduler.core import SchedulerState
-    from scheduler.policies import load_policies
-
     scratch = SchedulerState(load_policies(entrypoints=False))
     started = time.perf_counter()
     for index in range(2_000):
@@ -74,9 +72,7 @@ def ms(seconds: float) -> str:
 
 
 async def one_run(args: argparse.Namespace, slice_size: int) -> dict[str, object]:
-    config = ServiceConfig(
-        port=0, admin_port=0, entrypoints=False, evictions_per_slice=slice_size
-    )
+    config = ServiceConfig(port=0, admin_port=0, entrypoints=False, evictions_per_slice=slice_size)
     service = SchedulerService(config)
     state = service.state
     lateness: list[float] = []
@@ -226,8 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
-    from scheduler.service._logging import TextFormatter
-
     handler.setFormatter(TextFormatter())
     root = logging.getLogger("scheduler")
     root.handlers[:] = [handler]
