@@ -21,16 +21,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Final, final
+from typing import Final, TypeAlias, final
 
 import attrs
 import trio
 
-from scheduler.protocol import MAX_BATCH_MESSAGES, Batch, ClientMessage
+from scheduler.protocol import (
+    MAX_BATCH_MESSAGES,
+    Ack,
+    AnnounceHost,
+    Batch,
+    BatchReply,
+    ClientMessage,
+    ErrorReply,
+    HostAccepted,
+    LeaveHost,
+    Schedule,
+    ServerMessage,
+)
 
 from ._errors import SessionLost
 
-__all__ = ["DEFAULT_BATCH_LINGER", "DEFAULT_BATCH_MAX", "Batcher", "Batching"]
+__all__ = ["DEFAULT_BATCH_LINGER", "DEFAULT_BATCH_MAX", "Batcher", "Batching", "Reply"]
+
+#: A reply to one request.
+Reply: TypeAlias = HostAccepted | Ack | ErrorReply | Schedule
 
 #: Seconds the first request of a window waits for others.
 DEFAULT_BATCH_LINGER: Final = 0.005
@@ -69,21 +84,21 @@ NO_BATCHING: Final = Batching(linger=0.0, max_messages=1)
 
 @final
 class Batcher:
-    """The open window of one session, and the task that sends it."""
+    """The requests of one session on their way out, and the replies to its batches."""
 
     def __init__(
         self,
         batching: Batching,
         send: Callable[[ClientMessage | Batch], Awaitable[None]],
         ids: Iterator[int],
-        sent: Callable[[Batch], None],
     ) -> None:
+        self._enabled = batching.enabled
         self._linger = batching.linger
         self._max = batching.max_messages
         self._send = send
         self._ids = ids
-        #: Told of each ``batch`` frame just before it is sent (its id -> its items).
-        self._sent = sent
+        #: The request ids of each ``batch`` frame sent and not answered yet.
+        self._sent: dict[str | int | None, list[str | int | None]] = {}
         self._window: list[ClientMessage] = []
         self._opened_at = 0.0
         self._arrived = trio.Event()
@@ -91,6 +106,27 @@ class Batcher:
         #: ``batch`` frames and frames sent, for tests and logs.
         self.batches = 0
         self.frames = 0
+
+    async def submit(self, message: ClientMessage) -> None:
+        """Send ``message`` now (batching off), or queue it for the current window."""
+        if not self._enabled:
+            await self._send(message)
+            return
+        self.add(message, now=isinstance(message, AnnounceHost | LeaveHost))
+
+    def answers(self, message: ServerMessage) -> list[Reply]:
+        """The replies ``message`` holds for requests, in order.
+
+        A ``batch`` reply holds one per request; an ``error`` for a ``batch``
+        frame (refused whole) is the error of each of its requests; any other
+        reply is its own.
+        """
+        if isinstance(message, BatchReply):
+            self._sent.pop(message.id, None)
+            return [r for r in message.replies if isinstance(r, Reply)]
+        if isinstance(message, ErrorReply) and message.id in self._sent:
+            return [attrs.evolve(message, id=i) for i in self._sent.pop(message.id)]
+        return [message] if isinstance(message, Reply) else []
 
     def add(self, message: ClientMessage, *, now: bool = False) -> None:
         """Queue ``message`` (with its request id) for the current window.
@@ -108,7 +144,7 @@ class Batcher:
 
     async def run(self) -> None:
         """Send each window when it is due; returns when a send fails (the session ended)."""
-        while True:
+        while self._enabled:
             while not self._window:
                 self._arrived = trio.Event()
                 await self._arrived.wait()
@@ -132,5 +168,5 @@ class Batcher:
             return
         batch = Batch(id=next(self._ids), messages=list(messages))
         self.batches += 1
-        self._sent(batch)
+        self._sent[batch.id] = [m.id for m in messages]
         await self._send(batch)

@@ -48,7 +48,6 @@ from scheduler.protocol import (
     AnnounceHost,
     BackToSource,
     Batch,
-    BatchReply,
     ClientMessage,
     CloseCode,
     DownloadFailed,
@@ -72,7 +71,7 @@ from scheduler.protocol import (
     encode,
 )
 
-from ._batching import Batcher, Batching
+from ._batching import Batcher, Batching, Reply
 from ._errors import (
     ConnectError,
     RequestError,
@@ -167,13 +166,8 @@ class SchedulerSession:
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
         self._pending: dict[str | int, _PendingReply] = {}
-        batching = Batching() if batching is None else batching
-        #: None: batching is off, each request is sent at once in its own frame.
-        self._batcher = (
-            Batcher(batching, self._send, self._ids, self._batch_sent) if batching.enabled else None
-        )
-        #: The request ids of each ``batch`` frame sent and not answered yet.
-        self._batches: dict[str | int | None, list[str | int | None]] = {}
+        # Sends each request at once, or gathers them into ``batch`` frames.
+        self._outgoing = Batcher(batching or Batching(), self._send, self._ids)
         self._unsolicited = _Unsolicited(unsolicited_buffer)
         self._accepted: HostAccepted | None = None
         self._evicted: Evicted | None = None
@@ -333,7 +327,7 @@ class SchedulerSession:
         except (SchedulerClientError, trio.ClosedResourceError) as exc:
             _log.debug("leave_host was not acknowledged: %s", exc)
         self._end(None)
-        await self._close_transport()
+        await _close_websocket(self._ws, self._close_timeout)
         return acked
 
     # --- internals -----------------------------------------------------------------------
@@ -355,11 +349,7 @@ class SchedulerSession:
         pending = _PendingReply()
         self._pending[request_id] = pending
         try:
-            message = attrs.evolve(message, id=request_id)
-            if self._batcher is None:
-                await self._send(message)
-            else:
-                self._batcher.add(message, now=isinstance(message, AnnounceHost | LeaveHost))
+            await self._outgoing.submit(attrs.evolve(message, id=request_id))
             with trio.move_on_after(reply_timeout):
                 await pending.done.wait()
         finally:
@@ -372,9 +362,6 @@ class SchedulerSession:
         if isinstance(reply, ErrorReply):
             raise RequestError(reply.code, reply.message)
         return reply
-
-    def _batch_sent(self, batch: Batch) -> None:
-        self._batches[batch.id] = [m.id for m in batch.messages if not isinstance(m, ProtocolError)]
 
     async def _send(self, message: ClientMessage | Batch) -> None:
         frame = encode(message)
@@ -413,17 +400,10 @@ class SchedulerSession:
         elif self._tasks is not None:
             self._tasks.cancel_scope.cancel()
 
-    async def _close_transport(self) -> None:
-        # Against a dead peer the close handshake never completes; when cancelled,
-        # trio-websocket closes the stream without it.
-        with trio.move_on_after(self._close_timeout):
-            await self._ws.aclose()
-
     async def _run_tasks(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         async with trio.open_nursery() as tasks:
             tasks.start_soon(self._read_frames)
-            if self._batcher is not None:
-                tasks.start_soon(self._batcher.run)
+            tasks.start_soon(self._outgoing.run)
             task_status.started(tasks)
 
     async def _start(self) -> None:
@@ -461,19 +441,11 @@ class SchedulerSession:
                 isinstance(message, Schedule) and message.id is None
             ):
                 self._unsolicited.keep(message)
-            elif isinstance(message, BatchReply):
-                self._batches.pop(message.id, None)
-                for reply in message.replies:
-                    if isinstance(reply, HostAccepted | Ack | ErrorReply | Schedule):
-                        self._resolve(reply)
-            elif isinstance(message, ErrorReply) and message.id in self._batches:
-                # The batch frame was refused whole: each of its requests gets the error.
-                for request_id in self._batches.pop(message.id):
-                    self._resolve(attrs.evolve(message, id=request_id))
             else:
-                self._resolve(message)
+                for reply in self._outgoing.answers(message):  # a batch's replies, in order
+                    self._resolve(reply)
 
-    def _resolve(self, reply: HostAccepted | Ack | ErrorReply | Schedule) -> None:
+    def _resolve(self, reply: Reply) -> None:
         pending = None if reply.id is None else self._pending.get(reply.id)
         if pending is None:
             # A reply to a request that timed out, or an error without an id (the
@@ -512,6 +484,13 @@ class SchedulerSession:
                 self._end(SessionLost(f"re-announce failed: {exc}"))
                 return
             _log.debug("re-announced %s", self.accepted.host_id)
+
+
+async def _close_websocket(ws: WebSocketConnection, close_timeout: float) -> None:
+    # Against a dead peer the close handshake never completes; when cancelled,
+    # trio-websocket closes the stream without it.
+    with trio.move_on_after(close_timeout):
+        await ws.aclose()
 
 
 def _schedule_reply(request: str, reply: ServerMessage) -> Schedule:
@@ -699,7 +678,7 @@ async def _session_on(
         _reraise_sole(group)
         raise
     finally:
-        await session._close_transport()
+        await _close_websocket(session._ws, session._close_timeout)
     if session.lost is not None:
         raise session.lost
 
