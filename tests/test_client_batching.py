@@ -23,6 +23,7 @@ from scheduler.protocol import (
     HostPayload,
     Schedule,
     TaskPayload,
+    encode,
 )
 
 from .service_support import serving
@@ -115,6 +116,27 @@ async def test_a_full_window_is_sent_at_once(autojump_clock: trio.testing.MockCl
             nursery.cancel_scope.cancel()
 
 
+async def test_a_window_is_split_and_sent_at_once_by_size(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    fake = FakeScheduler()
+    size = len(encode(DownloadStarted(id=10, peer_id="p0"))) + 1
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            ws = await connect_in_memory(nursery, fake)
+            batching = Batching(linger=3.0, max_messages=100, max_bytes=3 * size)
+            async with session_over(ws, interval=None, batching=batching) as session:
+                opened = trio.current_time()
+                await all_at_once(*(started(session, f"p{i}") for i in range(7)))
+                assert [len(b.messages) for b in batches(fake)] == [3, 3]
+                # Full by size: sent at once; the last one waited for its linger.
+                assert [at - opened for at in fake.frames_at[1:]] == [0.0, 0.0, 3.0]
+                assert isinstance(fake.frames[-1], DownloadStarted)
+                for batch in batches(fake):
+                    assert len(encode(batch)) < 3 * size + 64
+            nursery.cancel_scope.cancel()
+
+
 async def test_each_error_goes_to_the_caller_of_its_request(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -175,7 +197,8 @@ def test_batching_settings_are_checked() -> None:
     assert Batching().enabled
     assert not Batching(linger=0).enabled
     assert not Batching(max_messages=1).enabled
-    for bad in ({"linger": -1.0}, {"linger": float("nan")}, {"max_messages": 0}):
+    assert Batching().max_bytes == 32 * 1024
+    for bad in ({"linger": -1.0}, {"linger": float("nan")}, {"max_messages": 0}, {"max_bytes": 0}):
         with pytest.raises(ValueError, match="batch"):
             Batching(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"1\.\.1000"):

@@ -5,7 +5,9 @@ each, the frames, not the updates, cost the scheduler most. :class:`Batcher`
 keeps the requests of a session in order and sends them together:
 
 * the first request of a window opens it; the window is sent ``linger`` seconds
-  later, or at once when it holds ``max_messages``;
+  later, or at once when it holds ``max_messages`` or ``max_bytes`` characters
+  (a ``batch`` frame never holds more: the server closes a session whose frame
+  is longer than its ``server.max_message_size``);
 * a window of one request is sent as that request's own frame (no ``batch``
   around it), so a quiet session looks as it did without batching;
 * ``announce_host`` and ``leave_host`` do not wait: they close the window and
@@ -38,6 +40,7 @@ from scheduler.protocol import (
     LeaveHost,
     Schedule,
     ServerMessage,
+    encode,
 )
 
 from ._errors import SessionLost
@@ -51,6 +54,9 @@ Reply: TypeAlias = HostAccepted | Ack | ErrorReply | Schedule
 DEFAULT_BATCH_LINGER: Final = 0.005
 #: Requests in one ``batch`` frame, at most; a full window is sent at once.
 DEFAULT_BATCH_MAX: Final = 100
+#: Characters in one ``batch`` frame, at most: half the server's default
+#: ``server.max_message_size`` (64 KiB), past which it would close the session.
+DEFAULT_BATCH_BYTES: Final = 32 * 1024
 
 
 def _check_linger(_instance: object, _attribute: object, value: float) -> None:
@@ -63,6 +69,11 @@ def _check_max(_instance: object, _attribute: object, value: int) -> None:
         raise ValueError(f"batch max must be in 1..{MAX_BATCH_MESSAGES}, got {value!r}")
 
 
+def _check_bytes(_instance: object, _attribute: object, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"batch max_bytes must be >= 1, got {value!r}")
+
+
 @final
 @attrs.frozen(kw_only=True)
 class Batching:
@@ -72,6 +83,10 @@ class Batching:
     linger: float = attrs.field(default=DEFAULT_BATCH_LINGER, validator=_check_linger)
     #: Requests per frame, at most (1: no batching).
     max_messages: int = attrs.field(default=DEFAULT_BATCH_MAX, validator=_check_max)
+    #: Characters of requests per ``batch`` frame, at most (the frame adds fewer
+    #: than 64); keep it under the server's ``server.max_message_size``. A request
+    #: longer than this goes alone.
+    max_bytes: int = attrs.field(default=DEFAULT_BATCH_BYTES, validator=_check_bytes)
 
     @property
     def enabled(self) -> bool:
@@ -95,11 +110,17 @@ class Batcher:
         self._enabled = batching.enabled
         self._linger = batching.linger
         self._max = batching.max_messages
+        self._max_bytes = batching.max_bytes
         self._send = send
         self._ids = ids
         #: The request ids of each ``batch`` frame sent and not answered yet.
         self._sent: dict[str | int | None, list[str | int | None]] = {}
         self._window: list[ClientMessage] = []
+        #: The encoded length of each request of the window, and their sum.
+        self._sizes: list[int] = []
+        self._bytes = 0
+        #: The window's first this many requests must go at once.
+        self._urgent = 0
         self._opened_at = 0.0
         self._arrived = trio.Event()
         self._full = trio.Event()
@@ -133,14 +154,36 @@ class Batcher:
 
         ``now``: send the window at once, with what it holds, this message last.
         """
+        size = len(encode(message)) + 1  # and a comma
         if not self._window:
             self._opened_at = trio.current_time()
         self._window.append(message)
-        self._arrived.set()
+        self._sizes.append(size)
+        self._bytes += size
         if now:
-            self._opened_at = -math.inf
-        if now or len(self._window) >= self._max:
+            self._urgent = len(self._window)
+        self._arrived.set()
+        if self._due():
             self._full.set()
+
+    def _due(self) -> bool:
+        """The window must go now: urgent, or full by count or by size."""
+        return (
+            bool(self._urgent) or len(self._window) >= self._max or self._bytes >= self._max_bytes
+        )
+
+    def _take(self) -> list[ClientMessage]:
+        """The longest prefix of the window that fits in one frame (at least one request)."""
+        count, size = 1, self._sizes[0]
+        limit = min(self._max, len(self._window))
+        while count < limit and size + self._sizes[count] <= self._max_bytes:
+            size += self._sizes[count]
+            count += 1
+        messages = self._window[:count]
+        del self._window[:count], self._sizes[:count]
+        self._bytes -= size
+        self._urgent = max(0, self._urgent - count)
+        return messages
 
     async def run(self) -> None:
         """Send each window when it is due; returns when a send fails (the session ended)."""
@@ -148,12 +191,11 @@ class Batcher:
             while not self._window:
                 self._arrived = trio.Event()
                 await self._arrived.wait()
-            if len(self._window) < self._max:
+            if not self._due():
                 self._full = trio.Event()
                 with trio.move_on_at(self._opened_at + self._linger):
                     await self._full.wait()
-            messages = self._window[: self._max]
-            del self._window[: self._max]
+            messages = self._take()
             if self._window:  # the rest opens the next window now
                 self._opened_at = trio.current_time()
             try:
