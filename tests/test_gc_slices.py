@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.core import DeadlineQueue, Eviction, Expiry, HostInfo, RecordKind, TaskInfo
+from scheduler.core._gc import GarbageCollector
 from tests.scripted import A, B, C, scripted_state
 
 HOST, PEER, TASK = RecordKind.HOST, RecordKind.PEER, RecordKind.TASK
@@ -138,3 +139,21 @@ def test_slices_add_up_to_one_unbounded_call(
     due = sum(1 for at in deadlines if at <= 15)
     assert calls == -(-due // max_count)
     assert sliced.invariant_violations() == []
+
+
+def test_a_slice_with_budget_left_collects_what_its_evictions_made_due() -> None:
+    # Tasks are looked at before hosts here: evicting alpha leaves t1 without a peer,
+    # due at once, after the task ledger was asked; one record of budget is left for it.
+    state, script = scripted_state()
+    script.answers[TASK] = lambda task, view, now: (
+        None if view.peer_count_of_task(task.id) else Expiry(0.0, "idle")
+    )
+    script.expiries[A.id] = Expiry(10.0, "ttl")
+    state.announce_host(A, 0.0)
+    state.register_peer("p1", A.id, TaskInfo("t1"), 0.0)
+    gc = GarbageCollector((state._tasks, state._peers, state._hosts), state.policies, state.view)
+    assert evicted(gc.collect_expired(20.0, [HOST, PEER, TASK], max_count=2)) == [
+        ("peer", "p1"),
+        ("host", A.id),
+        ("task", "t1"),
+    ]
