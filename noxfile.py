@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs bench mutate``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs bench bench-compare mutate``."""
 
 from __future__ import annotations
 
@@ -58,6 +58,17 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_sessions.py")
     session.run("python", "benchmarks/bench_decision.py")
     session.run("python", "benchmarks/bench_loop_lag.py")
+
+
+@nox.session(name="bench-compare")
+def bench_compare(session: nox.Session) -> None:
+    """bittorrent-tracker, the bare floor server and `scheduler serve` under the same load.
+
+    Needs node and npm on PATH (the tracker is npm-installed into a temporary directory).
+    Arguments go to benchmarks/bench_compare.py: ``nox -s bench-compare -- --plot out.png``.
+    """
+    install_project(session, "plot")
+    session.run("python", "benchmarks/bench_compare.py", *session.posargs)
 
 
 @nox.session

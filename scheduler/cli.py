@@ -142,9 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
         _add_credential_flags(table, client_certificate=False)
     _add_token_parser(commands)
+
+    from .loadgen import add_loadgen_parser
     from .simulate import add_simulate_parser
 
     add_simulate_parser(commands)
+    add_loadgen_parser(commands)
     return parser
 
 
@@ -398,6 +401,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .loadgen import cmd_loadgen
     from .simulate import cmd_simulate
 
     args = parse_args(argv)
@@ -411,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tasks": cmd_table,
         "task": cmd_task,
         "simulate": cmd_simulate,
+        "loadgen": cmd_loadgen,
     }
     return commands[args.command](args)
 

@@ -27,6 +27,7 @@ PUBLIC = (
     "scheduler.config",
     "scheduler.core",
     "scheduler.hookspecs",
+    "scheduler.loadgen",
     "scheduler.policies",
     "scheduler.protocol",
     "scheduler.service",
