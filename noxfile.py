@@ -21,7 +21,7 @@ def install_project(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install the core and every plugin distribution, then run pytest."""
-    install_project(session, "testing", "plot")
+    install_project(session, "testing", "plot", "cluster")
     session.run("pytest", *session.posargs)
 
 
@@ -35,7 +35,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     # Every optional extra: the kit's mutation runner and the simulator's plot are typed too.
-    install_project(session, "testing", "plot", "mutation")
+    install_project(session, "testing", "plot", "mutation", "cluster")
     session.install("mypy>=1.10")
     session.run("mypy", "--strict", "scheduler", "tools/mutate.py", *[f"{p}/src" for p in PLUGINS])
 

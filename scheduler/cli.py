@@ -144,10 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_parser(commands)
 
     from .loadgen import add_loadgen_parser
+    from .registry._cli import add_registry_parser
     from .simulate import add_simulate_parser
 
     add_simulate_parser(commands)
     add_loadgen_parser(commands)
+    add_registry_parser(commands)
     return parser
 
 
@@ -220,12 +222,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .service import SchedulerService, build_policies, configure_logging
     from .service._auth import check_credential_files
+    from .service._cluster import check_cluster
     from .service._config import config_from_resolved, resolve_config
 
     try:
         resolved = resolve_config(args.config, os.environ, settings.flag_values(args))
         config = config_from_resolved(resolved)
         check_credential_files(config)
+        check_cluster(config)
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(config.log_format, config.log_level)
@@ -402,6 +406,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .loadgen import cmd_loadgen
+    from .registry._cli import cmd_registry
     from .simulate import cmd_simulate
 
     args = parse_args(argv)
@@ -416,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "task": cmd_task,
         "simulate": cmd_simulate,
         "loadgen": cmd_loadgen,
+        "registry": cmd_registry,
     }
     return commands[args.command](args)
 

@@ -43,6 +43,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "scheduler_candidate_score",
+    "scheduler_candidate_scores",
     "scheduler_candidate_veto",
     "scheduler_configure",
     "scheduler_evicted",
@@ -186,6 +187,25 @@ def scheduler_candidate_score(
     penalty is a negative number (``phi_accrual`` subtracts up to 1 for a
     suspected host). A result that is not a finite number is ignored and counted
     as a plugin error.
+
+    Called once per candidate: a plugin that scores every candidate the same
+    way is faster as :func:`scheduler_candidate_scores`, called once per decision.
+    """
+
+
+@hookspec
+def scheduler_candidate_scores(
+    child: Peer, candidates: Sequence[Peer], view: StateView, now: float
+) -> Sequence[float] | None:
+    """Return one number per candidate, in the order of ``candidates``, or None for no opinion.
+
+    The batch form of :func:`scheduler_candidate_score`, called once per decision
+    with every candidate left after the vetoes (possibly none): each number is
+    added to that candidate's score like a per-candidate answer. Sums from this
+    hook come first, then those of :func:`scheduler_candidate_score`; implement
+    one of the two for a given figure, not both, or it counts twice. An answer of
+    the wrong length or with an item that is not a finite number is ignored
+    whole and counted as a plugin error. The built-in ``evaluator`` scores here.
     """
 
 

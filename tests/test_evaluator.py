@@ -8,7 +8,12 @@ Issue 8: finished pieces 0.2, upload success rate 0.2, free upload slots 0.15, h
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scheduler.core import (
     ConfigError,
@@ -31,6 +36,7 @@ from scheduler.policies._evaluator import (
     host_type_score,
     idc_affinity_score,
     location_affinity_score,
+    score_candidates,
     upload_success_score,
 )
 
@@ -255,7 +261,7 @@ def test_limits_out_of_range_are_refused_by_name(key: str, value: object) -> Non
     assert evaluator.scheduler_schedule_limits() == ScheduleLimits()
 
 
-def test_the_score_hook_reads_the_records_from_the_view() -> None:
+def test_the_batch_score_hook_reads_the_records_from_the_view() -> None:
     state = SchedulerState(load_policies(entrypoints=False), now=0.0)
     info = TaskInfo("t", total_piece_count=4)
     state.announce_host(HostInfo("parent", "10.0.0.1", idc="x", type=HostType.SEED), 0.0)
@@ -266,7 +272,7 @@ def test_the_score_hook_reads_the_records_from_the_view() -> None:
     state.back_to_source("p", 0.0)
     state.finish_pieces("p", [0, 1], 0.0)
     view = state.view
-    answer = Evaluator().scheduler_candidate_score(view.peer("c"), view.peer("p"), view)
+    (answer,) = Evaluator().scheduler_candidate_scores(view.peer("c"), [view.peer("p")], view)
     assert answer == evaluate(
         view.peer("p"),
         view.host(parent_host),
@@ -276,3 +282,125 @@ def test_the_score_hook_reads_the_records_from_the_view() -> None:
     )
     # 2 of 4 pieces, never tried, 4 free of 4, a seed, same IDC, no location
     assert answer == pytest.approx(0.2 * 0.5 + 0.2 + 0.15 + 0.15 + 0.15)
+
+
+# --- one pass over a decision's candidates -----------------------------------------------------
+
+_LOCATIONS = st.sampled_from(["", "a", "a|b", "a|b|c", "a|x", "a|b|c|d|e|f", "b|b"])
+_HOSTS = st.fixed_dictionaries(
+    {
+        "idc": st.sampled_from(["", "idc-1", "idc-2"]),
+        "location": _LOCATIONS,
+        "seed": st.booleans(),
+        "limit": st.integers(0, 4),
+        "used": st.integers(0, 5),
+        "ok": st.integers(0, 3),
+        "failed": st.integers(0, 3),
+        "pieces": st.integers(0, 9),
+    }
+)
+
+
+@given(
+    parents=st.lists(_HOSTS, max_size=6),
+    child=_HOSTS,
+    total=st.sampled_from([-1, 0, 1, 5, 8]),
+)
+def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
+    parents: list[dict[str, Any]], child: dict[str, Any], total: int
+) -> None:
+    """score_candidates (the hook's one pass) equals evaluate() bit for bit, in order."""
+    state = SchedulerState(load_policies(entrypoints=False), now=0.0)
+    info = TaskInfo("t", total_piece_count=total)
+    peers = []
+    for index, figures in enumerate([child, *parents]):
+        host_info = HostInfo(
+            f"h{index}",
+            f"10.0.0.{index}",
+            idc=figures["idc"],
+            location=figures["location"],
+            type=HostType.SEED if figures["seed"] else HostType.NORMAL,
+            concurrent_upload_limit=figures["limit"],
+        )
+        state.announce_host(host_info, 0.0)
+        state.register_peer(f"p{index}", host_info.id, info, 0.0)
+        state.back_to_source(f"p{index}", 0.0)
+        pieces = figures["pieces"] if total < 0 else min(figures["pieces"], total)
+        state.finish_pieces(f"p{index}", range(pieces), 0.0)
+        record = state.view.host(host_info.id)
+        record.concurrent_upload_count = figures["used"]  # as if handed out
+        record.upload_count, record.upload_failed_count = figures["ok"], figures["failed"]
+        peers.append(state.view.peer(f"p{index}"))
+    view = state.view
+    child_peer, candidates = peers[0], peers[1:]
+    expected = [
+        evaluate(
+            parent,
+            view.host(parent.host_id),
+            child_peer,
+            view.host(child_peer.host_id),
+            view.task("t"),
+        )
+        for parent in candidates
+    ]
+    assert score_candidates(child_peer, candidates, view) == expected
+    assert Evaluator().scheduler_candidate_scores(child_peer, candidates, view) == expected
+
+
+def _feeding_state(total: int, child_pieces: int, parent_pieces: list[int]) -> SchedulerState:
+    """A child (peer "c") and one parent per entry ("p0", "p1", ...), each on its own host."""
+    state = SchedulerState(load_policies(entrypoints=False), now=0.0)
+    info = TaskInfo("t", total_piece_count=total)
+    for name, pieces in [("c", child_pieces), *((f"p{i}", n) for i, n in enumerate(parent_pieces))]:
+        host_info = HostInfo(f"host-{name}", f"10.1.0.{len(state.view.peer_ids_of_task('t'))}")
+        state.announce_host(host_info, 0.0)
+        state.register_peer(name, host_info.id, info, 0.0)
+        state.back_to_source(name, 0.0)
+        state.finish_pieces(name, range(pieces), 0.0)
+    return state
+
+
+def _batch_and_reference(state: SchedulerState) -> tuple[list[float], list[float]]:
+    view = state.view
+    child = view.peer("c")
+    parents = sorted((p for p in view.peers() if p.id != "c"), key=lambda p: p.id)
+    reference = [
+        evaluate(p, view.host(p.host_id), child, view.host(child.host_id), view.task("t"))
+        for p in parents
+    ]
+    return score_candidates(child, parents, view), reference
+
+
+@pytest.mark.parametrize("total", [-1, 0])
+def test_for_a_task_of_unknown_size_the_batch_scores_the_lead_on_the_child(total: int) -> None:
+    state = _feeding_state(-1, 2, [1, 2, 3, 5])  # behind, level, one ahead, three ahead
+    state.view.task("t").total_piece_count = total  # (a size of 0 takes no piece at all)
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    behind, level, ahead, far_ahead = batch
+    assert behind == level
+    assert ahead - level == pytest.approx(0.2)  # the whole weight for any lead
+    assert far_ahead == ahead
+
+
+def test_the_batch_caps_the_share_of_pieces_at_the_whole_task() -> None:
+    state = _feeding_state(8, 0, [4, 8])
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    assert batch[1] - batch[0] == pytest.approx(0.2 * 0.5)
+    state.view.task("t").total_piece_count = 4  # more pieces held than the task now counts
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    assert batch[0] == batch[1]  # both hold the whole task: 1, not 2
+
+
+def test_the_batch_gives_a_host_that_uploads_nothing_no_free_slot_score() -> None:
+    state = _feeding_state(8, 0, [4, 4])
+    view = state.view
+    for peer_id, limit in (("p0", 0), ("p1", 2)):
+        host = view.host(view.peer(peer_id).host_id)
+        host.info = attrs.evolve(host.info, concurrent_upload_limit=limit)
+        host.concurrent_upload_count = -1  # whatever the count says: nothing to divide by
+    batch, reference = _batch_and_reference(state)
+    assert batch == reference
+    assert batch[1] - batch[0] == pytest.approx(0.15 * 1.5)

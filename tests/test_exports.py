@@ -30,6 +30,7 @@ PUBLIC = (
     "scheduler.loadgen",
     "scheduler.policies",
     "scheduler.protocol",
+    "scheduler.registry",
     "scheduler.service",
     "scheduler.session",
     "scheduler.settings",

@@ -487,3 +487,85 @@ def test_a_raising_veto_is_counted_against_the_veto_hook_and_vetoes_nothing() ->
     assert ps.fit_candidates(CHILD, [P1, P2], VIEW, 1.0) == [P1, P2]
     assert ps.errors == {("raises", "scheduler_candidate_veto"): 2}
     assert recorder.messages() == [("raises", "scheduler_candidate_veto", "gone")] * 2
+
+
+# --- the batch score hook ---------------------------------------------------------------------
+
+
+class BatchScores:
+    """A plugin that scores every candidate of a decision in one call."""
+
+    def __init__(self, name: str, answer: Any) -> None:
+        self.name = name
+        self.answer = answer
+        self.calls: list[tuple[Peer, list[Peer], Any, float]] = []
+
+    @hookimpl
+    def scheduler_candidate_scores(
+        self, child: Peer, candidates: list[Peer], view: Any, now: float
+    ) -> Any:
+        self.calls.append((child, list(candidates), view, now))
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer(candidates) if callable(self.answer) else self.answer
+
+
+def test_batch_scores_are_asked_once_per_decision_and_summed_with_the_per_candidate_ones() -> None:
+    def by_parent(scores: dict[str, float]) -> Any:
+        return lambda candidates: tuple(scores[c.id] for c in candidates)  # any sequence
+
+    first = BatchScores("first", by_parent({"p1": 1.0, "p2": 2.0, "p3": 3.0}))
+    second = BatchScores("second", by_parent({"p1": 0.25, "p2": -1, "p3": 0.5}))  # ints count
+    ps, recorder = policies(Answers("each", candidate_score=10.0), second, first)
+    assert ps.candidate_scores(CHILD, [P1, P2, P3], VIEW, 4.0) == [11.25, 11.0, 13.5]
+    assert first.calls == [(CHILD, [P1, P2, P3], VIEW, 4.0)]
+    assert second.calls == [(CHILD, [P1, P2, P3], VIEW, 4.0)]
+    assert ps.candidate_score(CHILD, P2, VIEW, 5.0) == 2.0 - 1 + 10.0
+    assert first.calls[-1] == (CHILD, [P2], VIEW, 5.0)
+    assert recorder.seen == []
+
+
+def test_a_lone_batch_answer_is_the_score_and_the_plugins_list_is_left_alone() -> None:
+    answer = [0.5, 0.75]
+    ps, _ = policies(Answers("each", candidate_score=1.0), BatchScores("batch", answer))
+    assert ps.candidate_scores(CHILD, [P1, P2], VIEW, 1.0) == [1.5, 1.75]
+    assert answer == [0.5, 0.75]
+    ps, _ = policies(BatchScores("batch", answer))
+    scores = ps.candidate_scores(CHILD, [P1, P2], VIEW, 1.0)
+    assert scores == answer
+    assert scores is not answer
+
+
+def test_a_batch_with_no_opinion_or_no_candidate_adds_nothing() -> None:
+    ps, recorder = policies(BatchScores("abstains", None), Answers("each", candidate_score=2.0))
+    assert ps.candidate_scores(CHILD, [P1, P2], VIEW, 1.0) == [2.0, 2.0]
+    ps, recorder = policies(BatchScores("empty", lambda candidates: []))
+    assert ps.candidate_scores(CHILD, [], VIEW, 1.0) == []
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ([1.0], "expected 2 scores, got 1: [1.0]"),
+        ([1.0, 2.0, 3.0], "expected 2 scores, got 3: [1.0, 2.0, 3.0]"),
+        ([1.0, math.nan], "expected finite numbers: [1.0, nan]"),
+        ([math.inf, 1.0], "expected finite numbers: [inf, 1.0]"),
+        ([True, 1.0], "expected finite numbers: [True, 1.0]"),
+        ([1.0, "2"], "expected finite numbers: [1.0, '2']"),
+        ("12", "expected a sequence of numbers, got '12'"),
+        (b"12", "expected a sequence of numbers, got b'12'"),
+        (3.0, "'float' object is not iterable"),
+        (ZeroDivisionError("zero"), "zero"),
+    ],
+)
+@pytest.mark.parametrize("bad_first", [False, True])
+def test_a_bad_batch_is_ignored_whole_and_contained(
+    answer: object, message: str, bad_first: bool
+) -> None:
+    bad, good = BatchScores("bad", answer), BatchScores("good", [1.0, 2.0])
+    # The last registered is asked first: the others still score either way.
+    ps, recorder = policies(good, bad) if bad_first else policies(bad, good)
+    assert ps.candidate_scores(CHILD, [P1, P2], VIEW, 1.0) == [1.0, 2.0]
+    assert recorder.messages() == [("bad", "scheduler_candidate_scores", message)]
+    assert ps.errors == {("bad", "scheduler_candidate_scores"): 1}

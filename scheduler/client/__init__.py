@@ -8,6 +8,8 @@
   ``boot_id`` says (:class:`BootWatch`), and leaves on shutdown;
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
   ``render_*_table`` and :func:`print_table` read the scheduler's admin API;
+* :func:`fetch_schedulers` reads a cluster's members (``/api/v1/schedulers``) and
+  :class:`Membership` keeps them (not yet used by the peer: the seam for routing);
 * :func:`resolve_token` and :func:`client_ssl_context` gather the credentials
   (a bearer token, a CA file, a client certificate) for ``wss://`` and ``https://``.
 
@@ -39,6 +41,11 @@ from ._hosts import render_hosts_table as render_hosts_table
 from ._hosts import render_peers_table as render_peers_table
 from ._hosts import render_task_tree as render_task_tree
 from ._hosts import render_tasks_table as render_tasks_table
+from ._membership import Membership as Membership
+from ._membership import MembershipError as MembershipError
+from ._membership import SchedulerMember as SchedulerMember
+from ._membership import fetch_schedulers as fetch_schedulers
+from ._membership import parse_members as parse_members
 from ._peer import PeerConfig as PeerConfig
 from ._peer import run_peer as run_peer
 
@@ -48,20 +55,25 @@ __all__ = [
     "BootWatch",
     "ConnectError",
     "HostsFetchError",
+    "Membership",
+    "MembershipError",
     "PeerConfig",
     "RequestError",
     "RequestTimeout",
     "Resume",
     "SchedulerClientError",
+    "SchedulerMember",
     "SchedulerSession",
     "SessionLost",
     "client_ssl_context",
     "fetch_hosts",
     "fetch_peers",
+    "fetch_schedulers",
     "fetch_task",
     "fetch_tasks",
     "format_age",
     "open_scheduler_session",
+    "parse_members",
     "print_hosts",
     "print_table",
     "render_hosts_table",

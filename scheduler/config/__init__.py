@@ -1,6 +1,6 @@
 """Every ``scheduler serve`` setting, declared once (the sections ``[server]``,
-``[liveness]``, ``[limits]``, ``[gc]``, ``[plugins]``, ``[log]``, ``[auth]`` and
-``[tls]``), and what is generated from it: the TOML reading, the environment
+``[liveness]``, ``[limits]``, ``[gc]``, ``[plugins]``, ``[log]``, ``[auth]``,
+``[tls]`` and ``[cluster]``), and what is generated from it: the TOML reading, the environment
 variables, the flags and their help, and the docs' tables
 (``python -m scheduler.config --markdown``).
 
@@ -8,6 +8,7 @@ The declaration mechanism itself is :mod:`scheduler.settings`.
 """
 
 from ._serve import AUTH as AUTH
+from ._serve import CLUSTER as CLUSTER
 from ._serve import ENV_PREFIX as ENV_PREFIX
 from ._serve import GC as GC
 from ._serve import LIMITS as LIMITS
@@ -35,6 +36,7 @@ from ._serve import setting_named as setting_named
 
 __all__ = [
     "AUTH",
+    "CLUSTER",
     "ENV_PREFIX",
     "GC",
     "LIMITS",

@@ -1,8 +1,9 @@
 """The settings of ``scheduler serve``: every one declared here, once.
 
-Eight TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[gc]``,
-``[plugins]``, ``[log]``, ``[auth]`` and ``[tls]``. Each setting is also a ``serve`` flag and an
-environment variable ``SCHEDULER_<SECTION>_<KEY>``. Precedence: flag > environment > file > default.
+Nine TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[gc]``,
+``[plugins]``, ``[log]``, ``[auth]``, ``[tls]`` and ``[cluster]``. Each setting is
+also a ``serve`` flag and an environment variable ``SCHEDULER_<SECTION>_<KEY>``.
+Precedence: flag > environment > file > default.
 
 The ``[gc]`` keys ``host_ttl``, ``peer_ttl``, ``piece_timeout`` and
 ``task_idle_ttl`` are aliases of built-in policies' settings, and
@@ -437,8 +438,87 @@ TLS: Final = Section(
     ),
 )
 
+CLUSTER: Final = Section(
+    "cluster",
+    (
+        string(
+            "registry",
+            None,
+            "PostgreSQL URL of the cluster registry (`postgresql://USER@HOST/DATABASE`)",
+            optional=True,
+            unset="off: a single scheduler",
+            metavar="URL",
+            details="Turns the cluster on: the scheduler migrates the registry's schema, "
+            "registers under `name`, renews its lease every `lease_interval` and lists the "
+            "members at `GET /api/v1/schedulers`. Needs the `cluster` extra (psycopg 3). "
+            "See 'Running a cluster'.",
+        ),
+        string(
+            "name",
+            None,
+            "this scheduler's name in the cluster; one active process per name",
+            optional=True,
+            unset="this machine's hostname",
+            attr="scheduler_name",
+            details="A process that starts with the name of a live one takes it over "
+            "(the other's row becomes `superseded`).",
+        ),
+        string(
+            "id",
+            "default",
+            "the cluster this scheduler joins (several may share one registry)",
+            attr="cluster_id",
+            flag="--cluster",
+            metavar="ID",
+        ),
+        string(
+            "advertise",
+            None,
+            "the peers' WebSocket URL as other machines reach it (`ws://HOST:PORT/ws`)",
+            optional=True,
+            unset="the bound URL, the hostname for a wildcard bind",
+            metavar="URL",
+        ),
+        string(
+            "advertise_admin",
+            None,
+            "the admin API's URL as other machines reach it",
+            optional=True,
+            unset="the bound URL, the hostname for a wildcard bind",
+            metavar="URL",
+        ),
+        duration(
+            "lease_interval",
+            5,
+            "renew the registry lease this often; the lease lasts 3 times as long",
+            details="A scheduler that could not renew for a whole lease answers 503 on "
+            "`/readyz`, and the others stop listing it.",
+            positive=True,
+        ),
+        duration(
+            "timeout",
+            2,
+            "bound on each registry call (connecting, waiting, each statement)",
+            details="At most `lease_interval`. Also bounds the offline at shutdown.",
+            attr="registry_timeout",
+            flag="--registry-timeout",
+            positive=True,
+        ),
+    ),
+)
+
 #: Every section of ``scheduler serve``, in file order.
-SECTIONS: Final[tuple[Section, ...]] = (SERVER, LIVENESS, LIMITS, GC, PLUGINS, LOG, AUTH, TLS)
+SECTIONS: Final[tuple[Section, ...]] = (
+    SERVER,
+    LIVENESS,
+    LIMITS,
+    GC,
+    PLUGINS,
+    LOG,
+    AUTH,
+    TLS,
+    CLUSTER,
+)
 
 
 def entries() -> Iterator[tuple[Section, Setting]]:

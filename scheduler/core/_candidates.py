@@ -14,6 +14,12 @@ from ._model import Host, Peer
 
 #: States in which a peer may serve pieces to others.
 PARENT_STATES: Final = frozenset({PeerState.RUNNING, PeerState.BACK_TO_SOURCE, PeerState.SUCCEEDED})
+# unfit_reason runs for every candidate of every decision, so it tests the parent states
+# one by one, by identity, against module constants: an enum member hashes in Python,
+# and reading one off its class (``PeerState.RUNNING``) costs about 0.1 µs on 3.11.
+_RUNNING: Final = PeerState.RUNNING
+_BACK_TO_SOURCE: Final = PeerState.BACK_TO_SOURCE
+_SUCCEEDED: Final = PeerState.SUCCEEDED
 
 
 def unfit_reason(
@@ -40,9 +46,10 @@ def unfit_reason(
         return "a peer on the child's host"
     if candidate_host is None or not candidate_host.schedulable:
         return "its host is not connected"
-    if candidate.state not in PARENT_STATES:
-        return f"it is {candidate.state.value}"
-    if not candidate.finished_pieces and candidate.state is not PeerState.BACK_TO_SOURCE:
+    state = candidate.state
+    if state is not _RUNNING and state is not _BACK_TO_SOURCE and state is not _SUCCEEDED:
+        return f"it is {state.value}"
+    if state is not _BACK_TO_SOURCE and not candidate.finished_pieces:
         return "it has no finished piece"
     if candidate.id in blocked:
         return "blocklisted for this child"

@@ -9,6 +9,7 @@ decision reads it in O(1).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Final, final
 
 from ._badnode import is_bad_node
@@ -23,6 +24,9 @@ class CostWindows:
         self._size = size
         self._costs: dict[str, deque[float]] = {}
         self._bad: set[str] = set()
+        #: Whether the peer is a bad node now: the set's own membership test (one C call,
+        #: asked of every candidate of every decision).
+        self.is_bad: Callable[[str], bool] = self._bad.__contains__
 
     def record(self, peer_id: str, cost: float, pieces: int) -> None:
         """One report: ``pieces`` pieces that took ``cost`` seconds together."""
@@ -36,9 +40,6 @@ class CostWindows:
             self._bad.add(peer_id)
         else:
             self._bad.discard(peer_id)
-
-    def is_bad(self, peer_id: str) -> bool:
-        return peer_id in self._bad
 
     def costs_of(self, peer_id: str) -> tuple[float, ...]:
         return tuple(self._costs.get(peer_id, ()))

@@ -27,6 +27,12 @@ class ScheduleAction(enum.StrEnum):
     FAIL = "fail"
 
 
+# Checked on every decision: module constants, since an enum member read off its class
+# costs about 0.1 µs on CPython 3.11.
+_PARENTS: Final = ScheduleAction.PARENTS
+_WAIT: Final = ScheduleAction.WAIT
+
+
 class ScheduleCause(enum.StrEnum):
     """Why the core made a decision (:attr:`PeerScheduled.cause`)."""
 
@@ -39,9 +45,10 @@ class ScheduleCause(enum.StrEnum):
 def _check_decision(
     instance: Decision, attribute: attrs.Attribute[ScheduleAction], value: ScheduleAction
 ) -> None:
-    if bool(instance.parents) != (instance.action is ScheduleAction.PARENTS):
+    action = instance.action
+    if bool(instance.parents) != (action is _PARENTS):
         raise ValueError("parents must be non-empty exactly when the action is parents")
-    if (instance.retry_after is not None) != (instance.action is ScheduleAction.WAIT):
+    if (instance.retry_after is not None) != (action is _WAIT):
         raise ValueError("retry_after comes with wait, and only with it")
 
 

@@ -54,6 +54,8 @@ class ParentEdges:
 
     def reaches(self, start_id: str, target_id: str, limit: int = MAX_ANCESTOR_WALK) -> bool:
         """True if ``target`` is ``start`` or one of its ancestors, or the walk is too long."""
+        if start_id not in self._parents:
+            return start_id == target_id  # no parent: the usual answer, without a walk
         seen = {start_id}
         frontier = [start_id]
         while frontier:

@@ -14,7 +14,7 @@ The GC engine (:mod:`._gc`) sees only this interface: :attr:`Ledger.kind`,
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 from ._deadlines import DeadlineQueue
@@ -51,6 +51,9 @@ class Ledger(abc.ABC, Generic[R]):
         #: When the periodic sweep of this kind is next due.
         self.next_sweep_at = now + sweep_interval
         self._records: dict[str, R] = {}
+        #: The record, or None if there is none (no exception: for hot paths). The
+        #: dict's own ``get``, so that a decision's host look-ups are one C call each.
+        self.find: Callable[[str], R | None] = self._records.get
         #: Records no policy gave a deadline to; the sweep asks again (the safety net).
         self._undecided: set[str] = set()
         self._view: StateView | None = None
@@ -72,10 +75,6 @@ class Ledger(abc.ABC, Generic[R]):
             return self._records[record_id]
         except KeyError:
             raise NotFound(self.kind.value, record_id) from None
-
-    def find(self, record_id: str) -> R | None:
-        """The record, or None if there is none (no exception: for hot paths)."""
-        return self._records.get(record_id)
 
     def exists(self, record_id: str) -> bool:
         return record_id in self._records

@@ -63,6 +63,11 @@ class HostInfo:
         return host_id_for(self.ip, self.hostname, self.type)
 
 
+#: Read on every candidate of every decision: a module constant is faster to reach than
+#: ``HostState.CONNECTED`` (a class attribute of an enum, about 0.1 µs on Python 3.11).
+_CONNECTED = HostState.CONNECTED
+
+
 @final
 @attrs.define(eq=False)
 class Host:
@@ -82,7 +87,7 @@ class Host:
 
     @property
     def schedulable(self) -> bool:
-        return self.state is HostState.CONNECTED
+        return self.state is _CONNECTED
 
     def free_upload_slots(self) -> int:
         return max(0, self.info.concurrent_upload_limit - self.concurrent_upload_count)

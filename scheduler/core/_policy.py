@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, Final, TypeGuard, TypeVar, final
 
 import pluggy
 
@@ -43,6 +43,8 @@ class _BadResult(TypeError):
 
 
 _DEFAULT_LIMITS = ScheduleLimits()
+#: What a score may be (not a bool); a tuple, since ``int | float`` is built at every use.
+_NUMBER: Final = (int, float)
 
 
 @final
@@ -57,6 +59,8 @@ class PolicySet:
         self.pm = pm
         self.errors: Counter[tuple[str, str]] = Counter()
         self.on_error = on_error
+        #: Each hook's caller, looked up once (its implementations are read at every call).
+        self._callers: dict[str, pluggy.HookCaller] = {}
 
     @classmethod
     def from_plugins(
@@ -179,16 +183,48 @@ class PolicySet:
     def candidate_scores(
         self, child: Peer, candidates: Sequence[Peer], view: StateView, now: float
     ) -> list[float]:
-        """Each candidate's score: the sum of every plugin's ``scheduler_candidate_score``."""
+        """Each candidate's score: every plugin's answers summed.
+
+        First each ``scheduler_candidate_scores`` answer (one call per plugin for
+        all the candidates), then each ``scheduler_candidate_score`` answer (one
+        call per plugin and candidate), in pluggy's order within each hook.
+        """
+        count = len(candidates)
+        scores: list[float] | None = None
+        kwargs: dict[str, Any] = {
+            "child": child,
+            "candidates": candidates,
+            "view": view,
+            "now": now,
+        }
+        batch_hook = "scheduler_candidate_scores"
+        for plugin, result in self._results(batch_hook, kwargs):
+            try:
+                answer = _finite_numbers(result, count)
+            except Exception as exc:
+                self._contain(plugin, batch_hook, exc)
+                continue
+            if scores is None:
+                scores = answer  # the first answer: nothing to add it to yet
+            else:
+                scores = [total + add for total, add in zip(scores, answer, strict=True)]
+        if scores is None:
+            scores = [0.0] * count
+        impls = self._impls("scheduler_candidate_score")
+        if impls:
+            self._add_each_score(impls, scores, kwargs)
+        return scores
+
+    def _add_each_score(
+        self, impls: Sequence[pluggy.HookImpl], scores: list[float], kwargs: dict[str, Any]
+    ) -> None:
+        """Add every ``scheduler_candidate_score`` answer to ``scores``, in place."""
         hook_name = "scheduler_candidate_score"
-        impls = self._impls(hook_name)
-        kwargs: dict[str, Any] = {"child": child, "view": view, "now": now}
         calls = [(impl, impl.function, impl.argnames) for impl in impls]
-        scores: list[float] = []
-        # The hot loop of a decision: one call per candidate and plugin, inlined.
-        for candidate in candidates:
+        # One call per candidate and plugin, inlined: the hot loop of such a plugin.
+        for index, candidate in enumerate(kwargs["candidates"]):
             kwargs["parent"] = candidate
-            total = 0.0
+            total = scores[index]
             for impl, function, argnames in calls:
                 try:
                     result = function(*[kwargs[arg] for arg in argnames])
@@ -197,17 +233,12 @@ class PolicySet:
                     continue
                 if result is None:
                     continue
-                if (
-                    isinstance(result, int | float)
-                    and not isinstance(result, bool)
-                    and math.isfinite(result)
-                ):
+                if _is_finite_number(result):
                     total += result
                     continue
                 bad = _BadResult(f"expected a finite number, got {result!r:.200}")
                 self._contain(impl.plugin_name, hook_name, bad)
-            scores.append(total)
-        return scores
+            scores[index] = total
 
     def candidate_score(self, child: Peer, parent: Peer, view: StateView, now: float) -> float:
         """The sum of every plugin's score of ``parent`` for ``child``."""
@@ -299,7 +330,9 @@ class PolicySet:
 
     def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
         """The hook's implementations in pluggy's order: the last registered first."""
-        caller: pluggy.HookCaller = getattr(self.pm.hook, hook_name)
+        caller = self._callers.get(hook_name)
+        if caller is None:
+            caller = self._callers[hook_name] = getattr(self.pm.hook, hook_name)
         return caller.get_hookimpls()[::-1]
 
     def _results(self, hook_name: str, kwargs: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -328,6 +361,23 @@ class PolicySet:
         )
         if self.on_error is not None:
             self.on_error(plugin, hook_name, exc)
+
+
+def _is_finite_number(value: object) -> TypeGuard[float]:
+    """An int or float (never a bool) that is neither infinite nor NaN."""
+    return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite_numbers(result: Any, count: int) -> list[float]:
+    """A batch score answer as a list: exactly ``count`` finite numbers, else _BadResult."""
+    if isinstance(result, (str, bytes)):
+        raise _BadResult(f"expected a sequence of numbers, got {result!r:.200}")
+    answer = list(result)
+    if len(answer) != count:
+        raise _BadResult(f"expected {count} scores, got {len(answer)}: {answer!r:.200}")
+    if not all(map(_is_finite_number, answer)):
+        raise _BadResult(f"expected finite numbers: {answer!r:.200}")
+    return answer
 
 
 def plugin_name(plugin: object) -> str:

@@ -13,7 +13,7 @@ engine (:mod:`._gc`) evicts what is due through their common interface
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Final, final
 
 from ._deadlines import DeadlineQueue
@@ -43,20 +43,16 @@ class LedgerView:
         self._peers = peers
         self._tasks = tasks
         self._scheduling = scheduling
+        # One record by id: the ledgers' own look-ups (raising NotFound), bound once, so
+        # that a policy's look-up is one call, not two (decisions make dozens).
+        self.host: Callable[[str], Host] = hosts.get
+        self.peer: Callable[[str], Peer] = peers.get
+        self.task: Callable[[str], Task] = tasks.get
         self._ledgers: Mapping[RecordKind, Ledger[Any]] = {
             RecordKind.HOST: hosts,
             RecordKind.PEER: peers,
             RecordKind.TASK: tasks,
         }
-
-    def host(self, host_id: str) -> Host:
-        return self._hosts.get(host_id)
-
-    def peer(self, peer_id: str) -> Peer:
-        return self._peers.get(peer_id)
-
-    def task(self, task_id: str) -> Task:
-        return self._tasks.get(task_id)
 
     def has_host(self, host_id: str) -> bool:
         return self._hosts.exists(host_id)

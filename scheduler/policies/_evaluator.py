@@ -19,7 +19,7 @@ The functions are plain (no hooks) so that each rule is tested, and mutated, on 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, final
 
 from ..core import Host, HostType, Peer, ScheduleLimits, StateView, Task
@@ -42,6 +42,9 @@ LOCATION_AFFINITY_WEIGHT: Final = 0.15
 
 #: Location elements compared, at most (Dragonfly's ``maxElementLen``).
 MAX_LOCATION_ELEMENTS: Final = 5
+
+#: ``HostType.SEED`` for the hot path: an enum member read off its class is slow on 3.11.
+_SEED: Final = HostType.SEED
 
 
 def finished_piece_score(parent: Peer, child: Peer, task: Task) -> float:
@@ -85,21 +88,23 @@ def location_affinity_score(parent_location: str, child_location: str) -> float:
     if parent_location == child_location:
         return 1.0
     shared = 0
-    for mine, theirs in zip(_elements(parent_location), _elements(child_location), strict=False):
+    for mine, theirs in zip(
+        parent_location.split("|")[:MAX_LOCATION_ELEMENTS],
+        child_location.split("|")[:MAX_LOCATION_ELEMENTS],
+        strict=False,
+    ):
         if mine != theirs:
             break
         shared += 1
     return shared / MAX_LOCATION_ELEMENTS
 
 
-@functools.lru_cache(maxsize=4096)
-def _elements(location: str) -> tuple[str, ...]:
-    """The first :data:`MAX_LOCATION_ELEMENTS` elements (locations repeat: cached)."""
-    return tuple(location.split("|")[:MAX_LOCATION_ELEMENTS])
+#: Locations repeat (a few per rack, zone or site), so a pair is split and compared once.
+_location_affinity = functools.lru_cache(maxsize=4096)(location_affinity_score)
 
 
 def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, task: Task) -> float:
-    """The default score of ``parent`` for ``child``, in ``[0, 1]``."""
+    """The default score of ``parent`` for ``child``, in ``[0, 1]``: the figures, weighted."""
     return (
         FINISHED_PIECE_WEIGHT * finished_piece_score(parent, child, task)
         + UPLOAD_SUCCESS_WEIGHT * upload_success_score(parent_host)
@@ -109,6 +114,48 @@ def evaluate(parent: Peer, parent_host: Host, child: Peer, child_host: Host, tas
         + LOCATION_AFFINITY_WEIGHT
         * location_affinity_score(parent_host.info.location, child_host.info.location)
     )
+
+
+def score_candidates(child: Peer, candidates: Sequence[Peer], view: StateView) -> list[float]:
+    """:func:`evaluate` of each candidate for ``child``, equal to the bit, in one pass.
+
+    This is the hot path of a decision, so the figures are computed inline, with the
+    same operations in the same order as :func:`evaluate` and the figure functions
+    (a property test holds them equal), but without a call per figure: what depends
+    on the child is read once, a pair of locations is compared once (cached), and
+    ``min``/``max`` (slow builtins on CPython 3.11) are written as comparisons.
+    """
+    host_of = view.host
+    child_info = host_of(child.host_id).info
+    child_idc = child_info.idc
+    child_location = child_info.location
+    child_pieces = len(child.finished_pieces)
+    total = view.task(child.task_id).total_piece_count
+    seed = _SEED
+    scores: list[float] = []
+    for parent in candidates:
+        host = host_of(parent.host_id)
+        info = host.info
+        pieces = len(parent.finished_pieces)
+        if total > 0:
+            finished = pieces / total if pieces < total else 1.0
+        else:
+            finished = 1.0 if pieces - child_pieces > 0 else 0.0
+        attempts = host.upload_count + host.upload_failed_count
+        success = 1.0 if attempts == 0 else host.upload_count / attempts
+        limit = info.concurrent_upload_limit
+        free_slots = limit - host.concurrent_upload_count
+        free = free_slots / limit if limit > 0 and free_slots > 0 else 0.0
+        idc = info.idc
+        scores.append(
+            FINISHED_PIECE_WEIGHT * finished
+            + UPLOAD_SUCCESS_WEIGHT * success
+            + FREE_UPLOAD_WEIGHT * free
+            + HOST_TYPE_WEIGHT * (1.0 if info.type is seed else 0.5)
+            + IDC_AFFINITY_WEIGHT * (1.0 if idc and idc == child_idc else 0.0)
+            + LOCATION_AFFINITY_WEIGHT * _location_affinity(info.location, child_location)
+        )
+    return scores
 
 
 #: ``[plugins.evaluator]``: the limits every decision is made with (Dragonfly's defaults).
@@ -188,11 +235,8 @@ class Evaluator:
         return self._limits
 
     @hookimpl
-    def scheduler_candidate_score(self, child: Peer, parent: Peer, view: StateView) -> float:
-        return evaluate(
-            parent,
-            view.host(parent.host_id),
-            child,
-            view.host(child.host_id),
-            view.task(child.task_id),
-        )
+    def scheduler_candidate_scores(
+        self, child: Peer, candidates: Sequence[Peer], view: StateView
+    ) -> list[float]:
+        # Once per decision for every candidate (not once per candidate): the hot path.
+        return score_candidates(child, candidates, view)

@@ -12,6 +12,8 @@ Routes::
     GET    /api/v1/tasks/{id}    the task, its peers and their parent edges
     GET    /api/v1/tasks/{id}/graph.svg   the same edges drawn as a DAG
     GET    /api/v1/peers         ?task=ID&limit=N
+    GET    /api/v1/schedulers    the cluster's active members (this process alone without
+                                 --registry): name, url, lease_expires_at, ...
 
 With ``auth.key_file`` set, every route but ``/healthz`` and ``/readyz`` (and
 ``/metrics`` unless ``auth.private_metrics``) needs ``Authorization: Bearer``
@@ -85,6 +87,9 @@ class AdminBackend(Protocol):
         """A core timestamp as Unix time."""
 
     def has_session(self, host_id: str) -> bool: ...
+    def schedulers(self) -> list[dict[str, Any]]:
+        """The cluster's active members, as ``GET /api/v1/schedulers`` lists them."""
+
     def evict_host(self, host_id: str, reason: str) -> object:
         """Evict a host now; raises NotFound."""
 
@@ -313,6 +318,8 @@ def route(
         return _json(200, [task_json(backend, t) for t in sorted(view.tasks(), key=lambda t: t.id)])
     if path.startswith(_TASKS + "/"):
         return _task_route(backend, path[len(_TASKS) + 1 :])
+    if path == "/api/v1/schedulers":
+        return _json(200, backend.schedulers())
     if path == "/api/v1/peers":
         task_id = query.get("task", [None])[0]
         try:

@@ -279,6 +279,9 @@ def server_ssl_context(
 
 #: Admin paths answered to anyone, with any ``Host`` (probes use the pod's address).
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
+#: Routes a peer's ``host`` token may read as well as an ``admin:read`` one: the
+#: cluster's members, which a peer reads to find its schedulers.
+PEER_READABLE: Final = frozenset({"/api/v1/schedulers"})
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "ip6-localhost"})
 
 
@@ -354,10 +357,23 @@ class AdminGuard:
         if scope is None or self.verifier is None:
             return None
         try:
-            self.verifier.verify(bearer_token(headers), scope)
+            token = bearer_token(headers)
+            if path in PEER_READABLE and scope is Scope.ADMIN_READ:
+                self._verify_either(token, Scope.HOST, scope)
+            else:
+                self.verifier.verify(token, scope)
         except AuthError as exc:
             return AdminRefusal(exc.status, str(exc), exc.reason.value)
         return None
+
+    def _verify_either(self, token: str, first: Scope, second: Scope) -> None:
+        assert self.verifier is not None
+        try:
+            self.verifier.verify(token, first)
+        except AuthError as exc:
+            if exc.reason is not AuthFailure.SCOPE:
+                raise
+            self.verifier.verify(token, second)
 
     def _needed(self, method: str, path: str) -> Scope | None:
         if path == "/metrics":

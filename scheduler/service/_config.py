@@ -90,6 +90,14 @@ class ServiceConfig:
     tls_cert_file: str | None = _default("tls_cert_file")
     tls_key_file: str | None = _default("tls_key_file")
     tls_client_ca_file: str | None = _default("tls_client_ca_file")
+    # [cluster]
+    registry: str | None = _default("registry")
+    scheduler_name: str | None = _default("scheduler_name")
+    cluster_id: str = _default("cluster_id")
+    advertise: str | None = _default("advertise")
+    advertise_admin: str | None = _default("advertise_admin")
+    lease_interval: float = _default("lease_interval")
+    registry_timeout: float = _default("registry_timeout")
 
     def policy_config(self) -> dict[str, dict[str, Any]]:
         """The ``[plugins.<name>]`` sections, as the operator wrote them."""
@@ -142,6 +150,12 @@ def validate(config: ServiceConfig) -> ServiceConfig:
         raise ConfigError("tls.client_ca_file", "needs tls.cert_file and tls.key_file")
     if config.auth_previous_key_file is not None and config.auth_key_file is None:
         raise ConfigError("auth.previous_key_file", "needs auth.key_file")
+    if config.registry_timeout > config.lease_interval:
+        raise ConfigError("cluster.timeout", "must be at most cluster.lease_interval")
+    for key in ("scheduler_name", "cluster_id"):
+        if getattr(config, key) == "":
+            where = "cluster.name" if key == "scheduler_name" else "cluster.id"
+            raise ConfigError(where, "must not be empty")
     check_protected_mode(config)
     return config
 

@@ -4,7 +4,8 @@
     ├── peers' listener (its own cancel scope: stop accepting first)   _listeners.py
     ├── session nursery ── one nursery per session                     _connections.py, _session.py
     ├── admin HTTP (hypercorn, trio worker)                            _listeners.py, _admin.py
-    └── GC loops: host, peer, task manager                             _gc.py
+    ├── GC loops: host, peer, task manager                             _gc.py
+    └── with --registry: the cluster registrar (lease keeper)          _registrar.py, _cluster.py
 
 The service reads ``trio.current_time()`` and hands it to the core; it never
 decides anything the core, a policy or the session rules can decide.
@@ -17,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from typing import final
+from typing import Any, final
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -33,9 +34,11 @@ from ..core import (
     SchedulerState,
 )
 from ..policies import load_policies
+from ..registry import Identity
 from ..session import EndCause, HostSessions, SessionLimits, SessionOwner, route_unsolicited
 from ._admin import AdminView, make_admin_app
 from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
+from ._cluster import cluster_identity, members_json, open_registrar
 from ._config import ServiceConfig
 from ._connections import Connections
 from ._gate import WS_PATH
@@ -43,6 +46,7 @@ from ._gc import GcLoops
 from ._listeners import serve_admin, serve_peers, url_host
 from ._logging import fields
 from ._metrics import Metrics
+from ._registrar import Registrar
 from ._session import Session, SessionEnv
 
 log = logging.getLogger("scheduler.service")
@@ -90,15 +94,41 @@ class SchedulerService:
         )
         # Read both clocks once: timestamps stay stable across API calls.
         self._wall_offset = time.time() - trio.current_time()
-        self.ready = False
+        self._serving = False
         self.ws_url = ""
         self.admin_url = ""
+        #: With ``--registry``: this process's membership of the cluster.
+        self.registrar: Registrar | None = open_registrar(config)
+        if self.registrar is not None:
+            self.registrar.register_metrics(self.metrics.registry)
 
     # --- what the admin API reads and does ----------------------------------------------
 
     @property
     def view(self) -> AdminView:
         return self.state.view
+
+    @property
+    def ready(self) -> bool:
+        """Serving, and (with a registry) holding a lease it renewed within the lease."""
+        return self._serving and (self.registrar is None or self.registrar.holds_lease())
+
+    def schedulers(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/schedulers``: the cluster's active members, or this process alone."""
+        return members_json(self.registrar, self.identity())
+
+    def identity(self) -> Identity:
+        """Who this process is in the cluster (its bound URLs once it runs)."""
+        config = self.config
+        return cluster_identity(
+            cluster_id=config.cluster_id,
+            name=config.scheduler_name,
+            boot_id=self.boot_id,
+            ws_url=self.ws_url,
+            admin_url=self.admin_url,
+            advertise=config.advertise,
+            advertise_admin=config.advertise_admin,
+        )
 
     @property
     def metrics_registry(self) -> CollectorRegistry:
@@ -160,7 +190,9 @@ class SchedulerService:
             )
             root.start_soon(self.gc.run)
             self.admin_url = binds[0] if binds else ""
-            self.ready = True
+            if self.registrar is not None:
+                await root.start(self.registrar.run, self.identity())
+            self._serving = True
             log.info(
                 "serving",
                 extra=fields(
@@ -169,8 +201,12 @@ class SchedulerService:
             )
             task_status.started((self.ws_url, self.admin_url))
             await shutdown.wait()
-            self.ready = False
+            self._serving = False
             log.info("shutting down", extra=fields(sessions=len(self.sessions)))
+            if self.registrar is not None:
+                # Leave the cluster first (one transaction, bounded by the registry's
+                # timeout), so that no one is sent here while the sessions close.
+                await self.registrar.leave()
             listener_scope.cancel()
             self.connections.end_all(EndCause.SHUTDOWN)
             # One deadline for the whole graceful part; what is left is cancelled.

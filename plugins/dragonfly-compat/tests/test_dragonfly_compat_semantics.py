@@ -318,3 +318,4 @@ def test_it_disables_proactive_pushes_and_adds_no_score() -> None:
     plugin = DragonflyCompat()
     assert plugin.scheduler_proactive_push() is False
     assert not hasattr(plugin, "scheduler_candidate_score")
+    assert not hasattr(plugin, "scheduler_candidate_scores")

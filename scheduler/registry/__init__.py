@@ -1,0 +1,68 @@
+"""The cluster registry: schedulers' leases on PostgreSQL (``scheduler serve --registry``).
+
+The SQL, the migrations and the rules (`findings`, `LeaseKeeper`) import no driver; the
+`RegistryStore` (psycopg 3, blocking) is imported from ``scheduler.registry._store`` by
+whoever needs it, so that this package imports without the ``cluster`` extra installed.
+"""
+
+from typing import TYPE_CHECKING
+
+from ._check import Finding as Finding
+from ._check import Problem as Problem
+from ._check import Snapshot as Snapshot
+from ._check import findings as findings
+from ._lease import LeaseKeeper as LeaseKeeper
+from ._lease import Step as Step
+from ._migrations import MIGRATIONS as MIGRATIONS
+from ._migrations import Migration as Migration
+from ._migrations import MigrationPlan as MigrationPlan
+from ._migrations import plan as plan
+from ._model import DEFAULT_CLUSTER as DEFAULT_CLUSTER
+from ._model import Identity as Identity
+from ._model import Lease as Lease
+from ._model import LeaseLost as LeaseLost
+from ._model import Member as Member
+from ._model import NameTaken as NameTaken
+from ._model import RegistryError as RegistryError
+from ._model import RegistryUnavailable as RegistryUnavailable
+from ._model import Roster as Roster
+from ._model import RowState as RowState
+from ._model import SchemaError as SchemaError
+
+if TYPE_CHECKING:
+    from ._store import RegistryStore as RegistryStore
+
+
+__all__ = [
+    "DEFAULT_CLUSTER",
+    "MIGRATIONS",
+    "Finding",
+    "Identity",
+    "Lease",
+    "LeaseKeeper",
+    "LeaseLost",
+    "Member",
+    "Migration",
+    "MigrationPlan",
+    "NameTaken",
+    "Problem",
+    "RegistryError",
+    "RegistryStore",
+    "RegistryUnavailable",
+    "Roster",
+    "RowState",
+    "SchemaError",
+    "Snapshot",
+    "Step",
+    "findings",
+    "plan",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The store needs psycopg (the `cluster` extra): imported on first use only.
+    if name == "RegistryStore":
+        from ._store import RegistryStore  # noqa: PLC0415
+
+        return RegistryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,138 @@
+"""The service's side of a cluster: who it is in the registry, and the members it lists.
+
+``serve --registry URL`` makes a `Registrar` (``_registrar.py``) out of the ``[cluster]``
+settings; without it there is no registrar, and ``GET /api/v1/schedulers`` lists this
+process alone.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.parse
+from typing import Any, Final
+
+from ..core import ConfigError
+from ..registry import DEFAULT_CLUSTER, Identity
+from ._config import ServiceConfig
+from ._registrar import Registrar
+
+_WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
+
+
+def default_name() -> str:
+    """The scheduler's name when ``--name`` is not given: this machine's hostname."""
+    return socket.gethostname()
+
+
+def check_url(value: str, schemes: tuple[str, ...], where: str) -> urllib.parse.SplitResult:
+    """``value`` parsed, if it is an absolute URL of one of ``schemes`` with a host."""
+    parts = urllib.parse.urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError as exc:
+        raise ConfigError(where, f"bad port in {value!r}: {exc}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{s}://HOST[:PORT]/..." for s in schemes)
+        raise ConfigError(where, f"expected {wanted}, got {value!r}")
+    return parts
+
+
+def _reachable(url: str) -> str:
+    """A bound URL as other machines can use it: a wildcard host becomes the hostname."""
+    parts = urllib.parse.urlsplit(url)
+    if (parts.hostname or "") not in _WILDCARDS:
+        return url
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{socket.getfqdn()}{port}").geturl()
+
+
+def cluster_identity(
+    *,
+    cluster_id: str | None,
+    name: str | None,
+    boot_id: str,
+    ws_url: str,
+    admin_url: str,
+    advertise: str | None,
+    advertise_admin: str | None,
+) -> Identity:
+    """The row this process registers, from its settings and its bound URLs."""
+    url = advertise or _reachable(ws_url)
+    parts = check_url(url, ("ws", "wss"), "cluster.advertise")
+    admin = advertise_admin or (_reachable(admin_url) if admin_url else None)
+    admin_port = None
+    if admin is not None:
+        admin_port = check_url(admin, ("http", "https"), "cluster.advertise_admin").port
+    return Identity(
+        cluster_id=cluster_id or DEFAULT_CLUSTER,
+        name=name or default_name(),
+        boot_id=boot_id,
+        url=url,
+        address=str(parts.hostname),
+        port=parts.port or (443 if parts.scheme == "wss" else 80),
+        admin_url=admin,
+        admin_port=admin_port,
+    )
+
+
+def check_cluster(config: ServiceConfig) -> None:
+    """The ``[cluster]`` settings that can be checked before anything starts; ConfigError."""
+    if config.advertise is not None:
+        check_url(config.advertise, ("ws", "wss"), "cluster.advertise")
+    if config.advertise_admin is not None:
+        check_url(config.advertise_admin, ("http", "https"), "cluster.advertise_admin")
+    if config.registry is not None:
+        _check_registry(config.registry, config.lease_interval, config.registry_timeout)
+
+
+def open_registrar(config: ServiceConfig) -> Registrar | None:
+    """The registrar ``--registry`` asks for (None without it); ConfigError without psycopg."""
+    if config.registry is None:
+        return None
+    check_cluster(config)
+    from ..registry._store import RegistryStore  # noqa: PLC0415 (psycopg is optional)
+
+    timeout = config.registry_timeout
+    store = RegistryStore(config.registry, timeout=timeout, max_connections=2)
+    return Registrar(
+        store, interval=config.lease_interval, timeout=timeout, max_threads=2, owns_store=True
+    )
+
+
+def _check_registry(registry: str, lease_interval: float, timeout: float) -> None:
+    if not registry.startswith(("postgresql://", "postgres://")) and "=" not in registry:
+        raise ConfigError(
+            "cluster.registry", f"expected postgresql://USER@HOST/DATABASE, got {registry!r}"
+        )
+    if not 0 < timeout <= lease_interval:
+        raise ConfigError(
+            "cluster.timeout",
+            f"must be at most lease_interval ({lease_interval:g} s), got {timeout:g} s",
+        )
+    try:
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 (psycopg is optional)
+    except ImportError:
+        raise ConfigError(
+            "cluster.registry",
+            "needs psycopg 3: pip install 'trio-p2p-scheduler[cluster]'",
+        ) from None
+    try:
+        conninfo_to_dict(registry)
+    except Exception as exc:  # psycopg.ProgrammingError: the URL does not parse
+        raise ConfigError("cluster.registry", f"not a PostgreSQL URL: {exc}") from None
+
+
+def members_json(registrar: Registrar | None, me: Identity) -> list[dict[str, Any]]:
+    """``GET /api/v1/schedulers``: the active members, or this process alone."""
+    if registrar is None:
+        return [
+            {
+                "name": me.name,
+                "url": me.url,
+                "admin_url": me.admin_url,
+                "cluster_id": me.cluster_id,
+                "boot_id": me.boot_id,
+                "lease_expires_at": None,
+            }
+        ]
+    return [member.to_json() for member in registrar.members()]
