@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,12 +22,17 @@ from scheduler.policies import load_policies
 from scheduler.protocol import (
     MAX_BATCH_MESSAGES,
     Ack,
+    Batch,
     BatchReply,
     ErrorCode,
     ErrorReply,
     HostAccepted,
+    InvalidValue,
+    LeavePeer,
+    ProtocolError,
     Schedule,
     ServerMessage,
+    decode_client,
     decode_server,
     encode,
 )
@@ -383,3 +389,64 @@ def test_the_decision_time_of_a_batch_sums_its_items() -> None:
     outcome = world.session.receive(batch([_register("p1", 1), _register("p2", 2)]), 2.0)
     assert outcome.decision_seconds == 2.0
     assert any(isinstance(e, PeerScheduled) for e in outcome.events)
+
+
+# --- the codec's side of a batch ----------------------------------------------------------
+
+
+def test_a_batch_encodes_to_exactly_its_items() -> None:
+    batch = Batch(id=7, messages=[LeavePeer(id=1, peer_id="p")])
+    assert orjson.loads(encode(batch)) == {
+        "type": "batch",
+        "id": 7,
+        "messages": [{"type": "leave_peer", "id": 1, "peer_id": "p"}],
+    }
+    reply = BatchReply(replies=[Ack(id=1)])
+    assert orjson.loads(encode(reply)) == {"type": "batch", "replies": [{"type": "ack", "id": 1}]}
+    assert decode_client(encode(Batch(messages=[]))) == Batch(id=None, messages=[])
+    assert decode_client(frame({"type": "batch", "id": None, "messages": []})) == Batch(messages=[])
+
+
+def test_a_batch_built_in_python_follows_the_same_limits() -> None:
+    too_many = [LeavePeer(peer_id="p")] * (MAX_BATCH_MESSAGES + 1)
+    for build, reason in (
+        (lambda: Batch(messages=too_many), "must hold at most 1000 messages"),
+        (lambda: Batch(messages=[Batch(messages=[])]), "a batch cannot hold a batch"),  # type: ignore[list-item]
+        (lambda: BatchReply(replies=[BatchReply(replies=[])]), "a batch cannot hold a batch"),
+    ):
+        with pytest.raises(InvalidValue) as caught:
+            build()
+        assert caught.value.reason == reason
+        assert caught.value.field in ("messages", "replies")
+
+
+def test_the_whole_frame_refusals_say_exactly_why() -> None:
+    for bad, problem in (
+        (
+            {"type": "batch", "id": 1, "messages": [], "x": 1, "a": 2},
+            "extra fields found (a, x) @ $",
+        ),
+        (
+            {"type": "batch", "id": 1.5, "messages": []},
+            "invalid value for type, expected str | int | None @ $.id",
+        ),
+    ):
+        with pytest.raises(ProtocolError) as caught:
+            decode_client(frame(bad))
+        assert caught.value.code == ErrorCode.INVALID_MESSAGE
+        assert caught.value.message == problem
+
+
+def test_a_server_batch_must_hold_only_replies() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_server(frame({"type": "batch", "id": 3, "replies": [{"type": "ack"}, 5]}))
+    error = caught.value
+    assert (error.code, error.message, error.request_id) == (
+        ErrorCode.INVALID_JSON,
+        "replies[1] is not a JSON object",
+        3,
+    )
+    with pytest.raises(ProtocolError) as caught:
+        decode_server(frame({"type": "batch", "id": 3, "replies": [{"type": "register_peer"}]}))
+    assert caught.value.code == ErrorCode.UNKNOWN_TYPE
+    assert caught.value.message == "\"type\" is not a server message type: 'register_peer'"
