@@ -426,3 +426,9 @@ def test_each_validator_explains_itself_on_its_field(
         expected,
         3,
     )
+
+
+def test_a_reschedule_may_name_exactly_the_most_parents() -> None:
+    frame = {"type": "reschedule", "id": 3, "peer_id": "p", "failed_parents": ["x"] * 100}
+    message = decode_client(json.dumps(frame))
+    assert len(message.failed_parents) == 100  # type: ignore[union-attr]
