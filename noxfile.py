@@ -1,7 +1,8 @@
-"""Developer sessions: ``nox -s tests lint typecheck docs bench bench-compare mutate``."""
+"""Developer sessions: ``nox -s tests lint typecheck docs bench bench-compare mutate chaos``."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -69,6 +70,23 @@ def bench_compare(session: nox.Session) -> None:
     """
     install_project(session, "plot")
     session.run("python", "benchmarks/bench_compare.py", *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """The chaos suite at full scale (tests/chaos; about 15 minutes, ten of them real-time jitter).
+
+    Real ``scheduler serve`` and ``scheduler peer --hosts N`` processes on loopback, a
+    fault-injecting proxy; each scenario prints its figures (docs/benchmarks.md records
+    them). ``nox -s tests`` runs the same scenarios at ``CHAOS_SCALE=0.1``; pass
+    ``CHAOS_SCALE`` to choose another scale, and pytest arguments after ``--``.
+    """
+    install_project(session, "testing")
+    scale = os.environ.get("CHAOS_SCALE", "1")
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-m", "chaos", "tests/chaos", *session.posargs,
+        env={"CHAOS_SCALE": scale},
+    )  # fmt: skip
 
 
 @nox.session

@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="the most requests in one batch frame (default 100, at most 1000; 1: no batching)",
     )
+    peer.add_argument(
+        "--hosts",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N hosts in this process, named HOSTNAME-0 ... HOSTNAME-<N-1> "
+        "(load and chaos tests; default 1: the hostname as given)",
+    )
     _add_credential_flags(peer, client_certificate=True)
     peer.add_argument("--idc", default="")
     peer.add_argument("--location", default="")
@@ -306,6 +314,10 @@ def _token(args: argparse.Namespace) -> str | None:
 
 
 def cmd_peer(args: argparse.Namespace) -> int:
+    import functools
+
+    import attrs
+
     from .client import PeerConfig, run_peer
     from .service import configure_logging
 
@@ -336,8 +348,16 @@ def cmd_peer(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _fail(str(exc))
 
+    configs = [config]
+    if args.hosts > 1:
+        configs = [
+            attrs.evolve(config, hostname=f"{config.hostname}-{i}") for i in range(args.hosts)
+        ]
+
     async def main(shutdown: trio.Event) -> None:
-        await run_peer(config, shutdown=shutdown)
+        async with trio.open_nursery() as nursery:
+            for each in configs:
+                nursery.start_soon(functools.partial(run_peer, each, shutdown=shutdown))
 
     trio.run(_until_signal, main)
     return 0

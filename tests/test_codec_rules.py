@@ -199,6 +199,7 @@ def test_error_codes_are_the_wire_values() -> None:
         "NOT_FOUND": "not_found",
         "CONFLICT": "conflict",
         "ILLEGAL_STATE": "illegal_state",
+        "LIMIT_EXCEEDED": "limit_exceeded",
         "NOT_ANNOUNCED": "not_announced",
         "TOO_MANY_ERRORS": "too_many_errors",
         "RATE_LIMITED": "rate_limited",

@@ -124,12 +124,14 @@ async def start_scheduler(procs: Processes) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def start_peer(procs: Processes, ws_url: str, name: str) -> subprocess.Popen[str]:
+def start_peer(
+    procs: Processes, ws_url: str, name: str, announce: float = ANNOUNCE
+) -> subprocess.Popen[str]:
     return procs.start(
         "peer",
         "--scheduler", ws_url,
         "--hostname", name,
-        "--announce-interval", f"{ANNOUNCE}s",
+        "--announce-interval", f"{announce}s",
         "--task", TASK_URL,
     )  # fmt: skip
 
@@ -143,7 +145,10 @@ def metric(admin: str, name: str, **labels: str) -> float:
 
 async def test_exit_scenario(processes: Processes) -> None:
     ws_url, admin = await start_scheduler(processes)
-    peers = {name: start_peer(processes, ws_url, name) for name in ("p-term", "p-kill", "p-stop")}
+    # p-kill announces every 3 s: its TTL (6 s) cannot beat the grace (1 s) after the
+    # kill, however loaded the machine, so its eviction is `disconnected` for sure.
+    intervals = {"p-term": ANNOUNCE, "p-kill": 3.0, "p-stop": ANNOUNCE}
+    peers = {name: start_peer(processes, ws_url, name, every) for name, every in intervals.items()}
 
     def all_three_with_their_peer() -> dict[str, dict[str, Any]] | None:
         now = hosts(admin)

@@ -16,9 +16,9 @@ from scheduler.core import (
     Conflict,
     Eviction,
     Expiry,
-    Forbidden,
     HostInfo,
     IllegalTransition,
+    NotFound,
     Peer,
     PeerRegistered,
     PeerState,
@@ -109,51 +109,66 @@ def test_pieces_report_how_many_are_new_and_stamp_the_peer(state: SchedulerState
     state.register_peer("p", A.id, TASK, 1.0)
     state.start_download("p", 2.0)
     ledger = state._peers
-    assert ledger.finish_pieces("p", [0, 1], 3.0, parent_id=None, cost=0.5, as_host=None) == 2
-    assert ledger.finish_pieces("p", [1, 9], 4.0, parent_id=None, cost=0.25, as_host=None) == 1
+    assert ledger.finish_pieces("p", [0, 1], 3.0, cost=0.5, as_host=None) == 2
+    assert ledger.finish_pieces("p", [1, 9], 4.0, cost=0.25, as_host=None) == 1
     peer = state.peer("p")
     assert sorted(peer.finished_pieces) == [0, 1, 9]
     assert peer.cost_total == 0.75
     assert (peer.piece_updated_at, peer.updated_at) == (4.0, 4.0)
-    assert ledger.finish_pieces("p", [], 5.0, parent_id=None, cost=None, as_host=None) == 0
+    assert ledger.finish_pieces("p", [], 5.0, cost=None, as_host=None) == 0
     assert peer.cost_total == 0.75
 
 
-def test_the_parent_a_piece_came_from_is_remembered_within_the_task(
+def test_the_parent_a_piece_came_from_is_remembered_only_if_handed_out(
     state: SchedulerState,
 ) -> None:
     state.register_peer("parent", B.id, TASK, 1.0)
+    state.back_to_source("parent", 1.0)
+    state.finish_pieces("parent", [0, 1, 2, 3], 1.0)
     state.register_peer("stranger", B.id, TaskInfo("t2"), 1.0)
     state.register_peer("p", A.id, TASK, 1.0)
+    [scheduled] = state.schedule_peer("p", 1.5)
+    assert scheduled.decision.parents == ("parent",)  # type: ignore[attr-defined]
     state.start_download("p", 2.0)
+    state.register_peer("unasked", B.id, TASK, 2.0)  # same task, never handed out
     state.finish_pieces("p", [0], 3.0, parent_id="parent")
     state.finish_pieces("p", [1], 3.0, parent_id="stranger")  # another task
     state.finish_pieces("p", [2], 3.0, parent_id="gone")  # unknown
+    state.finish_pieces("p", [3], 3.0, parent_id="unasked")
     assert state.peer("p").parents == {"parent"}
+    assert state.host(B.id).upload_count == 1
 
 
 @pytest.mark.parametrize("piece", [-1, 10, 11])
 def test_pieces_out_of_range_are_refused_by_number(state: SchedulerState, piece: int) -> None:
     state.register_peer("p", A.id, TASK, 1.0)
     state.start_download("p", 2.0)
-    with pytest.raises(ValueError, match=exact(f"piece {piece} is out of range for task 't1'")):
+    message = f"piece {piece} is out of range for task 't1': piece numbers are 0..9"
+    with pytest.raises(ValueError, match=exact(f"{message} (its total_piece_count is 10)")):
         state.finish_pieces("p", [0, piece], 3.0)
     assert len(state.peer("p").finished_pieces) == 0
 
 
-def test_a_task_of_unknown_size_takes_any_piece_number(state: SchedulerState) -> None:
+def test_a_task_of_unknown_size_takes_any_piece_number_below_the_bound(
+    state: SchedulerState,
+) -> None:
     state.register_peer("p", A.id, TaskInfo("open"), 1.0)
     state.start_download("p", 2.0)
-    state.finish_pieces("p", [0, 1000], 3.0)
-    assert sorted(state.peer("p").finished_pieces) == [0, 1000]
-    with pytest.raises(ValueError, match=exact("piece -1 is out of range for task 'open'")):
-        state.finish_pieces("p", [-1], 3.0)
+    state.finish_pieces("p", [0, 1000, 99_999], 3.0)
+    assert sorted(state.peer("p").finished_pieces) == [0, 1000, 99_999]
+    bound = "piece numbers are 0..99999 (max_piece_count is 100000)"
+    for piece in (-1, 100_000):
+        message = f"piece {piece} is out of range for task 'open': {bound}"
+        with pytest.raises(ValueError, match=exact(message)):
+            state.finish_pieces("p", [5, piece], 3.0)
+    assert sorted(state.peer("p").finished_pieces) == [0, 1000, 99_999]
 
 
 def test_a_task_of_no_piece_takes_no_piece(state: SchedulerState) -> None:
     state.register_peer("p", A.id, TaskInfo("empty", content_length=0, total_piece_count=0), 1.0)
     state.back_to_source("p", 2.0)
-    with pytest.raises(ValueError, match=exact("piece 0 is out of range for task 'empty'")):
+    message = "piece 0 is out of range for task 'empty': piece numbers are 0..-1"
+    with pytest.raises(ValueError, match=exact(f"{message} (its total_piece_count is 0)")):
         state.finish_pieces("p", [0], 3.0)
 
 
@@ -182,11 +197,11 @@ def test_pieces_only_while_downloading(state: SchedulerState) -> None:
     )
 
 
-def test_another_hosts_peer_is_refused_by_name(state: SchedulerState) -> None:
+def test_another_hosts_peer_is_refused_as_if_missing(state: SchedulerState) -> None:
     state.register_peer("p", A.id, TASK, 1.0)
-    with pytest.raises(Forbidden, match=exact("peer 'p' belongs to another host")):
+    with pytest.raises(NotFound, match=exact("peer 'p' not found")):
         state.start_download("p", 2.0, as_host=B.id)
-    with pytest.raises(Forbidden, match=exact("peer 'p' belongs to another host")):
+    with pytest.raises(NotFound, match=exact("peer 'p' not found")):
         state.leave_peer("p", 2.0, as_host=B.id)
     state.start_download("p", 2.0, as_host=A.id)
     assert state.peer("p").state is PeerState.RUNNING
@@ -420,7 +435,7 @@ def test_every_step_refuses_another_hosts_peer(state: SchedulerState, step: str)
     state.register_peer("p", A.id, TASK, 1.0)
     state.start_download("p", 1.0)
     args: tuple[object, ...] = ("p", [0], 2.0) if step == "finish_pieces" else ("p", 2.0)
-    with pytest.raises(Forbidden, match=exact("peer 'p' belongs to another host")):
+    with pytest.raises(NotFound, match=exact("peer 'p' not found")):
         getattr(state, step)(*args, as_host=B.id)
     assert state.peer("p").state is PeerState.RUNNING
 

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from scheduler import protocol
 from scheduler.protocol import (
     CLIENT_MESSAGES,
+    MAX_ANNOUNCE_INTERVAL,
     MAX_PIECES_PER_MESSAGE,
+    MIN_ANNOUNCE_INTERVAL,
     SERVER_MESSAGES,
     SUBPROTOCOL,
     Ack,
@@ -53,6 +55,14 @@ from scheduler.protocol import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+PARENT = {
+    "peer_id": "q",
+    "host_id": "h",
+    "ip": "10.0.0.9",
+    "download_port": 1,
+    "finished_piece_count": 1,
+}
+INTERVAL_RULE = "must be between 1 and 86400 seconds @ $.interval"
 
 #: For the tests that state what the converter does: run them against a codec rebuilt
 #: by its builder, so mutation testing judges the builder too (see the fixture).
@@ -63,10 +73,13 @@ fresh_codec = pytest.mark.usefixtures("fresh_codec")
 ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 naturals = st.integers(min_value=0, max_value=2**63 - 1)
 request_ids = st.none() | st.text(max_size=20) | ints
-names = st.text(min_size=1, max_size=30)
+#: What a client may put in a name or id: no control characters (CONTROL_CHARACTERS).
+plain = st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"))
+names = st.text(plain, min_size=1, max_size=30)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=0, exclude_min=True, allow_infinity=False) | st.integers(1, 10**6)
 non_negative = st.floats(min_value=0, allow_infinity=False)
+intervals = st.floats(MIN_ANNOUNCE_INTERVAL, MAX_ANNOUNCE_INTERVAL) | st.integers(1, 86_400)
 ports = st.integers(min_value=1, max_value=65535)
 lengths = st.integers(min_value=-1, max_value=2**63 - 1)
 
@@ -77,10 +90,10 @@ host_payloads = st.builds(
     port=ports,
     download_port=ports,
     type=st.sampled_from(["normal", "seed"]),
-    idc=st.text(max_size=10),
-    location=st.text(max_size=10),
+    idc=st.text(plain, max_size=10),
+    location=st.text(plain, max_size=10),
     concurrent_upload_limit=st.integers(min_value=0, max_value=10_000),
-    stats=st.none() | st.dictionaries(st.text(max_size=10), finite, max_size=5),
+    stats=st.none() | st.dictionaries(st.text(plain, max_size=10), finite, max_size=5),
 )
 
 
@@ -96,8 +109,8 @@ def _tasks(ids: st.SearchStrategy[str | None], urls: st.SearchStrategy[str]) -> 
 
 
 # A task needs an id or a url, so either the id is given or the url is non-empty.
-task_payloads = _tasks(names, st.text(max_size=40)) | _tasks(
-    st.none(), st.text(min_size=1, max_size=40)
+task_payloads = _tasks(names, st.text(plain, max_size=40)) | _tasks(
+    st.none(), st.text(plain, min_size=1, max_size=40)
 )
 
 parent_payloads = st.builds(
@@ -112,7 +125,7 @@ parent_payloads = st.builds(
 
 MESSAGE_STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
     AnnounceHost: st.builds(
-        AnnounceHost, id=request_ids, host=host_payloads, interval=st.none() | positive
+        AnnounceHost, id=request_ids, host=host_payloads, interval=st.none() | intervals
     ),
     LeaveHost: st.builds(LeaveHost, id=request_ids),
     RegisterPeer: st.builds(RegisterPeer, id=request_ids, peer_id=names, task=task_payloads),
@@ -228,6 +241,7 @@ def test_wire_constants() -> None:
         "not_found",
         "conflict",
         "illegal_state",
+        "limit_exceeded",
         "not_announced",
         "too_many_errors",
         "rate_limited",
@@ -455,8 +469,52 @@ def test_rejects_frames_that_are_not_messages(
             "@ $.host.stats",
             id="stats-not-object",
         ),
-        pytest.param(announce(interval=-5), "must be finite and > 0 @ $.interval", id="neg"),
-        pytest.param(announce(interval=0), "must be finite and > 0 @ $.interval", id="zero"),
+        pytest.param(announce(interval=-5), INTERVAL_RULE, id="neg"),
+        pytest.param(announce(interval=0), INTERVAL_RULE, id="zero"),
+        pytest.param(announce(interval=1e308), INTERVAL_RULE, id="huge"),
+        pytest.param(announce(interval=5e-324), INTERVAL_RULE, id="tiny"),
+        pytest.param(announce(interval=0.999), INTERVAL_RULE, id="under-a-second"),
+        pytest.param(announce(interval=86_400.5), INTERVAL_RULE, id="over-a-day"),
+        pytest.param(
+            announce(host={**HOST, "hostname": "evil\nlevel=ERROR forged"}),
+            "must not hold control characters @ $.host.hostname",
+            id="hostname-newline",
+        ),
+        pytest.param(
+            announce(host={**HOST, "ip": "10.0.0.1\u0000"}),
+            "must not hold control characters @ $.host.ip",
+            id="ip-nul",
+        ),
+        pytest.param(
+            frame(type="reschedule", peer_id="p", failed_parents=[f"q{i}" for i in range(101)]),
+            "must name at most 100 parents @ $.failed_parents",
+            id="too-many-failed-parents",
+        ),
+        pytest.param(
+            frame(type="reschedule", peer_id="p", failed_parents=["q", ""]),
+            "parent ids must not be empty @ $.failed_parents",
+            id="empty-failed-parent",
+        ),
+        pytest.param(
+            frame(type="reschedule", peer_id="p", failed_parents=["q", "r\n"]),
+            "parent ids must not hold control characters @ $.failed_parents",
+            id="control-failed-parent",
+        ),
+        pytest.param(
+            frame(type="register_peer", peer_id="p", task={"url": "https://x.test/\r\nHost: y"}),
+            "must not hold control characters @ $.task.url",
+            id="control-url",
+        ),
+        pytest.param(
+            frame(type="pieces_finished", peer_id="p", pieces=[1], parent_id="q\x00"),
+            "must not hold control characters @ $.parent_id",
+            id="control-parent-id",
+        ),
+        pytest.param(
+            announce(host={**HOST, "stats": {"cpu\n": 1.0}}),
+            "keys must not hold control characters @ $.host.stats",
+            id="control-stats-key",
+        ),
         pytest.param(
             frame(type="pieces_finished", peer_id="p", pieces=[]),
             "must not be empty @ $.pieces",
@@ -600,10 +658,18 @@ def test_decode_server_is_as_strict() -> None:
 # --- validation in Python ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("interval", [math.nan, math.inf, -math.inf, -1.0, 0])
+@pytest.mark.parametrize(
+    "interval", [math.nan, math.inf, -math.inf, -1.0, 0, 5e-324, 0.999, 86_400.001, 1e308]
+)
 def test_announce_interval_must_be_finite_and_positive(interval: float) -> None:
-    with pytest.raises(ValueError, match="interval: must be finite and > 0"):
+    with pytest.raises(ValueError, match="interval: must be between 1 and 86400 seconds"):
         AnnounceHost(host=HostPayload(**HOST), interval=interval)
+
+
+@pytest.mark.parametrize("interval", [1, 1.0, 30, 86_400, 86_400.0])
+def test_announce_interval_bounds_are_inclusive(interval: float) -> None:
+    assert (MIN_ANNOUNCE_INTERVAL, MAX_ANNOUNCE_INTERVAL) == (1.0, 86_400.0)
+    assert AnnounceHost(host=HostPayload(**HOST), interval=interval).interval == interval
 
 
 def test_non_finite_floats_are_rejected_everywhere() -> None:
@@ -654,6 +720,45 @@ def test_every_json_example_in_the_spec_decodes() -> None:
         ("batch", True),
         ("batch", False),
     }
+
+
+def test_at_most_100_failed_parents_is_allowed() -> None:
+    parents = [f"q{i}" for i in range(100)]
+    message = decode_client(frame(type="reschedule", peer_id="p", failed_parents=parents))
+    assert isinstance(message, Reschedule)
+    assert len(message.failed_parents) == 100
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {"action": "parents"},
+            "parents must be non-empty exactly when action is parents @ $.action",
+        ),
+        (
+            {"action": "fail", "parents": [PARENT]},
+            "parents must be non-empty exactly when action is parents @ $.action",
+        ),
+        (
+            {"action": "fail", "retry_after": 1.0},
+            "retry_after comes with action wait, and only with it @ $.action",
+        ),
+        ({"action": "wait"}, "retry_after comes with action wait, and only with it @ $.action"),
+    ],
+)
+def test_a_schedule_must_be_consistent(fields: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_server(json.dumps({"type": "schedule", "peer_id": "p", **fields}))
+    assert info.value.code is ErrorCode.INVALID_MESSAGE
+    assert info.value.message == expected
+
+
+def test_the_spec_lists_every_error_code_once() -> None:
+    spec = (REPO / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = spec.split("## Error codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE)
+    assert sorted(rows) == sorted(code.value for code in ErrorCode)
 
 
 # --- robustness ----------------------------------------------------------------------

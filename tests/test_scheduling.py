@@ -15,7 +15,6 @@ from scheduler_phi_accrual import PhiAccrual
 from scheduler import hookimpl
 from scheduler.core import (
     Decision,
-    Forbidden,
     Host,
     HostInfo,
     HostState,
@@ -508,9 +507,9 @@ def test_errors_change_nothing() -> None:
     state.register_peer("child", HOSTS[1].id, TASK, 1.0)
     with pytest.raises(NotFound):
         state.schedule_peer("nobody", 1.0)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         state.schedule_peer("child", 1.0, as_host=HOSTS[0].id)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         state.reschedule_peer("child", ["parent"], 1.0, as_host=HOSTS[0].id)
     state.finish_download("parent", 1.0)
     with pytest.raises(IllegalTransition):

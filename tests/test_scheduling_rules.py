@@ -20,12 +20,12 @@ import pytest
 from scheduler import hookimpl
 from scheduler.core import (
     Decision,
-    Forbidden,
     Host,
     HostInfo,
     HostState,
     HostType,
     IllegalTransition,
+    NotFound,
     Peer,
     PeerScheduled,
     PeerState,
@@ -478,7 +478,7 @@ def test_feeders_are_kept_per_task() -> None:
 
 
 def test_back_to_source_counts_reservations_against_the_tasks_limit() -> None:
-    book = OriginBook()
+    book = OriginBook(per_host=1000)
     task = make_task(limit=2)
     first, second, third = make_peer("a"), make_peer("b"), make_peer("c")
     assert book.back_to_source_allowed(task, first)
@@ -501,7 +501,7 @@ def test_back_to_source_counts_reservations_against_the_tasks_limit() -> None:
 
 
 def test_a_peer_already_at_the_origin_may_stay_and_holds_no_reservation() -> None:
-    book = OriginBook()
+    book = OriginBook(per_host=1000)
     task = make_task(limit=1, count=1)
     there = make_peer("a", state=PeerState.BACK_TO_SOURCE)
     assert book.back_to_source_allowed(task, there)
@@ -512,7 +512,7 @@ def test_a_peer_already_at_the_origin_may_stay_and_holds_no_reservation() -> Non
 
 
 def test_releasing_reservations() -> None:
-    book = OriginBook()
+    book = OriginBook(per_host=1000)
     book.reserve(make_peer("a"))
     book.reserve(make_peer("b", task_id="u"))
     book.release("nobody")
@@ -524,7 +524,7 @@ def test_releasing_reservations() -> None:
 
 
 def test_seed_fetches_end_with_their_peer_or_their_host() -> None:
-    book = OriginBook()
+    book = OriginBook(per_host=1000)
     f1 = SeedFetch("t1", "seed-a", "s1", 1.0)
     f2 = SeedFetch("t2", "seed-a", "s2", 2.0)
     f3 = SeedFetch("t3", "seed-b", "s3", 3.0)
@@ -553,7 +553,7 @@ def test_seed_fetches_end_with_their_peer_or_their_host() -> None:
 
 
 def test_violations_name_the_peer_holding_a_reservation_after_it_went() -> None:
-    book = OriginBook()
+    book = OriginBook(per_host=1000)
     book.reserve(make_peer("a"))
     book.reserve(make_peer("b"))
     assert book.violations({"a", "b"}) == []
@@ -945,9 +945,9 @@ def test_failed_parents_must_be_peer_ids() -> None:
 def test_request_errors_name_the_peer() -> None:
     state = new_state()
     register(state, HOSTS[1], "child")
-    with pytest.raises(Forbidden, match=r"^peer 'child' belongs to another host$"):
+    with pytest.raises(NotFound, match=r"^peer 'child' not found$"):
         state.schedule_peer("child", 1.0, as_host=HOSTS[0].id)
-    with pytest.raises(Forbidden, match=r"^peer 'child' belongs to another host$"):
+    with pytest.raises(NotFound, match=r"^peer 'child' not found$"):
         state.reschedule_peer("child", [], 1.0, as_host=HOSTS[0].id)
     assert only_decision(state.schedule_peer("child", 1.0, as_host=HOSTS[1].id)).action is ORIGIN
     state.fail_download("child", 2.0)

@@ -178,7 +178,8 @@ async def test_same_hostname_new_address_supersedes_and_closes_the_old_session(
     assert harness.service.state.host_ids_by_hostname("alpha") == {"10.0.0.9-alpha"}
 
 
-async def test_cross_host_writes_are_forbidden(autojump_clock: MockClock, harness: Harness) -> None:
+async def test_cross_host_writes_are_refused(autojump_clock: MockClock, harness: Harness) -> None:
+    """Another host's peer is `not_found`, as a missing one; another host's announce `forbidden`."""
     state = harness.service.state
     a, _ = await harness.connect()
     await announce(a, "alpha", "10.0.0.1")
@@ -186,18 +187,22 @@ async def test_cross_host_writes_are_forbidden(autojump_clock: MockClock, harnes
     await announce(b, "bravo", "10.0.0.2")
     task = {"id": "t", "total_piece_count": 4}
     await request(a, {"type": "register_peer", "peer_id": "pa", "task": task})
-    for message in (
-        {"type": "download_started", "id": 5, "peer_id": "pa"},
-        {"type": "leave_peer", "id": 5, "peer_id": "pa"},
-        {
-            "type": "announce_host",
-            "id": 5,
-            "host": {"hostname": "alpha", "ip": "10.0.0.1", "port": 1, "download_port": 2},
-        },
+    for message, code in (
+        ({"type": "download_started", "id": 5, "peer_id": "pa"}, "not_found"),
+        ({"type": "leave_peer", "id": 5, "peer_id": "pa"}, "not_found"),
+        ({"type": "leave_peer", "id": 5, "peer_id": "nobody"}, "not_found"),
+        (
+            {
+                "type": "announce_host",
+                "id": 5,
+                "host": {"hostname": "alpha", "ip": "10.0.0.1", "port": 1, "download_port": 2},
+            },
+            "forbidden",
+        ),
     ):
         reply = await request(b, message)
         assert reply["type"] == "error", message
-        assert reply["code"] == "forbidden"
+        assert reply["code"] == code
         assert reply["id"] == 5
     assert state.peer("pa").host_id == A_ID
     assert state.peer("pa").state.value == "received_normal"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import orjson
 import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
@@ -88,8 +89,11 @@ async def run_peer(harness: Harness, script: PeerScript, index: int) -> None:
                 if ws is None or ws.closed is not None:
                     ws, stream = await harness.connect()
                 reply = await announce(ws, script.hostname, script.ip, script.interval)
-                if reply["type"] == "host_accepted":
-                    assert state.is_schedulable(host_id)
+                if reply["type"] == "host_accepted" and not state.is_schedulable(host_id):
+                    # Superseded by a concurrent announce of its hostname: the reply
+                    # still went first, and the `evicted` notice follows it.
+                    notice = orjson.loads(await ws.get_message())
+                    assert notice["type"] == "evicted", notice
             elif action == "peer" and ws is not None and ws.closed is None:
                 peers += 1
                 task = {"id": f"task-{peers % 2}", "total_piece_count": 4}

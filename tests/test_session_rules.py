@@ -312,19 +312,21 @@ def test_an_error_raised_by_the_core_becomes_its_reply(
         assert reply.message == str(error)
 
 
-def test_cross_host_writes_and_announces_are_forbidden(world: World) -> None:
+def test_cross_host_writes_are_not_found_and_announces_forbidden(world: World) -> None:
+    """Another host's peer is answered as a missing one: no outsider learns which ids exist."""
     a, b = world.open(), world.open()
     a.receive(announce("alpha", "10.0.0.1"), 0.0)
     b.receive(announce("bravo", "10.0.0.2"), 0.0)
     task = {"id": "t", "total_piece_count": 4}
     a.receive(frame({"type": "register_peer", "peer_id": "pa", "task": task}), 0.0)
-    for message in (
-        {"type": "download_started", "id": 5, "peer_id": "pa"},
-        {"type": "leave_peer", "id": 5, "peer_id": "pa"},
-    ):
-        reply = error_of(b.receive(frame(message), 1.0))
-        assert (reply.id, reply.code) == (5, ErrorCode.FORBIDDEN), message
-    reply = error_of(b.receive(announce("alpha", "10.0.0.1", request_id=5), 1.0))
+    for i, kind in enumerate(("download_started", "leave_peer", "pieces_finished", "reschedule")):
+        extra = {"pieces": [0]} if kind == "pieces_finished" else {}
+        now = 1.0 + 20 * i  # past the error window each time
+        theirs = error_of(b.receive(frame({"type": kind, "id": 5, "peer_id": "pa", **extra}), now))
+        missing = error_of(b.receive(frame({"type": kind, "id": 5, "peer_id": "zz", **extra}), now))
+        assert (theirs.id, theirs.code) == (5, ErrorCode.NOT_FOUND), kind
+        assert theirs.message == missing.message.replace("zz", "pa") == "peer 'pa' not found"
+    reply = error_of(b.receive(announce("alpha", "10.0.0.1", request_id=5), 100.0))
     assert (reply.id, reply.code) == (5, ErrorCode.FORBIDDEN)
     assert b.host_id == B_ID
     assert world.state.peer("pa").host_id == A_ID

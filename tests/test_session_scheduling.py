@@ -212,7 +212,7 @@ def test_reschedule_is_answered_with_schedule_and_blocklists_the_failed_parents(
 
 
 @pytest.mark.parametrize(
-    ("peer_id", "code"), [("nobody", ErrorCode.NOT_FOUND), ("pa", ErrorCode.FORBIDDEN)]
+    ("peer_id", "code"), [("nobody", ErrorCode.NOT_FOUND), ("pa", ErrorCode.NOT_FOUND)]
 )
 def test_reschedule_errors_keep_their_wire_codes(
     world: World, peer_id: str, code: ErrorCode

@@ -14,8 +14,8 @@ from scheduler.core import (
     Event,
     Eviction,
     Expiry,
-    Forbidden,
     HostInfo,
+    NotFound,
     PeerScheduled,
     PolicySet,
     RecordKind,
@@ -126,9 +126,9 @@ def test_a_reschedule_blocks_the_failed_parents_and_answers_at_the_time_given() 
     )
     assert "pb" not in answer.decision.parents
     assert state.view.blocked_parents_of("pa") == frozenset({"pb"})
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         state.reschedule_peer("pa", [], 13.0, as_host=B.id)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         state.schedule_peer("pa", 13.0, as_host=B.id)
 
 
@@ -147,7 +147,7 @@ def test_a_host_cannot_act_for_another_hosts_peer(
     act: Callable[[SchedulerState], object],
 ) -> None:
     state, _ = swarm()
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         act(state)
     assert state.has_peer("pa")
     assert state.parents_of("pa") == ("pb",)

@@ -37,6 +37,7 @@ MUTATED_ROOTS = ("scheduler/core", "scheduler/protocol", "scheduler/policies")
 _SCHEDULING_TESTS: tuple[str, ...] = (
     "tests/test_scheduling_rules.py",
     "tests/test_scheduling.py",
+    "tests/test_resource_bounds.py",
 )
 #: The peer ledger: registration, progress, the task state it moves, eviction.
 _PEER_LEDGER_TESTS: tuple[str, ...] = (
@@ -44,6 +45,7 @@ _PEER_LEDGER_TESTS: tuple[str, ...] = (
     "tests/test_ledgers.py",
     "tests/test_state.py",
     "tests/test_lifecycle.py",
+    "tests/test_resource_bounds.py",
 )
 
 #: The test files that state the behaviour of a module. When every requested module
@@ -59,6 +61,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_gc_slices.py",
     ),
     "scheduler/core/_bitset.py": ("tests/test_bitset.py",),
+    "scheduler/core/_limits.py": ("tests/test_resource_bounds.py",),
     "scheduler/core/_errors.py": ("tests/test_errors.py",),
     "scheduler/core/_lifecycle.py": (
         "tests/test_lifecycle.py",
@@ -106,6 +109,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_gc_engine.py",
         "tests/test_state.py",
         "tests/test_ledgers.py",
+        "tests/test_resource_bounds.py",
     ),
     "scheduler/core/_gc.py": (
         "tests/test_gc_engine.py",
@@ -113,6 +117,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_state.py",
     ),
     "scheduler/core/_state.py": (
+        "tests/test_resource_bounds.py",
         "tests/test_state_facade.py",
         "tests/test_gc_engine.py",
         "tests/test_gc_slices.py",

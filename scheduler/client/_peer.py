@@ -25,6 +25,7 @@ from typing import TypeVar, final
 
 import attrs
 import trio
+from wsproto.utilities import LocalProtocolError
 
 from scheduler.protocol import HostPayload, TaskPayload
 
@@ -199,6 +200,10 @@ class _PeerDaemon:
                 _log.warning("session lost: %s", _first(lost).reason)
             except* SchedulerClientError as failed:
                 _log.warning("could not announce: %s", _first(failed))
+            # trio-websocket's reader raises this when a ping arrives while the client is
+            # closing (a frozen link that thaws): the session is over, the daemon is not.
+            except* LocalProtocolError as closing:
+                _log.warning("session lost while closing: %s", _first(closing))
             finally:
                 self._in_session = False
         return 0.0 if accepted_at is None else trio.current_time() - accepted_at

@@ -1,7 +1,7 @@
 """Every ``scheduler serve`` setting, declared once (the sections ``[server]``,
-``[liveness]``, ``[limits]``, ``[gc]``, ``[plugins]``, ``[log]``, ``[auth]``,
-``[tls]`` and ``[cluster]``), and what is generated from it: the TOML reading, the environment
-variables, the flags and their help, and the docs' tables
+``[liveness]``, ``[limits]``, ``[records]``, ``[gc]``, ``[plugins]``, ``[log]``,
+``[auth]``, ``[tls]`` and ``[cluster]``), and what is generated from it: the TOML
+reading, the environment variables, the flags and their help, and the docs' tables
 (``python -m scheduler.config --markdown``).
 
 The declaration mechanism itself is :mod:`scheduler.settings`.

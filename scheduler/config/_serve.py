@@ -1,6 +1,6 @@
 """The settings of ``scheduler serve``: every one declared here, once.
 
-Nine TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[gc]``,
+Ten TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[records]``, ``[gc]``,
 ``[plugins]``, ``[log]``, ``[auth]``, ``[tls]`` and ``[cluster]``. Each setting is
 also a ``serve`` flag and an environment variable ``SCHEDULER_<SECTION>_<KEY>``.
 Precedence: flag > environment > file > default.
@@ -19,7 +19,7 @@ from typing import Any, Final, final
 
 import attrs
 
-from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError
+from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError, RecordLimits
 from ..policies import _announce_ttl, _disconnect_grace, _peer_lifetime, _task_idle
 from ..settings._section import PLUGIN_PREFIX, Section
 from ..settings._setting import (
@@ -346,6 +346,47 @@ LOG: Final = Section(
     ),
 )
 
+_RECORD_DEFAULTS: Final = RecordLimits()
+
+RECORDS: Final = Section(
+    "records",
+    (
+        integer(
+            "max_piece_count",
+            _RECORD_DEFAULTS.max_piece_count,
+            "highest piece count a task may have",
+            details="Piece numbers must be below it, and a `total_piece_count` above it is "
+            "`invalid_message`. It bounds the memory one `pieces_finished` can cost "
+            "(a peer's piece set takes at most 8 bytes per piece it holds).",
+            minimum=1,
+            maximum=10_000_000,
+        ),
+        integer(
+            "max_peers_per_host",
+            _RECORD_DEFAULTS.max_peers_per_host,
+            "most peers one host may hold at once",
+            details="One more `register_peer` is answered `limit_exceeded`.",
+            minimum=1,
+        ),
+        integer(
+            "max_tasks_per_host",
+            _RECORD_DEFAULTS.max_tasks_per_host,
+            "most live tasks the peers of one host may have created",
+            details="A task outlives its peers until `task_idle_ttl`; a `register_peer` "
+            "that would create one more is answered `limit_exceeded`.",
+            minimum=1,
+        ),
+        integer(
+            "max_back_to_source_per_host",
+            _RECORD_DEFAULTS.max_back_to_source_per_host,
+            "most back-to-source slots of one task that the peers of one host may hold",
+            details="Of the task's 200: the scheduler sends no more of that host's peers to "
+            "the origin, and a `back_to_source` past it is answered `conflict`.",
+            minimum=1,
+        ),
+    ),
+)
+
 AUTH: Final = Section(
     "auth",
     (
@@ -512,6 +553,7 @@ SECTIONS: Final[tuple[Section, ...]] = (
     SERVER,
     LIVENESS,
     LIMITS,
+    RECORDS,
     GC,
     PLUGINS,
     LOG,

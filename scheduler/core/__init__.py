@@ -19,6 +19,7 @@ from ._errors import ConfigError as ConfigError
 from ._errors import Conflict as Conflict
 from ._errors import Forbidden as Forbidden
 from ._errors import IllegalTransition as IllegalTransition
+from ._errors import LimitExceeded as LimitExceeded
 from ._errors import NotFound as NotFound
 from ._errors import SchedulerError as SchedulerError
 from ._events import ContactSource as ContactSource
@@ -46,6 +47,7 @@ from ._lifecycle import PeerState as PeerState
 from ._lifecycle import TaskEvent as TaskEvent
 from ._lifecycle import TaskState as TaskState
 from ._lifecycle import transition as transition
+from ._limits import RecordLimits as RecordLimits
 from ._model import Host as Host
 from ._model import HostInfo as HostInfo
 from ._model import HostType as HostType
@@ -89,6 +91,7 @@ __all__ = [
     "HostState",
     "HostType",
     "IllegalTransition",
+    "LimitExceeded",
     "NotFound",
     "Peer",
     "PeerEvent",
@@ -99,6 +102,7 @@ __all__ = [
     "PolicySet",
     "Reason",
     "RecordKind",
+    "RecordLimits",
     "ScheduleAction",
     "ScheduleCause",
     "ScheduleLimits",

@@ -50,6 +50,11 @@ class BackToSourceLimitReached(SchedulerError):
 
 
 @final
+class LimitExceeded(SchedulerError):
+    """A host asked for more records than its bounds allow (peers, tasks, origin slots)."""
+
+
+@final
 class ConfigError(SchedulerError, ValueError):
     """A configuration value is missing, unknown or malformed; the message names the key."""
 

@@ -111,12 +111,13 @@ def _peer_table() -> dict[PeerState, dict[PeerEvent, PeerState]]:
             PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
         }
     )
+    # The protocol's order (docs/protocol.md, "Peer progress"): a peer finishes only
+    # after it started (from parents or the origin), and an ended peer stays ended.
     for received in _RECEIVED:
         table[received].update(
             {
                 PeerEvent.DOWNLOAD: PeerState.RUNNING,
                 PeerEvent.DOWNLOAD_BACK_TO_SOURCE: PeerState.BACK_TO_SOURCE,
-                PeerEvent.DOWNLOAD_SUCCEEDED: PeerState.SUCCEEDED,
                 PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
             }
         )
@@ -133,7 +134,6 @@ def _peer_table() -> dict[PeerState, dict[PeerEvent, PeerState]]:
             PeerEvent.DOWNLOAD_FAILED: PeerState.FAILED,
         }
     )
-    table[PeerState.SUCCEEDED][PeerEvent.DOWNLOAD_FAILED] = PeerState.FAILED
     for state in PeerState:
         if state is not PeerState.LEAVE:
             table[state][PeerEvent.LEAVE] = PeerState.LEAVE

@@ -108,6 +108,14 @@ class TaskInfo:
 @final
 @attrs.define(eq=False)
 class Task:
+    """A task: ``content_length`` and ``total_piece_count`` are its size as published.
+
+    The size is the first peer's claim (or the first known one) until finished peers
+    confirm one; then the claim most of them confirmed. It is what seeds and the
+    policies are told; it never bounds another peer's reports (each peer's own
+    claim does), so a wrong first claim misleads nobody's validation.
+    """
+
     id: str
     url: str
     piece_length: int
@@ -118,6 +126,12 @@ class Task:
     back_to_source_limit: int = 200
     back_to_source_count: int = 0
     state: TaskState = TaskState.PENDING
+    #: Back-to-source peers per host (only hosts with at least one).
+    back_to_source_by_host: dict[str, int] = attrs.field(factory=dict)
+    #: True once a peer that finished with every piece of its claim confirmed the size.
+    size_confirmed: bool = False
+    #: Confirmations per claimed ``(content_length, total_piece_count)``.
+    size_votes: dict[tuple[int, int], int] = attrs.field(factory=dict)
 
 
 @final
@@ -133,3 +147,7 @@ class Peer:
     finished_pieces: PieceSet = attrs.field(factory=PieceSet)
     parents: set[str] = attrs.field(factory=set)
     cost_total: float = 0.0
+    #: The task's size as this peer claimed it at registration (-1: unknown). Its own
+    #: piece reports are checked against it, never against another peer's claim.
+    content_length: int = -1
+    total_piece_count: int = -1

@@ -3,7 +3,9 @@
 A back-to-source decision *reserves* one of the task's back-to-source slots
 until the child reports ``back_to_source`` (then the task counts it), or
 finishes, fails, leaves or asks again; so a burst of first peers sends one of
-them to the origin, and the others wait for it.
+them to the origin, and the others wait for it. The slots are shared between
+hosts: the peers of one host hold at most ``per_host`` of a task's slots
+(reserved and in use), so one host cannot take them all.
 
 A seed fetch is in flight from the moment the scheduler asks a seed host for a
 task (or a peer of that task registers on a seed host) until that seed peer
@@ -32,9 +34,13 @@ class SeedFetch:
 
 @final
 class OriginBook:
-    def __init__(self) -> None:
+    def __init__(self, per_host: int) -> None:
+        #: Most back-to-source slots of one task the peers of one host may hold.
+        self.per_host = per_host
         self._reserved: dict[str, set[str]] = {}
-        self._reservation_of: dict[str, str] = {}
+        #: peer -> (task, host) of its reservation.
+        self._reservation_of: dict[str, tuple[str, str]] = {}
+        self._reserved_by_host: dict[tuple[str, str], int] = {}
         self._fetches: dict[str, SeedFetch] = {}
         self._fetch_of_peer: dict[str, str] = {}
         self._fetches_of_host: dict[str, set[str]] = {}
@@ -48,24 +54,38 @@ class OriginBook:
         return peer_id in self._reservation_of
 
     def back_to_source_allowed(self, task: Task, child: Peer) -> bool:
-        """Under the task's limit, counting reservations (a child already there may stay)."""
+        """Under the task's limit and the host's share of it, counting reservations.
+
+        A child already there (or holding a reservation) may stay.
+        """
         if child.state is PeerState.BACK_TO_SOURCE or child.id in self._reservation_of:
             return True
-        return task.back_to_source_count + self.reserved(task.id) < task.back_to_source_limit
+        if task.back_to_source_count + self.reserved(task.id) >= task.back_to_source_limit:
+            return False
+        key = (task.id, child.host_id)
+        held = task.back_to_source_by_host.get(child.host_id, 0)
+        return held + self._reserved_by_host.get(key, 0) < self.per_host
 
     def reserve(self, child: Peer) -> None:
         if child.state is PeerState.BACK_TO_SOURCE:
             return  # the task counts it already
-        self._reservation_of[child.id] = child.task_id
+        key = (child.task_id, child.host_id)
+        self._reservation_of[child.id] = key
         self._reserved.setdefault(child.task_id, set()).add(child.id)
+        self._reserved_by_host[key] = self._reserved_by_host.get(key, 0) + 1
 
     def release(self, peer_id: str) -> None:
-        task_id = self._reservation_of.pop(peer_id, None)
-        if task_id is not None:
-            members = self._reserved[task_id]
+        key = self._reservation_of.pop(peer_id, None)
+        if key is not None:
+            members = self._reserved[key[0]]
             members.discard(peer_id)
             if not members:
-                del self._reserved[task_id]
+                del self._reserved[key[0]]
+            left = self._reserved_by_host[key] - 1
+            if left:
+                self._reserved_by_host[key] = left
+            else:
+                del self._reserved_by_host[key]
 
     # --- seed fetches -------------------------------------------------------------------
 
@@ -101,6 +121,9 @@ class OriginBook:
             if peer_id not in live_peers
         ]
         counted = sum(len(members) for members in self._reserved.values())
-        if counted != len(self._reservation_of):
+        by_host: dict[tuple[str, str], int] = {}
+        for key in self._reservation_of.values():
+            by_host[key] = by_host.get(key, 0) + 1
+        if counted != len(self._reservation_of) or by_host != self._reserved_by_host:
             problems.append("back-to-source reservations disagree with their index")
         return problems

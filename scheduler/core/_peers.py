@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, final
 
-from ._errors import BackToSourceLimitReached, Conflict, Forbidden, IllegalTransition
+from ._errors import BackToSourceLimitReached, Conflict, IllegalTransition, LimitExceeded, NotFound
 from ._events import Event, Eviction, Expiry, PeerRegistered, Reason
 from ._hosts import HostLedger
 from ._ledger import Ledger
@@ -27,6 +27,7 @@ from ._lifecycle import (
     task_after_peer_succeeded,
     transition,
 )
+from ._limits import DEFAULT_LIMITS, RecordLimits
 from ._model import Peer, RecordKind, Task, TaskInfo
 from ._policy import PolicySet
 from ._tasks import TaskLedger
@@ -46,10 +47,12 @@ class PeerLedger(Ledger[Peer]):
         sweep_interval: float,
         hosts: HostLedger,
         tasks: TaskLedger,
+        limits: RecordLimits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(policies, now=now, sweep_interval=sweep_interval)
         self._hosts = hosts
         self._tasks = tasks
+        self.limits = limits
         self._by_host: dict[str, set[str]] = {}
         self._by_task: dict[str, set[str]] = {}
         self._states: Counter[PeerState] = Counter()
@@ -95,10 +98,33 @@ class PeerLedger(Ledger[Peer]):
             raise Conflict(f"host {host_id!r} is {host.state.value}; it cannot register peers")
         if not peer_id or not task_info.id:
             raise ValueError("peer id and task id must be non-empty")
+        limits = self.limits
+        if task_info.total_piece_count > limits.max_piece_count:
+            raise ValueError(
+                f"total_piece_count {task_info.total_piece_count} is more than "
+                f"max_piece_count ({limits.max_piece_count})"
+            )
         if peer_id in self._records:
             raise Conflict(f"peer {peer_id!r} is already registered")
-        task, events = self._tasks.obtain(task_info, now, back_to_source_limit)
-        event = register_event(task.content_length, task.total_piece_count)
+        if self.count_of_host(host.id) >= limits.max_peers_per_host:
+            raise LimitExceeded(
+                f"host {host.id!r} already holds max_peers_per_host "
+                f"({limits.max_peers_per_host}) peers"
+            )
+        new_task = not self._tasks.exists(task_info.id)
+        if new_task and self._tasks.created_by(host.id) >= limits.max_tasks_per_host:
+            raise LimitExceeded(
+                f"host {host.id!r} already created max_tasks_per_host "
+                f"({limits.max_tasks_per_host}) live tasks"
+            )
+        task, events = self._tasks.obtain(task_info, now, back_to_source_limit, host.id)
+        # The peer's own claim decides its size scope; the task's size if it claims none.
+        content_length = task_info.content_length
+        total_piece_count = task_info.total_piece_count
+        event = register_event(
+            task.content_length if content_length < 0 else content_length,
+            task.total_piece_count if total_piece_count < 0 else total_piece_count,
+        )
         peer = Peer(
             id=peer_id,
             task_id=task.id,
@@ -107,6 +133,8 @@ class PeerLedger(Ledger[Peer]):
             updated_at=now,
             piece_updated_at=now,
             state=transition("peer", PEER_TRANSITIONS, PeerState.PENDING, event),
+            content_length=content_length,
+            total_piece_count=total_piece_count,
         )
         self._add(peer)
         self._states[peer.state] += 1
@@ -134,10 +162,16 @@ class PeerLedger(Ledger[Peer]):
             raise BackToSourceLimitReached(
                 f"task {task.id!r} already has {task.back_to_source_count} back-to-source peers"
             )
+        share = self.limits.max_back_to_source_per_host
+        if task.back_to_source_by_host.get(peer.host_id, 0) >= share:
+            raise BackToSourceLimitReached(
+                f"host {peer.host_id!r} already has max_back_to_source_per_host ({share}) "
+                f"back-to-source peers in task {task.id!r}"
+            )
         new_task = task_after_peer_started(task.state)
         self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
-        task.back_to_source_count += 1
+        _count_back_to_source(task, peer.host_id, +1)
         self._changed(peer, task, now)
 
     def finish_pieces(
@@ -146,26 +180,31 @@ class PeerLedger(Ledger[Peer]):
         pieces: Sequence[int],
         now: float,
         *,
-        parent_id: str | None,
         cost: float | None,
         as_host: str | None,
     ) -> int:
-        """Record the pieces; return how many were new."""
+        """Record the pieces; return how many were new.
+
+        Every piece is checked before any is recorded: below the peer's own claim of
+        the task's piece count, or below ``max_piece_count`` when it claimed none.
+        The parent is recorded by the scheduling, only if it handed that parent out.
+        """
         peer, task = self._owned(peer_id, as_host)
         if peer.state not in ACTIVE_PEER_STATES:
             raise IllegalTransition("peer", peer.state.value, "pieces_finished")
-        limit = task.total_piece_count
+        claimed = peer.total_piece_count
+        limit = claimed if claimed >= 0 else self.limits.max_piece_count
+        bound = "its total_piece_count" if claimed >= 0 else "max_piece_count"
         for piece in pieces:
-            if piece < 0 or (limit >= 0 and piece >= limit):
-                raise ValueError(f"piece {piece} is out of range for task {task.id!r}")
+            if not 0 <= piece < limit:
+                raise ValueError(
+                    f"piece {piece} is out of range for task {task.id!r}: "
+                    f"piece numbers are 0..{limit - 1} ({bound} is {limit})"
+                )
         if cost is not None and not (math.isfinite(cost) and cost >= 0):
             raise ValueError(f"cost must be a non-negative number of seconds, got {cost!r}")
-        parent = self._records.get(parent_id) if parent_id is not None else None
-        added = sum(peer.finished_pieces.add(piece) for piece in pieces)
-        if parent is not None and parent.task_id == peer.task_id:
-            # Where pieces came from; upload successes are counted by the scheduling,
-            # and only for parents it handed out.
-            peer.parents.add(parent.id)
+        # Ascending, so the sparse part of the piece set only ever appends.
+        added = sum(map(peer.finished_pieces.add, sorted(pieces)))
         if cost is not None:
             peer.cost_total += cost
         peer.piece_updated_at = now
@@ -177,9 +216,10 @@ class PeerLedger(Ledger[Peer]):
         new_peer = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD_SUCCEEDED)
         new_task = task_after_peer_succeeded(task.state)
         if peer.state is PeerState.BACK_TO_SOURCE:
-            task.back_to_source_count -= 1
+            _count_back_to_source(task, peer.host_id, -1)
         self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
+        self._tasks.confirm_size(task, peer)
         self._changed(peer, task, now)
 
     def fail_download(self, peer_id: str, now: float, as_host: str | None) -> None:
@@ -188,7 +228,7 @@ class PeerLedger(Ledger[Peer]):
         others = (self._records[p].state for p in self._by_task[task.id] if p != peer.id)
         new_task = task_after_peer_failed(task.state, others)
         if peer.state is PeerState.BACK_TO_SOURCE:
-            task.back_to_source_count -= 1
+            _count_back_to_source(task, peer.host_id, -1)
         self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
         self._changed(peer, task, now)
@@ -204,7 +244,7 @@ class PeerLedger(Ledger[Peer]):
         peer = self.get(record_id)
         task = self._tasks.get(peer.task_id)
         if peer.state is PeerState.BACK_TO_SOURCE:
-            task.back_to_source_count -= 1
+            _count_back_to_source(task, peer.host_id, -1)
         leave = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.LEAVE)
         self._states[peer.state] -= 1
         peer.state = leave
@@ -244,7 +284,8 @@ class PeerLedger(Ledger[Peer]):
     def _owned(self, peer_id: str, as_host: str | None) -> tuple[Peer, Task]:
         peer = self.get(peer_id)
         if as_host is not None and peer.host_id != as_host:
-            raise Forbidden(f"peer {peer_id!r} belongs to another host")
+            # The same answer as for a missing peer: another host's ids stay private.
+            raise NotFound("peer", peer_id)
         return peer, self._tasks.get(peer.task_id)
 
     def _set_state(self, peer: Peer, state: PeerState) -> None:
@@ -278,6 +319,16 @@ class PeerLedger(Ledger[Peer]):
         if +counts != +self._states:
             problems.append(f"peer state counts {dict(self._states)} != {dict(counts)}")
         return problems
+
+
+def _count_back_to_source(task: Task, host_id: str, delta: int) -> None:
+    """A peer of ``host_id`` starts (+1) or stops (-1) fetching ``task`` from the origin."""
+    task.back_to_source_count += delta
+    count = task.back_to_source_by_host.get(host_id, 0) + delta
+    if count:
+        task.back_to_source_by_host[host_id] = count
+    else:
+        del task.back_to_source_by_host[host_id]
 
 
 def _discard(index: dict[str, set[str]], key: str, peer_id: str) -> None:

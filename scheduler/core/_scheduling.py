@@ -22,7 +22,7 @@ from ._candidates import unfit_reason
 from ._costs import CostWindows
 from ._decision import Decision, ScheduleAction, ScheduleCause, ScheduleLimits
 from ._edges import ParentEdges
-from ._errors import Forbidden, IllegalTransition
+from ._errors import IllegalTransition, NotFound
 from ._events import (
     Event,
     Eviction,
@@ -35,6 +35,7 @@ from ._events import (
 )
 from ._feeders import Feeders, can_feed
 from ._lifecycle import PeerState
+from ._limits import DEFAULT_LIMITS, RecordLimits
 from ._model import Host, HostType, Peer, RecordKind, Task
 from ._origin import OriginBook, SeedFetch
 from ._policy import PolicySet
@@ -71,6 +72,7 @@ class Scheduling:
         policies: PolicySet,
         rng: random.Random | None,
         find_host: Callable[[str], Host | None],
+        limits: RecordLimits = DEFAULT_LIMITS,
     ) -> None:
         self.policies = policies
         #: A live host by id, or None (the host ledger's ``find``).
@@ -79,7 +81,7 @@ class Scheduling:
         self.edges = ParentEdges(self._live_host)
         self.feeders = Feeders()
         self.costs = CostWindows()
-        self.origin = OriginBook()
+        self.origin = OriginBook(limits.max_back_to_source_per_host)
         self._blocked: dict[str, set[str]] = {}
         self._attempts: dict[str, int] = {}
         #: Children whose last answer was ``wait``: their next reschedule is that wait's retry.
@@ -141,8 +143,13 @@ class Scheduling:
     def pieces_finished(
         self, peer_id: str, parent_id: str | None, added: int, pieces: int, cost: float | None
     ) -> None:
-        """After the peer ledger recorded a report: upload successes and the cost window."""
+        """After the peer ledger recorded a report: the parent, its uploads, the cost window.
+
+        A parent counts only if the scheduler handed it to this peer: a client cannot
+        credit (or name) a peer of its choice.
+        """
         if parent_id is not None and parent_id in self.edges.parents_of(peer_id):
+            self._peers[peer_id].parents.add(parent_id)
             host = self._live_host(self._peers[parent_id].host_id)
             if host is not None:
                 host.upload_count += added
@@ -368,7 +375,7 @@ class Scheduling:
     def _schedulable_child(self, peer_id: str, as_host: str | None, request: str) -> Peer:
         peer = self.view.peer(peer_id)
         if as_host is not None and peer.host_id != as_host:
-            raise Forbidden(f"peer {peer_id!r} belongs to another host")
+            raise NotFound("peer", peer_id)  # as for a missing peer: ids stay private
         if peer.state not in CHILD_STATES:
             raise IllegalTransition("peer", peer.state.value, request)
         return peer

@@ -22,6 +22,7 @@ from ._gc import DEFAULT_SWEEP_INTERVAL, GarbageCollector
 from ._hosts import HostLedger, require_finite_positive
 from ._ledger import Ledger
 from ._lifecycle import HostState, PeerState, TaskState
+from ._limits import DEFAULT_LIMITS, RecordLimits
 from ._model import Host, HostInfo, Peer, RecordKind, Task, TaskInfo
 from ._peers import PeerLedger
 from ._policy import PolicySet
@@ -164,19 +165,27 @@ class SchedulerState(LedgerView):
         now: float = 0.0,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
         rng: random.Random | None = None,
+        limits: RecordLimits = DEFAULT_LIMITS,
     ) -> None:
-        """``rng`` seeds the decisions' sampling and jitter (a fresh one by default)."""
+        """``rng`` seeds the decisions' sampling and jitter (a fresh one by default);
+        ``limits`` bounds what one host can make the state keep."""
         require_finite_positive("sweep_interval", sweep_interval)
         self.policies = policies
         self.sweep_interval = sweep_interval
+        self.limits = limits
         hosts = HostLedger(policies, now=now, sweep_interval=sweep_interval)
         tasks = TaskLedger(policies, now=now, sweep_interval=sweep_interval)
         peers = PeerLedger(
-            policies, now=now, sweep_interval=sweep_interval, hosts=hosts, tasks=tasks
+            policies,
+            now=now,
+            sweep_interval=sweep_interval,
+            hosts=hosts,
+            tasks=tasks,
+            limits=limits,
         )
         # The cascades: a host's or a task's eviction evicts its peers first.
         hosts.peers = tasks.peers = peers
-        scheduling = Scheduling(policies, rng, hosts.find)
+        scheduling = Scheduling(policies, rng, hosts.find, limits)
         super().__init__(hosts, peers, tasks, scheduling)
         #: The read-only view the policies (and any observer) get.
         self.view = LedgerView(hosts, peers, tasks, scheduling)
@@ -269,12 +278,11 @@ class SchedulerState(LedgerView):
     ) -> list[Event]:
         """Record finished pieces (a batch), the parent they came from, and the cost.
 
-        The parent's host counts the new pieces as upload successes only if the
-        scheduler handed that parent to this peer.
+        The parent is recorded (``Peer.parents``), and its host counts the new pieces
+        as upload successes, only if the scheduler handed that parent to this peer.
+        Every piece is checked before any is recorded (see ``RecordLimits``).
         """
-        added = self._peers.finish_pieces(
-            peer_id, pieces, now, parent_id=parent_id, cost=cost, as_host=as_host
-        )
+        added = self._peers.finish_pieces(peer_id, pieces, now, cost=cost, as_host=as_host)
         self._scheduling.pieces_finished(peer_id, parent_id, added, len(pieces), cost)
         return self._follow([], now, peer_id)
 

@@ -10,9 +10,12 @@ from ._errors import ErrorCode as ErrorCode
 from ._errors import InvalidValue as InvalidValue
 from ._errors import ProtocolError as ProtocolError
 from ._messages import CLIENT_MESSAGES as CLIENT_MESSAGES
+from ._messages import CONTROL_CHARACTERS as CONTROL_CHARACTERS
+from ._messages import MAX_ANNOUNCE_INTERVAL as MAX_ANNOUNCE_INTERVAL
 from ._messages import MAX_BATCH_MESSAGES as MAX_BATCH_MESSAGES
 from ._messages import MAX_FAILED_PARENTS as MAX_FAILED_PARENTS
 from ._messages import MAX_PIECES_PER_MESSAGE as MAX_PIECES_PER_MESSAGE
+from ._messages import MIN_ANNOUNCE_INTERVAL as MIN_ANNOUNCE_INTERVAL
 from ._messages import SERVER_MESSAGES as SERVER_MESSAGES
 from ._messages import SUBPROTOCOL as SUBPROTOCOL
 from ._messages import Ack as Ack
@@ -45,9 +48,12 @@ from ._messages import task_id_for_url as task_id_for_url
 
 __all__ = [
     "CLIENT_MESSAGES",
+    "CONTROL_CHARACTERS",
+    "MAX_ANNOUNCE_INTERVAL",
     "MAX_BATCH_MESSAGES",
     "MAX_FAILED_PARENTS",
     "MAX_PIECES_PER_MESSAGE",
+    "MIN_ANNOUNCE_INTERVAL",
     "SERVER_MESSAGES",
     "SUBPROTOCOL",
     "Ack",

@@ -29,6 +29,8 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "conflict"
     #: The peer's lifecycle does not allow this event now.
     ILLEGAL_STATE = "illegal_state"
+    #: The host reached one of its bounds: peers or tasks per host (``[records]``).
+    LIMIT_EXCEEDED = "limit_exceeded"
     #: Any message other than ``announce_host`` before the host was announced.
     NOT_ANNOUNCED = "not_announced"
     #: Too many errors in the error window; the server closes with 1008 next.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal, TypeAlias, TypeVar, final
@@ -37,6 +38,14 @@ MAX_FAILED_PARENTS: Final = 100
 
 #: The most messages one ``batch`` frame may carry.
 MAX_BATCH_MESSAGES: Final = 1_000
+
+#: Bounds of ``announce_host``'s ``interval`` (seconds): a second to a day.
+MIN_ANNOUNCE_INTERVAL: Final = 1.0
+MAX_ANNOUNCE_INTERVAL: Final = 86_400.0
+
+#: Characters no name or id may hold: C0 and C1 controls, DEL, and the Unicode line
+#: and paragraph separators (a hostname holding a newline could forge a log line).
+CONTROL_CHARACTERS: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @final
@@ -113,7 +122,22 @@ def _are_finite(values: Mapping[str, float]) -> bool:
     return all(math.isfinite(v) for v in values.values())
 
 
+def _is_plain(value: str) -> bool:
+    return CONTROL_CHARACTERS.search(value) is None
+
+
+def _is_interval(value: float) -> bool:
+    return MIN_ANNOUNCE_INTERVAL <= value <= MAX_ANNOUNCE_INTERVAL
+
+
 _non_empty: _Validator[str] = _check(bool, "must not be empty")
+_plain: _Validator[str] = _check(_is_plain, "must not hold control characters")
+#: A name or id a client gives: non-empty, no control characters.
+_name: _Validator[str] = attrs.validators.and_(_non_empty, _plain)
+_interval: _Validator[float] = _check(
+    _is_interval,
+    f"must be between {MIN_ANNOUNCE_INTERVAL:g} and {MAX_ANNOUNCE_INTERVAL:g} seconds",
+)
 _positive: _Validator[float] = _check(_is_positive, "must be finite and > 0")
 _non_negative: _Validator[float] = _check(_is_non_negative, "must be finite and >= 0")
 _port: _Validator[int] = _check(_is_port, "must be a port number in 1..65535")
@@ -121,6 +145,9 @@ _at_least_minus_one: _Validator[int] = _check(lambda v: v >= -1, "must be >= -1 
 _count: _Validator[int] = _check(lambda v: v >= 0, "must be >= 0")
 _positive_count: _Validator[int] = _check(lambda v: v > 0, "must be > 0")
 _finite_values: _Validator[dict[str, float]] = _check(_are_finite, "values must be finite")
+_plain_keys: _Validator[dict[str, float]] = _check(
+    lambda values: all(map(_is_plain, values)), "keys must not hold control characters"
+)
 
 
 def _validate_pieces(
@@ -142,18 +169,24 @@ def _validate_failed_parents(
         raise _invalid(attribute, f"must name at most {MAX_FAILED_PARENTS} parents")
     if not all(value):
         raise _invalid(attribute, "parent ids must not be empty")
+    if not all(map(_is_plain, value)):
+        raise _invalid(attribute, "parent ids must not hold control characters")
 
 
 def _validate_url(instance: TaskPayload, attribute: attrs.Attribute[str], value: str) -> None:
     # attrs runs validators after every field is set, so ``instance.id`` is readable.
     if instance.id is None and not value:
         raise _invalid(attribute, "a task needs an id or a url")
+    _plain(instance, attribute, value)
 
 
-_optional_str = attrs.validators.optional(_non_empty)
+_optional_name = attrs.validators.optional(_name)
+_optional_interval = attrs.validators.optional(_interval)
 _optional_positive = attrs.validators.optional(_positive)
 _optional_non_negative = attrs.validators.optional(_non_negative)
-_optional_finite_values = attrs.validators.optional(_finite_values)
+_optional_finite_values = attrs.validators.optional(
+    attrs.validators.and_(_finite_values, _plain_keys)
+)
 
 
 # --- payloads ----------------------------------------------------------------------
@@ -164,13 +197,13 @@ _optional_finite_values = attrs.validators.optional(_finite_values)
 class HostPayload:
     """What a host says about itself in ``announce_host``."""
 
-    hostname: str = attrs.field(validator=_non_empty)
-    ip: str = attrs.field(validator=_non_empty)
+    hostname: str = attrs.field(validator=_name)
+    ip: str = attrs.field(validator=_name)
     port: int = attrs.field(validator=_port)
     download_port: int = attrs.field(validator=_port)
     type: HostType = "normal"
-    idc: str = ""
-    location: str = ""
+    idc: str = attrs.field(default="", validator=_plain)
+    location: str = attrs.field(default="", validator=_plain)
     concurrent_upload_limit: int = attrs.field(default=50, validator=_count)
     #: Free-form load figures (cpu, memory, ...), for plugins; values must be finite.
     stats: dict[str, float] | None = attrs.field(default=None, validator=_optional_finite_values)
@@ -181,7 +214,7 @@ class HostPayload:
 class TaskPayload:
     """The task a peer downloads. Either ``id`` or ``url`` is required."""
 
-    id: str | None = attrs.field(default=None, validator=_optional_str)
+    id: str | None = attrs.field(default=None, validator=_optional_name)
     url: str = attrs.field(default="", validator=_validate_url)
     piece_length: int = attrs.field(default=4 * 1024 * 1024, validator=_positive_count)
     content_length: int = attrs.field(default=-1, validator=_at_least_minus_one)
@@ -211,8 +244,9 @@ class AnnounceHost:
     tag: ClassVar[str] = "announce_host"
     id: str | int | None = None
     host: HostPayload
-    #: Seconds between announces; the host's TTL is twice this. ``None``: the server default.
-    interval: float | None = attrs.field(default=None, validator=_optional_positive)
+    #: Seconds between announces (1 s to a day); the host's TTL is twice this.
+    #: ``None``: the server default.
+    interval: float | None = attrs.field(default=None, validator=_optional_interval)
 
 
 @final
@@ -231,7 +265,7 @@ class RegisterPeer:
 
     tag: ClassVar[str] = "register_peer"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
     task: TaskPayload
 
 
@@ -240,7 +274,7 @@ class RegisterPeer:
 class DownloadStarted:
     tag: ClassVar[str] = "download_started"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
 
 
 @final
@@ -250,7 +284,7 @@ class BackToSource:
 
     tag: ClassVar[str] = "back_to_source"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
 
 
 @final
@@ -260,9 +294,9 @@ class PiecesFinished:
 
     tag: ClassVar[str] = "pieces_finished"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
     pieces: list[int] = attrs.field(validator=_validate_pieces)
-    parent_id: str | None = attrs.field(default=None, validator=_optional_str)
+    parent_id: str | None = attrs.field(default=None, validator=_optional_name)
     #: Seconds the pieces took to download.
     cost: float | None = attrs.field(default=None, validator=_optional_non_negative)
 
@@ -272,7 +306,7 @@ class PiecesFinished:
 class DownloadFinished:
     tag: ClassVar[str] = "download_finished"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
 
 
 @final
@@ -280,7 +314,7 @@ class DownloadFinished:
 class DownloadFailed:
     tag: ClassVar[str] = "download_failed"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
     reason: str = ""
 
 
@@ -289,7 +323,7 @@ class DownloadFailed:
 class LeavePeer:
     tag: ClassVar[str] = "leave_peer"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
 
 
 @final
@@ -299,7 +333,7 @@ class Reschedule:
 
     tag: ClassVar[str] = "reschedule"
     id: str | int | None = None
-    peer_id: str = attrs.field(validator=_non_empty)
+    peer_id: str = attrs.field(validator=_name)
     failed_parents: list[str] = attrs.field(factory=list, validator=_validate_failed_parents)
     reason: str = ""
 

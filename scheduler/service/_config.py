@@ -18,7 +18,7 @@ from typing import Any, Final, final
 import attrs
 
 from .. import config as serve
-from ..core import ConfigError
+from ..core import ConfigError, RecordLimits
 
 #: ServiceConfig attribute -> (section.key, default), for every service-owned setting.
 _ATTRS: Final = {
@@ -80,6 +80,11 @@ class ServiceConfig:
     # [log]
     log_format: str = _default("log_format")
     log_level: str = _default("log_level")
+    # [records]
+    max_piece_count: int = _default("max_piece_count")
+    max_peers_per_host: int = _default("max_peers_per_host")
+    max_tasks_per_host: int = _default("max_tasks_per_host")
+    max_back_to_source_per_host: int = _default("max_back_to_source_per_host")
     # [auth]
     auth_key_file: str | None = _default("auth_key_file")
     auth_previous_key_file: str | None = _default("auth_previous_key_file")
@@ -106,6 +111,15 @@ class ServiceConfig:
     def policy_defaults(self) -> dict[str, dict[str, Any]]:
         """Service settings that a built-in policy applies (if it is loaded)."""
         return {"disconnect_grace": {"reconnect_grace": self.reconnect_grace}}
+
+    def record_limits(self) -> RecordLimits:
+        """The bounds the core applies to what one host can make it keep."""
+        return RecordLimits(
+            max_piece_count=self.max_piece_count,
+            max_peers_per_host=self.max_peers_per_host,
+            max_tasks_per_host=self.max_tasks_per_host,
+            max_back_to_source_per_host=self.max_back_to_source_per_host,
+        )
 
     @property
     def admin_host(self) -> str:

@@ -72,7 +72,10 @@ class SchedulerService:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
         self.state = SchedulerState(
-            policies, now=trio.current_time(), sweep_interval=config.sweep_interval
+            policies,
+            now=trio.current_time(),
+            sweep_interval=config.sweep_interval,
+            limits=config.record_limits(),
         )
         self.hosts = HostSessions(self.state)
         #: Drawn once per process start; every ``host_accepted`` carries it, so a client

@@ -180,7 +180,14 @@ class Session:
             if protocol.host_id is not None:
                 self._announced.set()
             protocol.outbox.extend(outcome.replies)
-            await self._flush()
+            # The replies go out even if the session is ending meanwhile, e.g. the GC
+            # evicting the host the message just announced: the client learns what
+            # became of its message before the `evicted` notice. Bounded by send_timeout.
+            deadline = trio.current_time() + self.env.config.send_timeout
+            with trio.CancelScope(deadline=deadline, shield=True) as flushing:
+                await self._flush()
+            if flushing.cancelled_caught:
+                self.end(EndCause.SEND_TIMEOUT)
             if outcome.close is not None:
                 self.end(outcome.close)
                 await trio.lowlevel.checkpoint()

@@ -65,6 +65,7 @@ from ..core import (
     HostState,
     HostType,
     IllegalTransition,
+    LimitExceeded,
     NotFound,
     RecordKind,
     ScheduleCause,
@@ -110,6 +111,7 @@ ERROR_CODE_FOR: Final[tuple[tuple[type[Exception], ErrorCode], ...]] = (
     (NotFound, ErrorCode.NOT_FOUND),
     (Conflict, ErrorCode.CONFLICT),
     (BackToSourceLimitReached, ErrorCode.CONFLICT),
+    (LimitExceeded, ErrorCode.LIMIT_EXCEEDED),
     (IllegalTransition, ErrorCode.ILLEGAL_STATE),
     (ValueError, ErrorCode.INVALID_MESSAGE),
 )
@@ -207,6 +209,11 @@ def _item_id(item: ClientMessage | ProtocolError) -> str | int | None:
 
 def _item_type(item: ClientMessage | ProtocolError) -> str:
     return INVALID if isinstance(item, ProtocolError) else item.tag
+
+
+def _finite(seconds: float | None) -> float | None:
+    """``seconds``, or None ("never") for an infinite time."""
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def error_code_for(exc: Exception) -> ErrorCode | None:
@@ -488,13 +495,15 @@ class SessionProtocol:
             self.hosts.claim(host_id, self.owner, self.identity)
         expiry = state.deadline_of(RecordKind.HOST, host_id)
         limits = self.limits
+        # Built so that it cannot fail: the announce is applied already.
+        ttl = _finite(None if expiry is None else max(expiry.at - now, 1e-3))
         accepted = HostAccepted(
             id=message.id,
             host_id=host_id,
-            ttl=None if expiry is None else max(expiry.at - now, 1e-3),
+            ttl=ttl,
             ping_interval=limits.ping_interval,
             ping_timeout=limits.ping_timeout,
-            reconnect_grace=self.hosts.reconnect_grace(host_id, now),
+            reconnect_grace=_finite(self.hosts.reconnect_grace(host_id, now)),
             boot_id=limits.boot_id,
         )
         return Outcome(replies=(accepted,), events=tuple(events), message_type=message.tag)

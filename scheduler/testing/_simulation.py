@@ -221,7 +221,7 @@ class Simulation:
         decision = self.decisions.get(peer.id)
         if decision is None:
             return "schedule"
-        complete = 0 < task.total_piece_count <= len(peer.finished_pieces)
+        complete = 0 < _piece_count(peer, task) <= len(peer.finished_pieces)
         progress = "finish" if complete else "pieces"
         if decision.action is ScheduleAction.PARENTS:
             return progress if peer.state in ACTIVE_PEER_STATES else "start"
@@ -233,7 +233,8 @@ class Simulation:
 
     @staticmethod
     def _next_piece(peer: Any, task: Any) -> int:
-        limit = task.total_piece_count if task.total_piece_count > 0 else 10
+        count = _piece_count(peer, task)
+        limit = count if count > 0 else 10
         return len(peer.finished_pieces) % limit
 
     def _on_advance(self, step: Advance) -> None:
@@ -389,3 +390,8 @@ def register_task(index: int) -> TaskInfo:
     return TaskInfo(
         id=f"task-{index}", url=f"https://example.invalid/{index}", total_piece_count=10
     )
+
+
+def _piece_count(peer: Peer, task: Task) -> int:
+    """The piece count a peer works to: its own claim, else the task's (-1: unknown)."""
+    return peer.total_piece_count if peer.total_piece_count >= 0 else task.total_piece_count

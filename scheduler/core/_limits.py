@@ -1,0 +1,37 @@
+"""Bounds on what one host can make the scheduler keep.
+
+Each bound caps what a single client can allocate, so that no frame costs more
+than a bounded multiple of its size and no host can crowd out the others. The
+defaults are far above what a real cluster asks for; ``scheduler serve`` sets
+them from its ``[records]`` settings.
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+import attrs
+
+
+def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be >= 1, got {value}")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class RecordLimits:
+    """The bounds the ledgers apply; every one is >= 1."""
+
+    #: Piece numbers must be below this, and a task's ``total_piece_count`` at most this.
+    max_piece_count: int = attrs.field(default=100_000, validator=_at_least_one)
+    #: Peers one host may hold at once.
+    max_peers_per_host: int = attrs.field(default=10_000, validator=_at_least_one)
+    #: Live tasks one host may have created (a task outlives its peers until it idles out).
+    max_tasks_per_host: int = attrs.field(default=10_000, validator=_at_least_one)
+    #: Back-to-source slots of one task that the peers of one host may hold at once.
+    max_back_to_source_per_host: int = attrs.field(default=20, validator=_at_least_one)
+
+
+#: The bounds in force when none are given.
+DEFAULT_LIMITS: Final = RecordLimits()

@@ -1,0 +1,156 @@
+"""Input hygiene: peer-supplied text never forges a log line, and a failed message changes nothing.
+
+A hostname holding ``\\n`` once wrote a second, forged log line, and NUL went to the
+log raw. Names and ids are now refused at the protocol level, and the log formatters
+escape whatever reaches them anyway (a plugin's eviction reason, a future field).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scheduler import hookimpl
+from scheduler.core import Expiry, SchedulerState
+from scheduler.policies import load_policies
+from scheduler.protocol import CONTROL_CHARACTERS, ErrorCode, ErrorReply, HostAccepted
+from scheduler.service._logging import JsonFormatter, TextFormatter, escape, fields
+from scheduler.session import HostSessions, SessionLimits, SessionProtocol
+
+LIMITS = SessionLimits(
+    ping_interval=5.0, ping_timeout=4.0, announce_timeout=10.0, error_limit=100, error_window=10.0
+)
+NASTY = "alpha\n2026-11-30T07:00:00.000Z ERROR   scheduler.gc: forged x=1\r\x00\x1b[31m\x85\u2028"
+#: Every character a log line must not hold raw.
+RAW_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def record(message: str, *args: object, **values: Any) -> logging.LogRecord:
+    made = logging.LogRecord("scheduler.test", logging.INFO, __file__, 1, message, args, None)
+    made.__dict__.update(fields(**values))
+    return made
+
+
+# --- the formatters ----------------------------------------------------------------------
+
+
+def test_text_lines_escape_control_characters_in_the_message_and_every_field() -> None:
+    line = TextFormatter().format(record("evicted %s", NASTY, hostname=NASTY, reason="ok"))
+    assert "\n" not in line
+    assert RAW_CONTROL.search(line) is None
+    tail = line.split(": ", 1)[1]
+    escaped = (
+        "alpha\\n2026-11-30T07:00:00.000Z ERROR   scheduler.gc: forged x=1\\r\\x00\\x1b[31m"
+        "\\x85\\u2028"
+    )
+    assert tail == f'evicted {escaped} hostname="{escaped}" reason=ok'
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("plain", "plain"),
+        ("", '""'),
+        ("two words", '"two words"'),
+        ("k=v", '"k=v"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("back\\slash", "back\\\\slash"),
+        ("tab\there", "tab\\there"),
+        ("\x7f", "\\x7f"),
+        ("\u2029", "\\u2029"),
+    ],
+)
+def test_a_text_field_cannot_forge_a_pair(value: str, written: str) -> None:
+    line = TextFormatter().format(record("m", host_id=value, n=1))
+    assert line.endswith(f"scheduler.test: m host_id={written} n=1")
+
+
+def test_json_lines_escape_control_characters_and_round_trip() -> None:
+    line = JsonFormatter().format(record("evicted %s", NASTY, hostname=NASTY, count=3))
+    assert "\n" not in line
+    assert RAW_CONTROL.search(line) is None
+    payload = orjson.loads(line)
+    # C0 round-trips through JSON's own escapes; DEL, C1 and U+2028/9 are written as text.
+    expected = NASTY.replace("\x85", "\\x85").replace("\u2028", "\\u2028")
+    assert payload["hostname"] == expected
+    assert payload["msg"] == f"evicted {expected}"
+    assert payload["count"] == 3
+
+
+@given(st.text())
+def test_no_text_escapes_to_more_than_one_line(text: str) -> None:
+    escaped = escape(text)
+    assert RAW_CONTROL.search(escaped) is None
+    assert escaped == text or "\\" in escaped
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record("%s", text, value=text))
+        assert RAW_CONTROL.search(line) is None
+
+
+def test_the_protocol_and_the_log_agree_on_what_a_control_character_is() -> None:
+    for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]:
+        assert CONTROL_CHARACTERS.search(chr(code)), hex(code)
+        assert escape(chr(code)) != chr(code)
+    for char in " ~\xa0é\u2027\u202a":
+        assert CONTROL_CHARACTERS.search(char) is None
+        assert escape(char) == char
+
+
+# --- a failed message changes nothing (the session rules) ---------------------------------
+
+
+def session() -> tuple[SchedulerState, SessionProtocol]:
+    state = SchedulerState(load_policies(entrypoints=False), now=0.0)
+    return state, SessionProtocol(state, HostSessions(state), LIMITS, opened_at=0.0)
+
+
+def announce(interval: float, hostname: str = "alpha") -> str:
+    host = {"hostname": hostname, "ip": "10.0.0.1", "port": 1, "download_port": 2}
+    return orjson.dumps(
+        {"type": "announce_host", "id": 7, "host": host, "interval": interval}
+    ).decode()
+
+
+@pytest.mark.parametrize(
+    ("interval", "hostname"), [(1e308, "alpha"), (5e-324, "alpha"), (30, "a\nb")]
+)
+def test_an_announce_that_fails_validation_changes_nothing(interval: float, hostname: str) -> None:
+    state, protocol = session()
+    outcome = protocol.receive(announce(interval, hostname), 1.0)
+    (reply,) = outcome.replies
+    assert isinstance(reply, ErrorReply)
+    assert (reply.id, reply.code) == (7, ErrorCode.INVALID_MESSAGE)
+    assert outcome.events == ()
+    assert state.host_count() == 0
+    assert protocol.host_id is None
+
+
+class Never:
+    """Answers an infinite deadline (as 2 x 1e308 once made the TTL)."""
+
+    name = "never"
+
+    @hookimpl
+    def scheduler_host_expiry(self) -> Expiry:
+        return Expiry(math.inf, "never")
+
+
+def test_host_accepted_is_built_even_when_a_policy_answers_an_infinite_time() -> None:
+    """The announce is applied before the reply is built, so building it must not fail."""
+    policies = load_policies(
+        plugins=[Never()], disable=("announce_ttl", "disconnect_grace"), entrypoints=False
+    )
+    state = SchedulerState(policies, now=0.0)
+    protocol = SessionProtocol(state, HostSessions(state), LIMITS, opened_at=0.0)
+    outcome = protocol.receive(announce(30), 1.0)
+    (reply,) = outcome.replies
+    assert isinstance(reply, HostAccepted)
+    assert (reply.ttl, reply.reconnect_grace) == (None, None)  # "never", not inf
+    assert protocol.host_id == "10.0.0.1-alpha"
