@@ -58,6 +58,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_gc.py", *session.posargs)
     session.run("python", "benchmarks/bench_sessions.py")
     session.run("python", "benchmarks/bench_decision.py")
+    session.run("python", "benchmarks/bench_loop_lag.py")
 
 
 @nox.session(name="bench-compare")

@@ -104,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="announce a seed host: fetch tasks from the origin when the scheduler asks",
     )
     peer.add_argument(
+        "--batch-linger",
+        type=_duration,
+        default=0.005,
+        help="send the requests of this long as one batch frame (default 5ms; 0: no batching)",
+    )
+    peer.add_argument(
+        "--batch-max",
+        type=_positive_int,
+        default=100,
+        help="the most requests in one batch frame (default 100, at most 1000; 1: no batching)",
+    )
+    peer.add_argument(
         "--hosts",
         type=_positive_int,
         default=1,
@@ -324,12 +336,15 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "location": args.location,
         "tasks": tuple(args.task),
         "seed": args.seed,
+        "batch_linger": args.batch_linger,
+        "batch_max": args.batch_max,
     }
     if args.hostname:
         options["hostname"] = args.hostname
     try:
         config = PeerConfig(**options)
         config.ssl_context()  # a bad CA or certificate file is a usage error
+        config.batching()  # so is a batch max out of range
     except ValueError as exc:
         _fail(str(exc))
 

@@ -34,6 +34,7 @@ from trio_websocket import (
 
 from scheduler.client import (
     Backoff,
+    Batching,
     ConnectError,
     HostsFetchError,
     PeerConfig,
@@ -53,6 +54,8 @@ from scheduler.protocol import (
     SUBPROTOCOL,
     Ack,
     AnnounceHost,
+    Batch,
+    BatchReply,
     ClientMessage,
     DownloadStarted,
     ErrorReply,
@@ -60,6 +63,8 @@ from scheduler.protocol import (
     HostAccepted,
     HostPayload,
     LeaveHost,
+    ProtocolError,
+    ServerMessage,
     TaskPayload,
     decode_client,
     encode,
@@ -107,6 +112,12 @@ class FakeScheduler:
     reject_status: int | None = None
 
     received: list[ClientMessage] = attrs.Factory(list)
+    #: Every frame as it came: a message, or a ``batch`` of them (whose messages are
+    #: also in ``received``, and answered as if each came alone, in one ``batch``
+    #: reply; the knobs that close the session do not apply inside a batch).
+    frames: list[ClientMessage | Batch] = attrs.Factory(list)
+    #: When each frame arrived (trio time), parallel to ``frames``.
+    frames_at: list[float] = attrs.Factory(list)
     #: When each message arrived (trio time), parallel to ``received``.
     received_at: list[float] = attrs.Factory(list)
     handshakes: int = 0
@@ -138,6 +149,11 @@ class FakeScheduler:
         announced = False
         while True:
             message = decode_client(await ws.get_message())
+            self.frames.append(message)
+            self.frames_at.append(trio.current_time())
+            if isinstance(message, Batch):
+                await ws.send_message(encode(self._reply_to_batch(message)))
+                continue
             self.received.append(message)
             self.received_at.append(trio.current_time())
             self.changes.notify()
@@ -160,6 +176,20 @@ class FakeScheduler:
                 if session_number <= self.drop_sessions:
                     await ws.aclose(1011)
                     return
+
+    def _reply_to_batch(self, batch: Batch) -> BatchReply | ErrorReply:
+        if "batch" in self.errors:  # a server that refuses the batch frame whole
+            code, text = self.errors["batch"]
+            return ErrorReply(id=batch.id, code=code, message=text)
+        replies: list[ServerMessage] = []
+        for message in batch.messages:
+            assert not isinstance(message, ProtocolError)
+            self.received.append(message)
+            self.received_at.append(trio.current_time())
+            if message.tag not in self.silent:
+                replies.append(self._reply_to(message))
+        self.changes.notify()
+        return BatchReply(id=batch.id, replies=replies)
 
     def _reply_to(self, message: ClientMessage) -> HostAccepted | Ack | ErrorReply:
         if message.tag in self.errors:
@@ -204,9 +234,17 @@ async def connect_in_memory(nursery: trio.Nursery, fake: FakeScheduler) -> WebSo
     )
 
 
-def session_over(ws: WebSocketConnection, *, interval: float | None) -> Any:
+def session_over(
+    ws: WebSocketConnection, *, interval: float | None, batching: Batching | None = None
+) -> Any:
     return _session_on(
-        ws, HOST, interval=interval, request_timeout=5.0, send_timeout=5.0, close_timeout=1.0
+        ws,
+        HOST,
+        interval=interval,
+        request_timeout=5.0,
+        send_timeout=5.0,
+        close_timeout=1.0,
+        batching=batching,
     )
 
 

@@ -386,3 +386,50 @@ def test_a_value_of_the_wrong_json_container_type_is_named_by_the_declared_type(
 ) -> None:
     error = client_error(json.dumps(fields))
     assert (error.code, error.message) == (ErrorCode.INVALID_MESSAGE, message)
+
+
+# --- the rules' own words: each validator's reason, on the path of its field -----------------
+
+
+@pytest.mark.parametrize(
+    ("decode", "frame", "expected"),
+    [
+        (
+            "server",
+            {"type": "schedule", "id": 3, "peer_id": "p", "action": "parents"},
+            "parents must be non-empty exactly when action is parents @ $.action",
+        ),
+        (
+            "server",
+            {"type": "schedule", "id": 3, "peer_id": "p", "action": "wait"},
+            "retry_after comes with action wait, and only with it @ $.action",
+        ),
+        (
+            "client",
+            {"type": "reschedule", "id": 3, "peer_id": "p", "failed_parents": ["x"] * 101},
+            "must name at most 100 parents @ $.failed_parents",
+        ),
+        (
+            "client",
+            {"type": "reschedule", "id": 3, "peer_id": "p", "failed_parents": ["x", ""]},
+            "parent ids must not be empty @ $.failed_parents",
+        ),
+    ],
+)
+def test_each_validator_explains_itself_on_its_field(
+    decode: str, frame: dict[str, object], expected: str
+) -> None:
+    decoder = decode_server if decode == "server" else decode_client
+    with pytest.raises(ProtocolError) as caught:
+        decoder(json.dumps(frame))
+    assert (caught.value.code, caught.value.message, caught.value.request_id) == (
+        ErrorCode.INVALID_MESSAGE,
+        expected,
+        3,
+    )
+
+
+def test_a_reschedule_may_name_exactly_the_most_parents() -> None:
+    frame = {"type": "reschedule", "id": 3, "peer_id": "p", "failed_parents": ["x"] * 100}
+    message = decode_client(json.dumps(frame))
+    assert len(message.failed_parents) == 100  # type: ignore[union-attr]

@@ -55,6 +55,7 @@ def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
         "tests/test_bitset.py",
         "tests/test_deadlines.py",
         "tests/test_deadline_queue.py",
+        "tests/test_gc_slices.py",
         "-m",
         "not e2e and not postgres",
     ]

@@ -709,10 +709,17 @@ def test_every_json_example_in_the_spec_decodes() -> None:
     seen = set()
     for example in examples:
         tag = json.loads(example)["type"]
-        decode = decode_client if tag in CLIENT_MESSAGES else decode_server
+        # "batch" goes both ways: a client's holds messages, the server's replies.
+        from_client = tag in CLIENT_MESSAGES or "messages" in json.loads(example)
+        decode = decode_client if from_client else decode_server
         assert decode(example).tag == tag
-        seen.add(tag)
-    assert seen == {*CLIENT_MESSAGES, *SERVER_MESSAGES}
+        seen.add((tag, from_client))
+    assert seen == {
+        *((tag, True) for tag in CLIENT_MESSAGES),
+        *((tag, False) for tag in SERVER_MESSAGES),
+        ("batch", True),
+        ("batch", False),
+    }
 
 
 def test_at_most_100_failed_parents_is_allowed() -> None:

@@ -257,3 +257,44 @@ async def closed_code_or_none(ws: WebSocketConnection) -> int | None:
     with trio.move_on_after(1.0):
         return await closed_code(ws)
     return None
+
+
+async def test_a_batch_is_answered_in_one_frame_and_its_pushes_are_coalesced(
+    autojump_clock: MockClock, harness: Harness
+) -> None:
+    a = await host(harness, "alpha", "10.0.0.1")
+    c = await host(harness, "charlie", "10.0.0.3")
+    for peer_id in ("pa", "pb"):  # two parents on one host
+        await seeded_parent(a, peer_id)
+    reply = await child_of(c, "pc")
+    assert {p["peer_id"] for p in reply["parents"]} == {"pa", "pb"}
+    # Both parents leave in one batch: one reply frame, and one push for pc (the
+    # last decision), not one per parent lost.
+    batch = {
+        "type": "batch",
+        "id": "b",
+        "messages": [
+            {"type": "leave_peer", "id": 1, "peer_id": "pa"},
+            {"type": "leave_peer", "id": 2, "peer_id": "nobody"},
+            {"type": "leave_peer", "id": 3, "peer_id": "pb"},
+        ],
+    }
+    answer = await request(a, batch)
+    assert answer["type"] == "batch"
+    assert answer["id"] == "b"
+    assert [(r["type"], r["id"]) for r in answer["replies"]] == [
+        ("ack", 1),
+        ("error", 2),
+        ("ack", 3),
+    ]
+    assert answer["replies"][1]["code"] == "not_found"
+    push = await next_message(c)
+    assert push is not None
+    assert push["type"] == "schedule"
+    assert "id" not in push
+    assert push["peer_id"] == "pc"
+    assert push["action"] != "parents"  # no parent is left
+    assert await next_message(c) is None  # exactly one push
+    assert metric(harness, "scheduler_messages_total", type="batch") == 1
+    assert metric(harness, "scheduler_messages_total", type="leave_peer") == 3
+    assert metric(harness, "scheduler_message_errors_total", code="not_found") == 1

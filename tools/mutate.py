@@ -58,6 +58,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     "scheduler/core/_deadlines.py": (
         "tests/test_deadlines.py",
         "tests/test_deadline_queue.py",
+        "tests/test_gc_slices.py",
     ),
     "scheduler/core/_bitset.py": ("tests/test_bitset.py",),
     "scheduler/core/_limits.py": ("tests/test_resource_bounds.py",),
@@ -89,11 +90,12 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
             "scheduler/protocol/_errors.py",
             "scheduler/protocol/_messages.py",
         ),
-        ("tests/test_codec_rules.py", "tests/test_protocol.py"),
+        ("tests/test_codec_rules.py", "tests/test_protocol.py", "tests/test_batch_rules.py"),
     ),
     # --- the ledgers, the GC engine, the facade, the records, events, config, policy calls
     "scheduler/core/_ledger.py": (
         "tests/test_gc_engine.py",
+        "tests/test_gc_slices.py",
         "tests/test_ledger_rules.py",
         "tests/test_state.py",
     ),
@@ -109,11 +111,16 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_ledgers.py",
         "tests/test_resource_bounds.py",
     ),
-    "scheduler/core/_gc.py": ("tests/test_gc_engine.py", "tests/test_state.py"),
+    "scheduler/core/_gc.py": (
+        "tests/test_gc_engine.py",
+        "tests/test_gc_slices.py",
+        "tests/test_state.py",
+    ),
     "scheduler/core/_state.py": (
         "tests/test_resource_bounds.py",
         "tests/test_state_facade.py",
         "tests/test_gc_engine.py",
+        "tests/test_gc_slices.py",
         "tests/test_ledger_rules.py",
         "tests/test_state.py",
         "tests/test_ledgers.py",

@@ -1,7 +1,8 @@
 """The client side of protocol v1: a scheduler session, the reference peer daemon, and hosts.
 
 * :func:`open_scheduler_session` connects, announces and keeps one session
-  (heartbeat, re-announce, requests with deadlines);
+  (heartbeat, re-announce, requests with deadlines, gathered into ``batch``
+  frames as :class:`Batching` says);
 * :func:`run_peer` is the peer daemon: it stays announced, reconnects with
   :class:`Backoff`, brings its peers back after a reconnect as the scheduler's
   ``boot_id`` says (:class:`BootWatch`), and leaves on shutdown;
@@ -16,6 +17,7 @@ Trio only; see ``docs/protocol.md`` for the wire protocol.
 """
 
 from ._backoff import Backoff as Backoff
+from ._batching import Batching as Batching
 from ._boot import BootWatch as BootWatch
 from ._boot import Resume as Resume
 from ._connection import SchedulerSession as SchedulerSession
@@ -49,6 +51,7 @@ from ._peer import run_peer as run_peer
 
 __all__ = [
     "Backoff",
+    "Batching",
     "BootWatch",
     "ConnectError",
     "HostsFetchError",

@@ -10,7 +10,10 @@ A session runs three tasks in its own nursery:
 * the **heartbeat** pings the scheduler every ``ping_interval`` (from
   ``host_accepted``) and ends the session when no pong comes within
   ``ping_timeout``: a frozen scheduler keeps its TCP connection open forever;
-* the **re-announcer** sends ``announce_host`` every ``interval``.
+* the **re-announcer** sends ``announce_host`` every ``interval``;
+* the **batcher** (unless batching is off) sends the requests of each linger
+  time as one ``batch`` frame (see :mod:`._batching`); each caller still gets
+  its own reply or error.
 
 Every network wait has a deadline: the handshake (``connect_timeout``), each send
 (``send_timeout``; a send that times out leaves the stream undefined, so it ends
@@ -44,6 +47,7 @@ from scheduler.protocol import (
     Ack,
     AnnounceHost,
     BackToSource,
+    Batch,
     ClientMessage,
     CloseCode,
     DownloadFailed,
@@ -67,6 +71,7 @@ from scheduler.protocol import (
     encode,
 )
 
+from ._batching import Batcher, Batching, Reply
 from ._errors import (
     ConnectError,
     RequestError,
@@ -151,6 +156,7 @@ class SchedulerSession:
         send_timeout: float,
         close_timeout: float,
         unsolicited_buffer: int = DEFAULT_UNSOLICITED_BUFFER,
+        batching: Batching | None = None,
     ) -> None:
         self._ws = ws
         self._host = host
@@ -160,6 +166,8 @@ class SchedulerSession:
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
         self._pending: dict[str | int, _PendingReply] = {}
+        # Sends each request at once, or gathers them into ``batch`` frames.
+        self._outgoing = Batcher(batching or Batching(), self._send, self._ids)
         self._unsolicited = _Unsolicited(unsolicited_buffer)
         self._accepted: HostAccepted | None = None
         self._evicted: Evicted | None = None
@@ -319,7 +327,7 @@ class SchedulerSession:
         except (SchedulerClientError, trio.ClosedResourceError) as exc:
             _log.debug("leave_host was not acknowledged: %s", exc)
         self._end(None)
-        await self._close_transport()
+        await _close_websocket(self._ws, self._close_timeout)
         return acked
 
     # --- internals -----------------------------------------------------------------------
@@ -341,7 +349,7 @@ class SchedulerSession:
         pending = _PendingReply()
         self._pending[request_id] = pending
         try:
-            await self._send(attrs.evolve(message, id=request_id))
+            await self._outgoing.submit(attrs.evolve(message, id=request_id))
             with trio.move_on_after(reply_timeout):
                 await pending.done.wait()
         finally:
@@ -355,7 +363,7 @@ class SchedulerSession:
             raise RequestError(reply.code, reply.message)
         return reply
 
-    async def _send(self, message: ClientMessage) -> None:
+    async def _send(self, message: ClientMessage | Batch) -> None:
         frame = encode(message)
         try:
             with trio.fail_after(self._send_timeout):
@@ -392,15 +400,10 @@ class SchedulerSession:
         elif self._tasks is not None:
             self._tasks.cancel_scope.cancel()
 
-    async def _close_transport(self) -> None:
-        # Against a dead peer the close handshake never completes; when cancelled,
-        # trio-websocket closes the stream without it.
-        with trio.move_on_after(self._close_timeout):
-            await self._ws.aclose()
-
     async def _run_tasks(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         async with trio.open_nursery() as tasks:
             tasks.start_soon(self._read_frames)
+            tasks.start_soon(self._outgoing.run)
             task_status.started(tasks)
 
     async def _start(self) -> None:
@@ -439,9 +442,10 @@ class SchedulerSession:
             ):
                 self._unsolicited.keep(message)
             else:
-                self._resolve(message)
+                for reply in self._outgoing.answers(message):  # a batch's replies, in order
+                    self._resolve(reply)
 
-    def _resolve(self, reply: HostAccepted | Ack | ErrorReply | Schedule) -> None:
+    def _resolve(self, reply: Reply) -> None:
         pending = None if reply.id is None else self._pending.get(reply.id)
         if pending is None:
             # A reply to a request that timed out, or an error without an id (the
@@ -480,6 +484,13 @@ class SchedulerSession:
                 self._end(SessionLost(f"re-announce failed: {exc}"))
                 return
             _log.debug("re-announced %s", self.accepted.host_id)
+
+
+async def _close_websocket(ws: WebSocketConnection, close_timeout: float) -> None:
+    # Against a dead peer the close handshake never completes; when cancelled,
+    # trio-websocket closes the stream without it.
+    with trio.move_on_after(close_timeout):
+        await ws.aclose()
 
 
 def _schedule_reply(request: str, reply: ServerMessage) -> Schedule:
@@ -641,6 +652,7 @@ async def _session_on(
     request_timeout: float,
     send_timeout: float,
     close_timeout: float,
+    batching: Batching | None = None,
 ) -> AsyncIterator[SchedulerSession]:
     """Run a session on an open WebSocket; :func:`open_scheduler_session` without the connect."""
     session = SchedulerSession(
@@ -650,6 +662,7 @@ async def _session_on(
         request_timeout=request_timeout,
         send_timeout=send_timeout,
         close_timeout=close_timeout,
+        batching=batching,
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -665,7 +678,7 @@ async def _session_on(
         _reraise_sole(group)
         raise
     finally:
-        await session._close_transport()
+        await _close_websocket(session._ws, session._close_timeout)
     if session.lost is not None:
         raise session.lost
 
@@ -682,6 +695,7 @@ async def open_scheduler_session(
     close_timeout: float = 2.0,
     ssl_context: ssl.SSLContext | None = None,
     token: str | None = None,
+    batching: Batching | None = None,
 ) -> AsyncIterator[SchedulerSession]:
     """Connect to the scheduler at ``url``, announce ``host``, and keep the session.
 
@@ -700,6 +714,11 @@ async def open_scheduler_session(
     message, a failed re-announce) the body is cancelled and the block raises
     :class:`SessionLost`. After :meth:`SchedulerSession.leave`, or when the body
     ends, it closes the connection (bounded by ``close_timeout``) and returns.
+
+    Requests sent within ``batching.linger`` (default 5 ms) of each other go out
+    as one ``batch`` frame of at most ``batching.max_messages`` (default 100);
+    each caller still gets its own reply or error, and ``request_timeout``
+    counts from the call. ``Batching(linger=0)`` sends each request at once.
     """
     connected = False
     try:
@@ -716,6 +735,7 @@ async def open_scheduler_session(
                 request_timeout=request_timeout,
                 send_timeout=send_timeout,
                 close_timeout=close_timeout,
+                batching=batching,
             ) as session:
                 yield session
     except (OSError, trio.TooSlowError, trio.BrokenResourceError, HandshakeError) as exc:

@@ -30,6 +30,7 @@ from wsproto.utilities import LocalProtocolError
 from scheduler.protocol import HostPayload, TaskPayload
 
 from ._backoff import Backoff
+from ._batching import DEFAULT_BATCH_LINGER, DEFAULT_BATCH_MAX, Batching
 from ._boot import BootWatch, Resume
 from ._connection import SchedulerSession, open_scheduler_session
 from ._credentials import client_ssl_context
@@ -87,6 +88,15 @@ class PeerConfig:
     #: A client certificate and its key, for a scheduler that verifies clients.
     cert_file: str | None = None
     key_file: str | None = None
+    #: Requests (progress updates, registrations) sent within this many seconds of
+    #: each other go out as one ``batch`` frame; 0 turns batching off.
+    batch_linger: float = DEFAULT_BATCH_LINGER
+    #: The most requests in one ``batch`` frame; a full one is sent at once (1: off).
+    batch_max: int = DEFAULT_BATCH_MAX
+
+    def batching(self) -> Batching:
+        """The session's batching (ValueError for a linger < 0 or a max out of range)."""
+        return Batching(linger=self.batch_linger, max_messages=self.batch_max)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS settings of a ``wss://`` URL (None for ``ws://``); ValueError for a bad file."""
@@ -164,6 +174,7 @@ class _PeerDaemon:
                     request_timeout=config.request_timeout,
                     ssl_context=self._ssl_context,
                     token=config.token,
+                    batching=config.batching(),
                 ) as session:
                     accepted_at = trio.current_time()
                     self._in_session = True

@@ -70,11 +70,14 @@ class DeadlineQueue:
         self._drop_stale_heads()
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: float) -> list[tuple[str, Expiry]]:
-        """Remove and return every entry whose deadline is <= ``now``, earliest first."""
+    def pop_due(self, now: float, limit: int | None = None) -> list[tuple[str, Expiry]]:
+        """Remove and return every entry whose deadline is <= ``now``, earliest first.
+
+        With ``limit``, at most that many (the rest stay, still due).
+        """
         due: list[tuple[str, Expiry]] = []
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and (limit is None or len(due) < limit):
             _, seq, key = heapq.heappop(heap)
             self.operations += 1
             self.pops += 1

@@ -40,28 +40,41 @@ class GarbageCollector:
         times = [ledger.next_deadline() for ledger in self.ledgers if ledger.kind in kinds]
         return min(times) if times else None
 
-    def collect_expired(self, now: float, kinds: Collection[RecordKind]) -> list[Event]:
+    def collect_expired(
+        self, now: float, kinds: Collection[RecordKind], max_count: int | None = None
+    ) -> list[Event]:
         """Evict every record of ``kinds`` whose deadline is <= ``now``; nothing else.
 
         An eviction can give another record a deadline that has passed too
         (a task made idle by its last peer's eviction); the loop collects it
-        in the same call.
+        in the same call. With ``max_count``, at most that many due records are
+        evicted (what cascades from them goes along: a host's peers leave with
+        it); the rest stay due, so ``next_deadline(kinds) <= now`` says to call again.
         """
+        if max_count is not None and max_count < 1:
+            raise ValueError(f"max_count must be >= 1, got {max_count!r}")
         events: list[Event] = []
+        remaining = max_count
         while True:
             evicted_any = False
             for ledger in self.ledgers:
-                if ledger.kind not in kinds:
+                if ledger.kind not in kinds or remaining == 0:
                     continue
-                for record_id, expiry in ledger.pop_due(now):
+                due = ledger.pop_due(now, remaining)
+                if remaining is not None:
+                    remaining -= len(due)
+                for record_id, expiry in due:
                     if ledger.exists(record_id):  # pragma: no branch - removal drops deadlines
                         evicted_any = True
                         events.extend(ledger.evict(record_id, expiry.reason, now, expiry.at))
-            if not evicted_any:
+            if not evicted_any or remaining == 0:
                 return events
 
-    def sweep(self, now: float, kind: RecordKind) -> list[Event]:
-        """The periodic batch sweep of one kind: re-ask for undecided records, apply verdicts."""
+    def sweep(self, now: float, kind: RecordKind, max_count: int | None = None) -> list[Event]:
+        """The periodic batch sweep of one kind: re-ask for undecided records, apply verdicts.
+
+        Then collect what is due, at most ``max_count`` records (see :meth:`collect_expired`).
+        """
         ledger = self.by_kind[kind]
         ledger.start_sweep(now)
         events: list[Event] = []
@@ -75,13 +88,18 @@ class GarbageCollector:
                 )
                 continue
             events.extend(ledger.evict(verdict.record_id, verdict.reason, now))
-        events.extend(self.collect_expired(now, (kind,)))
+        events.extend(self.collect_expired(now, (kind,), max_count))
         return events
 
-    def run_gc(self, now: float, kinds: Collection[RecordKind]) -> list[Event]:
-        """Collect what has expired, then run each sweep that is due."""
-        events = self.collect_expired(now, kinds)
+    def run_gc(
+        self, now: float, kinds: Collection[RecordKind], max_count: int | None = None
+    ) -> list[Event]:
+        """Collect what has expired, then run each sweep that is due.
+
+        ``max_count`` bounds each collection (the first, and the one of each sweep).
+        """
+        events = self.collect_expired(now, kinds, max_count)
         for ledger in self.ledgers:
             if ledger.kind in kinds and ledger.next_sweep_at <= now:
-                events.extend(self.sweep(now, ledger.kind))
+                events.extend(self.sweep(now, ledger.kind, max_count))
         return events

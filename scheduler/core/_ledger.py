@@ -100,9 +100,9 @@ class Ledger(abc.ABC, Generic[R]):
         head = self.queue.peek()
         return self.next_sweep_at if head is None else min(head, self.next_sweep_at)
 
-    def pop_due(self, now: float) -> list[tuple[str, Expiry]]:
-        """Remove and return every deadline <= ``now``, earliest first."""
-        return self.queue.pop_due(now)
+    def pop_due(self, now: float, limit: int | None = None) -> list[tuple[str, Expiry]]:
+        """Remove and return every deadline <= ``now``, earliest first (at most ``limit``)."""
+        return self.queue.pop_due(now, limit)
 
     def reschedule(self, record_id: str, now: float) -> None:
         """Ask the policies again about a live record and keep their answer."""

@@ -339,15 +339,23 @@ class SchedulerState(LedgerView):
         return self._gc.by_kind[kind].next_sweep_at
 
     def collect_expired(
-        self, now: float, kinds: Collection[RecordKind] = _ALL_KINDS
+        self,
+        now: float,
+        kinds: Collection[RecordKind] = _ALL_KINDS,
+        max_count: int | None = None,
     ) -> list[Event]:
         """Evict every record of ``kinds`` whose deadline is <= ``now``; nothing else.
 
         Hosts go first so their peers leave with reason ``host_evicted``; a task
         made idle by that gets a fresh deadline, and is collected in the same
         call if that deadline has passed too.
+
+        ``max_count`` bounds the call: at most that many due records are evicted
+        (with what cascades from them), earliest deadline first; the others stay
+        due and ``next_deadline(kinds) <= now`` until a later call collects them.
+        A caller that must not block long collects in such slices.
         """
-        return self._follow(self._gc.collect_expired(now, kinds), now)
+        return self._follow(self._gc.collect_expired(now, kinds, max_count), now)
 
     def sweep(self, now: float, kind: RecordKind) -> list[Event]:
         """The periodic batch sweep of one kind: apply the policies' verdicts.
@@ -358,9 +366,17 @@ class SchedulerState(LedgerView):
         """
         return self._follow(self._gc.sweep(now, kind), now)
 
-    def run_gc(self, now: float, kinds: Collection[RecordKind] = _ALL_KINDS) -> list[Event]:
-        """Collect what has expired, then run each sweep that is due."""
-        return self._follow(self._gc.run_gc(now, kinds), now)
+    def run_gc(
+        self,
+        now: float,
+        kinds: Collection[RecordKind] = _ALL_KINDS,
+        max_count: int | None = None,
+    ) -> list[Event]:
+        """Collect what has expired, then run each sweep that is due.
+
+        ``max_count`` bounds each collection, as in :meth:`collect_expired`.
+        """
+        return self._follow(self._gc.run_gc(now, kinds, max_count), now)
 
     def invariant_violations(self) -> list[str]:
         """Every way the records and indexes disagree; empty when the state is sound.

@@ -12,6 +12,7 @@ from ._errors import ProtocolError as ProtocolError
 from ._messages import CLIENT_MESSAGES as CLIENT_MESSAGES
 from ._messages import CONTROL_CHARACTERS as CONTROL_CHARACTERS
 from ._messages import MAX_ANNOUNCE_INTERVAL as MAX_ANNOUNCE_INTERVAL
+from ._messages import MAX_BATCH_MESSAGES as MAX_BATCH_MESSAGES
 from ._messages import MAX_FAILED_PARENTS as MAX_FAILED_PARENTS
 from ._messages import MAX_PIECES_PER_MESSAGE as MAX_PIECES_PER_MESSAGE
 from ._messages import MIN_ANNOUNCE_INTERVAL as MIN_ANNOUNCE_INTERVAL
@@ -20,6 +21,8 @@ from ._messages import SUBPROTOCOL as SUBPROTOCOL
 from ._messages import Ack as Ack
 from ._messages import AnnounceHost as AnnounceHost
 from ._messages import BackToSource as BackToSource
+from ._messages import Batch as Batch
+from ._messages import BatchReply as BatchReply
 from ._messages import ClientMessage as ClientMessage
 from ._messages import CloseCode as CloseCode
 from ._messages import DownloadFailed as DownloadFailed
@@ -47,6 +50,7 @@ __all__ = [
     "CLIENT_MESSAGES",
     "CONTROL_CHARACTERS",
     "MAX_ANNOUNCE_INTERVAL",
+    "MAX_BATCH_MESSAGES",
     "MAX_FAILED_PARENTS",
     "MAX_PIECES_PER_MESSAGE",
     "MIN_ANNOUNCE_INTERVAL",
@@ -55,6 +59,8 @@ __all__ = [
     "Ack",
     "AnnounceHost",
     "BackToSource",
+    "Batch",
+    "BatchReply",
     "ClientMessage",
     "CloseCode",
     "DownloadFailed",

@@ -28,7 +28,10 @@ from cattrs.v import format_exception
 from ._errors import ErrorCode, InvalidValue, ProtocolError
 from ._messages import (
     CLIENT_MESSAGES,
+    MAX_BATCH_MESSAGES,
     SERVER_MESSAGES,
+    Batch,
+    BatchReply,
     ClientMessage,
     HostPayload,
     ParentPayload,
@@ -207,17 +210,25 @@ def _explain(exc: BaseException) -> str:
 # --- API -----------------------------------------------------------------------------
 
 
-def _decode(
-    data: str | bytes, decoders: Mapping[str, tuple[type[_M], _StructureHook]], side: str
-) -> _M:
+_NOT_AN_OBJECT: Final = "a frame must be a JSON object"
+
+
+def _parse(data: str | bytes) -> dict[str, Any]:
     try:
         frame = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
     if type(frame) is not dict:
-        raise ProtocolError(ErrorCode.INVALID_JSON, "a frame must be a JSON object")
+        raise ProtocolError(ErrorCode.INVALID_JSON, _NOT_AN_OBJECT)
+    return frame
+
+
+def _structure(
+    frame: dict[str, Any], decoders: Mapping[str, tuple[type[_M], _StructureHook]], side: str
+) -> _M:
+    """One message from a JSON object that is ours to change (fresh from orjson)."""
     request_id = _read_request_id(frame)
-    # The frame is ours (fresh from orjson), so the tag may be popped off in place.
+    # The frame is ours, so the tag may be popped off in place.
     tag = frame.pop("type", None)
     entry = decoders.get(tag) if type(tag) is str else None
     if entry is None:
@@ -238,7 +249,45 @@ def _decode(
     return message
 
 
-def decode_client(data: str | bytes) -> ClientMessage:
+def _batch_items(frame: dict[str, Any], field: str) -> tuple[str | int | None, list[Any]]:
+    """The id and the items of a ``batch`` frame, after the checks of the whole frame.
+
+    A frame that breaks them is refused whole (``invalid_message``): a missing or
+    extra field, a bad id, more than :data:`MAX_BATCH_MESSAGES` items, a batch inside.
+    """
+    request_id = _read_request_id(frame)
+
+    def refuse(problem: str) -> ProtocolError:
+        return ProtocolError(ErrorCode.INVALID_MESSAGE, problem, request_id)
+
+    extra = sorted(set(frame) - {"type", "id", field})
+    if extra:
+        raise refuse(f"extra fields found ({', '.join(extra)}) @ $")
+    if "id" in frame and not (frame["id"] is None or type(frame["id"]) in (str, int)):
+        raise refuse("invalid value for type, expected str | int | None @ $.id")
+    items = frame.get(field)
+    if type(items) is not list:
+        problem = "required field missing" if items is None else "not a JSON list"
+        raise refuse(f"{problem} @ $.{field}")
+    if len(items) > MAX_BATCH_MESSAGES:
+        raise refuse(f"must hold at most {MAX_BATCH_MESSAGES} messages @ $.{field}")
+    for index, item in enumerate(items):
+        if type(item) is dict and item.get("type") == Batch.tag:
+            raise refuse(f"a batch cannot hold a batch @ $.{field}[{index}]")
+    return request_id, items
+
+
+def _client_item(item: Any) -> ClientMessage | ProtocolError:
+    if type(item) is not dict:
+        # The same error as for a frame of its own.
+        return ProtocolError(ErrorCode.INVALID_JSON, _NOT_AN_OBJECT)
+    try:
+        return _structure(item, _CLIENT_DECODERS, "client")
+    except ProtocolError as exc:
+        return exc
+
+
+def decode_client(data: str | bytes) -> ClientMessage | Batch:
     """Decode one client -> server frame.
 
     Raises :class:`ProtocolError` with code ``invalid_json`` (not JSON, or not an
@@ -247,19 +296,57 @@ def decode_client(data: str | bytes) -> ClientMessage:
     or out of range; the message lists each problem with its path, e.g.
     ``invalid value for type, expected int @ $.host.port``). The error carries the
     frame's ``"id"`` when it could be read.
+
+    A ``batch`` frame is checked as a whole (see :func:`_batch_items`); then each
+    item is decoded on its own, and one that does not decode is kept in
+    :attr:`Batch.messages` as its :class:`ProtocolError`.
     """
-    return _decode(data, _CLIENT_DECODERS, "client")
+    frame = _parse(data)
+    if frame.get("type") == Batch.tag:
+        request_id, items = _batch_items(frame, "messages")
+        return Batch(id=request_id, messages=[_client_item(item) for item in items])
+    return _structure(frame, _CLIENT_DECODERS, "client")
 
 
 def decode_server(data: str | bytes) -> ServerMessage:
-    """Decode one server -> client frame; errors as in :func:`decode_client`."""
-    return _decode(data, _SERVER_DECODERS, "server")
+    """Decode one server -> client frame; errors as in :func:`decode_client`.
+
+    Every reply of a ``batch`` must decode, or the whole frame is refused.
+    """
+    frame = _parse(data)
+    if frame.get("type") == BatchReply.tag:
+        request_id, items = _batch_items(frame, "replies")
+        replies: list[ServerMessage] = []
+        for index, item in enumerate(items):
+            if type(item) is not dict:
+                raise ProtocolError(
+                    ErrorCode.INVALID_JSON, f"replies[{index}] is not a JSON object", request_id
+                )
+            replies.append(_structure(item, _SERVER_DECODERS, "server"))
+        return BatchReply(id=request_id, replies=replies)
+    return _structure(frame, _SERVER_DECODERS, "server")
 
 
-def encode(message: ClientMessage | ServerMessage) -> str:
-    """The JSON text of ``message``, with its ``"type"`` and without ``None`` fields."""
+def _encode_dict(message: Any) -> dict[str, Any]:
     try:
         tag, unstructure = _ENCODERS[type(message)]
     except KeyError:
         raise TypeError(f"not a protocol message: {message!r}") from None
-    return orjson.dumps({"type": tag, **unstructure(message)}).decode()
+    return {"type": tag, **unstructure(message)}
+
+
+def _encode_batch(batch: Batch | BatchReply) -> dict[str, Any]:
+    items = batch.messages if isinstance(batch, Batch) else batch.replies
+    field = "messages" if isinstance(batch, Batch) else "replies"
+    head: dict[str, Any] = {"type": batch.tag}
+    if batch.id is not None:
+        head["id"] = batch.id
+    head[field] = [_encode_dict(item) for item in items]
+    return head
+
+
+def encode(message: ClientMessage | ServerMessage | Batch) -> str:
+    """The JSON text of ``message``, with its ``"type"`` and without ``None`` fields."""
+    if isinstance(message, Batch | BatchReply):
+        return orjson.dumps(_encode_batch(message)).decode()
+    return orjson.dumps(_encode_dict(message)).decode()

@@ -36,6 +36,9 @@ MAX_PIECES_PER_MESSAGE: Final = 10_000
 #: The most parent ids one ``reschedule`` may name.
 MAX_FAILED_PARENTS: Final = 100
 
+#: The most messages one ``batch`` frame may carry.
+MAX_BATCH_MESSAGES: Final = 1_000
+
 #: Bounds of ``announce_host``'s ``interval`` (seconds): a second to a day.
 MIN_ANNOUNCE_INTERVAL: Final = 1.0
 MAX_ANNOUNCE_INTERVAL: Final = 86_400.0
@@ -463,6 +466,43 @@ class FetchTask:
     peer_id: str = attrs.field(validator=_non_empty)
 
 
+# --- batches -------------------------------------------------------------------------
+
+
+def _validate_batch(
+    _instance: Any, attribute: attrs.Attribute[list[Any]], value: list[Any]
+) -> None:
+    if len(value) > MAX_BATCH_MESSAGES:
+        raise _invalid(attribute, f"must hold at most {MAX_BATCH_MESSAGES} messages")
+    if any(isinstance(item, Batch | BatchReply) for item in value):
+        raise _invalid(attribute, "a batch cannot hold a batch")
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Batch:
+    """Up to :data:`MAX_BATCH_MESSAGES` client messages in one frame, applied in order.
+
+    Answered by one :class:`BatchReply` with the same ``id``. An item that did not
+    decode is kept as the :class:`ProtocolError` the codec raised for it (its reply
+    is that ``error``); a client never sends one (:func:`encode` refuses it).
+    """
+
+    tag: ClassVar[str] = "batch"
+    id: str | int | None = None
+    messages: list[ClientMessage | ProtocolError] = attrs.field(validator=_validate_batch)
+
+
+@final
+@attrs.frozen(kw_only=True)
+class BatchReply:
+    """The answer to a ``batch``: one reply per message, in order (``"type"``: ``batch``)."""
+
+    tag: ClassVar[str] = "batch"
+    id: str | int | None = None
+    replies: list[ServerMessage] = attrs.field(validator=_validate_batch)
+
+
 ClientMessage: TypeAlias = (
     AnnounceHost
     | LeaveHost
@@ -475,7 +515,10 @@ ClientMessage: TypeAlias = (
     | LeavePeer
     | Reschedule
 )
-ServerMessage: TypeAlias = HostAccepted | Ack | ErrorReply | Evicted | Schedule | FetchTask
+#: What the server sends; a :class:`BatchReply` holds the others, never itself.
+ServerMessage: TypeAlias = (
+    HostAccepted | Ack | ErrorReply | Evicted | Schedule | FetchTask | BatchReply
+)
 
 #: Every client -> server message class by its ``"type"``.
 CLIENT_MESSAGES: Final[Mapping[str, type[ClientMessage]]] = MappingProxyType(

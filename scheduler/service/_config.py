@@ -71,6 +71,7 @@ class ServiceConfig:
     allowed_origins: tuple[str, ...] = _default("allowed_origins")
     # [gc]
     sweep_interval: float = _default("sweep_interval")
+    evictions_per_slice: int = _default("evictions_per_slice")
     # [plugins]
     enable: tuple[str, ...] = _default("enable")
     disable: tuple[str, ...] = _default("disable")

@@ -3,6 +3,10 @@
 Each loop sleeps until the core's next deadline for its kind of record, or
 until :meth:`GcLoops.wake` sees that an earlier deadline appeared; then it runs
 the core's GC for that kind at ``trio.current_time()`` and hands the events on.
+
+A mass expiry (100,000 hosts whose deadlines pass within seconds) must not stall
+the sessions: the loop collects in slices of at most ``slice_size`` due records,
+and lets every other task run between two slices, until nothing is due.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ class GcLoops:
         state: SchedulerState,
         metrics: Metrics,
         apply: Callable[[Sequence[Event]], None],
+        *,
+        slice_size: int = 100,
     ) -> None:
+        if slice_size < 1:
+            raise ValueError(f"slice_size must be >= 1, got {slice_size!r}")
         self._state = state
+        self._slice_size = slice_size
         self._metrics = metrics
         self._apply = apply
         self._wakeups = {kind: trio.Event() for kind in RecordKind}
@@ -60,11 +69,15 @@ class GcLoops:
             with trio.move_on_at(self._sleeping_until[kind]):
                 await event.wait()
             self._sleeping_until[kind] = -math.inf  # a running loop needs no wake-up
-            now = trio.current_time()
-            started = time.perf_counter()
-            events = state.run_gc(now, (kind,))
-            metrics.gc_duration.labels(manager).observe(time.perf_counter() - started)
-            metrics.gc_runs.labels(manager).inc()
-            if events:
-                self._apply(events)
-            await trio.lowlevel.checkpoint()
+            while True:
+                now = trio.current_time()
+                started = time.perf_counter()
+                events = state.run_gc(now, (kind,), self._slice_size)
+                metrics.gc_duration.labels(manager).observe(time.perf_counter() - started)
+                metrics.gc_runs.labels(manager).inc()
+                if events:
+                    self._apply(events)
+                await trio.lowlevel.checkpoint()
+                wake = state.next_deadline((kind,))
+                if wake is None or wake > trio.current_time():
+                    break

@@ -95,7 +95,9 @@ class SchedulerService:
             timers=self.timers,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
-        self.gc = GcLoops(self.state, self.metrics, self.apply)
+        self.gc = GcLoops(
+            self.state, self.metrics, self.apply, slice_size=config.evictions_per_slice
+        )
         # Read both clocks once: timestamps stay stable across API calls.
         self._wall_offset = time.time() - trio.current_time()
         self._serving = False

@@ -36,7 +36,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from ..core import Event, SchedulerState
-from ..protocol import ErrorCode, ErrorReply, ServerMessage, encode
+from ..protocol import ErrorCode, ServerMessage, encode
 from ..session import (
     Check,
     EndCause,
@@ -331,15 +331,14 @@ class Session:
 
     def _apply(self, outcome: Outcome) -> None:
         metrics = self.env.metrics
-        if outcome.message_type is not None:
-            metrics.count_message(outcome.message_type)
+        for message_type in outcome.message_types:
+            metrics.count_message(message_type)
         if outcome.decision_seconds is not None:
             metrics.decision_seconds.observe(outcome.decision_seconds)
-        for reply in outcome.replies:
-            if type(reply) is ErrorReply:
-                metrics.message_errors.labels(reply.code).inc()
-                if reply.code is ErrorCode.RATE_LIMITED:
-                    metrics.rate_limited.inc()
+        for reply in outcome.errors:
+            metrics.message_errors.labels(reply.code).inc()
+            if reply.code is ErrorCode.RATE_LIMITED:
+                metrics.rate_limited.inc()
         if outcome.events:
             self.env.apply(outcome.events)
 

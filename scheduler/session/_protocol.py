@@ -14,6 +14,11 @@ Rules, in the order they apply to a frame:
   and changes nothing, and more than ``rate_violation_limit`` of those within
   ``error_window`` seconds end the session with ``rate_limited`` (1008);
 * a frame that does not decode gets an ``error`` with the codec's code;
+* a ``batch`` frame's messages are handled in order, each by the rules here as
+  if it were a frame of its own (its token, its errors, ``announce_host`` first),
+  and their replies go back in one ``batch`` reply; an item that ends the
+  session is the last one handled; a malformed batch (more than 1,000 items, a
+  batch inside) is refused whole by the codec and changes nothing;
 * ``announce_host`` is accepted at any time; the first one binds the session
   to the host (a newer session for the same host replaces this one), a later
   one for another host is ``forbidden``; with authentication on, an announce
@@ -71,6 +76,8 @@ from ..protocol import (
     Ack,
     AnnounceHost,
     BackToSource,
+    Batch,
+    BatchReply,
     ClientMessage,
     DownloadFailed,
     DownloadFinished,
@@ -148,6 +155,23 @@ class Outcome:
     message_type: str | None = None
     #: Seconds the core took to decide (``register_peer``, ``reschedule``); else None.
     decision_seconds: float | None = None
+    #: The ``message_type`` of each message of a ``batch`` handled, in order.
+    item_types: tuple[str, ...] = ()
+
+    @property
+    def message_types(self) -> tuple[str, ...]:
+        """The frame's message type and those of the messages it carried, for metrics."""
+        own = () if self.message_type is None else (self.message_type,)
+        return own + self.item_types
+
+    @property
+    def errors(self) -> list[ErrorReply]:
+        """Every ``error`` among the replies, those inside a ``batch`` reply included."""
+        found: list[ErrorReply] = []
+        for reply in self.replies:
+            inner = reply.replies if isinstance(reply, BatchReply) else (reply,)
+            found.extend(r for r in inner if isinstance(r, ErrorReply))
+        return found
 
 
 _NOTHING: Final = Outcome()
@@ -177,6 +201,14 @@ def task_info_from(payload: TaskPayload) -> TaskInfo:
         content_length=payload.content_length,
         total_piece_count=payload.total_piece_count,
     )
+
+
+def _item_id(item: ClientMessage | ProtocolError) -> str | int | None:
+    return item.request_id if isinstance(item, ProtocolError) else item.id
+
+
+def _item_type(item: ClientMessage | ProtocolError) -> str:
+    return INVALID if isinstance(item, ProtocolError) else item.tag
 
 
 def _finite(seconds: float | None) -> float | None:
@@ -295,14 +327,58 @@ class SessionProtocol:
         tag = message.tag
         if verdict is not Verdict.ALLOW:
             return self._rate_limited(verdict, message.id, tag)
+        if isinstance(message, Batch):
+            return self._batch(message, now)
+        return self._handle(message, now)
+
+    def _handle(self, message: ClientMessage, now: float) -> Outcome:
+        """Apply one decoded message; every error becomes a reply."""
+        tag = message.tag
         try:
             return self._dispatch(message, now)
-        except Exception as exc:  # every error becomes a reply
+        except Exception as exc:
             code = error_code_for(exc)
             if code is None:
                 log.exception("internal error handling %s", tag, extra=self._fields())
                 return self._error(ErrorCode.INTERNAL, "internal error", message.id, now, tag)
             return self._error(code, str(exc), message.id, now, tag)
+
+    def _batch(self, batch: Batch, now: float) -> Outcome:
+        """The items of a ``batch`` in order, each as if it were a frame of its own.
+
+        The frame's token pays for the first item; each later one takes its own.
+        An item that ends the session (``leave_host``, ``too_many_errors``, the
+        rate limit's close) is the last one applied and answered.
+        """
+        replies: list[ServerMessage] = []
+        events: list[Event] = []
+        close: EndCause | None = None
+        seconds: float | None = None
+        types: list[str] = []
+        for index, item in enumerate(batch.messages):
+            verdict = Verdict.ALLOW if index == 0 else self.rate.admit(now)
+            if verdict is not Verdict.ALLOW:
+                outcome = self._rate_limited(verdict, _item_id(item), _item_type(item))
+            elif isinstance(item, ProtocolError):
+                outcome = self._error(item.code, item.message, item.request_id, now, INVALID)
+            else:
+                outcome = self._handle(item, now)
+            replies.extend(outcome.replies)
+            events.extend(outcome.events)
+            types.append(outcome.message_type or INVALID)
+            if outcome.decision_seconds is not None:
+                seconds = (seconds or 0.0) + outcome.decision_seconds
+            close = outcome.close
+            if close is not None:
+                break
+        return Outcome(
+            replies=(BatchReply(id=batch.id, replies=replies),),
+            close=close,
+            events=tuple(events),
+            message_type=batch.tag,
+            decision_seconds=seconds,
+            item_types=tuple(types),
+        )
 
     def on_pong(self, now: float) -> Outcome:
         """A pong arrived: the host is alive (not rate-limited)."""
