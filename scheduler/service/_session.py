@@ -38,6 +38,7 @@ from ..session import (
     HostRegistry,
     Identity,
     Outcome,
+    Placement,
     SessionLimits,
     SessionProtocol,
 )
@@ -57,6 +58,8 @@ class SessionEnv:
     metrics: Metrics
     #: Hands core events on to metrics, logs, session closes and the GC loops.
     apply: Callable[[Sequence[Event]], None]
+    #: With ``--registry``: who owns a task this scheduler does not (``moved``).
+    placement: Placement | None = None
 
 
 @final
@@ -79,6 +82,7 @@ class Session:
             owner=self,
             remote=remote,
             identity=identity,
+            placement=env.placement,
         )
         self._scope = trio.CancelScope()
         self._announced = trio.Event()

@@ -15,6 +15,8 @@ from ._causes import HOST_SETTLED as HOST_SETTLED
 from ._causes import EndCause as EndCause
 from ._identity import Identity as Identity
 from ._identity import check_announce as check_announce
+from ._placement import Placement as Placement
+from ._placement import owner_elsewhere as owner_elsewhere
 from ._protocol import ERROR_CODE_FOR as ERROR_CODE_FOR
 from ._protocol import INVALID as INVALID
 from ._protocol import Outcome as Outcome
@@ -51,6 +53,7 @@ __all__ = [
     "Identity",
     "MessageRate",
     "Outcome",
+    "Placement",
     "Refused",
     "Routed",
     "SessionLimits",
@@ -62,6 +65,7 @@ __all__ = [
     "error_code_for",
     "fetch_task_message",
     "host_info_from",
+    "owner_elsewhere",
     "parent_payload",
     "route_unsolicited",
     "schedule_message",
