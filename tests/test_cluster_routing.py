@@ -12,8 +12,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.client import SchedulerMember
-from scheduler.client._routing import ClusterRoutes
+from scheduler.client import ClusterRoutes, SchedulerMember
 from scheduler.core import SchedulerState
 from scheduler.policies import load_policies
 from scheduler.protocol import ErrorCode, ErrorReply, Schedule, TaskPayload, decode_server, encode

@@ -21,14 +21,16 @@ from collections.abc import Sequence
 from typing import final
 
 import trio
+from trio_websocket import ConnectionRejected
 
 from scheduler.protocol import HostPayload, TaskPayload
 
+from ._backoff import Backoff
 from ._boot import BootWatch, Resume
 from ._connection import SchedulerSession, open_scheduler_session
 from ._credentials import client_ssl_context
 from ._downloads import Downloads
-from ._errors import RequestError, SchedulerClientError, SessionLost
+from ._errors import ConnectError, RequestError, SchedulerClientError, SessionLost
 from ._hosts import HostsFetchError
 from ._membership import MembershipError, SchedulerMember, fetch_schedulers
 from ._peer_config import PeerConfig
@@ -156,11 +158,33 @@ class _Link:
         self.ready = trio.Event()  # announced and the first round of registrations done
 
     async def run(self) -> None:
+        """Hold the session; retry a member that refused us, drop one that is gone."""
+        host, config = self.host, self.host.config
+        backoff = Backoff(
+            base=config.backoff_base, cap=config.backoff_cap, reset_after=config.backoff_reset_after
+        )
+        try:
+            while not host.shutdown.is_set():
+                if not await self._hold_session():
+                    break
+                # It answered, with a refusal (503: full; 408: too slow to handshake):
+                # alive, so it keeps its tasks; try again after a backoff.
+                delay = backoff.next_delay()
+                with trio.move_on_after(delay):
+                    await host.shutdown.wait()
+        finally:
+            self.ready.set()
+        if not host.shutdown.is_set():
+            host.view.lost(self.member.name)
+
+    async def _hold_session(self) -> bool:
+        """One session, to its end; True if the member refused the handshake (alive)."""
         host, member = self.host, self.member
         config = host.config
         ssl_context = None
         if member.url.startswith("wss://"):
             ssl_context = client_ssl_context(config.ca_file, config.cert_file, config.key_file)
+        refused = False
         try:
             async with open_scheduler_session(
                 member.url,
@@ -182,12 +206,19 @@ class _Link:
                     _log.info("left %s", member.name)
         except* SessionLost as lost:
             _log.warning("session with %s lost: %s", member.name, _first(lost))
+        except* ConnectError as failed:
+            error = _first(failed)
+            _log.warning("could not connect to %s: %s", member.name, error)
+            refused = isinstance(error, ConnectError) and error.status_code is not None
         except* SchedulerClientError as failed:
             _log.warning("could not announce to %s: %s", member.name, _first(failed))
-        finally:
-            self.ready.set()
-        if not host.shutdown.is_set():
-            host.view.lost(member.name)
+        except* ConnectionRejected as rejected:
+            _log.warning("%s refused the handshake: %r", member.name, _first(rejected))
+            refused = True
+        except* Exception as broken:  # e.g. the WebSocket library failing mid-close
+            # One member's broken session must not take the host's other sessions down.
+            _log.warning("session with %s failed: %r", member.name, _first(broken))
+        return refused
 
     async def _follow_routes(
         self, session: SchedulerSession, downloads: Downloads, resume: Resume
