@@ -248,11 +248,12 @@ class _Link:
             else:
                 download = await downloads.register(peer_id, task)
         except RequestError as exc:
-            if exc.code != "moved":
-                raise
-            owner = f"{exc.owner} ({exc.url})"
-            _log.info("%s: %s says %s owns it; reading the members", url, self.member.name, owner)
-            self.host.view.refresh_soon()
+            if exc.code == "moved":
+                here, owner = self.member.name, f"{exc.owner} ({exc.url})"
+                _log.info("%s: %s says %s owns it; reading the members", url, here, owner)
+                self.host.view.refresh_soon()
+            else:  # one task's refusal is no reason to drop the member: retried on a change
+                _log.warning("%s: %s refused the peer: %s", url, self.member.name, exc)
             return
         self.held.add(url)
         self.host.registered += 1
