@@ -14,6 +14,14 @@ import pytest
 from tests.registry.postgres import PostgresServer, Unavailable, psql_like, running_postgres
 
 _databases = itertools.count()
+_SERVERS = frozenset({"postgres", "private_postgres", "_template"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start PostgreSQL (``-m "not postgres"`` leaves them out)."""
+    for item in items:
+        if _SERVERS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
 
 
 def _need_psycopg() -> None:
