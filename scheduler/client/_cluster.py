@@ -73,6 +73,8 @@ class ClusterView:
         self.ca_file = ca_file
         self.routes = ClusterRoutes()
         self.refreshes = 0
+        #: Bumped by every refresh and every change of the routes (`wait_changed`).
+        self.epoch = 0
         self._changed = trio.Event()
         self._refresh_soon = trio.Event()
 
@@ -93,12 +95,19 @@ class ClusterView:
         """Read the members again without waiting for the interval (after ``moved``)."""
         self._refresh_soon.set()
 
-    async def wait_changed(self, generation: int) -> None:
-        """Return once the routes differ from ``generation``."""
-        while self.routes.generation == generation:
+    async def wait_changed(self, epoch: int) -> None:
+        """Return once the routes may differ from what they were at ``epoch``.
+
+        Every refresh counts, changed or not: a task a member refused with ``moved``
+        (its view of the members was older or newer than ours) is tried again after
+        each one, until both views agree (at the latest when the lease of the member
+        they disagree about ran out).
+        """
+        while self.epoch == epoch:
             await self._changed.wait()
 
     def _wake(self) -> None:
+        self.epoch += 1
         self._changed.set()
         self._changed = trio.Event()
 
@@ -128,7 +137,7 @@ class ClusterView:
                     sorted(joined),
                     sorted(left),
                 )
-                self._wake()
+            self._wake()
             return True
         return False
 
@@ -226,7 +235,7 @@ class _Link:
         """Register the tasks this member owns, leave those it lost; until shutdown."""
         host, view = self.host, self.host.view
         while not host.shutdown.is_set():
-            generation = view.routes.generation
+            epoch = view.epoch
             mine = {url for url in host.tasks if _owner_name(view, url) == self.member.name}
             async with trio.open_nursery() as nursery:
                 for url in sorted(mine - self.held):
@@ -235,7 +244,7 @@ class _Link:
                     nursery.start_soon(self._hand_over, session, downloads, url)
             resume = Resume.REGISTER  # later gains are new to this member
             self.ready.set()
-            await _changed_or_shutdown(view, generation, host.shutdown)
+            await _changed_or_shutdown(view, epoch, host.shutdown)
 
     async def _bring(
         self, session: SchedulerSession, downloads: Downloads, url: str, resume: Resume
@@ -275,12 +284,12 @@ def _owner_name(view: ClusterView, url: str) -> str | None:
     return None if owner is None else owner.name
 
 
-async def _changed_or_shutdown(view: ClusterView, generation: int, shutdown: trio.Event) -> None:
-    """Return when the routes differ from ``generation`` or at shutdown."""
+async def _changed_or_shutdown(view: ClusterView, epoch: int, shutdown: trio.Event) -> None:
+    """Return when the routes may have changed since ``epoch``, or at shutdown."""
     async with trio.open_nursery() as nursery:
 
         async def changed() -> None:
-            await view.wait_changed(generation)
+            await view.wait_changed(epoch)
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(changed)
@@ -307,7 +316,7 @@ class _ClusterHost:
         started = False
         async with trio.open_nursery() as nursery:
             while not self.shutdown.is_set():
-                generation = self.view.routes.generation
+                epoch = self.view.epoch
                 for member in self.view.members:
                     if member.name not in self.links:
                         self.links[member.name] = link = _Link(self, member)
@@ -317,7 +326,7 @@ class _ClusterHost:
                         await link.ready.wait()
                     started = True
                     task_status.started()
-                await _changed_or_shutdown(self.view, generation, self.shutdown)
+                await _changed_or_shutdown(self.view, epoch, self.shutdown)
         if not started:
             task_status.started()
 
