@@ -223,11 +223,13 @@ async def _run_in_cluster(
             nursery.start_soon(_cancel_on, shutdown, finding)
             _log.info("reading the cluster's schedulers from %s", config.scheduler_url)
             await nursery.start(view.run)
-        if not shutdown.is_set():
+        found = not shutdown.is_set()
+        if found:  # reports started itself
             await run_cluster_host(config, view, shutdown=shutdown, task_status=task_status)
         nursery.cancel_scope.cancel()
     _log.info("stopped")
-    task_status.started()  # shut down before the cluster answered: still report started
+    if not found:  # shut down before the cluster answered: still report started
+        task_status.started()
 
 
 async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
