@@ -85,7 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Announce this host to a scheduler and keep the session alive; "
         "reconnect with backoff; leave on SIGINT/SIGTERM.",
     )
-    peer.add_argument("--scheduler", required=True, metavar="URL", help="ws://HOST:PORT/ws")
+    peer.add_argument(
+        "--scheduler",
+        required=True,
+        metavar="URL",
+        help="ws://HOST:PORT/ws (one scheduler), or http://HOST:ADMIN_PORT of any member "
+        "of a cluster: announce to every member, each task to its owner",
+    )
     peer.add_argument("--hostname", help="default: this machine's hostname")
     peer.add_argument("--ip", default="127.0.0.1", help="default 127.0.0.1")
     peer.add_argument("--port", type=_port, default=65001, help="default 65001")

@@ -669,8 +669,13 @@ def test_peer_config_builds_the_announced_host() -> None:
     )
     assert (config.announce_interval, config.leave_timeout) == (30.0, 3.0)
     assert (config.backoff_base, config.backoff_cap) == (0.1, 5.0)
+    assert not config.cluster
     with pytest.raises(ValueError, match="ws://"):
-        PeerConfig(scheduler_url="http://scheduler:8002/", port=8002, download_port=8001)
+        PeerConfig(scheduler_url="ftp://scheduler:8002/", port=8002, download_port=8001)
+    # An admin URL (http[s]://) is a cluster member's: the daemon finds the others there.
+    cluster = PeerConfig(scheduler_url="http://scheduler:8000", port=8002, download_port=8001)
+    assert cluster.cluster
+    assert cluster.cluster_refresh == 10.0
 
 
 # --- backoff --------------------------------------------------------------------------------

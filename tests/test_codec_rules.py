@@ -203,6 +203,7 @@ def test_error_codes_are_the_wire_values() -> None:
         "NOT_ANNOUNCED": "not_announced",
         "TOO_MANY_ERRORS": "too_many_errors",
         "RATE_LIMITED": "rate_limited",
+        "MOVED": "moved",
         "INTERNAL": "internal",
     }
 

@@ -17,7 +17,7 @@ from trio_websocket import ConnectionClosed
 from scheduler.core import HostState
 from scheduler.protocol import CloseCode
 from scheduler.service import ServiceConfig
-from scheduler.service._session import TIMER_TICK
+from scheduler.service._session import TIMER_TICK, _tick
 from scheduler.session import Check, Liveness
 from tests.service_support import FAST, Harness, announce, running_service
 
@@ -225,3 +225,15 @@ async def test_a_session_that_never_announces_ends_at_announce_timeout(
     assert ws.closed is not None
     assert ws.closed.code == CloseCode.POLICY_VIOLATION
     assert trio.current_time() - opened == pytest.approx(FAST.announce_timeout, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "due", [995.2500000000001, 864.5000000000001, 905.8500000000001, 0.3, 7.0, math.inf]
+)
+def test_the_timer_never_wakes_before_an_entry_is_due(due: float) -> None:
+    # ceil(due / tick) * tick rounds to just below these: a wake-up before the entry
+    # is due finds nothing and sleeps to the same deadline again, a spin that never
+    # lets a mock clock jump (found by the virtual-time jitter scenario).
+    woken = _tick(due)
+    assert woken >= due
+    assert woken - due < TIMER_TICK or math.isinf(due)

@@ -245,6 +245,7 @@ def test_wire_constants() -> None:
         "not_announced",
         "too_many_errors",
         "rate_limited",
+        "moved",
         "internal",
     }
     assert [int(code) for code in CloseCode] == [

@@ -10,8 +10,8 @@ import string
 
 import pytest
 
-from scheduler.core import _rendezvous
-from scheduler.core._rendezvous import rendezvous_owner, rendezvous_weight
+from scheduler import rendezvous as _rendezvous
+from scheduler.rendezvous import rendezvous_owner, rendezvous_weight
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,12 @@ def _load_runner() -> object:
 
 
 runner: Any = _load_runner()
-MUTATED_ROOTS = ("scheduler/core", "scheduler/protocol", "scheduler/policies")
+MUTATED_ROOTS = (
+    "scheduler/core",
+    "scheduler/protocol",
+    "scheduler/policies",
+    "scheduler/rendezvous.py",
+)
 
 #: The statements of the decision's rules (issue 8): filters, scores, limits, origin,
 #: seeds, slots and pushes, at the unit level and through the facade.
@@ -141,7 +146,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     # --- the scheduling core (issue 8) and the peer ledger: the rules of a decision ---
     "scheduler/core/_badnode.py": ("tests/test_badnode.py",),
     "scheduler/core/_costs.py": ("tests/test_badnode.py", *_SCHEDULING_TESTS),
-    "scheduler/core/_rendezvous.py": ("tests/test_rendezvous.py",),
+    "scheduler/rendezvous.py": ("tests/test_rendezvous.py", "tests/test_cluster_routing.py"),
     "scheduler/core/_candidates.py": _SCHEDULING_TESTS,
     "scheduler/core/_decision.py": _SCHEDULING_TESTS,
     "scheduler/core/_edges.py": _SCHEDULING_TESTS,

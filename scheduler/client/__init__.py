@@ -9,7 +9,10 @@
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
   ``render_*_table`` and :func:`print_table` read the scheduler's admin API;
 * :func:`fetch_schedulers` reads a cluster's members (``/api/v1/schedulers``) and
-  :class:`Membership` keeps them (not yet used by the peer: the seam for routing);
+  :class:`Membership` keeps them; :class:`ClusterView` refreshes them in the
+  background, :class:`ClusterRoutes` picks each task's scheduler (rendezvous over
+  the members' names) and :func:`run_cluster_host` keeps a host announced to every
+  member with each task on its owner (``run_peer`` does this for an admin URL);
 * :func:`resolve_token` and :func:`client_ssl_context` gather the credentials
   (a bearer token, a CA file, a client certificate) for ``wss://`` and ``https://``.
 
@@ -20,6 +23,8 @@ from ._backoff import Backoff as Backoff
 from ._batching import Batching as Batching
 from ._boot import BootWatch as BootWatch
 from ._boot import Resume as Resume
+from ._cluster import ClusterView as ClusterView
+from ._cluster import run_cluster_host as run_cluster_host
 from ._connection import SchedulerSession as SchedulerSession
 from ._connection import open_scheduler_session as open_scheduler_session
 from ._credentials import client_ssl_context as client_ssl_context
@@ -48,11 +53,14 @@ from ._membership import fetch_schedulers as fetch_schedulers
 from ._membership import parse_members as parse_members
 from ._peer import PeerConfig as PeerConfig
 from ._peer import run_peer as run_peer
+from ._routing import ClusterRoutes as ClusterRoutes
 
 __all__ = [
     "Backoff",
     "Batching",
     "BootWatch",
+    "ClusterRoutes",
+    "ClusterView",
     "ConnectError",
     "HostsFetchError",
     "Membership",
@@ -81,5 +89,6 @@ __all__ = [
     "render_task_tree",
     "render_tasks_table",
     "resolve_token",
+    "run_cluster_host",
     "run_peer",
 ]

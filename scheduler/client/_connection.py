@@ -360,7 +360,7 @@ class SchedulerSession:
                 raise self._end_error()
             raise RequestTimeout(message.tag, reply_timeout)
         if isinstance(reply, ErrorReply):
-            raise RequestError(reply.code, reply.message)
+            raise RequestError(reply.code, reply.message, owner=reply.owner, url=reply.url)
         return reply
 
     async def _send(self, message: ClientMessage | Batch) -> None:

@@ -34,12 +34,17 @@ class RequestError(SchedulerClientError):
 
     ``code`` is the reply's error code, one of :class:`scheduler.protocol.ErrorCode`'s
     values or a code this client does not know (the protocol allows new ones).
+    For ``moved``, ``owner`` and ``url`` name the scheduler that owns the task.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(
+        self, code: str, message: str, *, owner: str | None = None, url: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.owner = owner
+        self.url = url
 
 
 @final

@@ -19,102 +19,24 @@ With ``seed`` it announces a seed host and obeys ``fetch_task``.
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 from typing import TypeVar, final
 
-import attrs
 import trio
 from wsproto.utilities import LocalProtocolError
 
-from scheduler.protocol import HostPayload, TaskPayload
+from scheduler.protocol import TaskPayload
 
 from ._backoff import Backoff
-from ._batching import DEFAULT_BATCH_LINGER, DEFAULT_BATCH_MAX, Batching
 from ._boot import BootWatch, Resume
+from ._cluster import ClusterView, peer_id_of, run_cluster_host
 from ._connection import SchedulerSession, open_scheduler_session
-from ._credentials import client_ssl_context
 from ._downloads import Downloads
 from ._errors import SchedulerClientError, SessionLost
+from ._peer_config import PeerConfig
 
 __all__ = ["PeerConfig", "run_peer"]
 
 _log = logging.getLogger("scheduler.peer")
-
-
-def _is_websocket_url(_instance: object, _attribute: object, value: str) -> None:
-    if not value.startswith(("ws://", "wss://")):
-        raise ValueError(f"scheduler_url must be a ws:// or wss:// URL, got {value!r}")
-
-
-@final
-@attrs.frozen(kw_only=True)
-class PeerConfig:
-    """What the peer daemon announces, and how patiently it talks to the scheduler.
-
-    Durations are seconds.
-    """
-
-    #: The scheduler's WebSocket URL, e.g. ``ws://127.0.0.1:8002/ws``.
-    scheduler_url: str = attrs.field(validator=_is_websocket_url)
-    #: The port this host serves pieces on.
-    port: int
-    #: The port this host's downloads go through.
-    download_port: int
-    hostname: str = attrs.field(factory=socket.gethostname)
-    ip: str = "127.0.0.1"
-    idc: str = ""
-    location: str = ""
-    #: Seconds between announces; the scheduler expires the host after twice this.
-    announce_interval: float = 30.0
-    #: Reconnect backoff: full jitter between 0 and ``min(cap, base * 2 ** attempt)``.
-    backoff_base: float = 0.1
-    backoff_cap: float = 5.0
-    #: A session that lasted this long resets the backoff to ``backoff_base``.
-    backoff_reset_after: float = 10.0
-    connect_timeout: float = 5.0
-    request_timeout: float = 5.0
-    #: How long to wait for the ack of ``leave_host`` on shutdown.
-    leave_timeout: float = 3.0
-    #: URLs of tasks this host downloads: after each announce, the daemon keeps one
-    #: peer per task registered and running (a stand-in for real downloads).
-    tasks: tuple[str, ...] = ()
-    #: Announce a seed host, which fetches tasks from the origin when asked (``fetch_task``).
-    seed: bool = False
-    #: Sent as ``Authorization: Bearer`` on every handshake (``scheduler token issue``).
-    token: str | None = attrs.field(default=None, repr=False)
-    #: For ``wss://``: the CA that signed the scheduler's certificate (default: the system's).
-    ca_file: str | None = None
-    #: A client certificate and its key, for a scheduler that verifies clients.
-    cert_file: str | None = None
-    key_file: str | None = None
-    #: Requests (progress updates, registrations) sent within this many seconds of
-    #: each other go out as one ``batch`` frame; 0 turns batching off.
-    batch_linger: float = DEFAULT_BATCH_LINGER
-    #: The most requests in one ``batch`` frame; a full one is sent at once (1: off).
-    batch_max: int = DEFAULT_BATCH_MAX
-
-    def batching(self) -> Batching:
-        """The session's batching (ValueError for a linger < 0 or a max out of range)."""
-        return Batching(linger=self.batch_linger, max_messages=self.batch_max)
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS settings of a ``wss://`` URL (None for ``ws://``); ValueError for a bad file."""
-        if not self.scheduler_url.startswith("wss://"):
-            return None
-        return client_ssl_context(self.ca_file, self.cert_file, self.key_file)
-
-    def host_payload(self) -> HostPayload:
-        """The ``host`` of this daemon's ``announce_host``."""
-        return HostPayload(
-            hostname=self.hostname,
-            ip=self.ip,
-            port=self.port,
-            download_port=self.download_port,
-            type="seed" if self.seed else "normal",
-            idc=self.idc,
-            location=self.location,
-        )
 
 
 @final
@@ -233,7 +155,7 @@ class _PeerDaemon:
         self, session: SchedulerSession, downloads: Downloads, url: str, resume: Resume
     ) -> None:
         task = TaskPayload(url=url)
-        peer_id = f"{session.host_id}/{task.task_id[:16]}"
+        peer_id = peer_id_of(session.host_id, task)
         if resume is Resume.RESCHEDULE:
             download = await downloads.resume(peer_id, task)
         else:
@@ -283,5 +205,39 @@ async def run_peer(
     (or on return, if shut down before that), so ``await nursery.start(run_peer,
     ...)`` returns once the host is announced.
     """
-    daemon = _PeerDaemon(config, trio.Event() if shutdown is None else shutdown, task_status)
+    shutdown = trio.Event() if shutdown is None else shutdown
+    if config.cluster:
+        await _run_in_cluster(config, shutdown, task_status)
+        return
+    daemon = _PeerDaemon(config, shutdown, task_status)
     await daemon.run()
+
+
+async def _run_in_cluster(
+    config: PeerConfig, shutdown: trio.Event, task_status: trio.TaskStatus[None]
+) -> None:
+    """``scheduler_url`` is a member's admin URL: find the members, then serve them all."""
+    view = ClusterView(
+        config.scheduler_url,
+        refresh_interval=config.cluster_refresh,
+        fetch_timeout=config.request_timeout,
+        token=config.token,
+        ca_file=config.ca_file,
+    )
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as finding:
+            nursery.start_soon(_cancel_on, shutdown, finding)
+            _log.info("reading the cluster's schedulers from %s", config.scheduler_url)
+            await nursery.start(view.run)
+        found = not shutdown.is_set()
+        if found:  # reports started itself
+            await run_cluster_host(config, view, shutdown=shutdown, task_status=task_status)
+        nursery.cancel_scope.cancel()
+    _log.info("stopped")
+    if not found:  # shut down before the cluster answered: still report started
+        task_status.started()
+
+
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

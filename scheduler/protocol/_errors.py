@@ -39,6 +39,11 @@ class ErrorCode(enum.StrEnum):
     #: ``limits.message_burst``); the message was not applied. Slow down and resend;
     #: past ``limits.rate_violation_limit`` of these the server closes with 1008.
     RATE_LIMITED = "rate_limited"
+    #: ``register_peer`` for a task another scheduler of the cluster owns (rendezvous
+    #: over the active members' names, ``serve --registry`` only). The reply names the
+    #: owner (``owner``: its name, ``url``: its peers' WebSocket URL); nothing was
+    #: applied, and it does not count towards the error limit. Register it there.
+    MOVED = "moved"
     #: A bug on the server side; the request may or may not have been applied.
     INTERNAL = "internal"
 

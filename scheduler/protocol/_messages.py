@@ -381,6 +381,10 @@ class ErrorReply:
     #: One of :class:`ErrorCode`; a client must accept codes it does not know.
     code: str = attrs.field(validator=_non_empty)
     message: str
+    #: ``moved`` only: the name of the scheduler that owns the task ...
+    owner: str | None = attrs.field(default=None, validator=_optional_name)
+    #: ... and its peers' WebSocket URL.
+    url: str | None = attrs.field(default=None, validator=_optional_name)
 
     @classmethod
     def from_error(cls, error: ProtocolError) -> ErrorReply:

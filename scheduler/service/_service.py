@@ -35,10 +35,17 @@ from ..core import (
 )
 from ..policies import load_policies
 from ..registry import Identity
-from ..session import EndCause, HostSessions, SessionLimits, SessionOwner, route_unsolicited
+from ..session import (
+    EndCause,
+    HostSessions,
+    SessionLimits,
+    SessionOwner,
+    owner_elsewhere,
+    route_unsolicited,
+)
 from ._admin import AdminView, make_admin_app
 from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
-from ._cluster import cluster_identity, members_json, open_registrar
+from ._cluster import cluster_identity, default_name, members_json, open_registrar
 from ._config import ServiceConfig
 from ._connections import Connections
 from ._fds import raise_open_files_limit
@@ -93,6 +100,7 @@ class SchedulerService:
             metrics=self.metrics,
             apply=self.apply,
             timers=self.timers,
+            placement=None if config.registry is None else self.task_owner_elsewhere,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
         self.gc = GcLoops(
@@ -105,6 +113,7 @@ class SchedulerService:
         self.admin_url = ""
         #: With ``--registry``: this process's membership of the cluster.
         self.registrar: Registrar | None = open_registrar(config)
+        self._name = config.scheduler_name or default_name()
         if self.registrar is not None:
             self.registrar.register_metrics(self.metrics.registry)
 
@@ -122,6 +131,14 @@ class SchedulerService:
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/schedulers``: the cluster's active members, or this process alone."""
         return members_json(self.registrar, self.identity())
+
+    def task_owner_elsewhere(self, task_id: str) -> tuple[str, str] | None:
+        """The cluster member (name, URL) that owns ``task_id``, if not this one (``moved``)."""
+        registrar = self.registrar
+        if registrar is None:
+            return None
+        members = {m.name: m.url for m in registrar.members()}
+        return owner_elsewhere(task_id, self._name, members)
 
     def identity(self) -> Identity:
         """Who this process is in the cluster (its bound URLs once it runs)."""

@@ -44,6 +44,7 @@ from ..session import (
     Identity,
     Liveness,
     Outcome,
+    Placement,
     SessionLimits,
     SessionProtocol,
 )
@@ -65,7 +66,15 @@ TIMER_TICK: Final = 0.05
 
 
 def _tick(due: float) -> float:
-    return math.ceil(due / TIMER_TICK) * TIMER_TICK if math.isfinite(due) else due
+    """``due`` rounded up to the timer's tick, never below ``due``.
+
+    (``ceil(due / tick) * tick`` can round to just below ``due`` in floating point;
+    a wake-up before the entry is due would find nothing to do and sleep until the
+    same deadline again: a spin that never lets a mock clock jump.)
+    """
+    if not math.isfinite(due):
+        return due
+    return max(math.ceil(due / TIMER_TICK) * TIMER_TICK, due)
 
 
 @final
@@ -127,6 +136,8 @@ class SessionEnv:
     apply: Callable[[Sequence[Event]], None]
     #: The one timer task of all sessions.
     timers: SessionTimers
+    #: With ``--registry``: who owns a task this scheduler does not (``moved``).
+    placement: Placement | None = None
 
 
 @final
@@ -170,6 +181,7 @@ class Session:
             owner=self,
             remote=remote,
             identity=identity,
+            placement=env.placement,
         )
         # What the timers read (scheduler.session.Watched).
         self.heard_at = now

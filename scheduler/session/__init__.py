@@ -18,6 +18,8 @@ from ._identity import check_announce as check_announce
 from ._liveness import Check as Check
 from ._liveness import Liveness as Liveness
 from ._liveness import Watched as Watched
+from ._placement import Placement as Placement
+from ._placement import owner_elsewhere as owner_elsewhere
 from ._protocol import ERROR_CODE_FOR as ERROR_CODE_FOR
 from ._protocol import INVALID as INVALID
 from ._protocol import Outcome as Outcome
@@ -56,6 +58,7 @@ __all__ = [
     "Liveness",
     "MessageRate",
     "Outcome",
+    "Placement",
     "Refused",
     "Routed",
     "SessionLimits",
@@ -68,6 +71,7 @@ __all__ = [
     "error_code_for",
     "fetch_task_message",
     "host_info_from",
+    "owner_elsewhere",
     "parent_payload",
     "route_unsolicited",
     "schedule_message",

@@ -99,6 +99,7 @@ from ..protocol import (
 )
 from ._causes import CLOSE_FOR, HOST_SETTLED, EndCause
 from ._identity import Identity, check_announce
+from ._placement import Placement
 from ._rate import MessageRate, Verdict
 from ._registry import HostRegistry, SessionOwner
 from ._schedule import schedule_message, scheduled_for
@@ -239,6 +240,7 @@ class SessionProtocol:
         remote: str = "",
         timer: Callable[[], float] = time.perf_counter,
         identity: Identity | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.state = state
         self.hosts = hosts
@@ -251,6 +253,8 @@ class SessionProtocol:
         self.identity = identity
         #: Measures how long a decision takes (never decides anything).
         self.timer = timer
+        #: In a cluster: the owner of a task this scheduler does not own (else None).
+        self.placement = placement
         #: What waits to be sent, in order: replies (the shell adds them) and
         #: unsolicited messages (:meth:`deliver`).
         self.outbox: deque[ServerMessage] = deque()
@@ -456,6 +460,9 @@ class SessionProtocol:
         """``register_peer`` and ``reschedule``: the core decides; the reply is ``schedule``."""
         state, peer_id = self.state, message.peer_id
         if isinstance(message, RegisterPeer):
+            owner = None if self.placement is None else self.placement(message.task.task_id)
+            if owner is not None:
+                return self._moved(message, owner, events)
             events += state.register_peer(peer_id, host_id, task_info_from(message.task), now)
             cause = ScheduleCause.REGISTER
             started = self.timer()
@@ -474,6 +481,17 @@ class SessionProtocol:
             message_type=message.tag,
             decision_seconds=seconds,
         )
+
+    def _moved(self, message: RegisterPeer, owner: tuple[str, str], events: list[Event]) -> Outcome:
+        """Another scheduler owns the task: say which; nothing is applied.
+
+        Not an error of the client's (its list of members was older than ours), so it
+        does not count towards the error limit; the host's sign of life still counts.
+        """
+        name, url = owner
+        text = f"task {message.task.task_id} belongs to scheduler {name!r}"
+        reply = ErrorReply(id=message.id, code=ErrorCode.MOVED, message=text, owner=name, url=url)
+        return Outcome(replies=(reply,), events=tuple(events), message_type=message.tag)
 
     def _announce(self, message: AnnounceHost, now: float) -> Outcome:
         info = host_info_from(message.host)
