@@ -22,7 +22,8 @@ def install_project(session: nox.Session, *extras: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install the core and every plugin distribution, then run pytest."""
-    install_project(session, "testing", "plot", "cluster")
+    # postgres: PostgreSQL binaries for the registry tests where the machine has none.
+    install_project(session, "testing", "plot", "cluster", "postgres")
     session.run("pytest", *session.posargs)
 
 

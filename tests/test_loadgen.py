@@ -194,8 +194,15 @@ async def test_loadgen_against_a_scheduler_it_starts() -> None:
 
 @pytest.mark.e2e
 async def test_batch_frames_are_answered_by_the_server() -> None:
+    # Two sessions flat out on a quiet machine pass the default message rate (each
+    # batch item is a message): lift it, this test is about the batch frames.
     options = LoadOptions(
-        sessions=2, duration=0.5, warmup=0.0, mix=MixSpec(mix="batch"), settle=0.1
+        sessions=2,
+        duration=0.5,
+        warmup=0.0,
+        mix=MixSpec(mix="batch"),
+        settle=0.1,
+        serve_args=("--message-rate", "1000000", "--message-burst", "1000000"),
     )
     with trio.fail_after(90):
         summary = await run_load(options)
