@@ -35,18 +35,18 @@ import argparse
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+# One reader of a child's lines for every benchmark script (run from benchmarks/).
+from bench_sessions import Lines
 from rich.console import Console
 from rich.table import Table
 
@@ -59,34 +59,6 @@ SERVERS = ("bittorrent-tracker", "floor", "scheduler")
 
 
 # --- child processes -------------------------------------------------------------------------
-
-
-class Lines:
-    """A child's stdout lines, read in a daemon thread; ``get`` waits with a deadline."""
-
-    def __init__(self, pipe: IO[str], name: str) -> None:
-        self.name = name
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
-
-    def _pump(self, pipe: IO[str]) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            for line in pipe:
-                self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def get(self, prefix: str, within: float) -> str:
-        """The payload of the first line starting with ``prefix`` (others are skipped)."""
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"{self.name}: no {prefix!r} line within {within:g} s") from None
-            if line is None:
-                raise RuntimeError(f"{self.name}: exited before printing {prefix!r}")
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
 
 
 class Children:
@@ -192,7 +164,7 @@ def start_servers(children: Children, modules: Path) -> dict[str, Server]:
     servers = {}
     for name, (command, prefix, protocol) in commands.items():
         process, lines = children.start(command, name)
-        url = lines.get(prefix, 60).split()[0]
+        url = lines.get(60, prefix).split()[0]
         servers[name] = Server(name, url, process.pid, protocol)
     return servers
 
@@ -236,21 +208,21 @@ def node_run(
     process, lines = children.start(command, f"node loadgen -> {server.name}")
     assert process.stdin is not None
     try:
-        ready = json.loads(lines.get("ready", 120))
+        ready = json.loads(lines.get(120, "ready"))
         if ready["failed"]:
             print(f"  note: {ready['failed']} of {connections} connections to {server.name} failed")
         if warmup:
             process.stdin.write(json.dumps({"duration": warmup}).join(["go ", "\n"]))
             process.stdin.flush()
-            lines.get("result", warmup + 30)
+            lines.get(warmup + 30, "result")
         cpu0, wall0 = proc_cpu_seconds(server.pid), time.monotonic()
         process.stdin.write(json.dumps({"duration": duration}).join(["go ", "\n"]))
         process.stdin.flush()
-        result = json.loads(lines.get("result", duration + 30))
+        result = json.loads(lines.get(duration + 30, "result"))
         cpu = (proc_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
         process.stdin.write("quit\n")
         process.stdin.flush()
-        lines.get("closed", 30)
+        lines.get(30, "closed")
     finally:
         children.stop(process)
     return Run(
@@ -283,7 +255,7 @@ def idle_rss(
     before = proc_rss_kb(server.pid)
     process, lines = children.start(command, f"node idle -> {server.name}")
     try:
-        ready = json.loads(lines.get("ready", 300))
+        ready = json.loads(lines.get(300, "ready"))
         time.sleep(settle)
         collect_garbage(server)
         after = proc_rss_kb(server.pid)
