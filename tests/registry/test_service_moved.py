@@ -7,6 +7,8 @@ a scheduler never answers ``moved``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import pytest
 import trio
@@ -38,34 +40,43 @@ def task_of(owner: str, names: tuple[str, ...]) -> TaskPayload:
     raise AssertionError("no such task")  # pragma: no cover
 
 
+async def start_members(
+    nursery: trio.Nursery, registry_url: str, names: tuple[str, ...], cluster_id: str
+) -> dict[str, Any]:
+    """One service per name in ``cluster_id``; returns each one's URLs once every
+    member lists all of them."""
+    services = {
+        name: SchedulerService(
+            attrs.evolve(
+                CONFIG,
+                registry=registry_url,
+                scheduler_name=name,
+                cluster_id=cluster_id,
+                lease_interval=INTERVAL,
+                registry_timeout=INTERVAL,
+            )
+        )
+        for name in names
+    }
+    urls = {}
+    for name, service in services.items():
+        urls[name] = await nursery.start(
+            lambda task_status, s=service: s.run(task_status=task_status)
+        )
+    for service in services.values():
+        registrar = service.registrar
+        assert registrar is not None
+        await registrar.wait_progress(
+            lambda r=registrar: {m.name for m in r.members()} == set(names)
+        )
+    return urls
+
+
 async def test_a_task_owned_by_another_member_is_moved_there(registry_url: str) -> None:
     names = ("s0", "s1")
     with trio.fail_after(60):
-        services = {
-            name: SchedulerService(
-                attrs.evolve(
-                    CONFIG,
-                    registry=registry_url,
-                    scheduler_name=name,
-                    cluster_id="moved",
-                    lease_interval=INTERVAL,
-                    registry_timeout=INTERVAL,
-                )
-            )
-            for name in names
-        }
         async with trio.open_nursery() as nursery:
-            urls = {}
-            for name, service in services.items():
-                urls[name] = await nursery.start(
-                    lambda task_status, s=service: s.run(task_status=task_status)
-                )
-            for service in services.values():
-                registrar = service.registrar
-                assert registrar is not None
-                await registrar.wait_progress(
-                    lambda r=registrar: {m.name for m in r.members()} == set(names)
-                )
+            urls = await start_members(nursery, registry_url, names, "moved")
             (ws0, admin0), (ws1, admin1) = urls["s0"], urls["s1"]
             theirs, ours = task_of("s1", names), task_of("s0", names)
             async with open_scheduler_session(ws0, HOST, interval=None) as session:
@@ -115,31 +126,8 @@ async def test_a_client_with_an_old_list_follows_moved_to_the_owner(registry_url
     the members again and registers the peer with the owner."""
     names = ("s0", "s1")
     with trio.fail_after(60):
-        services = {
-            name: SchedulerService(
-                attrs.evolve(
-                    CONFIG,
-                    registry=registry_url,
-                    scheduler_name=name,
-                    cluster_id="follow",
-                    lease_interval=INTERVAL,
-                    registry_timeout=INTERVAL,
-                )
-            )
-            for name in names
-        }
         async with trio.open_nursery() as nursery:
-            urls = {}
-            for name, service in services.items():
-                urls[name] = await nursery.start(
-                    lambda task_status, s=service: s.run(task_status=task_status)
-                )
-            for service in services.values():
-                registrar = service.registrar
-                assert registrar is not None
-                await registrar.wait_progress(
-                    lambda r=registrar: {m.name for m in r.members()} == set(names)
-                )
+            urls = await start_members(nursery, registry_url, names, "follow")
             (_, admin0), (_, admin1) = urls["s0"], urls["s1"]
             view = ClusterView(admin0, refresh_interval=600.0)
             await nursery.start(view.run)
