@@ -42,7 +42,7 @@ from scheduler.core import (
 )
 from scheduler.core._candidates import PARENT_STATES, unfit_reason
 from scheduler.core._decision import _at_least
-from scheduler.core._edges import MAX_ANCESTOR_WALK, ParentEdges
+from scheduler.core._edges import MAX_ANCESTOR_WALK, MAX_DESCENDANT_WALK, ParentEdges
 from scheduler.core._feeders import FEEDING_STATES, Feeders, IndexedSet, can_feed
 from scheduler.core._origin import OriginBook, SeedFetch
 from scheduler.core._scheduling import CHILD_STATES, Scheduling
@@ -326,6 +326,39 @@ def test_a_diamond_counts_each_ancestor_once_towards_the_limit() -> None:
     assert diamond.reaches("c", "elsewhere", limit=3)
 
 
+def test_descendants_are_the_node_and_everyone_below_it() -> None:
+    edges = chain(3)  # n0 <- n1 <- n2 <- n3
+    assert edges.descendants("n3") == {"n3", "n2", "n1", "n0"}
+    assert edges.descendants("n1") == {"n1", "n0"}
+    assert edges.descendants("n0") == {"n0"}  # a leaf: one look-up
+    assert edges.descendants("elsewhere") == {"elsewhere"}
+    diamond = ParentEdges(Hosts())
+    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")])
+    diamond.hand_out("l", [make_peer("top", "h3")])
+    diamond.hand_out("r", [make_peer("top", "h3")])
+    assert diamond.descendants("top") == {"top", "l", "r", "c"}
+    assert diamond.descendants("top", limit=4) == {"top", "l", "r", "c"}
+    assert diamond.descendants("top", limit=3) is None  # unknown: the caller walks up instead
+    assert MAX_DESCENDANT_WALK == 4096
+
+
+def test_descendants_answer_every_cycle_check_as_the_walk_up_does() -> None:
+    rng = random.Random(7)
+    for _ in range(50):
+        edges = ParentEdges(Hosts())
+        nodes = [f"n{i}" for i in range(12)]
+        for child in nodes:
+            # Parents only among earlier nodes: a DAG, as decisions keep it.
+            earlier = nodes[: nodes.index(child)]
+            parents = rng.sample(earlier, min(len(earlier), rng.randint(0, 3)))
+            edges.hand_out(child, [make_peer(p, f"h{p}") for p in parents])
+        for child in nodes:
+            below = edges.descendants(child)
+            assert below is not None
+            for candidate in nodes:
+                assert (candidate in below) == edges.reaches(candidate, child)
+
+
 # --- feeders ----------------------------------------------------------------------------------
 
 
@@ -455,7 +488,7 @@ def test_feeders_follow_the_peer_and_its_host() -> None:
     assert feeders.sample("t", random.Random(1), 4) == []
     b.finished_pieces.add(0)
     assert feeders.refresh(b, True)
-    assert feeders.sample("t", random.Random(1), 4) == ["b"]
+    assert feeders.sample("t", random.Random(1), 4) == [b]  # the record itself
 
 
 def test_feeders_are_kept_per_task() -> None:
@@ -464,7 +497,7 @@ def test_feeders_are_kept_per_task() -> None:
     feeders.add(make_peer("b", task_id="u"))
     feeders.add(make_peer("c", task_id="u"))
     assert (feeders.count("t"), feeders.count("u"), feeders.count("v")) == (1, 2, 0)
-    assert sorted(feeders.sample("u", random.Random(1), 5)) == ["b", "c"]
+    assert sorted(p.id for p in feeders.sample("u", random.Random(1), 5)) == ["b", "c"]
     assert feeders.discard("b")
     assert not feeders.discard("b")
     assert feeders.members("u") == {"c"}

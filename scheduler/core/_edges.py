@@ -16,6 +16,10 @@ from ._model import Host, Peer
 #: Ancestors examined at most when checking that a new edge closes no cycle;
 #: past this the candidate is refused (an unknown answer is never a yes).
 MAX_ANCESTOR_WALK: Final = 256
+#: Descendants of a child collected at most, once per decision, to answer every
+#: candidate's cycle check by one membership test; past this, each candidate is
+#: walked instead (:meth:`ParentEdges.reaches`).
+MAX_DESCENDANT_WALK: Final = 4096
 
 
 @final
@@ -69,6 +73,27 @@ class ParentEdges:
                     seen.add(parent)
                     frontier.append(parent)
         return False
+
+    def descendants(self, peer_id: str, limit: int = MAX_DESCENDANT_WALK) -> set[str] | None:
+        """``peer_id`` and every peer that has it as an ancestor; None past ``limit`` peers.
+
+        A candidate closes a cycle with a child exactly when it is in the child's set
+        (the child is the candidate or one of its ancestors), so one walk down from the
+        child answers every candidate of a decision. A child that feeds nobody, as a
+        new one, costs one look-up.
+        """
+        below = {peer_id}
+        if peer_id not in self._children:
+            return below
+        frontier = [peer_id]
+        while frontier:
+            for child in self._children.get(frontier.pop(), ()):
+                if child not in below:
+                    if len(below) >= limit:
+                        return None
+                    below.add(child)
+                    frontier.append(child)
+        return below
 
     # --- mutations ---------------------------------------------------------------------
 

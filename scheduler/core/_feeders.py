@@ -9,8 +9,8 @@ candidates O(k), whatever the number of peers in the task.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from typing import Final, final
+from collections.abc import Callable, Hashable, Iterator
+from typing import Final, Generic, TypeVar, final
 
 from ._lifecycle import PeerState
 from ._model import Peer
@@ -28,35 +28,48 @@ def can_feed(peer: Peer) -> bool:
     return peer.state in FEEDING_STATES
 
 
+T = TypeVar("T")
+
+
+def _itself(item: T) -> T:
+    return item
+
+
 @final
-class IndexedSet:
-    """Ids with O(1) add, discard, membership and indexing (a list plus positions)."""
+class IndexedSet(Generic[T]):
+    """Items with O(1) add, discard, membership and indexing (a list plus positions).
 
-    __slots__ = ("_items", "_position")
+    An item is known by its ``key`` (the item itself by default): :meth:`discard`
+    and ``in`` take the key, :meth:`sample` and iteration give the items.
+    """
 
-    def __init__(self) -> None:
-        self._items: list[str] = []
-        self._position: dict[str, int] = {}
+    __slots__ = ("_items", "_key", "_position")
 
-    def add(self, item: str) -> bool:
-        if item in self._position:
+    def __init__(self, key: Callable[[T], Hashable] = _itself) -> None:
+        self._key = key
+        self._items: list[T] = []
+        self._position: dict[Hashable, int] = {}
+
+    def add(self, item: T) -> bool:
+        key = self._key(item)
+        if key in self._position:
             return False
-        self._position[item] = len(self._items)
+        self._position[key] = len(self._items)
         self._items.append(item)
         return True
 
-    def discard(self, item: str) -> bool:
-        """Remove ``item`` by moving the last one into its place."""
-        index = self._position.pop(item, None)
+    def discard(self, key: Hashable) -> bool:
+        """Remove the item known by ``key``, moving the last one into its place."""
+        index = self._position.pop(key, None)
         if index is None:
             return False
         last = self._items.pop()
         if index < len(self._items):
             self._items[index] = last
-            self._position[last] = index
+            self._position[self._key(last)] = index
         return True
 
-    def sample(self, rng: random.Random, k: int) -> list[str]:
+    def sample(self, rng: random.Random, k: int) -> list[T]:
         """Up to ``k`` distinct items at random: O(k) for a large set."""
         items = self._items
         count = len(items)
@@ -75,16 +88,20 @@ class IndexedSet:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[T]:
         return iter(list(self._items))
 
 
 @final
 class Feeders:
-    """The feeders of every task; membership is recomputed by :meth:`refresh`."""
+    """The feeders of every task; membership is recomputed by :meth:`refresh`.
+
+    It holds the peers themselves (the ledger's records, known by id), so that a
+    decision's sample is its candidates, with no look-up by id.
+    """
 
     def __init__(self) -> None:
-        self._by_task: dict[str, IndexedSet] = {}
+        self._by_task: dict[str, IndexedSet[Peer]] = {}
         self._task_of: dict[str, str] = {}
 
     def refresh(self, peer: Peer, host_connected: bool) -> bool:
@@ -94,9 +111,11 @@ class Feeders:
         return self.discard(peer.id)
 
     def add(self, peer: Peer) -> bool:
-        members = self._by_task.setdefault(peer.task_id, IndexedSet())
+        members = self._by_task.get(peer.task_id)
+        if members is None:
+            members = self._by_task[peer.task_id] = IndexedSet(_peer_id)
         self._task_of[peer.id] = peer.task_id
-        return members.add(peer.id)
+        return members.add(peer)
 
     def discard(self, peer_id: str) -> bool:
         task_id = self._task_of.pop(peer_id, None)
@@ -113,7 +132,7 @@ class Feeders:
         members = self._by_task.get(task_id)
         return 0 if members is None else len(members)
 
-    def sample(self, task_id: str, rng: random.Random, k: int) -> list[str]:
+    def sample(self, task_id: str, rng: random.Random, k: int) -> list[Peer]:
         members = self._by_task.get(task_id)
         return [] if members is None else members.sample(rng, k)
 
@@ -121,4 +140,14 @@ class Feeders:
         return peer_id in self._task_of
 
     def members(self, task_id: str) -> frozenset[str]:
-        return frozenset(self._by_task.get(task_id, ()))
+        """The ids of the task's feeders."""
+        return frozenset(peer.id for peer in self._by_task.get(task_id, ()))
+
+    def peers(self) -> Iterator[Peer]:
+        """Every feeder of every task (the records held, for the invariant check)."""
+        for members in list(self._by_task.values()):
+            yield from members
+
+
+def _peer_id(peer: Peer) -> str:
+    return peer.id

@@ -39,6 +39,23 @@ class PeerCascade(Protocol):
         """Evict every peer of a task that is going (reason ``task_evicted``)."""
 
 
+class _Records(dict[str, R]):
+    """A ledger's records by id; a missing id raises :class:`NotFound` naming the kind.
+
+    ``records[id]`` is then the whole look-up, done in C, which a decision makes
+    dozens of times (``Ledger.get`` is this dict's own ``__getitem__``).
+    """
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def __missing__(self, record_id: str) -> R:
+        raise NotFound(self.kind, record_id)
+
+
 class Ledger(abc.ABC, Generic[R]):
     """The records of one kind, their deadline queue, undecided set and sweep clock."""
 
@@ -50,7 +67,9 @@ class Ledger(abc.ABC, Generic[R]):
         self.sweep_interval = sweep_interval
         #: When the periodic sweep of this kind is next due.
         self.next_sweep_at = now + sweep_interval
-        self._records: dict[str, R] = {}
+        self._records: dict[str, R] = _Records(self.kind.value)
+        #: The record by id, raising NotFound if there is none.
+        self.get: Callable[[str], R] = self._records.__getitem__
         #: The record, or None if there is none (no exception: for hot paths). The
         #: dict's own ``get``, so that a decision's host look-ups are one C call each.
         self.find: Callable[[str], R | None] = self._records.get
@@ -69,12 +88,6 @@ class Ledger(abc.ABC, Generic[R]):
         return self._view
 
     # --- records -----------------------------------------------------------------------
-
-    def get(self, record_id: str) -> R:
-        try:
-            return self._records[record_id]
-        except KeyError:
-            raise NotFound(self.kind.value, record_id) from None
 
     def exists(self, record_id: str) -> bool:
         return record_id in self._records

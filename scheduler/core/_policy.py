@@ -363,6 +363,9 @@ class PolicySet:
             self.on_error(plugin, hook_name, exc)
 
 
+_FLOAT: Final = frozenset({float})
+
+
 def _is_finite_number(value: object) -> TypeGuard[float]:
     """An int or float (never a bool) that is neither infinite nor NaN."""
     return isinstance(value, _NUMBER) and not isinstance(value, bool) and math.isfinite(value)
@@ -375,6 +378,10 @@ def _finite_numbers(result: Any, count: int) -> list[float]:
     answer = list(result)
     if len(answer) != count:
         raise _BadResult(f"expected {count} scores, got {len(answer)}: {answer!r:.200}")
+    # The usual answer, floats only, is checked in C: if their sum is finite, each one is
+    # (an overflowing sum of finite floats falls through to the check of each).
+    if {*map(type, answer)} <= _FLOAT and math.isfinite(sum(answer)):
+        return answer
     if not all(map(_is_finite_number, answer)):
         raise _BadResult(f"expected finite numbers: {answer!r:.200}")
     return answer

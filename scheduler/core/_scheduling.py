@@ -270,7 +270,7 @@ class Scheduling:
     def _select(self, child: Peer, limits: ScheduleLimits, now: float) -> list[Peer]:
         view, policies = self.view, self.policies
         sample = self.feeders.sample(child.task_id, self.rng, limits.filter_parent_limit)
-        fit = self._fit(child, [self._peers[peer_id] for peer_id in sample])
+        fit = self._fit(child, sample)
         fit = policies.fit_candidates(child, fit, view, now)
         scores = policies.candidate_scores(child, fit, view, now)
         # Best first; equal scores keep the (random) sampling order.
@@ -286,7 +286,8 @@ class Scheduling:
         live_host = self._live_host
         blocked = self._blocked.get(child.id, ())
         is_bad = self.costs.is_bad
-        closes_cycle = self.edges.reaches
+        below = self.edges.descendants(child.id)
+        closes_cycle = self.edges.reaches if below is None else _among(below)
         return [
             candidate
             for candidate in candidates
@@ -398,12 +399,24 @@ class Scheduling:
             for parent_id in self.edges.parents_of(child_id):
                 if parent_id not in live:
                     problems.append(f"child {child_id} holds evicted parent {parent_id}")
+        for feeder in self.feeders.peers():
+            if not view.has_peer(feeder.id) or view.peer(feeder.id) is not feeder:
+                problems.append(f"peer {feeder.id}: the feeder index holds a stale record")
         for peer in view.peers():
             should = view.is_schedulable(peer.host_id) and can_feed(peer)
             if should != (peer.id in self.feeders):
                 problems.append(f"peer {peer.id}: feeder index says {not should}")
         problems.extend(self.origin.violations(live))
         return problems
+
+
+def _among(below: set[str]) -> Callable[[str, str], bool]:
+    """The cycle check against the child's descendants (itself included), known at once."""
+
+    def closes_cycle(candidate_id: str, child_id: str) -> bool:
+        return candidate_id in below
+
+    return closes_cycle
 
 
 @final
