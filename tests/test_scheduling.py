@@ -370,6 +370,38 @@ def test_two_dead_parents_in_one_mutation_make_one_push() -> None:
     assert [p.peer_id for p in pushes] == ["child"]
 
 
+def test_deferred_disconnects_push_once_per_child_in_bounded_slices() -> None:
+    state = new_state()
+    feeding(state, HOSTS[0], "dying")
+    feeding(state, HOSTS[1], "dying-too")
+    feeding(state, HOSTS[4], "spare")
+    for i in (5, 6, 7):
+        join(state, HOSTS[i], f"c{i}")
+    held = {child: set(state.parents_of(child)) for child in ("c5", "c6", "c7")}
+    assert all(parents & {"dying", "dying-too"} for parents in held.values())
+    # Two hosts drop: both are unschedulable at once, and nobody is pushed yet.
+    assert scheduled(state.disconnect_host(HOSTS[0].id, 5.0, defer_pushes=True)) == []
+    assert scheduled(state.disconnect_host(HOSTS[1].id, 5.0, defer_pushes=True)) == []
+    assert not state.is_schedulable(HOSTS[0].id)
+    assert not state.is_schedulable(HOSTS[1].id)
+    assert state.pushes_pending
+    # Then one push per child, in slices, none naming a dropped host.
+    first = scheduled(state.flush_pushes(6.0, max_children=2))
+    assert len(first) == 2
+    assert state.pushes_pending
+    rest = scheduled(state.flush_pushes(6.0, max_children=2))
+    assert len(rest) == 1
+    assert not state.pushes_pending
+    assert state.flush_pushes(6.0) == []
+    assert sorted(p.peer_id for p in first + rest) == ["c5", "c6", "c7"]
+    for push in first + rest:
+        assert push.pushed
+        assert push.at == 6.0
+        assert push.decision.parents == ("spare",)
+        check_decision(state.view, push.peer_id, push.decision)
+    assert state.invariant_violations() == []
+
+
 def test_no_push_to_a_child_that_is_done_or_gone() -> None:
     state = new_state()
     feeding(state, HOSTS[0], "parent")

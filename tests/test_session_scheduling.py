@@ -83,6 +83,13 @@ class World:
         """What the service does with every outcome: route the unsolicited messages."""
         return route_unsolicited(self.state.view, self.hosts, outcome.events)
 
+    def close(self, session: SessionProtocol, now: float) -> Routed:
+        """The session's end, then (the service: once the sessions that ended in the
+        same batch are all closed) the pushes the drop deferred."""
+        outcome = session.on_closed(now)
+        events = [*outcome.events, *self.state.flush_pushes(now)]
+        return route_unsolicited(self.state.view, self.hosts, events)
+
     def send(self, session: SessionProtocol, message: dict[str, Any], now: float) -> Any:
         outcome = session.receive(frame(message), now)
         self.apply(outcome)
@@ -229,7 +236,7 @@ def test_reschedule_errors_keep_their_wire_codes(
 def test_a_dropped_parent_host_pushes_fresh_parents_to_the_child_once(world: World) -> None:
     a, b, c = feed_task(world)
     # Both of pc's parents live on alpha: one mutation kills both.
-    routed = world.apply(a.on_closed(3.0))
+    routed = world.close(a, 3.0)
     assert routed.pushes == 1
     (push,) = pushes(c)
     assert push.id is None
@@ -237,6 +244,33 @@ def test_a_dropped_parent_host_pushes_fresh_parents_to_the_child_once(world: Wor
     assert {p.peer_id for p in push.parents}.isdisjoint({"pa", "pa2"})
     assert push.action == "back_to_source"  # nobody else has the task
     assert pushes(b) == []
+
+
+def test_sessions_dropping_together_push_once_with_every_dropped_host_excluded(
+    world: World,
+) -> None:
+    a, b, c = feed_task(world)
+    # bravo feeds the task too: pc could be pushed to it, if bravo were not dropping.
+    world.send(b, register("pb"), 1.0)
+    world.send(b, {"type": "back_to_source", "id": 2, "peer_id": "pb"}, 1.0)
+    world.send(b, {"type": "pieces_finished", "id": 3, "peer_id": "pb", "pieces": [0]}, 1.0)
+    b.outbox.clear()
+    # Both sessions end in one batch: each drop marks its host and defers the push.
+    for session in (a, b):
+        outcome = session.on_closed(3.0)
+        assert not any(isinstance(e, PeerScheduled) for e in outcome.events)
+        assert world.apply(outcome).pushes == 0
+    assert not world.state.is_schedulable(A_ID)
+    assert not world.state.is_schedulable(B_ID)
+    assert world.state.pushes_pending
+    # Then the shell flushes: one push, naming neither dropped host.
+    routed = route_unsolicited(world.state.view, world.hosts, world.state.flush_pushes(3.0))
+    assert routed.pushes == 1
+    (push,) = pushes(c)
+    assert push.peer_id == "pc"
+    assert push.action == "back_to_source"  # nobody alive has the task
+    assert not world.state.pushes_pending
+    assert world.state.flush_pushes(3.0) == []
 
 
 def test_an_admin_eviction_pushes_too(world: World) -> None:
@@ -289,7 +323,7 @@ def test_a_push_for_a_host_with_no_session_is_dropped_and_counted(world: World) 
     # charlie's session is gone but the host is still connected (as between a
     # session's end and the disconnect, or for a host the state learned otherwise).
     assert world.hosts.release(c, C_ID)
-    routed = world.apply(a.on_closed(3.0))
+    routed = world.close(a, 3.0)
     assert routed.pushes == 0
     assert routed.dropped == {("schedule", "no_session"): 1}
 
@@ -306,16 +340,16 @@ def test_a_full_outbox_ends_the_session_instead_of_blocking(world: World) -> Non
     assert len(c.outbox) == LIMITS.outbox_size
     assert CLOSE_FOR[EndCause.OUTBOX_OVERFLOW] == (1008, "too many messages left unread")
     # Routing counts it as dropped, and the session's end (a drop) disconnects charlie.
-    routed = world.apply(a.on_closed(3.0))
+    routed = world.close(a, 3.0)
     assert routed.dropped == {("schedule", "outbox_overflow"): 1}
-    world.apply(c.on_closed(3.0))
+    world.close(c, 3.0)
     assert not world.state.is_schedulable(C_ID)
 
 
 def test_dragonfly_compat_pushes_nothing() -> None:
     world = World(enable=("dragonfly_compat",))
     a, _, c = feed_task(world)
-    routed = world.apply(a.on_closed(3.0))
+    routed = world.close(a, 3.0)
     assert routed == Routed()
     assert pushes(c) == []
 

@@ -91,6 +91,8 @@ class Scheduling:
         #: Every live peer, so that a push can name a parent after its eviction.
         self._peers: dict[str, Peer] = {}
         self._fetch_seq = 0
+        #: Children who lost parents in deferred mutations, until :meth:`flush_pushes`.
+        self._deferred = _Changes()
         self._view: StateView | None = None
         self._handlers: Mapping[type[Event], Callable[[Event, _Changes], None]] = {
             PeerRegistered: self._on_peer_registered,  # type: ignore[dict-item]
@@ -158,15 +160,41 @@ class Scheduling:
 
     # --- following mutations -----------------------------------------------------------
 
-    def follow(self, events: list[Event], now: float, changed: str | None = None) -> list[Event]:
-        """Catch up with a mutation (``changed``: the peer whose state moved); return pushes."""
-        changes = _Changes()
+    def follow(
+        self, events: list[Event], now: float, changed: str | None = None, *, defer: bool = False
+    ) -> list[Event]:
+        """Catch up with a mutation (``changed``: the peer whose state moved); return pushes.
+
+        ``defer``: keep the pushes the mutation calls for until :meth:`flush_pushes`
+        (returning none now), coalesced with those of other deferred mutations.
+        """
+        changes = self._deferred if defer else _Changes()
         if changed is not None:
             self._peer_changed(self.view.peer(changed), changes)
         for event in events:
             handler = self._handlers.get(type(event))
             if handler is not None:
                 handler(event, changes)
+        return [] if defer else self._push(changes, now)
+
+    @property
+    def pushes_pending(self) -> bool:
+        """Whether deferred mutations left children to push to (see :meth:`flush_pushes`)."""
+        return bool(self._deferred.children)
+
+    def flush_pushes(self, now: float, max_children: int | None = None) -> list[Event]:
+        """The pushes of the deferred mutations so far: one per child, oldest first.
+
+        ``max_children`` bounds the call (the rest stay pending, for the next call).
+        """
+        changes, self._deferred = self._deferred, _Changes()
+        if max_children is not None and len(changes.children) > max_children:
+            later = list(changes.children.items())[max_children:]
+            for child_id, _ in later:
+                del changes.children[child_id]
+            # Kept in order, ahead of anything deferred meanwhile (nothing can be: the
+            # facade's calls do not interleave).
+            self._deferred.children.update(later)
         return self._push(changes, now)
 
     def _peer_changed(self, peer: Peer, changes: _Changes) -> None:

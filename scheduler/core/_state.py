@@ -220,9 +220,33 @@ class SchedulerState(LedgerView):
         self._hosts.touch(host_id, now, source)
         return []
 
-    def disconnect_host(self, host_id: str, now: float) -> list[Event]:
-        """The host's session dropped without a leave: unschedulable from now on."""
-        return self._follow(self._hosts.disconnect(host_id, now), now)
+    def disconnect_host(
+        self, host_id: str, now: float, *, defer_pushes: bool = False
+    ) -> list[Event]:
+        """The host's session dropped without a leave: unschedulable from now on.
+
+        ``defer_pushes``: the children that held the host's peers as parents are
+        not pushed new parents now but at the next :meth:`flush_pushes`, once per
+        child, however many deferred disconnects came first. A service whose
+        sessions drop by the dozen (a rack loses power) marks every host first and
+        then decides once, with every dead host already excluded, instead of
+        pushing parents that are about to be marked dead themselves.
+        """
+        events = self._hosts.disconnect(host_id, now)
+        return [*events, *self._scheduling.follow(events, now, defer=defer_pushes)]
+
+    @property
+    def pushes_pending(self) -> bool:
+        """Whether a deferred mutation left pushes for :meth:`flush_pushes`."""
+        return self._scheduling.pushes_pending
+
+    def flush_pushes(self, now: float, max_children: int | None = None) -> list[Event]:
+        """The proactive pushes deferred so far (one per affected child, oldest first).
+
+        ``max_children`` bounds the call: the other children stay pending, so that a
+        caller can let other work (more sessions ending) run between slices.
+        """
+        return self._scheduling.flush_pushes(now, max_children)
 
     def leave_host(self, host_id: str, now: float) -> list[Event]:
         """A graceful leave: the host and its peers are evicted at once."""

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from typing import Any, final
+from typing import Any, Final, final
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -60,6 +60,9 @@ from ._session import Session, SessionEnv, SessionTimers
 log = logging.getLogger("scheduler.service")
 gc_log = logging.getLogger("scheduler.gc")
 
+#: Children pushed per slice of deferred pushes (a few ms of decisions at most).
+PUSH_SLICE: Final = 20
+
 
 @final
 class SchedulerService:
@@ -92,6 +95,8 @@ class SchedulerService:
         sessions: set[Session] = set()
         self.metrics = Metrics(self.state, sessions)
         self.timers = SessionTimers(config)
+        #: Set when a dropped session deferred pushes (see :meth:`_push_deferred`).
+        self._pushes_due = trio.Event()
         env = SessionEnv(
             state=self.state,
             hosts=self.hosts,
@@ -277,11 +282,32 @@ class SchedulerService:
         await self.connections.handle_stream(stream)
 
     async def run_gc_loops(self) -> None:
-        """The host, peer and task manager GC loops and the sessions' timer task; runs until
-        cancelled."""
+        """The host, peer and task manager GC loops, the sessions' timer task and the
+        deferred pushes; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.timers.run)
+            nursery.start_soon(self._push_deferred)
             await self.gc.run()
+
+    async def _push_deferred(self) -> None:
+        """Send the pushes that dropped sessions deferred, once per batch of drops.
+
+        A session that drops marks its host unschedulable at once and defers the
+        pushes to the children of the host's peers (``disconnect_host(...,
+        defer_pushes=True)``). This task is woken by the first such drop and runs
+        after every task of that scheduling batch, so when forty sessions of a rack
+        end together, all forty hosts are marked before one decision per child is
+        made, and none of those decisions names a host that is about to be marked.
+        """
+        state = self.state
+        while True:
+            await self._pushes_due.wait()
+            self._pushes_due = trio.Event()
+            # In slices, yielding between them: sessions still ending are marked
+            # first, and the later slices' decisions exclude their hosts too.
+            while state.pushes_pending:
+                self.apply(state.flush_pushes(trio.current_time(), PUSH_SLICE))
+                await trio.lowlevel.checkpoint()
 
     # --- applying core events -----------------------------------------------------------
 
@@ -295,6 +321,8 @@ class SchedulerService:
         self.metrics.observe(events)
         routed = route_unsolicited(self.state.view, self.hosts, events)
         self.metrics.observe_routed(routed)
+        if self.state.pushes_pending:
+            self._pushes_due.set()
         for event in events:
             if isinstance(event, Eviction):
                 self._on_eviction(event)

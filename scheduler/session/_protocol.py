@@ -391,7 +391,9 @@ class SessionProtocol:
     def on_closed(self, now: float) -> Outcome:
         """The session is over: release the host, and disconnect it unless already settled.
 
-        Call once, after the socket's end; later calls do nothing.
+        Call once, after the socket's end; later calls do nothing. The disconnect
+        defers its proactive pushes: the shell calls ``state.flush_pushes(now)``
+        once the sessions that ended together have all been closed.
         """
         if self._closed:
             return _NOTHING
@@ -406,7 +408,10 @@ class SessionProtocol:
         if state.host(host_id).state is not HostState.CONNECTED:
             return _NOTHING
         log.info("session dropped", extra=self._fields(cause=str(self.cause)))
-        return Outcome(events=tuple(state.disconnect_host(host_id, now)))
+        # The pushes to the children of the host's peers wait for the shell's next
+        # ``state.flush_pushes``: sessions drop by the dozen when a rack goes, and
+        # every one of those hosts is then marked before anyone is given new parents.
+        return Outcome(events=tuple(state.disconnect_host(host_id, now, defer_pushes=True)))
 
     # --- rules ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -124,12 +125,17 @@ class Cluster:
             raise ValueError("use count >= 2: one host keeps the plain hostname")
         return self._start(args, self.workdir / f"{prefix}.log", stdout=False)
 
-    def kill(self, processes: Sequence[subprocess.Popen[str]]) -> None:
-        """SIGKILL all of them at once, then reap them."""
+    def kill(self, processes: Sequence[subprocess.Popen[str]]) -> list[float]:
+        """SIGKILL all of them at once, then reap them; return when each was reaped
+        (``time.time()``): a process's sockets are closed, and its peers can see the
+        end, only once the kernel has torn the process down."""
         for process in processes:
             process.kill()
+        reaped: list[float] = []
         for process in processes:
             process.wait(timeout=10)
+            reaped.append(time.time())
+        return reaped
 
     def stop_all(self) -> None:
         for process in self.started:
