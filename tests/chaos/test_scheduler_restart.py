@@ -48,7 +48,13 @@ def ours(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_seed000_seed003_scheduler_restart(cluster: Cluster, figures: Figures) -> None:
     per_group = scaled(1000, 100) // GROUPS
     total = per_group * GROUPS
-    first = await cluster.start_scheduler()
+    # Every host dials from 127.0.0.1 here, standing in for 1,000 machines: lift the
+    # per-address caps (1,000 by default) above the hosts and the probes.
+    one_address = (
+        "--max-connections-per-address", "2000",
+        "--max-sessions-per-address", "2000",
+    )  # fmt: skip
+    first = await cluster.start_scheduler(*one_address)
     for g in range(GROUPS):
         cluster.start_hosts(first.ws_url, f"r{g}", per_group, tasks=[TASKS[g]])
 
@@ -66,7 +72,7 @@ async def test_seed000_seed003_scheduler_restart(cluster: Cluster, figures: Figu
     first.process.kill()
     first.process.wait(timeout=10)
     second = await cluster.start_scheduler(
-        port=first.port, admin_port=first.admin_port, name="scheduler-restarted"
+        *one_address, port=first.port, admin_port=first.admin_port, name="scheduler-restarted"
     )
     ready_at = time.time()
 
