@@ -9,7 +9,8 @@ A session runs three tasks in its own nursery:
   ends the session on ``evicted``, on close, or on a frame it cannot decode;
 * the **heartbeat** pings the scheduler every ``ping_interval`` (from
   ``host_accepted``) and ends the session when no pong comes within
-  ``ping_timeout``: a frozen scheduler keeps its TCP connection open forever;
+  ``ping_interval + ping_timeout`` (the silence the scheduler itself tolerates):
+  a frozen scheduler keeps its TCP connection open forever;
 * the **re-announcer** sends ``announce_host`` every ``interval``;
 * the **batcher** (unless batching is off) sends the requests of each linger
   time as one ``batch`` frame (see :mod:`._batching`); each caller still gets
@@ -39,8 +40,10 @@ from trio_websocket import (
     ConnectionRejected,
     HandshakeError,
     WebSocketConnection,
-    wrap_client_stream,
 )
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import Ping
 
 from scheduler.protocol import (
     SUBPROTOCOL,
@@ -459,7 +462,10 @@ class SchedulerSession:
     async def _heartbeat(self) -> None:
         while True:
             await trio.sleep(self.accepted.ping_interval)
-            timeout = self.accepted.ping_timeout
+            # As long as the scheduler tolerates silence from us (ping_interval +
+            # ping_timeout), not just ping_timeout: a client stricter than the server
+            # drops, and gets evicted, on a link whose spikes the server rides out.
+            timeout = self.accepted.ping_interval + self.accepted.ping_timeout
             try:
                 with trio.fail_after(timeout):
                     await self._ws.ping()
@@ -564,6 +570,46 @@ class _Target:
             resource=resource,
             secure=secure,
         )
+
+
+@final
+class ClientConnection(WebSocketConnection):
+    """trio-websocket's client connection, minus a crash while closing.
+
+    A ping that arrives after the client sent its Close (a frozen link that thaws, a
+    scheduler that pings while the client leaves) makes trio-websocket 0.12 answer
+    with a pong that wsproto refuses: ``LocalProtocolError`` out of the reader task
+    (python-trio/trio-websocket#184). RFC 6455 lets a closing end leave pings
+    unanswered, so this one does.
+    """
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            await super()._handle_ping_event(event)
+
+
+async def wrap_client_stream(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> ClientConnection:
+    """``trio_websocket.wrap_client_stream`` with :class:`ClientConnection`: the client's
+    handshake over ``stream``, its reader task in ``nursery``."""
+    connection = ClientConnection(
+        stream,
+        WSConnection(ConnectionType.CLIENT),
+        host=host,
+        path=resource,
+        client_subprotocols=subprotocols,
+        client_extra_headers=extra_headers,
+    )
+    nursery.start_soon(connection._reader_task)
+    await connection._open_handshake.wait()
+    return connection
 
 
 @asynccontextmanager

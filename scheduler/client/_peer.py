@@ -122,8 +122,10 @@ class _PeerDaemon:
                 _log.warning("session lost: %s", _first(lost).reason)
             except* SchedulerClientError as failed:
                 _log.warning("could not announce: %s", _first(failed))
-            # trio-websocket's reader raises this when a ping arrives while the client is
-            # closing (a frozen link that thaws): the session is over, the daemon is not.
+            # A backstop: trio-websocket can still raise this when a message is sent in
+            # the instant the scheduler's Close arrives (python-trio/trio-websocket#175;
+            # the ping-while-closing case, #184, ClientConnection now handles). The
+            # session is over, the daemon is not.
             except* LocalProtocolError as closing:
                 _log.warning("session lost while closing: %s", _first(closing))
             finally:

@@ -109,6 +109,10 @@ class ServerConnection(WebSocketConnection):
     async def _handle_ping_event(self, event: Ping) -> None:
         if self.listener is not None:
             self.listener.on_ping()
+        if self._wsproto.state is not ConnectionState.OPEN:
+            # We sent our Close: RFC 6455 lets a closing end leave a ping unanswered,
+            # and wsproto refuses the pong (trio-websocket #184 would raise here).
+            return
         await super()._handle_ping_event(event)
 
     async def _handle_pong_event(self, event: Pong) -> None:

@@ -21,10 +21,9 @@ import random
 import pytest
 import trio
 import trio.testing
-from trio_websocket import wrap_client_stream
 
 from scheduler.client import SessionLost
-from scheduler.client._connection import _session_on
+from scheduler.client._connection import _session_on, wrap_client_stream
 from scheduler.protocol import SUBPROTOCOL, HostPayload, TaskPayload
 from scheduler.service import ServiceConfig
 from tests.service_support import running_service
