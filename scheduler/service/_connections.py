@@ -160,7 +160,11 @@ class Connections:
                     nursery.cancel_scope.cancel()
                     return
                 if request is not None:
-                    await self.handle_request(request, address, identity)
+                    # This frame lives as long as the session: hand the request over
+                    # and keep nothing of the handshake (the head, its headers).
+                    handoff: list[WebSocketRequest] = [request]
+                    request = upgrade = identity_or_refusal = None
+                    await self.handle_request(handoff, address, identity)
                 nursery.cancel_scope.cancel()
         except* trio.Cancelled:
             raise
@@ -189,11 +193,15 @@ class Connections:
             return Refusal(401, f"{exc}\n", (challenge,))
 
     async def handle_request(
-        self, request: WebSocketRequest, address: str = "", identity: Identity | None = None
+        self, handoff: list[WebSocketRequest], address: str = "", identity: Identity | None = None
     ) -> None:
-        """Handshake and run one session; every exception is contained here."""
+        """Handshake and run one session; every exception is contained here.
+
+        ``handoff`` holds the request; the session takes it out once accepted, so that
+        no frame that lives as long as the session keeps the handshake's objects.
+        """
         try:
-            await self._accept_and_run(request, address, identity)
+            await self._accept_and_run(handoff, address, identity)
         except* trio.Cancelled:
             raise
         except* Exception as group:
@@ -202,7 +210,7 @@ class Connections:
             self.env.metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
     async def _accept_and_run(
-        self, request: WebSocketRequest, address: str, identity: Identity | None
+        self, handoff: list[WebSocketRequest], address: str, identity: Identity | None
     ) -> None:
         config, metrics = self.env.config, self.env.metrics
         # Counted from here, handshakes in flight included: the caps hold under
@@ -212,22 +220,25 @@ class Connections:
             metrics.connection_rejections.labels(refused).inc()
             metrics.handshake_rejections.labels("503").inc()
             with trio.move_on_after(config.send_timeout):
-                await request.reject(503, body=_REFUSAL_TEXT[refused].encode())
+                await handoff[0].reject(503, body=_REFUSAL_TEXT[refused].encode())
             return
         try:
-            proposed = request.proposed_subprotocols
+            proposed = handoff[0].proposed_subprotocols
             if proposed and SUBPROTOCOL not in proposed:
                 metrics.handshake_rejections.labels("400").inc()
                 with trio.move_on_after(config.send_timeout):
                     body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
-                    await request.reject(400, body=body.encode())
+                    await handoff[0].reject(400, body=body.encode())
                 return
-            await self._run_session(request, identity)
+            await self._run_session(handoff, identity)
         finally:
             self.admission.close_session(address)
 
-    async def _run_session(self, request: WebSocketRequest, identity: Identity | None) -> None:
+    async def _run_session(
+        self, handoff: list[WebSocketRequest], identity: Identity | None
+    ) -> None:
         config = self.env.config
+        request = handoff.pop()
         with trio.move_on_after(config.send_timeout) as accept_scope:
             proposed = request.proposed_subprotocols
             ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
@@ -235,7 +246,11 @@ class Connections:
             return
         assert isinstance(ws, ServerConnection)  # wrap_server_stream made it
         ws._stream = Replay.unwrap(ws._stream)  # the request head is consumed: drop a layer
+        ws.shed_handshake()
         session = Session(self.env, ws, str(request.remote), identity)
+        # This frame lives as long as the session: keep no reference to the handshake's
+        # request (its headers and extension lists), which nothing reads any more.
+        del request
         self.sessions.add(session)
         self._no_sessions = trio.Event()
         try:

@@ -49,6 +49,10 @@ class FrameListener(Protocol):
         """The reader task ended: the connection is closed or broken."""
 
 
+#: What the handshake's event queue becomes once the connection is open (never appended to).
+_NO_EVENTS: Final = ()
+
+
 @final
 class ServerConnection(WebSocketConnection):
     """A server-side WebSocket that sends a close code for a framing error and hands
@@ -64,6 +68,22 @@ class ServerConnection(WebSocketConnection):
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return None
         return message
+
+    def shed_handshake(self) -> None:
+        """Drop what only the opening handshake needed, once the connection is open.
+
+        wsproto keeps its handshake object for the connection's life, and with it an
+        h11 connection (its state tables, a receive buffer), the request with its
+        headers, and an empty event deque (760 bytes alone): about 2 KB that an idle
+        session holds for nothing. After the handshake, wsproto reads only the
+        handshake's (empty) event queue, which a shared empty tuple stands in for.
+        """
+        handshake = self._wsproto.handshake
+        if handshake.state is not ConnectionState.OPEN or handshake._events:
+            return  # not open (or an event still queued): keep everything
+        handshake._h11_connection = None  # type: ignore[assignment]
+        handshake._events = _NO_EVENTS  # type: ignore[assignment]
+        handshake._initiating_request = None  # the request, with its headers
 
     async def send_ping(self) -> None:
         """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`."""

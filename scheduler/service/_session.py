@@ -334,7 +334,7 @@ class Session:
         try:
             outbox, scope = self.protocol.outbox, self._scope
             while outbox and not scope.cancel_called:
-                await self.send(outbox.popleft())
+                await self.send(outbox.pop(0))
         finally:
             self._flushing = False
             done, self._flush_done = self._flush_done, None

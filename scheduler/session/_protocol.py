@@ -257,7 +257,9 @@ class SessionProtocol:
         self.placement = placement
         #: What waits to be sent, in order: replies (the shell adds them) and
         #: unsolicited messages (:meth:`deliver`).
-        self.outbox: deque[ServerMessage] = deque()
+        # A list, not a deque: most sessions are idle, and an empty deque costs 760 bytes
+        # (a list 56); the outbox is bounded by ``outbox_size``, so popping its head is cheap.
+        self.outbox: list[ServerMessage] = []
         self.host_id: str | None = None
         self.cause: EndCause | None = None
         self.evicted_reason: str | None = None
