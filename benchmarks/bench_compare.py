@@ -156,6 +156,10 @@ def start_servers(children: Children, modules: Path) -> dict[str, Server]:
                 *(sys.executable, "-m", "scheduler", "serve", "--bind", "127.0.0.1"),
                 *("--port", "0", "--admin-port", "0", "--log-level", "warning"),
                 *("--max-sessions", "60000"),
+                # Every client is on 127.0.0.1: lift the per-address caps (1,000 by
+                # default) above the load, as for the other two servers, which have none.
+                *("--max-connections-per-address", "60000"),
+                *("--max-sessions-per-address", "60000"),
             ],
             "scheduler listening: peers",
             "scheduler",

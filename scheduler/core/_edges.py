@@ -8,7 +8,7 @@ The reverse index (parent -> children) finds whom to push to when a parent dies.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Final, final
 
 from ._model import Host, Peer
@@ -60,19 +60,8 @@ class ParentEdges:
         """True if ``target`` is ``start`` or one of its ancestors, or the walk is too long."""
         if start_id not in self._parents:
             return start_id == target_id  # no parent: the usual answer, without a walk
-        seen = {start_id}
-        frontier = [start_id]
-        while frontier:
-            node = frontier.pop()
-            if node == target_id:
-                return True
-            for parent in self._parents.get(node, ()):
-                if parent not in seen:
-                    if len(seen) >= limit:
-                        return True
-                    seen.add(parent)
-                    frontier.append(parent)
-        return False
+        seen = _closure(start_id, self._parents, limit, target_id)
+        return seen is None or target_id in seen
 
     def descendants(self, peer_id: str, limit: int = MAX_DESCENDANT_WALK) -> set[str] | None:
         """``peer_id`` and every peer that has it as an ancestor; None past ``limit`` peers.
@@ -82,18 +71,9 @@ class ParentEdges:
         child answers every candidate of a decision. A child that feeds nobody, as a
         new one, costs one look-up.
         """
-        below = {peer_id}
         if peer_id not in self._children:
-            return below
-        frontier = [peer_id]
-        while frontier:
-            for child in self._children.get(frontier.pop(), ()):
-                if child not in below:
-                    if len(below) >= limit:
-                        return None
-                    below.add(child)
-                    frontier.append(child)
-        return below
+            return {peer_id}
+        return _closure(peer_id, self._children, limit)
 
     # --- mutations ---------------------------------------------------------------------
 
@@ -142,3 +122,23 @@ class ParentEdges:
         host = self._host(host_id)
         if host is not None:
             host.concurrent_upload_count += delta
+
+
+def _closure(
+    start: str, links: Mapping[str, Collection[str]], limit: int, target: str | None = None
+) -> set[str] | None:
+    """``start`` and every node reachable from it through ``links``; None past ``limit``
+    nodes. With a ``target``, the walk stops once it reaches it (the set then holds it)."""
+    seen = {start}
+    frontier = [start]
+    while frontier:
+        node = frontier.pop()
+        if node == target:
+            return seen
+        for linked in links.get(node, ()):
+            if linked not in seen:
+                if len(seen) >= limit:
+                    return None
+                seen.add(linked)
+                frontier.append(linked)
+    return seen
