@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -35,6 +37,7 @@ from scheduler.core import (
     rendezvous_owner,
 )
 from scheduler.core._candidates import unfit_reason
+from scheduler.core._edges import MAX_ANCESTOR_WALK, MAX_DESCENDANT_WALK
 from scheduler.core._feeders import IndexedSet
 from scheduler.policies import builtin_plugins, load_policies
 from scheduler.testing import (
@@ -228,6 +231,7 @@ def test_uploads_count_only_for_parents_handed_out() -> None:
     state.finish_pieces("child", [2], 2.0, parent_id=other)
     assert state.host(state.peer(handed).host_id).upload_count == 2
     assert state.host(state.peer(other).host_id).upload_count == 0
+    assert state.peer("child").parents == {handed}  # where its pieces came from
     assert state.view.piece_costs_of("child") == (0.1,)  # cost per piece of the report
     state.reschedule_peer("child", [other], 3.0)  # never handed out: no failure counted
     assert state.host(state.peer(other).host_id).upload_failed_count == 0
@@ -400,6 +404,79 @@ def test_deferred_disconnects_push_once_per_child_in_bounded_slices() -> None:
         assert push.decision.parents == ("spare",)
         check_decision(state.view, push.peer_id, push.decision)
     assert state.invariant_violations() == []
+
+
+def test_a_deferred_push_skips_a_child_gone_meanwhile_and_reaches_the_others() -> None:
+    state = new_state()
+    feeding(state, HOSTS[0], "dying")
+    feeding(state, HOSTS[4], "spare")
+    for i in (5, 6, 7):
+        join(state, HOSTS[i], f"c{i}")
+    assert [c for c in ("c5", "c6", "c7") if "dying" in state.parents_of(c)] == ["c5", "c6", "c7"]
+    state.disconnect_host(HOSTS[0].id, 5.0, defer_pushes=True)
+    state.leave_peer("c5", 5.5)  # the first child leaves before the flush
+    pushes = scheduled(state.flush_pushes(6.0))
+    assert sorted(p.peer_id for p in pushes) == ["c6", "c7"]
+    assert state.invariant_violations() == []
+
+
+#: A task that lets every peer go to the origin, for the long chains below.
+CHAIN_TASK = TaskInfo("chain", url="https://example.invalid/chain", total_piece_count=10)
+
+
+def origin_peer(state: SchedulerState, peer_id: str, host: HostInfo) -> Peer:
+    """A peer of CHAIN_TASK that went to the origin and holds piece 0."""
+    if not state.has_host(host.id):
+        state.announce_host(host, 0.0, interval=60)
+    state.register_peer(peer_id, host.id, CHAIN_TASK, 1.0, back_to_source_limit=10**6)
+    state.back_to_source(peer_id, 1.0)
+    state.finish_pieces(peer_id, [0], 1.0)
+    return state.peer(peer_id)
+
+
+def long_chain(state: SchedulerState, prefix: str, length: int) -> list[str]:
+    """``length`` peers, p0 <- p1 <- ... (each the parent of the one before), each on its
+    own host with room for every upload."""
+    ids = [f"{prefix}{i}" for i in range(length)]
+    for i, peer_id in enumerate(ids):
+        ip = f"10.9.{i >> 8}.{i & 255}"
+        origin_peer(state, peer_id, HostInfo(f"{prefix}-{i}", ip, concurrent_upload_limit=10**6))
+    edges = state._scheduling.edges
+    for child_id, parent_id in itertools.pairwise(ids):
+        edges.hand_out(child_id, [state.peer(parent_id)])
+    return ids
+
+
+def test_a_candidate_with_a_long_ancestry_is_a_parent_when_the_child_is_not_in_it() -> None:
+    # The walk up a candidate's ancestry gives up after 256 peers (and refuses it); the
+    # walk down from the child knows at once that the child is not among them.
+    state = new_state()
+    chain = long_chain(state, "a", MAX_ANCESTOR_WALK + 44)
+    child = origin_peer(state, "child", HOSTS[11])
+    candidate = state.peer(chain[0])  # 299 ancestors, none of them the child
+    assert state._scheduling._fit(child, [candidate]) == [candidate]
+    assert state.invariant_violations() == []
+
+
+def test_a_child_with_too_many_descendants_is_checked_by_walking_up() -> None:
+    state = new_state()
+    # child <- d_last <- ... <- d0: every d is below the child (the child is their ancestor).
+    child = origin_peer(state, "child", HOSTS[11])
+    chain = long_chain(state, "d", MAX_DESCENDANT_WALK + 10)
+    state._scheduling.edges.hand_out(chain[-1], [child])
+    assert state._scheduling.edges.descendants("child") is None  # past the bound
+    below, stranger = state.peer(chain[-1]), origin_peer(state, "stranger", HOSTS[3])
+    # The one right below the child closes a cycle; a stranger does not.
+    assert state._scheduling._fit(child, [below, stranger]) == [stranger]
+
+
+def test_a_stale_record_in_the_feeder_index_is_a_violation() -> None:
+    state = new_state()
+    feeding(state, HOSTS[0], "p")
+    feeders = state._scheduling.feeders
+    feeders.discard("p")
+    feeders.add(attrs.evolve(state.peer("p")))  # a copy: not the ledger's record
+    assert "peer p: the feeder index holds a stale record" in state.invariant_violations()
 
 
 def test_no_push_to_a_child_that_is_done_or_gone() -> None:
