@@ -69,6 +69,13 @@ class Harness:
         self.service = service
         self.nursery = nursery
 
+    async def announced(self, hostname: str = "alpha", ip: str = "10.0.0.1") -> WebSocketConnection:
+        """A session, opened and announced (``host_accepted``): most tests start here."""
+        ws, _ = await self.connect()
+        reply = await announce(ws, hostname, ip)
+        assert reply["type"] == "host_accepted", reply
+        return ws
+
     async def rejection_status(self, subprotocols: Sequence[str] = (SUBPROTOCOL,)) -> int | None:
         """Try a handshake; return the HTTP status it was rejected with (None: accepted)."""
         status: int | None = None

@@ -43,8 +43,7 @@ async def test_far_pieces_are_refused_and_a_failed_report_records_nothing(
 ) -> None:
     """Three 80-byte frames naming piece 800 000 000 once grew the server by ~290 MB."""
     state = harness.service.state
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     assert (await register(ws, "p", id="t"))["type"] == "schedule"
     assert (await step(ws, "back_to_source", "p"))["type"] == "ack"
     for _ in range(3):
@@ -66,8 +65,7 @@ async def test_peers_per_host_past_the_cap_are_limit_exceeded(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     for i in range(2):
         assert (await register(ws, f"p{i}", id=f"t{i}"))["type"] == "schedule"
     reply = await register(ws, "p2", id="t2")
@@ -84,10 +82,8 @@ async def test_a_wrong_first_size_does_not_poison_the_next_peers_reports(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    a, _ = await harness.connect()
-    await announce(a)
-    b, _ = await harness.connect()
-    await announce(b, "bravo", "10.0.0.2")
+    a = await harness.announced()
+    b = await harness.announced("bravo", "10.0.0.2")
     assert (await register(a, "liar", id="t", total_piece_count=1))["type"] == "schedule"
     assert (await register(b, "honest", id="t", total_piece_count=8))["type"] == "schedule"
     assert (await step(b, "back_to_source", "honest"))["type"] == "ack"
@@ -105,8 +101,7 @@ async def test_the_peer_order_of_the_protocol_is_enforced(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     await register(ws, "p", id="t")
     reply = await step(ws, "download_finished", "p")  # right after register_peer
     assert (reply["type"], reply["code"]) == ("error", "illegal_state")
@@ -189,10 +184,8 @@ async def test_upload_counts_only_for_parents_handed_out(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    a, _ = await harness.connect()
-    await announce(a)
-    b, _ = await harness.connect()
-    await announce(b, "bravo", "10.0.0.2")
+    a = await harness.announced()
+    b = await harness.announced("bravo", "10.0.0.2")
     await register(a, "src", id="t")
     await step(a, "back_to_source", "src")
     await step(a, "pieces_finished", "src", pieces=[0, 1])

@@ -72,8 +72,7 @@ async def test_pushes_arrive_on_the_unsolicited_iterator(
     # The parents' hosts are raw test clients: alpha's will crash.
     a_ws, a_stream = await harness.connect()
     await announce(a_ws, "alpha", "10.0.0.1")
-    b_ws, _ = await harness.connect()
-    await announce(b_ws, "bravo", "10.0.0.2")
+    b_ws = await harness.announced("bravo", "10.0.0.2")
     task = {"id": "t", "total_piece_count": 4}
     for ws, peer_id in ((a_ws, "pa"), (b_ws, "pb")):
         await request(ws, {"type": "register_peer", "id": 2, "peer_id": peer_id, "task": task})

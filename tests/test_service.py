@@ -63,8 +63,7 @@ async def test_announce_is_accepted_and_listed(autojump_clock: MockClock, harnes
 async def test_leave_removes_the_host_at_once_and_closes_1000(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     reply = await request(ws, {"type": "leave_host", "id": "bye"})
     assert reply == {"type": "ack", "id": "bye"}
     assert not harness.service.state.has_host(A_ID)
@@ -75,8 +74,7 @@ async def test_close_without_leave_disconnects_then_evicts_after_grace(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     await ws.aclose()
     dropped = await wait_until(lambda: not state.is_schedulable(A_ID), step=0.01)
     assert state.host(A_ID).state is HostState.DISCONNECTED
@@ -88,8 +86,7 @@ async def test_reconnect_within_grace_keeps_host_and_peers(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     task = {"id": "t", "total_piece_count": 4}
     reply = await request(ws, {"type": "register_peer", "peer_id": "p", "task": task})
     assert (reply["type"], reply["action"]) == ("schedule", "back_to_source")
@@ -152,8 +149,7 @@ async def test_ttl_expiry_with_an_open_session_sends_evicted_and_closes_4001(
 async def test_admin_eviction_closes_the_session_4001(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     harness.service.evict_host(A_ID)
     message = orjson.loads(await ws.get_message())
     assert message == {
@@ -168,10 +164,8 @@ async def test_admin_eviction_closes_the_session_4001(
 async def test_same_hostname_new_address_supersedes_and_closes_the_old_session(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
-    old, _ = await harness.connect()
-    await announce(old, "alpha", "10.0.0.1")
-    new, _ = await harness.connect()
-    await announce(new, "alpha", "10.0.0.9")
+    old = await harness.announced("alpha", "10.0.0.1")
+    await harness.announced("alpha", "10.0.0.9")
     message = orjson.loads(await old.get_message())
     assert message["reason"] == "superseded"
     assert await closed_code(old) == CloseCode.EVICTED
@@ -181,10 +175,8 @@ async def test_same_hostname_new_address_supersedes_and_closes_the_old_session(
 async def test_cross_host_writes_are_refused(autojump_clock: MockClock, harness: Harness) -> None:
     """Another host's peer is `not_found`, as a missing one; another host's announce `forbidden`."""
     state = harness.service.state
-    a, _ = await harness.connect()
-    await announce(a, "alpha", "10.0.0.1")
-    b, _ = await harness.connect()
-    await announce(b, "bravo", "10.0.0.2")
+    a = await harness.announced("alpha", "10.0.0.1")
+    b = await harness.announced("bravo", "10.0.0.2")
     task = {"id": "t", "total_piece_count": 4}
     await request(a, {"type": "register_peer", "peer_id": "pa", "task": task})
     for message, code in (
@@ -228,8 +220,7 @@ async def test_cross_host_writes_are_refused(autojump_clock: MockClock, harness:
 async def test_bad_input_gets_its_documented_error_and_the_session_stays_open(
     autojump_clock: MockClock, harness: Harness, frame: str, code: str
 ) -> None:
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     await request(ws, {"type": "register_peer", "peer_id": "mine", "task": {"id": "t"}})
     await ws.send_message(frame)
     reply = orjson.loads(await ws.get_message())
@@ -275,8 +266,7 @@ async def test_no_announce_in_time_closes_1008(autojump_clock: MockClock, harnes
 
 
 async def test_oversized_frame_closes_1009(autojump_clock: MockClock, harness: Harness) -> None:
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     await ws.send_message("x" * (FAST.max_message_size + 1))
     assert await closed_code(ws) == CloseCode.MESSAGE_TOO_BIG
     state = harness.service.state
@@ -284,8 +274,7 @@ async def test_oversized_frame_closes_1009(autojump_clock: MockClock, harness: H
 
 
 async def test_too_many_errors_closes_1008(autojump_clock: MockClock, harness: Harness) -> None:
-    ws, _ = await harness.connect()
-    await announce(ws)
+    ws = await harness.announced()
     codes = []
     for _ in range(FAST.error_limit + 1):
         codes.append((await request(ws, {"type": "nope"}))["code"])
@@ -330,8 +319,7 @@ async def test_a_newer_session_for_the_same_host_replaces_the_old_one(
     autojump_clock: MockClock, harness: Harness
 ) -> None:
     state = harness.service.state
-    old, _ = await harness.connect()
-    await announce(old)
+    old = await harness.announced()
     new, _ = await harness.connect()
     assert (await announce(new))["type"] == "host_accepted"
     assert await closed_code(old) == CloseCode.REPLACED
