@@ -7,7 +7,8 @@ service on loopback.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -54,66 +55,67 @@ def batches(fake: FakeScheduler) -> list[Batch]:
     return [frame for frame in fake.frames if isinstance(frame, Batch)]
 
 
+@asynccontextmanager
+async def batched_session(
+    fake: FakeScheduler, batching: Batching, *, within: float
+) -> AsyncIterator[SchedulerSession]:
+    """A session with ``batching`` to ``fake`` (in-memory streams), all within ``within`` s."""
+    with trio.fail_after(within):
+        async with trio.open_nursery() as nursery:
+            ws = await connect_in_memory(nursery, fake)
+            async with session_over(ws, interval=None, batching=batching) as session:
+                yield session
+            nursery.cancel_scope.cancel()
+
+
 async def test_updates_within_the_linger_go_out_as_one_frame(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     fake = FakeScheduler()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            async with session_over(ws, interval=None, batching=Batching()) as session:
-                # The announce went alone: a window of one is sent as its own frame.
-                assert [type(f) for f in fake.frames] == [AnnounceHost]
-                opened = trio.current_time()
-                results = await all_at_once(*(started(session, f"p{i}") for i in range(10)))
-                assert results == [None] * 10
-                [batch] = fake.frames[1:]
-                assert isinstance(batch, Batch)
-                peers = sorted(m.peer_id for m in batch.messages)  # type: ignore[union-attr]
-                assert peers == sorted(f"p{i}" for i in range(10))
-                # Sent when the linger (5 ms) of the first request ran out.
-                assert fake.frames_at[1] - opened == pytest.approx(0.005)
-                assert fake.count("download_started") == 10
-            nursery.cancel_scope.cancel()
+    async with batched_session(fake, Batching(), within=5) as session:
+        # The announce went alone: a window of one is sent as its own frame.
+        assert [type(f) for f in fake.frames] == [AnnounceHost]
+        opened = trio.current_time()
+        results = await all_at_once(*(started(session, f"p{i}") for i in range(10)))
+        assert results == [None] * 10
+        [batch] = fake.frames[1:]
+        assert isinstance(batch, Batch)
+        peers = sorted(m.peer_id for m in batch.messages)  # type: ignore[union-attr]
+        assert peers == sorted(f"p{i}" for i in range(10))
+        # Sent when the linger (5 ms) of the first request ran out.
+        assert fake.frames_at[1] - opened == pytest.approx(0.005)
+        assert fake.count("download_started") == 10
 
 
 async def test_requests_spread_over_the_lingers_go_in_one_frame_per_linger(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     fake = FakeScheduler()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            # A window opens with its first request and closes 95 ms later.
-            batching = Batching(linger=0.095, max_messages=100)
-            async with session_over(ws, interval=None, batching=batching) as session:
+    # A window opens with its first request and closes 95 ms later.
+    batching = Batching(linger=0.095, max_messages=100)
+    async with batched_session(fake, batching, within=5) as session:
 
-                async def every_10_ms(peer: str) -> None:
-                    await trio.sleep(0.001 + 0.01 * int(peer[1:]))
-                    await session.download_started(peer)
+        async def every_10_ms(peer: str) -> None:
+            await trio.sleep(0.001 + 0.01 * int(peer[1:]))
+            await session.download_started(peer)
 
-                async with trio.open_nursery() as senders:
-                    for i in range(25):  # 1 .. 241 ms
-                        senders.start_soon(every_10_ms, f"p{i}")
-                sizes = [len(b.messages) for b in batches(fake)]
-                assert sizes == [10, 10, 5]
-            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as senders:
+            for i in range(25):  # 1 .. 241 ms
+                senders.start_soon(every_10_ms, f"p{i}")
+        sizes = [len(b.messages) for b in batches(fake)]
+        assert sizes == [10, 10, 5]
 
 
 async def test_a_full_window_is_sent_at_once(autojump_clock: trio.testing.MockClock) -> None:
     fake = FakeScheduler()
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            batching = Batching(linger=3.0, max_messages=4)
-            async with session_over(ws, interval=None, batching=batching) as session:
-                opened = trio.current_time()
-                await all_at_once(*(started(session, f"p{i}") for i in range(10)))
-                assert [len(b.messages) for b in batches(fake)] == [4, 4, 2]
-                sent_after = [at - opened for at in fake.frames_at[1:]]
-                # The two full ones at once, the rest when its linger ran out.
-                assert sent_after == [0.0, 0.0, pytest.approx(3.0)]
-            nursery.cancel_scope.cancel()
+    batching = Batching(linger=3.0, max_messages=4)
+    async with batched_session(fake, batching, within=60) as session:
+        opened = trio.current_time()
+        await all_at_once(*(started(session, f"p{i}") for i in range(10)))
+        assert [len(b.messages) for b in batches(fake)] == [4, 4, 2]
+        sent_after = [at - opened for at in fake.frames_at[1:]]
+        # The two full ones at once, the rest when its linger ran out.
+        assert sent_after == [0.0, 0.0, pytest.approx(3.0)]
 
 
 async def test_a_window_is_split_and_sent_at_once_by_size(
@@ -121,43 +123,35 @@ async def test_a_window_is_split_and_sent_at_once_by_size(
 ) -> None:
     fake = FakeScheduler()
     size = len(encode(DownloadStarted(id=10, peer_id="p0"))) + 1
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            batching = Batching(linger=3.0, max_messages=100, max_bytes=3 * size)
-            async with session_over(ws, interval=None, batching=batching) as session:
-                opened = trio.current_time()
-                await all_at_once(*(started(session, f"p{i}") for i in range(7)))
-                assert [len(b.messages) for b in batches(fake)] == [3, 3]
-                # Full by size: sent at once; the last one waited for its linger.
-                assert [at - opened for at in fake.frames_at[1:]] == [0.0, 0.0, 3.0]
-                assert isinstance(fake.frames[-1], DownloadStarted)
-                for batch in batches(fake):
-                    assert len(encode(batch)) < 3 * size + 64
-            nursery.cancel_scope.cancel()
+    batching = Batching(linger=3.0, max_messages=100, max_bytes=3 * size)
+    async with batched_session(fake, batching, within=60) as session:
+        opened = trio.current_time()
+        await all_at_once(*(started(session, f"p{i}") for i in range(7)))
+        assert [len(b.messages) for b in batches(fake)] == [3, 3]
+        # Full by size: sent at once; the last one waited for its linger.
+        assert [at - opened for at in fake.frames_at[1:]] == [0.0, 0.0, 3.0]
+        assert isinstance(fake.frames[-1], DownloadStarted)
+        for batch in batches(fake):
+            assert len(encode(batch)) < 3 * size + 64
 
 
 async def test_each_error_goes_to_the_caller_of_its_request(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     fake = FakeScheduler(errors={"download_failed": ("not_found", "no peer p2")})
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            async with session_over(ws, interval=None, batching=Batching()) as session:
-                results = await all_at_once(
-                    started(session, "p1"),
-                    lambda: session.download_failed("p2"),
-                    started(session, "p3"),
-                )
-                assert len(batches(fake)) == 1
-                first, failed, third = results
-                assert first is None
-                assert third is None
-                assert isinstance(failed, RequestError)
-                assert failed.code == "not_found"
-                assert "no peer p2" in str(failed)
-            nursery.cancel_scope.cancel()
+    async with batched_session(fake, Batching(), within=5) as session:
+        results = await all_at_once(
+            started(session, "p1"),
+            lambda: session.download_failed("p2"),
+            started(session, "p3"),
+        )
+        assert len(batches(fake)) == 1
+        first, failed, third = results
+        assert first is None
+        assert third is None
+        assert isinstance(failed, RequestError)
+        assert failed.code == "not_found"
+        assert "no peer p2" in str(failed)
 
 
 async def test_a_batch_refused_whole_fails_each_of_its_requests(
@@ -165,30 +159,22 @@ async def test_a_batch_refused_whole_fails_each_of_its_requests(
 ) -> None:
     # What a scheduler from before batches says to a batch frame.
     fake = FakeScheduler(errors={"batch": ("unknown_type", '"type" is not a client message')})
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            async with session_over(ws, interval=None, batching=Batching()) as session:
-                results = await all_at_once(started(session, "p1"), started(session, "p2"))
-                assert [getattr(r, "code", None) for r in results] == ["unknown_type"] * 2
-                # The session goes on; a request alone is sent as its own frame.
-                await session.download_started("p3")
-            nursery.cancel_scope.cancel()
+    async with batched_session(fake, Batching(), within=5) as session:
+        results = await all_at_once(started(session, "p1"), started(session, "p2"))
+        assert [getattr(r, "code", None) for r in results] == ["unknown_type"] * 2
+        # The session goes on; a request alone is sent as its own frame.
+        await session.download_started("p3")
 
 
 async def test_batching_off_sends_each_request_in_its_own_frame(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     fake = FakeScheduler()
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            ws = await connect_in_memory(nursery, fake)
-            async with session_over(ws, interval=None, batching=NO_BATCHING) as session:
-                opened = trio.current_time()
-                await all_at_once(*(started(session, f"p{i}") for i in range(3)))
-                assert [type(f) for f in fake.frames[1:]] == [DownloadStarted] * 3
-                assert fake.frames_at[1:] == [opened] * 3
-            nursery.cancel_scope.cancel()
+    async with batched_session(fake, NO_BATCHING, within=5) as session:
+        opened = trio.current_time()
+        await all_at_once(*(started(session, f"p{i}") for i in range(3)))
+        assert [type(f) for f in fake.frames[1:]] == [DownloadStarted] * 3
+        assert fake.frames_at[1:] == [opened] * 3
 
 
 def test_batching_settings_are_checked() -> None:
