@@ -13,6 +13,7 @@ from scheduler.policies import builtin_plugins
 from scheduler.protocol import CLIENT_MESSAGES, SERVER_MESSAGES, _codec
 from scheduler.testing import load_profile_from_env
 from tests.service_support import FAST, Harness, running_service
+from tests.test_e2e import Processes
 
 load_profile_from_env()
 
@@ -77,3 +78,13 @@ def fresh_codec() -> Iterator[None]:
         patch.setattr(_codec, "_SERVER_DECODERS", server)
         patch.setattr(_codec, "_ENCODERS", encoders)
         yield
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Real ``python -m scheduler`` processes, each killed and reaped at the end."""
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.stop_all()

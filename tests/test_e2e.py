@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -61,15 +61,6 @@ class Processes:
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
                     pipe.close()
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    procs = Processes()
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
 
 
 async def poll(check: Callable[[], T | None], within: float, what: str) -> T:

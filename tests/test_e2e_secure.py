@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,6 @@ import trustme
 from tests.test_e2e import Processes, poll
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
 
 
 def scheduler(*args: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +28,7 @@ def scheduler(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_a_secured_deployment_end_to_end(procs: Processes, tmp_path: Path) -> None:
+async def test_a_secured_deployment_end_to_end(processes: Processes, tmp_path: Path) -> None:
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1")
     ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "tls.pem", tmp_path / "tls.key"
@@ -56,7 +46,7 @@ async def test_a_secured_deployment_end_to_end(procs: Processes, tmp_path: Path)
         return path
 
     host_token, admin_token = issue("--hostname", "node-1"), issue("--scope", "admin:read")
-    serve = procs.start(
+    serve = processes.start(
         "serve", "--port", "0", "--admin-port", "0",
         "--auth-key-file", str(signing_key),
         "--tls-cert-file", str(cert), "--tls-key-file", str(key),
@@ -67,7 +57,7 @@ async def test_a_secured_deployment_end_to_end(procs: Processes, tmp_path: Path)
     match = re.search(r"(wss://\S+).*(https://\S+)", line)
     assert match, line
     ws_url, admin = match.groups()
-    procs.start(
+    processes.start(
         "peer", "--scheduler", ws_url, "--hostname", "node-1",
         "--token-file", str(host_token), "--ca-file", str(ca_file),
     )  # fmt: skip

@@ -62,22 +62,16 @@ class Observer:
 
 
 @pytest.fixture
-def procs() -> Iterator[Processes]:
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
-@pytest.fixture
 def observer(registry_url: str) -> Iterator[Observer]:
     with Observer(registry_url) as watching:
         yield watching
 
 
-async def start(procs: Processes, registry: str, name: str) -> tuple[subprocess.Popen[str], str]:
-    server = procs.start(
+async def start(
+    processes: Processes, registry: str, name: str, *flags: str
+) -> tuple[subprocess.Popen[str], str]:
+    """A cluster member on free ports (``flags``: more ``serve`` flags); its admin URL."""
+    server = processes.start(
         "serve",
         "--port", "0",
         "--admin-port", "0",
@@ -88,6 +82,7 @@ async def start(procs: Processes, registry: str, name: str) -> tuple[subprocess.
         "--registry-timeout", f"{TIMEOUT}s",
         "--shutdown-timeout", "2s",
         "--log-format", "json",
+        *flags,
     )  # fmt: skip
     assert server.stdout is not None
     with trio.fail_after(30):
@@ -110,13 +105,13 @@ def ready(admin: str) -> bool:
 
 
 async def test_kill_and_restart_never_make_two_active_rows(
-    procs: Processes, registry_url: str, observer: Observer
+    processes: Processes, registry_url: str, observer: Observer
 ) -> None:
     names = ("s0", "s1", "s2")
     admins = {}
     servers = {}
     for name in names:
-        servers[name], admins[name] = await start(procs, registry_url, name)
+        servers[name], admins[name] = await start(processes, registry_url, name)
     for name in names:
         await poll(lambda n=name: set(members(admins[n])) == set(names), 10, f"{name}: 3 members")
         assert ready(admins[name])
@@ -136,7 +131,7 @@ async def test_kill_and_restart_never_make_two_active_rows(
     # SIGKILL s2 and restart it at once: the new process takes the name over.
     old_boot = members(admins["s0"])["s2"]["boot_id"]
     servers["s2"].kill()
-    servers["s2"], admins["s2"] = await start(procs, registry_url, "s2")
+    servers["s2"], admins["s2"] = await start(processes, registry_url, "s2")
     await poll(
         lambda: members(admins["s0"]).get("s2", {}).get("boot_id") not in (None, old_boot),
         LEASE + 3.0,
@@ -147,9 +142,11 @@ async def test_kill_and_restart_never_make_two_active_rows(
     assert observer.worst == 1
 
 
-async def test_the_database_going_away(procs: Processes, private_postgres: PostgresServer) -> None:
+async def test_the_database_going_away(
+    processes: Processes, private_postgres: PostgresServer
+) -> None:
     url = private_postgres.url()
-    server, admin = await start(procs, url, "solo")
+    server, admin = await start(processes, url, "solo")
     await poll(lambda: "solo" in members(admin), 10, "solo to register")
     assert metric(admin, "registry_up") == 1.0
 
@@ -167,7 +164,7 @@ async def test_the_database_going_away(procs: Processes, private_postgres: Postg
     assert active_counts(url)[("e2e", "solo")][0] == 1
 
     # The restarted process takes the name over.
-    server, admin = await start(procs, url, "solo")
+    server, admin = await start(processes, url, "solo")
     await poll(lambda: "solo" in members(admin), 10, "the restarted solo to register")
     assert active_counts(url) == {("e2e", "solo"): (1, 1)}
     assert ready(admin)

@@ -14,10 +14,8 @@ either way). Every wait polls with a deadline; every process is killed at the en
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -34,7 +32,8 @@ from scheduler.client import (
 )
 from scheduler.protocol import TaskPayload
 from scheduler.rendezvous import rendezvous_owner
-from tests.registry.test_cluster_e2e import INTERVAL, LEASE, TIMEOUT, members
+from tests.registry.test_cluster_e2e import LEASE, members
+from tests.registry.test_cluster_e2e import start as start_member
 from tests.test_e2e import Processes, metric, poll
 
 pytestmark = pytest.mark.e2e
@@ -48,37 +47,12 @@ NAMES = ("s0", "s1", "s2")
 REFRESH = 10.0
 
 
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
-
-
-async def start(procs: Processes, registry: str, name: str) -> tuple[subprocess.Popen[str], str]:
+async def start(
+    processes: Processes, registry: str, name: str
+) -> tuple[subprocess.Popen[str], str]:
     """A member as test_cluster_e2e starts one, with pings every 30 s as for many hosts."""
-    server = procs.start(
-        "serve",
-        "--port", "0",
-        "--admin-port", "0",
-        "--registry", registry,
-        "--name", name,
-        "--cluster", "e2e",
-        "--lease-interval", f"{INTERVAL}s",
-        "--registry-timeout", f"{TIMEOUT}s",
-        "--ping-interval", "30s",
-        "--ping-timeout", "30s",
-        "--shutdown-timeout", "2s",
-        "--log-format", "json",
-    )  # fmt: skip
-    assert server.stdout is not None
-    with trio.fail_after(30):
-        line = await trio.to_thread.run_sync(server.stdout.readline, abandon_on_cancel=True)
-    match = re.search(r"(ws://\S+).*(http://\S+)", line)
-    assert match, line
-    return server, match.group(2)
+    pings = ("--ping-interval", "30s", "--ping-timeout", "30s")
+    return await start_member(processes, registry, name, *pings)
 
 
 def task_url(i: int) -> str:
@@ -99,11 +73,11 @@ def host_ids(admin: str) -> set[str]:
 
 
 async def test_a_killed_scheduler_s_tasks_move_to_the_survivors(
-    procs: Processes, registry_url: str
+    processes: Processes, registry_url: str
 ) -> None:
     servers, admins = {}, {}
     for name in NAMES:
-        servers[name], admins[name] = await start(procs, registry_url, name)
+        servers[name], admins[name] = await start(processes, registry_url, name)
     for name in NAMES:
         await poll(lambda n=name: set(members(admins[n])) == set(NAMES), 15, f"{name}: 3 members")
 
@@ -229,16 +203,16 @@ async def test_a_killed_scheduler_s_tasks_move_to_the_survivors(
 
 
 async def test_the_peer_daemon_finds_the_cluster_from_any_member(
-    procs: Processes, registry_url: str
+    processes: Processes, registry_url: str
 ) -> None:
     """``scheduler peer --scheduler http://ADMIN``: announced to all, each task on its owner."""
     admins = {}
     for name in NAMES:
-        _, admins[name] = await start(procs, registry_url, name)
+        _, admins[name] = await start(processes, registry_url, name)
     for name in NAMES:
         await poll(lambda n=name: set(members(admins[n])) == set(NAMES), 15, f"{name}: 3 members")
     urls = tuple(task_url(i) for i in range(12))
-    peer = procs.start(
+    peer = processes.start(
         "peer",
         "--scheduler", admins["s2"],
         "--hostname", "daemon-1",
