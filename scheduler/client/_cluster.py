@@ -27,8 +27,7 @@ from scheduler.protocol import HostPayload, TaskPayload
 
 from ._backoff import Backoff
 from ._boot import BootWatch, Resume
-from ._connection import SchedulerSession, open_scheduler_session
-from ._credentials import client_ssl_context
+from ._connection import SchedulerSession
 from ._downloads import Downloads
 from ._errors import ConnectError, RequestError, SchedulerClientError, SessionLost
 from ._hosts import HostsFetchError
@@ -190,19 +189,10 @@ class _Link:
         """One session, to its end; True if the member refused the handshake (alive)."""
         host, member = self.host, self.member
         config = host.config
-        ssl_context = None
-        if member.url.startswith("wss://"):
-            ssl_context = client_ssl_context(config.ca_file, config.cert_file, config.key_file)
         refused = False
         try:
-            async with open_scheduler_session(
-                member.url,
-                host.payload,
-                interval=config.announce_interval,
-                connect_timeout=config.connect_timeout,
-                request_timeout=config.request_timeout,
-                ssl_context=ssl_context,
-                token=config.token,
+            async with config.open_session(
+                member.url, host.payload, config.ssl_context(member.url)
             ) as session:
                 resume = host.boots.setdefault(member.name, BootWatch()).accepted(session.boot_id)
                 _log.info("announced to %s as %s", member.name, session.host_id)

@@ -29,7 +29,7 @@ from scheduler.protocol import TaskPayload
 from ._backoff import Backoff
 from ._boot import BootWatch, Resume
 from ._cluster import ClusterView, peer_id_of, run_cluster_host
-from ._connection import SchedulerSession, open_scheduler_session
+from ._connection import SchedulerSession
 from ._downloads import Downloads
 from ._errors import SchedulerClientError, SessionLost
 from ._peer_config import PeerConfig
@@ -88,15 +88,8 @@ class _PeerDaemon:
         with trio.CancelScope() as self._connecting:
             _log.info("connecting to %s", config.scheduler_url)
             try:
-                async with open_scheduler_session(
-                    config.scheduler_url,
-                    self._host,
-                    interval=config.announce_interval,
-                    connect_timeout=config.connect_timeout,
-                    request_timeout=config.request_timeout,
-                    ssl_context=self._ssl_context,
-                    token=config.token,
-                    batching=config.batching(),
+                async with config.open_session(
+                    config.scheduler_url, self._host, self._ssl_context
                 ) as session:
                     accepted_at = trio.current_time()
                     self._in_session = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from contextlib import AbstractAsyncContextManager
 from typing import final
 
 import attrs
@@ -11,6 +12,7 @@ import attrs
 from scheduler.protocol import HostPayload
 
 from ._batching import DEFAULT_BATCH_LINGER, DEFAULT_BATCH_MAX, Batching
+from ._connection import SchedulerSession, open_scheduler_session
 from ._credentials import client_ssl_context
 
 __all__ = ["PeerConfig"]
@@ -84,11 +86,28 @@ class PeerConfig:
         """True when ``scheduler_url`` is a cluster member's admin URL."""
         return self.scheduler_url.startswith(("http://", "https://"))
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS settings of a ``wss://`` URL (None for ``ws://``); ValueError for a bad file."""
-        if not self.scheduler_url.startswith("wss://"):
+    def ssl_context(self, url: str | None = None) -> ssl.SSLContext | None:
+        """The TLS settings for ``url`` (default ``scheduler_url``): None for ``ws://``;
+        ValueError for a bad file."""
+        if not (url or self.scheduler_url).startswith("wss://"):
             return None
         return client_ssl_context(self.ca_file, self.cert_file, self.key_file)
+
+    def open_session(
+        self, url: str, host: HostPayload, ssl_context: ssl.SSLContext | None
+    ) -> AbstractAsyncContextManager[SchedulerSession]:
+        """A session with the scheduler at ``url`` under this daemon's settings (announce
+        interval, timeouts, token, batching): the one way both modes connect."""
+        return open_scheduler_session(
+            url,
+            host,
+            interval=self.announce_interval,
+            connect_timeout=self.connect_timeout,
+            request_timeout=self.request_timeout,
+            ssl_context=ssl_context,
+            token=self.token,
+            batching=self.batching(),
+        )
 
     def host_payload(self) -> HostPayload:
         """The ``host`` of this daemon's ``announce_host``."""
