@@ -29,6 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_pings import idle_clients  # noqa: E402
 from bench_sessions import (  # noqa: E402
     Lines,
     Server,
@@ -82,22 +83,15 @@ def load_round(url: str, pid: int, args: argparse.Namespace, prefix: str) -> dic
 def idle_rss(url: str, pid: int, n: int, settle: float, prefix: str) -> tuple[int, int, int]:
     """(RSS before, RSS after, connections held) for ``n`` idle announced connections."""
     before = proc_rss_kb(pid)
-    proc = subprocess.Popen(
-        ["node", str(HERE / "ws_load.js"), "idle", url, str(n), "0", prefix],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
+    proc, held = idle_clients(url, n, prefix)
     try:
-        words = Lines(proc.stdout, "idle clients").get(300, "ready").split()
         time.sleep(settle)
         after = proc_rss_kb(pid)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=60)
-    return before, after, int(words[0])
+    return before, after, held
 
 
 def main() -> int:
