@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -52,15 +52,21 @@ class Processes:
         return process
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.kill()
-        for process in self.started:
-            process.wait(timeout=10)
-            for pipe in (process.stdout, process.stderr):
-                if pipe is not None:
-                    pipe.close()
+        kill_and_reap(self.started)
+
+
+def kill_and_reap(processes: Sequence[subprocess.Popen[str]]) -> None:
+    """SIGKILL every process still running (resumed first, if a test froze it), reap them
+    all, and close their pipes."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.kill()
+    for process in processes:
+        process.wait(timeout=10)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 async def poll(check: Callable[[], T | None], within: float, what: str) -> T:

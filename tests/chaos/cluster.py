@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from typing import Any, TypeVar
 
 import attrs
 import trio
+
+from tests.test_e2e import kill_and_reap
 
 T = TypeVar("T")
 
@@ -138,14 +139,7 @@ class Cluster:
         return reaped
 
     def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGCONT)
-                process.kill()
-        for process in self.started:
-            process.wait(timeout=10)
-            if process.stdout is not None:
-                process.stdout.close()
+        kill_and_reap(self.started)
 
 
 def new_workdir() -> Path:
