@@ -38,6 +38,7 @@ from tests.service_support import (
     LOOPBACK,
     Live,
     announce,
+    host_payload,
     open_client,
     raw_http,
     request,
@@ -314,9 +315,13 @@ MASK = b"\x37\xfa\x21\x3d"
 
 
 def client_frame(opcode: int, payload: bytes, *, masked: bool = True, rsv: int = 0) -> bytes:
-    """One final frame as a client sends it (payloads under 126 bytes)."""
-    assert len(payload) < 126
-    head = bytes([0x80 | rsv << 4 | opcode, (0x80 if masked else 0) | len(payload)])
+    """One final frame as a client sends it (payloads under 64 KiB)."""
+    length = len(payload)
+    assert length < 0x10000
+    mask_bit = 0x80 if masked else 0
+    head = bytes([0x80 | rsv << 4 | opcode, mask_bit | min(length, 126)])
+    if length >= 126:
+        head += length.to_bytes(2, "big")
     if not masked:
         return head + payload
     return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
@@ -368,6 +373,78 @@ async def test_a_framing_error_gets_its_close_code_before_the_tcp_close(
             assert await close_code_after(live, frame) == code
             await settle()
             assert not live.service.sessions
+
+
+def announce_frame(request_id: int) -> bytes:
+    message = {"type": "announce_host", "id": request_id, "host": host_payload()}
+    return client_frame(0x1, orjson.dumps(message))
+
+
+class ServerFrames:
+    """Reads the server's (unmasked) frames off a raw stream: (opcode, payload)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.data = bytearray()
+
+    async def next(self) -> tuple[int, bytes]:
+        while True:
+            frame = self._split()
+            if frame is not None:
+                return frame
+            chunk = await self.stream.receive_some()
+            assert chunk, "the server closed the connection"
+            self.data += chunk
+
+    def _split(self) -> tuple[int, bytes] | None:
+        data = self.data
+        if len(data) < 2:
+            return None
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            if len(data) < 4:
+                return None
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        if len(data) < start + length:
+            return None
+        frame = (data[0] & 0x0F, bytes(data[start : start + length]))
+        del data[: start + length]
+        return frame
+
+    async def reply_id(self) -> object:
+        opcode, payload = await self.next()
+        assert opcode == 0x1
+        reply = orjson.loads(payload)
+        assert reply["type"] == "host_accepted", reply
+        return reply["id"]
+
+
+async def test_frames_in_one_write_and_a_frame_cut_across_writes_are_each_answered() -> None:
+    """What TCP may do to a session's frames, on a real socket, once the session listens."""
+    with trio.fail_after(10):
+        async with serving() as live, raw_websocket(live) as stream:
+            replies = ServerFrames(stream)
+            await stream.send_all(announce_frame(1))
+            assert await replies.reply_id() == 1
+            third = announce_frame(3)
+            await stream.send_all(announce_frame(2) + third[:5])  # one and a header's start
+            assert await replies.reply_id() == 2
+            await stream.send_all(third[5:40])  # into the payload
+            await settle()
+            await stream.send_all(third[40:] + announce_frame(4))
+            assert [await replies.reply_id(), await replies.reply_id()] == [3, 4]
+
+
+async def test_a_framing_error_behind_a_good_frame_closes_after_its_reply() -> None:
+    with trio.fail_after(10):
+        async with serving() as live, raw_websocket(live) as stream:
+            replies = ServerFrames(stream)
+            await stream.send_all(announce_frame(1))
+            assert await replies.reply_id() == 1
+            await stream.send_all(announce_frame(2) + client_frame(0x1, b'{"type": "\xff"}'))
+            assert await replies.reply_id() == 2
+            opcode, payload = await replies.next()
+            assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 1007)
 
 
 async def test_the_server_survives_random_frames() -> None:

@@ -20,20 +20,33 @@ see :mod:`scheduler.session._liveness`).
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 from typing import Final, Protocol, cast, final
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+from ._wire import PING, PING_FRAME, PONG, at_frame_boundary, server_frame, split_frames
+
+log = logging.getLogger("scheduler.service")
 
 #: A close reason must fit a control frame (125 bytes, 2 of them the code).
 MAX_CLOSE_REASON: Final = 120
-
-
-#: Our pings carry no payload: the answer to any of them is a sign of life.
-_PING: Final = Ping(payload=b"")
 
 
 class FrameListener(Protocol):
@@ -87,9 +100,180 @@ class ServerConnection(WebSocketConnection):
 
     async def send_ping(self) -> None:
         """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`."""
+        if self._writes_frames():
+            await self._send_frame(PING_FRAME)
+            return
         if self._close_reason:
             raise ConnectionClosed(self._close_reason)
-        await self._send(_PING)
+        await self._send(Ping(payload=b""))
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message (its frame written here when the connection allows, see ``_wire``)."""
+        if self._writes_frames():
+            await self._send_frame(server_frame(message))
+            return
+        await super().send_message(message)
+
+    def _writes_frames(self) -> bool:
+        """Whether a frame written here is what wsproto's ``send`` would write.
+
+        (wsproto keeps no state for an unfragmented frame of an open connection.)
+        """
+        return not self._close_reason and at_frame_boundary(self._wsproto.connection)
+
+    async def _send_frame(self, frame: bytes) -> None:
+        """trio-websocket's ``_send``, for a frame already written.
+
+        On a plain TCP socket that no other task is writing to, the frame is first
+        written at once, without a trip through trio's scheduler: a reply nearly
+        always fits the socket's buffer. What does not fit is sent as before, under
+        the lock (the reader's next receive is the task's checkpoint).
+        """
+        fd = self._socket_fd()
+        if fd >= 0 and not self._stream_lock.locked():
+            try:
+                sent = os.write(fd, frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                await self._abort_web_socket()
+                assert self._close_reason is not None
+                raise ConnectionClosed(self._close_reason) from None
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        async with self._stream_lock:
+            try:
+                await self._stream.send_all(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._abort_web_socket()
+                assert self._close_reason is not None
+                raise ConnectionClosed(self._close_reason) from None
+
+    async def _reader_task(self) -> None:
+        """trio-websocket's reader, which reads the common frames itself (see :mod:`._wire`).
+
+        Until the session listens, and whenever wsproto holds part of a frame or
+        message, wsproto reads everything, as in trio-websocket.
+        """
+        handlers = {
+            AcceptConnection: self._handle_accept_connection_event,
+            BytesMessage: self._handle_message_event,
+            CloseConnection: self._handle_close_connection_event,
+            Ping: self._handle_ping_event,
+            Pong: self._handle_pong_event,
+            RejectConnection: self._handle_reject_connection_event,
+            RejectData: self._handle_reject_data_event,
+            Request: self._handle_request_event,
+            TextMessage: self._handle_message_event,
+        }
+        wsproto = self._wsproto
+        async with self._send_channel:
+            while self._reader_running:
+                for event in wsproto.events():
+                    handler = handlers.get(type(event))
+                    if handler is None:
+                        log.warning("%s received unknown event type: %r", self, type(event))
+                        continue
+                    try:
+                        await handler(event)  # type: ignore[operator]
+                    except ConnectionClosed:
+                        self._reader_running = False
+                        break
+                try:
+                    data = await self._receive_some()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._abort_web_socket()
+                    break
+                if not data:  # TCP closed; before the WebSocket: an abnormal closure
+                    if wsproto.state is not ConnectionState.CLOSED:
+                        await self._abort_web_socket()
+                    break
+                if self.listener is not None and at_frame_boundary(wsproto.connection):
+                    data = await self._read_common_frames(data)
+                if data and wsproto.state is not ConnectionState.CLOSED:
+                    try:
+                        wsproto.receive_data(bytes(data))
+                    except RemoteProtocolError as err:
+                        if err.event_hint:
+                            await self._send(err.event_hint)
+                        await self._close_stream()
+
+    def _socket_fd(self) -> int:
+        """The socket's file descriptor if the stream is plain TCP (not TLS, not memory), else -1.
+
+        (-1 as well once the socket is closed: its number may already name another file.)
+        """
+        stream = self._stream
+        if type(stream) is not trio.SocketStream:
+            return -1
+        return stream.socket.fileno()
+
+    async def _receive_some(self) -> bytes | bytearray:
+        """``receive_some`` of the stream; on plain TCP, one wait for the socket and one read.
+
+        (trio's socket first tries the read, which fails with nothing to read, as it
+        nearly always is for a client waiting for its reply, then waits, then reads.)
+        """
+        stream, size = self._stream, self._receive_buffer_size
+        if type(stream) is not trio.SocketStream or size is None:
+            return await stream.receive_some(size)
+        sock = stream.socket
+        while True:
+            # Closed by another task (the session's close) while this one was busy: never
+            # wait for fd -1, which trio would register (and then refuse for every socket).
+            if sock.fileno() < 0:
+                raise trio.ClosedResourceError("the socket was closed")
+            await trio.lowlevel.wait_readable(sock)
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the socket was closed")
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(exc) from exc
+
+    async def _read_common_frames(self, data: bytes | bytearray) -> bytes | bytearray:
+        """Handle the common frames at the start of ``data``; what wsproto must read is returned.
+
+        Frames are handled one by one, as wsproto's events would be; once one of them
+        changes the connection (a close, a message over the size limit), the rest goes
+        to wsproto, as all of it would have.
+        """
+        frames, _ = split_frames(data)
+        done = 0
+        for opcode, payload, end in frames:
+            if not self._reader_running or self._wsproto.state is not ConnectionState.OPEN:
+                break
+            try:
+                if opcode == PONG:
+                    await self._handle_pong_event(Pong(payload=cast("bytes", payload)))
+                elif opcode == PING:
+                    await self._handle_ping_event(Ping(payload=cast("bytes", payload)))
+                else:
+                    await self._deliver(payload)
+            except ConnectionClosed:
+                self._reader_running = False
+                return b""
+            done = end
+        if not self._reader_running:
+            return b""
+        return data[done:] if done else data
+
+    async def _deliver(self, data: str | bytes) -> None:
+        """One complete message to the listener (over ``max_message_size``: close 1009)."""
+        if len(data) > self._max_message_size:
+            await self._too_big()
+            return
+        listener = self.listener
+        if listener is None:
+            await super()._handle_message_event(
+                TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+            )
+            return
+        await listener.on_message(data)
 
     async def _handle_message_event(self, event: BytesMessage | TextMessage) -> None:
         listener = self.listener
@@ -100,10 +284,7 @@ class ServerConnection(WebSocketConnection):
         if isinstance(data, bytearray):
             data = bytes(data)
         if event.message_finished and not self._message_parts:  # the common case: one frame
-            if len(data) > self._max_message_size:
-                await self._too_big()
-                return
-            await listener.on_message(data)
+            await self._deliver(data)
             return
         self._message_size += len(data)
         self._message_parts.append(data)
