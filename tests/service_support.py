@@ -264,3 +264,79 @@ def upgrade_head(path: str, host: str = "scheduler.test:8002") -> str:
         f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
+
+
+# --- raw frames: a client written by hand, for what a library would not send -------------
+
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def client_frame(opcode: int, payload: bytes, *, masked: bool = True, rsv: int = 0) -> bytes:
+    """One final frame as a client sends it (payloads under 64 KiB)."""
+    length = len(payload)
+    assert length < 0x10000
+    mask_bit = 0x80 if masked else 0
+    head = bytes([0x80 | rsv << 4 | opcode, mask_bit | min(length, 126)])
+    if length >= 126:
+        head += length.to_bytes(2, "big")
+    if not masked:
+        return head + payload
+    return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+
+
+@asynccontextmanager
+async def raw_websocket(live: Live) -> AsyncIterator[trio.SocketStream]:
+    """A TCP stream past a real upgrade handshake, for handcrafted frames."""
+    stream = await trio.open_tcp_stream(*live.ws_address)
+    async with stream:
+        await stream.send_all(upgrade_head("/ws").encode())
+        head = bytearray()
+        while b"\r\n\r\n" not in head:
+            head += await stream.receive_some()
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert head.endswith(b"\r\n\r\n")  # the server says nothing before we do
+        yield stream
+
+
+def announce_frame(request_id: int) -> bytes:
+    message = {"type": "announce_host", "id": request_id, "host": host_payload()}
+    return client_frame(0x1, orjson.dumps(message))
+
+
+class ServerFrames:
+    """Reads the server's (unmasked) frames off a raw stream: (opcode, payload)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.data = bytearray()
+
+    async def next(self) -> tuple[int, bytes]:
+        while True:
+            frame = self._split()
+            if frame is not None:
+                return frame
+            chunk = await self.stream.receive_some()
+            assert chunk, "the server closed the connection"
+            self.data += chunk
+
+    def _split(self) -> tuple[int, bytes] | None:
+        data = self.data
+        if len(data) < 2:
+            return None
+        length, start = data[1] & 0x7F, 2
+        if length == 126:
+            if len(data) < 4:
+                return None
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        if len(data) < start + length:
+            return None
+        frame = (data[0] & 0x0F, bytes(data[start : start + length]))
+        del data[: start + length]
+        return frame
+
+    async def reply_id(self) -> object:
+        opcode, payload = await self.next()
+        assert opcode == 0x1
+        reply = orjson.loads(payload)
+        assert reply["type"] == "host_accepted", reply
+        return reply["id"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Final, Protocol, cast, final
+from typing import TYPE_CHECKING, Final, Protocol, cast, final
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
@@ -32,6 +32,7 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
     Pong,
     RejectConnection,
@@ -41,7 +42,18 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from ._wire import PING, PING_FRAME, PONG, at_frame_boundary, server_frame, split_frames
+from ._wire import (
+    PING,
+    PING_FRAME,
+    PONG,
+    at_frame_boundary,
+    pong_frame,
+    server_frame,
+    split_frames,
+)
+
+if TYPE_CHECKING:
+    from ._idle import IdleReader
 
 log = logging.getLogger("scheduler.service")
 
@@ -73,6 +85,13 @@ class ServerConnection(WebSocketConnection):
 
     #: Set once the session runs; until then messages queue as trio-websocket does.
     listener: FrameListener | None = None
+    #: Where the reader waits once the connection is idle (see :mod:`._idle`); None: never.
+    idle_reader: IdleReader | None = None
+    #: The last read held only pings and pongs: the next wait is the idle reader's.
+    _idle: bool = False
+    #: The rest of a frame written in part by :meth:`_write_now`; every later send writes
+    #: it first.
+    _unsent: bytes = b""
 
     def pending_message(self) -> str | bytes | None:
         """A message read before the listener was set (queued as trio-websocket does), or None."""
@@ -97,6 +116,58 @@ class ServerConnection(WebSocketConnection):
         handshake._h11_connection = None  # type: ignore[assignment]
         handshake._events = _NO_EVENTS  # type: ignore[assignment]
         handshake._initiating_request = None  # the request, with its headers
+
+    def ping_now(self) -> bool:
+        """Write a ping now, from any task, if nothing stands in the way; False: use
+        :meth:`send_ping` (it writes first whatever this one left unwritten)."""
+        return self._write_now(PING_FRAME)
+
+    def answer_control(self, data: bytes) -> bool:
+        """Handle ``data`` now if it is only complete pings and pongs (for :mod:`._idle`).
+
+        Each ping is answered (one write for all), then the listener hears of each
+        ping and pong, as the reader would have told it. False: nothing was done, and
+        the reader must read ``data`` itself.
+        """
+        listener = self.listener
+        if listener is None or not at_frame_boundary(self._wsproto.connection):
+            return False
+        frames, end = split_frames(data)
+        if end != len(data):
+            return False
+        pongs: list[bytes] = []
+        for opcode, payload, _ in frames:
+            if opcode == PING:
+                pongs.append(pong_frame(cast("bytes", payload)))
+            elif opcode != PONG or payload:  # a message, or a pong to someone else's ping
+                return False
+        if pongs and not self._write_now(b"".join(pongs)):
+            return False
+        for opcode, _, _ in frames:
+            if opcode == PING:
+                listener.on_ping()
+            else:
+                listener.on_pong()
+        return True
+
+    def _write_now(self, frame: bytes) -> bool:
+        """Write ``frame`` now if the socket is plain TCP, open and not being written to.
+
+        False: nothing of it was written, or only part (the socket's buffer is nearly
+        full): the rest is kept in ``_unsent``, which the caller's fallback, a send
+        through the task path, writes first.
+        """
+        fd = self._socket_fd()
+        if fd < 0 or self._unsent or self._stream_lock.locked() or not self._writes_frames():
+            return False
+        try:
+            sent = os.write(fd, frame)
+        except OSError:  # full, or broken: the task path finds out which
+            return False
+        if sent < len(frame):
+            self._unsent = frame[sent:]
+            return False
+        return True
 
     async def send_ping(self) -> None:
         """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`."""
@@ -130,7 +201,7 @@ class ServerConnection(WebSocketConnection):
         the lock (the reader's next receive is the task's checkpoint).
         """
         fd = self._socket_fd()
-        if fd >= 0 and not self._stream_lock.locked():
+        if fd >= 0 and not self._unsent and not self._stream_lock.locked():
             try:
                 sent = os.write(fd, frame)
             except BlockingIOError:
@@ -143,6 +214,7 @@ class ServerConnection(WebSocketConnection):
                 return
             frame = frame[sent:]
         async with self._stream_lock:
+            frame, self._unsent = self._unsent + frame, b""
             try:
                 await self._stream.send_all(frame)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -189,6 +261,7 @@ class ServerConnection(WebSocketConnection):
                     if wsproto.state is not ConnectionState.CLOSED:
                         await self._abort_web_socket()
                     break
+                self._idle = False
                 if self.listener is not None and at_frame_boundary(wsproto.connection):
                     data = await self._read_common_frames(data)
                 if data and wsproto.state is not ConnectionState.CLOSED:
@@ -198,6 +271,26 @@ class ServerConnection(WebSocketConnection):
                         if err.event_hint:
                             await self._send(err.event_hint)
                         await self._close_stream()
+
+    async def _send(self, event: Event) -> None:
+        """trio-websocket's ``_send`` (a frame wsproto writes), after what ``_write_now`` left."""
+        if self._unsent:
+            async with self._stream_lock:
+                unsent, self._unsent = self._unsent, b""
+                try:
+                    await self._stream.send_all(unsent)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._abort_web_socket()
+                    assert self._close_reason is not None
+                    raise ConnectionClosed(self._close_reason) from None
+        await super()._send(event)
+
+    async def _close_stream(self) -> None:
+        """Close the TCP connection; a reader waiting in the idle reader hears of it first."""
+        idle, fd = self.idle_reader, self._socket_fd()
+        if idle is not None and fd >= 0:
+            idle.release(self, fd)
+        await super()._close_stream()
 
     def _socket_fd(self) -> int:
         """The socket's file descriptor if the stream is plain TCP (not TLS, not memory), else -1.
@@ -219,11 +312,16 @@ class ServerConnection(WebSocketConnection):
         if type(stream) is not trio.SocketStream or size is None:
             return await stream.receive_some(size)
         sock = stream.socket
+        idle = self.idle_reader
         while True:
             # Closed by another task (the session's close) while this one was busy: never
             # wait for fd -1, which trio would register (and then refuse for every socket).
-            if sock.fileno() < 0:
+            fd = sock.fileno()
+            if fd < 0:
                 raise trio.ClosedResourceError("the socket was closed")
+            if self._idle and idle is not None and idle.running:
+                self._idle = False
+                return await idle.wait(self, fd)
             await trio.lowlevel.wait_readable(sock)
             fd = sock.fileno()
             if fd < 0:
@@ -242,7 +340,9 @@ class ServerConnection(WebSocketConnection):
         changes the connection (a close, a message over the size limit), the rest goes
         to wsproto, as all of it would have.
         """
-        frames, _ = split_frames(data)
+        frames, end = split_frames(data)
+        # Only pings and pongs, and nothing left over: the connection is idle.
+        self._idle = end == len(data) and all(opcode >= PING for opcode, _, _ in frames)
         done = 0
         for opcode, payload, end in frames:
             if not self._reader_running or self._wsproto.state is not ConnectionState.OPEN:

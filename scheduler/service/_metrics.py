@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..core import Event, Eviction, PeerScheduled, RecordKind
@@ -14,6 +14,7 @@ from ..core import Event, Eviction, PeerScheduled, RecordKind
 if TYPE_CHECKING:
     from ..core import SchedulerState
     from ..session import Routed
+    from ._idle import IdleReader
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900)
@@ -44,9 +45,39 @@ class _StateCollector(Collector):
         )
 
 
+class _IdleCollector(Collector):
+    """The idle sessions' reader (:mod:`._idle`), read at scrape time."""
+
+    def __init__(self, idle: IdleReader) -> None:
+        self._idle = idle
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        idle = self._idle
+        yield GaugeMetricFamily(
+            "scheduler_idle_sessions",
+            "Sessions whose socket the idle reader reads (their last read held only pings/pongs)",
+            value=idle.waiting,
+        )
+        yield CounterMetricFamily(
+            "scheduler_idle_control_reads",
+            "Reads of only pings and pongs that the idle reader handled itself",
+            value=idle.handled,
+        )
+        yield CounterMetricFamily(
+            "scheduler_idle_handbacks",
+            "Reads the idle reader handed back to a session's reader (a message, the end)",
+            value=idle.handed_back,
+        )
+
+
 @final
 class Metrics:
-    def __init__(self, state: SchedulerState, sessions: Collection[object]) -> None:
+    def __init__(
+        self,
+        state: SchedulerState,
+        sessions: Collection[object],
+        idle: IdleReader | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.host_evictions = Counter(
@@ -141,6 +172,8 @@ class Metrics:
             self.gc_runs.labels(manager)
             self.gc_duration.labels(manager)
         r.register(_StateCollector(state, sessions))
+        if idle is not None:
+            r.register(_IdleCollector(idle))
         self._message_counts: dict[str, Counter] = {}
 
     def count_message(self, message_type: str) -> None:

@@ -50,6 +50,7 @@ from ..session import (
 )
 from ._config import ServiceConfig
 from ._framing import ServerConnection
+from ._idle import IdleReader
 from ._metrics import Metrics
 
 #: The end cause of each check that ends a session.
@@ -138,6 +139,8 @@ class SessionEnv:
     timers: SessionTimers
     #: With ``--registry``: who owns a task this scheduler does not (``moved``).
     placement: Placement | None = None
+    #: The one task that reads idle sessions' sockets (None: each reader waits alone).
+    idle: IdleReader | None = None
 
 
 @final
@@ -219,7 +222,10 @@ class Session:
         return True
 
     def ping(self) -> None:
-        """Have the session's task send a ping (the timers decided it is due)."""
+        """Send a ping (the timers decided it is due): at once if the socket allows,
+        else by the session's task."""
+        if self.ws.ping_now():
+            return
         self._ping_due = True
         self._wake()
 

@@ -97,6 +97,11 @@ def _unmask(key: bytes | bytearray, masked: bytes | bytearray) -> bytes:
     return value.to_bytes(length, "little")
 
 
+def pong_frame(payload: bytes) -> bytes:
+    """The server's answer to a ping with ``payload`` (at most 125 bytes)."""
+    return bytes((0x80 | PONG, len(payload))) + payload
+
+
 def server_frame(message: str | bytes) -> bytes:
     """One final, unmasked text (``str``) or binary frame holding ``message``."""
     if isinstance(message, str):

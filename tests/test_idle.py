@@ -1,0 +1,286 @@
+"""The idle sessions' reader (scheduler.service._idle) on real sockets.
+
+A connection whose last read held only pings and pongs waits in the idle reader;
+pings and pongs are then handled there, and anything else goes back to the
+connection's own reader, in order, as if it had read it itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import orjson
+import pytest
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+
+from scheduler.service._framing import ServerConnection
+from scheduler.service._framing import _read as read_frames
+from scheduler.service._framing import os as framing_os
+from scheduler.service._idle import IdleReader
+from scheduler.service._wire import PING, PING_FRAME, PONG, TEXT
+
+from .service_support import (
+    LOOPBACK,
+    Live,
+    ServerFrames,
+    announce_frame,
+    client_frame,
+    raw_websocket,
+    serving,
+)
+
+
+def open_server_side() -> WSConnection:
+    """A server-side wsproto connection past its handshake."""
+    client, server = WSConnection(ConnectionType.CLIENT), WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="scheduler.test", target="/ws")))
+    list(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    list(client.events())
+    return server
+
+
+class Listener:
+    """What the connection tells its session, recorded."""
+
+    def __init__(self) -> None:
+        self.heard: list[object] = []
+        self.message_arrived = trio.Event()
+
+    async def on_message(self, message: str | bytes) -> None:
+        self.heard.append(message)
+        self.message_arrived.set()
+
+    def on_ping(self) -> None:
+        self.heard.append("ping")
+
+    def on_pong(self) -> None:
+        self.heard.append("pong")
+
+    def on_closed(self) -> None:
+        self.heard.append("closed")
+
+
+class Pair:
+    def __init__(self, connection: ServerConnection, peer: trio.socket.SocketType) -> None:
+        self.connection = connection
+        self.peer = peer
+        self.listener = Listener()
+        connection.listener = self.listener
+
+    async def read_from_server(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = await self.peer.recv(size - len(data))
+            assert chunk, "the server side closed"
+            data += chunk
+        return data
+
+
+@asynccontextmanager
+async def idle_pair() -> AsyncIterator[tuple[IdleReader, Pair, trio.Nursery]]:
+    """A server connection over a socket pair, its reader running, an idle reader running."""
+    idle = IdleReader()
+    ours, theirs = trio.socket.socketpair()
+    connection = ServerConnection(
+        trio.SocketStream(ours),
+        open_server_side(),
+        message_queue_size=1,
+        max_message_size=1000,
+    )
+    connection.idle_reader = idle
+    pair = Pair(connection, theirs)
+    with ours, theirs:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(idle.run)
+            nursery.start_soon(read_frames, connection)
+            yield idle, pair, nursery
+            nursery.cancel_scope.cancel()
+
+
+async def go_idle(idle: IdleReader, pair: Pair) -> None:
+    """A pong: the reader reads it itself, then waits in the idle reader."""
+    await pair.peer.send(client_frame(PONG, b""))
+    while idle.waiting == 0:
+        await trio.testing.wait_all_tasks_blocked()
+    assert pair.listener.heard == ["pong"]
+
+
+async def test_a_connection_that_read_only_a_pong_waits_in_the_idle_reader() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (idle, pair, _):
+            await go_idle(idle, pair)
+            assert idle.waiting == 1
+            assert (idle.handled, idle.handed_back) == (0, 0)
+
+
+async def test_pongs_and_pings_of_an_idle_connection_are_handled_there() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (idle, pair, _):
+            await go_idle(idle, pair)
+            await pair.peer.send(
+                client_frame(PONG, b"") + client_frame(PING, b"hi") + client_frame(PONG, b"")
+            )
+            assert await pair.read_from_server(4) == bytes((0x80 | PONG, 2)) + b"hi"
+            await trio.testing.wait_all_tasks_blocked()
+            assert pair.listener.heard == ["pong", "pong", "ping", "pong"]
+            assert (idle.handled, idle.handed_back, idle.waiting) == (1, 0, 1)
+
+
+async def test_a_message_goes_back_to_the_reader_in_order_with_what_came_with_it() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (idle, pair, _):
+            await go_idle(idle, pair)
+            await pair.peer.send(client_frame(PONG, b"") + client_frame(TEXT, b'{"type": "x"}'))
+            await pair.listener.message_arrived.wait()
+            assert pair.listener.heard == ["pong", "pong", '{"type": "x"}']
+            assert (idle.handled, idle.handed_back, idle.waiting) == (0, 1, 0)
+            await pair.peer.send(client_frame(PONG, b""))  # idle again after the message
+            while idle.waiting == 0:
+                await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_partial_frame_goes_back_to_the_reader() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (idle, pair, _):
+            await go_idle(idle, pair)
+            message = client_frame(TEXT, b'{"type": "y"}')
+            await pair.peer.send(message[:3])
+            while idle.handed_back == 0:
+                await trio.testing.wait_all_tasks_blocked()
+            await pair.peer.send(message[3:])
+            await pair.listener.message_arrived.wait()
+            assert pair.listener.heard == ["pong", '{"type": "y"}']
+
+
+async def test_the_end_of_the_stream_goes_back_to_the_reader() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (idle, pair, _):
+            await go_idle(idle, pair)
+            pair.peer.shutdown(trio.socket.SHUT_WR)
+            while "closed" not in pair.listener.heard:
+                await trio.testing.wait_all_tasks_blocked()
+            assert (idle.handed_back, idle.waiting) == (1, 0)
+
+
+async def test_a_socket_closed_under_a_waiting_reader_wakes_it() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (idle, pair, _):
+            await go_idle(idle, pair)
+            await pair.connection._close_stream()
+            await trio.testing.wait_all_tasks_blocked()
+            assert idle.waiting == 0
+            assert pair.listener.heard == ["pong", "closed"]  # the reader ended
+
+
+async def test_a_cancelled_wait_leaves_the_set() -> None:
+    with trio.fail_after(5):
+        idle = IdleReader()
+        ours, theirs = trio.socket.socketpair()
+        with ours, theirs:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(idle.run)
+                with trio.CancelScope() as scope:
+                    nursery.start_soon(cancel_when_waiting, idle, scope)
+                    await idle.wait(Listener(), ours.fileno())  # type: ignore[arg-type]
+                assert scope.cancelled_caught
+                assert idle.waiting == 0
+                await theirs.send(b"x")  # nothing is registered: nothing is read
+                await trio.testing.wait_all_tasks_blocked()
+                assert await ours.recv(1) == b"x"
+                nursery.cancel_scope.cancel()
+
+
+async def cancel_when_waiting(idle: IdleReader, scope: trio.CancelScope) -> None:
+    while idle.waiting == 0:
+        await trio.testing.wait_all_tasks_blocked()
+    scope.cancel()
+
+
+async def test_readers_waiting_when_the_idle_reader_stops_hear_it_closed() -> None:
+    with trio.fail_after(5):
+        idle = IdleReader()
+        ours, theirs = trio.socket.socketpair()
+        with ours, theirs:
+            async with trio.open_nursery() as outer:
+                inner_scope = trio.CancelScope()
+
+                async def run_idle() -> None:
+                    with inner_scope:
+                        await idle.run()
+
+                outer.start_soon(run_idle)
+                while not idle.running:
+                    await trio.testing.wait_all_tasks_blocked()
+                outer.start_soon(cancel_idle_when_waiting, idle, inner_scope)
+                with pytest.raises(trio.ClosedResourceError):
+                    await idle.wait(Listener(), ours.fileno())  # type: ignore[arg-type]
+                assert not idle.running
+
+
+async def cancel_idle_when_waiting(idle: IdleReader, scope: trio.CancelScope) -> None:
+    while idle.waiting == 0:
+        await trio.testing.wait_all_tasks_blocked()
+    scope.cancel()
+
+
+# --- writing now, from any task ------------------------------------------------------------
+
+
+async def test_ping_now_writes_a_ping_frame() -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (_, pair, _):
+            assert pair.connection.ping_now()
+            assert await pair.read_from_server(2) == PING_FRAME
+
+
+async def test_a_frame_written_in_part_is_finished_before_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (_, pair, _):
+            real_write = os.write
+            monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:1]))
+            assert not pair.connection.ping_now()  # one byte of two went out
+            assert pair.connection._unsent == PING_FRAME[1:]
+            assert not pair.connection.ping_now()  # nothing now: the rest goes first
+            monkeypatch.undo()
+            await pair.connection.send_message("ok")
+            assert await pair.read_from_server(6) == PING_FRAME + bytes((0x81, 2)) + b"ok"
+            assert pair.connection._unsent == b""
+
+
+# --- in the service ------------------------------------------------------------------------
+
+
+async def test_an_idle_session_answers_the_servers_pings_through_the_idle_reader() -> None:
+    """A real session, announced, then silent but for its pongs: the idle reader reads
+    them; the session stays, and its next message is answered as ever."""
+    config = attrs.evolve(LOOPBACK, ping_interval=0.05, ping_timeout=5.0)
+    with trio.fail_after(10):
+        async with serving(config) as live, raw_websocket(live) as stream:
+            idle, frames = live.service.idle, ServerFrames(stream)
+            await stream.send_all(announce_frame(1))
+            assert await frames.reply_id() == 1
+            while idle.handled < 3:  # the server pings; only the first pong wakes the reader
+                assert (await frames.next())[0] == PING
+                await stream.send_all(client_frame(PONG, b""))
+            assert idle.waiting == 1
+            assert sample(live, "scheduler_idle_sessions") == 1
+            assert sample(live, "scheduler_idle_control_reads_total") >= 3
+            await stream.send_all(announce_frame(2))
+            while (frame := await frames.next())[0] == PING:
+                await stream.send_all(client_frame(PONG, b""))
+            assert orjson.loads(frame[1])["id"] == 2
+            assert [s.cause for s in live.service.sessions] == [None]
+
+
+def sample(live: Live, name: str) -> float:
+    value = live.service.metrics.registry.get_sample_value(name)
+    return 0.0 if value is None else value
