@@ -126,6 +126,14 @@ def main() -> int:
     before = None
     if args.baseline_src:
         env = {**os.environ, "PYTHONPATH": args.baseline_src}
+        source = subprocess.run(
+            [sys.executable, "-P", "-c", "import scheduler; print(scheduler.__file__)"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        print(f"before: the scheduler package in {source}", flush=True)
         before = Server(argparse.Namespace(**vars(server_args), env=env))
         targets["before"] = (before.ws_url, before.pid)
     if floor is not None:

@@ -169,6 +169,9 @@ class Server:
     def __init__(self, args: argparse.Namespace) -> None:
         self.command = [
             sys.executable,
+            # -P: not the working directory first on sys.path, so that a PYTHONPATH in
+            # ``args.env`` (bench_frames' --baseline-src) picks the package that runs.
+            "-P",
             "-m",
             "scheduler",
             "serve",
