@@ -6,6 +6,7 @@ import ast
 import inspect
 from typing import Any
 
+import attrs
 import pytest
 
 import scheduler.hookspecs
@@ -81,6 +82,28 @@ def test_reconnect_grace_changes_nothing() -> None:
     assert state.host_counts_by_state()[HostState.DISCONNECTED] == 0
     assert calls == []
     assert state.invariant_violations() == []
+
+
+def test_reconnect_grace_asks_about_a_copy_that_differs_only_in_being_disconnected() -> None:
+    asked: list[Host] = []
+
+    class Asked:
+        name = "asked"
+
+        @hookimpl
+        def scheduler_host_expiry(self, host: Host) -> None:
+            asked.append(host)
+
+    state = SchedulerState(PolicySet.from_plugins([Asked()]), now=0.0)
+    state.announce_host(A, 0.0, interval=30)
+    host = state.host(A.id)
+    host.upload_count, host.concurrent_upload_count = 3, 1
+    del asked[:]
+    state.reconnect_grace(A.id, 10.0)
+    (copy,) = asked
+    assert copy is not host
+    expected = {**attrs.asdict(host, recurse=False), "state": HostState.DISCONNECTED}
+    assert attrs.asdict(copy, recurse=False) == {**expected, "disconnected_at": 10.0}
 
 
 def test_reconnect_grace_is_none_when_no_policy_evicts_a_disconnected_host() -> None:

@@ -569,3 +569,18 @@ def test_a_bad_batch_is_ignored_whole_and_contained(
     assert ps.candidate_scores(CHILD, [P1, P2], VIEW, 1.0) == [1.0, 2.0]
     assert recorder.messages() == [("bad", "scheduler_candidate_scores", message)]
     assert ps.errors == {("bad", "scheduler_candidate_scores"): 1}
+
+
+def test_a_plugin_registered_or_removed_after_a_call_counts_from_the_next_call() -> None:
+    """The calls made of a hook's implementations follow pluggy's list as it changes."""
+    early = Expiry(5.0, "early")
+    later = Answers("later", host_expiry=Expiry(9.0, "later"))
+    ps, _ = policies(later)
+    assert ps.host_expiry(HOST, VIEW, 0.0) == Expiry(9.0, "later")
+    first = Answers("first", host_expiry=early)
+    ps.pm.register(first, name="first")
+    assert ps.host_expiry(HOST, VIEW, 0.0) == early
+    ps.pm.unregister(first)
+    assert ps.host_expiry(HOST, VIEW, 0.0) == Expiry(9.0, "later")
+    ps.pm.register(Answers("again", host_expiry=early), name="again")
+    assert ps.host_expiry(HOST, VIEW, 0.0) == early

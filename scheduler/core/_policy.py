@@ -13,7 +13,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final, TypeGuard, TypeVar, final
+from typing import Any, Final, NamedTuple, TypeGuard, TypeVar, final
 
 import pluggy
 
@@ -42,6 +42,14 @@ class _BadResult(TypeError):
     pass
 
 
+class _Call(NamedTuple):
+    """One hook implementation, as :class:`PolicySet` calls it."""
+
+    plugin: str
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+
+
 _DEFAULT_LIMITS = ScheduleLimits()
 #: What a score may be (not a bool); a tuple, since ``int | float`` is built at every use.
 _NUMBER: Final = (int, float)
@@ -61,6 +69,8 @@ class PolicySet:
         self.on_error = on_error
         #: Each hook's caller, looked up once (its implementations are read at every call).
         self._callers: dict[str, pluggy.HookCaller] = {}
+        #: Each hook's implementations as pluggy listed them, and the calls made of them.
+        self._made: dict[str, tuple[list[pluggy.HookImpl], tuple[_Call, ...]]] = {}
 
     @classmethod
     def from_plugins(
@@ -153,14 +163,14 @@ class PolicySet:
     ) -> list[Peer]:
         """The candidates no plugin vetoes (``scheduler_candidate_veto``), in order."""
         hook_name = "scheduler_candidate_veto"
-        impls = self._impls(hook_name)
-        if not impls:
+        calls = self._calls(hook_name)
+        if not calls:
             return list(candidates)
         kwargs: dict[str, Any] = {"child": child, "view": view, "now": now}
         fit: list[Peer] = []
         for candidate in candidates:
             kwargs["parent"] = candidate
-            for plugin, result in self._call_each(impls, hook_name, kwargs):
+            for plugin, result in self._call_each(calls, hook_name, kwargs):
                 if isinstance(result, str):
                     break
                 bad = _BadResult(f"expected str or None, got {result!r:.200}")
@@ -210,26 +220,25 @@ class PolicySet:
                 scores = [total + add for total, add in zip(scores, answer, strict=True)]
         if scores is None:
             scores = [0.0] * count
-        impls = self._impls("scheduler_candidate_score")
-        if impls:
-            self._add_each_score(impls, scores, kwargs)
+        calls = self._calls("scheduler_candidate_score")
+        if calls:
+            self._add_each_score(calls, scores, kwargs)
         return scores
 
     def _add_each_score(
-        self, impls: Sequence[pluggy.HookImpl], scores: list[float], kwargs: dict[str, Any]
+        self, calls: Sequence[_Call], scores: list[float], kwargs: dict[str, Any]
     ) -> None:
         """Add every ``scheduler_candidate_score`` answer to ``scores``, in place."""
         hook_name = "scheduler_candidate_score"
-        calls = [(impl, impl.function, impl.argnames) for impl in impls]
         # One call per candidate and plugin, inlined: the hot loop of such a plugin.
         for index, candidate in enumerate(kwargs["candidates"]):
             kwargs["parent"] = candidate
             total = scores[index]
-            for impl, function, argnames in calls:
+            for plugin, function, argnames in calls:
                 try:
                     result = function(*[kwargs[arg] for arg in argnames])
                 except Exception as exc:
-                    self._contain(impl.plugin_name, hook_name, exc)
+                    self._contain(plugin, hook_name, exc)
                     continue
                 if result is None:
                     continue
@@ -237,7 +246,7 @@ class PolicySet:
                     total += result
                     continue
                 bad = _BadResult(f"expected a finite number, got {result!r:.200}")
-                self._contain(impl.plugin_name, hook_name, bad)
+                self._contain(plugin, hook_name, bad)
             scores[index] = total
 
     def candidate_score(self, child: Peer, parent: Peer, view: StateView, now: float) -> float:
@@ -325,31 +334,45 @@ class PolicySet:
         return items
 
     def _notify(self, hook_name: str, kwargs: Mapping[str, Any]) -> None:
-        for _ in self._results(hook_name, kwargs):
-            pass
+        calls = self._calls(hook_name)
+        if calls:  # nearly always none (no built-in policy listens to contacts)
+            for _ in self._call_each(calls, hook_name, kwargs):
+                pass
 
-    def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
-        """The hook's implementations in pluggy's order: the last registered first."""
+    def _calls(self, hook_name: str) -> tuple[_Call, ...]:
+        """The hook's implementations in pluggy's order (the last registered first).
+
+        Made once per hook, and again only when pluggy's list changes: hooks are called
+        several times per message, and their implementations nearly never change.
+        """
         caller = self._callers.get(hook_name)
         if caller is None:
             caller = self._callers[hook_name] = getattr(self.pm.hook, hook_name)
-        return caller.get_hookimpls()[::-1]
+        impls = caller.get_hookimpls()
+        made = self._made.get(hook_name)
+        if made is not None and made[0] == impls:  # the same HookImpl objects, in order
+            return made[1]
+        calls = tuple(
+            _Call(impl.plugin_name, impl.function, tuple(impl.argnames)) for impl in reversed(impls)
+        )
+        self._made[hook_name] = (impls, calls)
+        return calls
 
     def _results(self, hook_name: str, kwargs: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         """Yield ``(plugin_name, result)`` for each implementation that returned non-None."""
-        return self._call_each(self._impls(hook_name), hook_name, kwargs)
+        return self._call_each(self._calls(hook_name), hook_name, kwargs)
 
     def _call_each(
-        self, impls: Sequence[pluggy.HookImpl], hook_name: str, kwargs: Mapping[str, Any]
+        self, calls: Sequence[_Call], hook_name: str, kwargs: Mapping[str, Any]
     ) -> Iterator[tuple[str, Any]]:
-        for impl in impls:
+        for plugin, function, argnames in calls:
             try:
-                result = impl.function(*[kwargs[arg] for arg in impl.argnames])
+                result = function(*[kwargs[arg] for arg in argnames])
             except Exception as exc:
-                self._contain(impl.plugin_name, hook_name, exc)
+                self._contain(plugin, hook_name, exc)
                 continue
             if result is not None:
-                yield impl.plugin_name, result
+                yield plugin, result
 
     def _contain(self, plugin: str, hook_name: str, exc: BaseException) -> None:
         self.errors[(plugin, hook_name)] += 1
