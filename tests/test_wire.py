@@ -16,7 +16,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto import WSConnection
-from wsproto.connection import Connection, ConnectionType
+from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -35,6 +35,7 @@ from scheduler.service._wire import (
     PONG,
     TEXT,
     at_frame_boundary,
+    pong_frame,
     server_frame,
     split_frames,
 )
@@ -214,6 +215,21 @@ def test_split_stops_at_a_partial_frame_and_leaves_it() -> None:
     assert data[end:] == whole[:7]
 
 
+def test_split_reads_empty_frames_the_shortest_there_are() -> None:
+    for opcode in (TEXT, BINARY, PING, PONG):
+        data = frame(opcode, b"")
+        assert len(data) == 6
+        empty: str | bytes = "" if opcode == TEXT else b""
+        assert split_frames(data) == ([(opcode, empty, 6)], 6)
+        assert split_frames(data[:5]) == ([], 0)
+
+
+def test_split_leaves_a_16_bit_length_without_its_payload() -> None:
+    data = frame(BINARY, b"z" * 200)
+    assert split_frames(data[:7]) == ([], 0)
+    assert split_frames(data[:8]) == ([], 0)
+
+
 def test_split_reads_a_16_bit_length_at_both_bounds() -> None:
     for size in (126, 0xFFFF):
         data = frame(BINARY, b"z" * size)
@@ -256,6 +272,11 @@ def test_the_ping_frame_is_wsproto_s() -> None:
     assert open_server().send(Ping(payload=b"")) == PING_FRAME
 
 
+@given(st.binary(max_size=125))
+def test_a_pong_frame_is_the_answer_wsproto_writes(payload: bytes) -> None:
+    assert pong_frame(payload) == open_server().send(Pong(payload=payload))
+
+
 # --- when the fast path may be used ------------------------------------------------------
 
 
@@ -279,6 +300,13 @@ def test_at_a_frame_boundary_only_between_whole_frames_and_messages() -> None:
     list(connection.events())
     assert not at_frame_boundary(connection)  # closing: wsproto reads the rest
     assert not at_frame_boundary(None)
+
+
+def test_not_at_a_boundary_with_a_wsproto_whose_insides_differ() -> None:
+    class Other:  # open, but not the wsproto this module reads
+        state = ConnectionState.OPEN
+
+    assert not at_frame_boundary(Other())  # type: ignore[arg-type]
 
 
 def test_not_at_a_boundary_while_a_fragmented_message_is_being_sent() -> None:

@@ -35,6 +35,8 @@ MUTATED_ROOTS = (
     "scheduler/protocol",
     "scheduler/policies",
     "scheduler/rendezvous.py",
+    # The one sans-IO module of the service: the frames read and written without wsproto.
+    "scheduler/service/_wire.py",
 )
 
 #: The statements of the decision's rules (issue 8): filters, scores, limits, origin,
@@ -142,6 +144,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_settings.py",
     ),
     "scheduler/core/_policy.py": ("tests/test_policy_set.py", "tests/test_policies.py"),
+    "scheduler/service/_wire.py": ("tests/test_wire.py",),
     # --- end of the ledgers block
     # --- the scheduling core (issue 8) and the peer ledger: the rules of a decision ---
     "scheduler/core/_badnode.py": ("tests/test_badnode.py",),

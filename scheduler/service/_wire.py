@@ -62,8 +62,8 @@ def split_frames(data: bytes | bytearray) -> tuple[list[Frame], int]:
             break
         length = second & 0x7F
         key_at = pos + 2
-        if length == 126:
-            if opcode >= PING or size - pos < 8:  # a control frame over 125 bytes
+        if length == 126:  # (the two length bytes are there: at least 6 bytes are)
+            if opcode >= PING:  # a control frame over 125 bytes
                 break
             length = (data[key_at] << 8) | data[key_at + 1]
             if length < 126:  # not the minimal encoding: wsproto refuses it
