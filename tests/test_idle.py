@@ -284,3 +284,34 @@ async def test_an_idle_session_answers_the_servers_pings_through_the_idle_reader
 def sample(live: Live, name: str) -> float:
     value = live.service.metrics.registry.get_sample_value(name)
     return 0.0 if value is None else value
+
+
+async def test_a_failure_handling_one_sessions_pong_goes_to_its_reader_alone() -> None:
+    with trio.fail_after(5):
+        idle = IdleReader()
+        ours, theirs = trio.socket.socketpair()
+        connection = ServerConnection(
+            trio.SocketStream(ours), open_server_side(), message_queue_size=1, max_message_size=100
+        )
+        connection.idle_reader = idle
+        pair = Pair(connection, theirs)
+        with ours, theirs:
+            async with trio.open_nursery() as outer:
+                await outer.start(idle.run)
+                failed: list[BaseException] = []
+                try:
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(read_frames, connection)
+                        await go_idle(idle, pair)
+
+                        def broken() -> None:
+                            raise RuntimeError("a bug in one session")
+
+                        pair.listener.on_pong = broken  # type: ignore[method-assign]
+                        await theirs.send(client_frame(PONG, b""))
+                except* RuntimeError as group:
+                    failed.extend(group.exceptions)
+                assert [str(exc) for exc in failed] == ["a bug in one session"]
+                assert idle.running  # the idle reader goes on for everyone else
+                assert (idle.waiting, idle.handed_back) == (0, 1)
+                outer.cancel_scope.cancel()

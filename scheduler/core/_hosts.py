@@ -35,7 +35,7 @@ _host_fields: Final = operator.attrgetter(*(field.name for field in attrs.fields
 
 
 def _copy_host(host: Host) -> Host:
-    """A copy of ``host`` (what ``attrs.evolve`` makes, at a third of its cost)."""
+    """A copy of ``host`` (what ``attrs.evolve`` makes, at about a quarter of its cost)."""
     return Host(*_host_fields(host))
 
 

@@ -15,6 +15,11 @@ is handled, TCP itself holds back a client that sends faster than it reads. Ping
 and pongs tell the listener that the peer is alive; :meth:`ServerConnection.send_ping`
 pings without waiting for the pong (one timer task watches every session's pongs,
 see :mod:`scheduler.session._liveness`).
+
+The common frames are read and written here rather than by wsproto (see
+:mod:`._wire`); on a plain TCP socket the reader waits and reads itself, a frame is
+written at once when no other task is writing, and a connection that has gone idle
+waits in the idle reader (:mod:`._idle`).
 """
 
 from __future__ import annotations
@@ -344,7 +349,7 @@ class ServerConnection(WebSocketConnection):
         # Only pings and pongs, and nothing left over: the connection is idle.
         self._idle = end == len(data) and all(opcode >= PING for opcode, _, _ in frames)
         done = 0
-        for opcode, payload, end in frames:
+        for opcode, payload, frame_end in frames:
             if not self._reader_running or self._wsproto.state is not ConnectionState.OPEN:
                 break
             try:
@@ -357,7 +362,7 @@ class ServerConnection(WebSocketConnection):
             except ConnectionClosed:
                 self._reader_running = False
                 return b""
-            done = end
+            done = frame_end
         if not self._reader_running:
             return b""
         return data[done:] if done else data

@@ -92,7 +92,10 @@ class IdleReader:
         """
         task = trio.lowlevel.current_task()
         assert self._epoll is not None, "wait() only while running"
-        self._epoll.register(fd, select.EPOLLIN)
+        try:
+            self._epoll.register(fd, select.EPOLLIN)
+        except OSError as exc:  # not a socket epoll can watch (any more)
+            raise trio.BrokenResourceError(exc) from exc
         self._waiting[fd] = (connection, task)
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -115,22 +118,25 @@ class IdleReader:
         entry = self._waiting.get(fd)
         if entry is None:  # not ours any more (handed back in this same batch)
             return
+        result: outcome.Outcome[bytes]
         try:
             data = os.read(fd, READ_SIZE)
+            if data and entry[0].answer_control(data):
+                self.handled += 1
+                return
+            result = outcome.Value(data)
         except BlockingIOError:
             return
         except OSError as exc:
-            self._hand_back(fd, outcome.Error(trio.BrokenResourceError(exc)))
-            return
-        if data and entry[0].answer_control(data):
-            self.handled += 1
-            return
-        self._hand_back(fd, outcome.Value(data))
+            result = outcome.Error(trio.BrokenResourceError(exc))
+        except Exception as exc:  # one session's failure goes to its own reader, never further
+            result = outcome.Error(exc)
+        self.handed_back += 1
+        self._hand_back(fd, result)
 
     def _hand_back(self, fd: int, result: outcome.Outcome[bytes]) -> None:
         _, task = self._waiting[fd]
         self._forget(fd, task)
-        self.handed_back += 1
         trio.lowlevel.reschedule(task, result)
 
     def _forget(self, fd: int, task: trio.lowlevel.Task) -> None:

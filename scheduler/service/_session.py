@@ -15,9 +15,12 @@ the connection's reader task (trio-websocket's):
   order they were queued;
 * the timers of every session run in **one** task, :class:`SessionTimers`, over
   one deadline heap (:class:`scheduler.session.Liveness`): a session silent for
-  ``ping_interval`` is pinged, and ends with ``ping_timeout`` when nothing
-  arrives within ``ping_timeout`` of the ping; the same heap bounds the first
-  ``announce_host`` (``announce_timeout``) and every send (``send_timeout``).
+  ``ping_interval`` is pinged (the timer task writes the ping itself when the
+  socket is free, see :meth:`Session.ping`), and ends with ``ping_timeout`` when
+  nothing arrives within ``ping_timeout`` of the ping; the same heap bounds the
+  first ``announce_host`` (``announce_timeout``) and every send (``send_timeout``);
+* an idle session's pongs and pings are read by one task for all of them
+  (:mod:`scheduler.service._idle`), which tells the session as its reader would.
 
 A session ends exactly once, with an :class:`~scheduler.session.EndCause`; the
 protocol maps the end to host state (leave: gone, drop: disconnected) and the
