@@ -218,16 +218,10 @@ async def test_readers_waiting_when_the_idle_reader_stops_hear_it_closed() -> No
                 outer.start_soon(run_idle)
                 while not idle.running:
                     await trio.testing.wait_all_tasks_blocked()
-                outer.start_soon(cancel_idle_when_waiting, idle, inner_scope)
+                outer.start_soon(cancel_when_waiting, idle, inner_scope)
                 with pytest.raises(trio.ClosedResourceError):
                     await idle.wait(Listener(), ours.fileno())  # type: ignore[arg-type]
                 assert not idle.running
-
-
-async def cancel_idle_when_waiting(idle: IdleReader, scope: trio.CancelScope) -> None:
-    while idle.waiting == 0:
-        await trio.testing.wait_all_tasks_blocked()
-    scope.cancel()
 
 
 # --- writing now, from any task ------------------------------------------------------------

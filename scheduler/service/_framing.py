@@ -218,10 +218,18 @@ class ServerConnection(WebSocketConnection):
             if sent == len(frame):
                 return
             frame = frame[sent:]
+        await self._write_locked(frame)
+
+    async def _write_locked(self, data: bytes) -> None:
+        """Write what ``_write_now`` left, then ``data``, under the send lock.
+
+        (trio-websocket's ``_send`` for bytes already written: a broken stream ends the
+        connection and raises ``ConnectionClosed``.)
+        """
         async with self._stream_lock:
-            frame, self._unsent = self._unsent + frame, b""
+            data, self._unsent = self._unsent + data, b""
             try:
-                await self._stream.send_all(frame)
+                await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 assert self._close_reason is not None
@@ -280,14 +288,7 @@ class ServerConnection(WebSocketConnection):
     async def _send(self, event: Event) -> None:
         """trio-websocket's ``_send`` (a frame wsproto writes), after what ``_write_now`` left."""
         if self._unsent:
-            async with self._stream_lock:
-                unsent, self._unsent = self._unsent, b""
-                try:
-                    await self._stream.send_all(unsent)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._abort_web_socket()
-                    assert self._close_reason is not None
-                    raise ConnectionClosed(self._close_reason) from None
+            await self._write_locked(b"")
         await super()._send(event)
 
     async def _close_stream(self) -> None:
