@@ -250,7 +250,36 @@ async def test_a_frame_written_in_part_is_finished_before_the_next(
             assert pair.connection._unsent == b""
 
 
+async def test_a_message_written_in_part_is_finished_by_flush(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with trio.fail_after(5):
+        async with idle_pair() as (_, pair, _):
+            real_write = os.write
+            monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:3]))
+            assert pair.connection.send_now("hello")  # three bytes of seven went out
+            assert pair.connection.unsent
+            assert not pair.connection.send_now("next")  # nothing before the rest
+            monkeypatch.undo()
+            await pair.connection.flush()
+            assert not pair.connection.unsent
+            assert await pair.read_from_server(7) == bytes((0x81, 5)) + b"hello"
+
+
 # --- in the service ------------------------------------------------------------------------
+
+
+async def test_a_reply_the_socket_takes_in_part_reaches_the_client_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_write = os.write
+    monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:10]))
+    with trio.fail_after(10):
+        async with serving() as live, raw_websocket(live) as stream:
+            frames = ServerFrames(stream)
+            for request_id in (1, 2, 3):
+                await stream.send_all(announce_frame(request_id))
+                assert await frames.reply_id() == request_id
 
 
 async def test_an_idle_session_answers_the_servers_pings_through_the_idle_reader() -> None:

@@ -125,17 +125,37 @@ class ServerConnection(WebSocketConnection):
     def ping_now(self) -> bool:
         """Write a ping now, from any task, if nothing stands in the way; False: use
         :meth:`send_ping` (it writes first whatever this one left unwritten)."""
-        return self._write_now(PING_FRAME)
+        return self._writes_frames() and self._write_now(PING_FRAME) and not self._unsent
+
+    def send_now(self, message: str | bytes) -> bool:
+        """Write one message now, without waiting, if nothing stands in the way.
+
+        True: its frame is written, or the part the socket did not take waits in
+        ``_unsent`` (then :attr:`unsent` is true, and :meth:`flush` must follow before
+        anything else is awaited). False: nothing was written; use :meth:`send_message`.
+        """
+        return self._writes_frames() and self._write_now(server_frame(message))
+
+    @property
+    def unsent(self) -> bool:
+        """Part of a frame written by :meth:`send_now` still waits to be written."""
+        return bool(self._unsent)
+
+    async def flush(self) -> None:
+        """Write what a partial :meth:`send_now` left (under the send lock)."""
+        if self._unsent:
+            await self._write_locked(b"")
 
     def answer_control(self, data: bytes) -> bool:
         """Handle ``data`` now if it is only complete pings and pongs (for :mod:`._idle`).
 
         Each ping is answered (one write for all), then the listener hears of each
         ping and pong, as the reader would have told it. False: nothing was done, and
-        the reader must read ``data`` itself.
+        the reader must read ``data`` itself (a pong the socket took only in part is
+        finished before the reader's own answer).
         """
         listener = self.listener
-        if listener is None or not at_frame_boundary(self._wsproto.connection):
+        if listener is None or not self._writes_frames():
             return False
         frames, end = split_frames(data)
         if end != len(data):
@@ -146,7 +166,7 @@ class ServerConnection(WebSocketConnection):
                 pongs.append(pong_frame(cast("bytes", payload)))
             elif opcode != PONG or payload:  # a message, or a pong to someone else's ping
                 return False
-        if pongs and not self._write_now(b"".join(pongs)):
+        if pongs and not (self._write_now(b"".join(pongs)) and not self._unsent):
             return False
         for opcode, _, _ in frames:
             if opcode == PING:
@@ -158,20 +178,20 @@ class ServerConnection(WebSocketConnection):
     def _write_now(self, frame: bytes) -> bool:
         """Write ``frame`` now if the socket is plain TCP, open and not being written to.
 
-        False: nothing of it was written, or only part (the socket's buffer is nearly
-        full): the rest is kept in ``_unsent``, which the caller's fallback, a send
-        through the task path, writes first.
+        True: written, whole or in part (the socket's buffer nearly full: the rest is
+        kept in ``_unsent``, which every later send writes first). False: nothing of it
+        was written (not plain TCP, another task writing, the buffer full, the socket
+        broken: the task path finds out which).
         """
         fd = self._socket_fd()
-        if fd < 0 or self._unsent or self._stream_lock.locked() or not self._writes_frames():
+        if fd < 0 or self._unsent or self._stream_lock.locked():
             return False
         try:
             sent = os.write(fd, frame)
-        except OSError:  # full, or broken: the task path finds out which
+        except OSError:
             return False
         if sent < len(frame):
             self._unsent = frame[sent:]
-            return False
         return True
 
     async def send_ping(self) -> None:
@@ -205,20 +225,10 @@ class ServerConnection(WebSocketConnection):
         always fits the socket's buffer. What does not fit is sent as before, under
         the lock (the reader's next receive is the task's checkpoint).
         """
-        fd = self._socket_fd()
-        if fd >= 0 and not self._unsent and not self._stream_lock.locked():
-            try:
-                sent = os.write(fd, frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                await self._abort_web_socket()
-                assert self._close_reason is not None
-                raise ConnectionClosed(self._close_reason) from None
-            if sent == len(frame):
-                return
-            frame = frame[sent:]
-        await self._write_locked(frame)
+        if not self._write_now(frame):
+            await self._write_locked(frame)
+        elif self._unsent:
+            await self._write_locked(b"")
 
     async def _write_locked(self, data: bytes) -> None:
         """Write what ``_write_now`` left, then ``data``, under the send lock.

@@ -341,9 +341,14 @@ class Session:
             await self._flush_done.wait()
         self._flushing = True
         try:
-            outbox, scope = self.protocol.outbox, self._scope
+            outbox, scope, ws = self.protocol.outbox, self._scope, self.ws
             while outbox and not scope.cancel_called:
-                await self.send(outbox.pop(0))
+                text = encode(outbox.pop(0))
+                # Nearly always the socket takes the frame at once: no await, no timer.
+                if not ws.send_now(text):
+                    await self._bounded(ws.send_message(text))
+                elif ws.unsent:
+                    await self._bounded(ws.flush())
         finally:
             self._flushing = False
             done, self._flush_done = self._flush_done, None
@@ -362,10 +367,6 @@ class Session:
                 metrics.rate_limited.inc()
         if outcome.events:
             self.env.apply(outcome.events)
-
-    async def send(self, message: ServerMessage) -> None:
-        """Send one message, bounded by ``send_timeout``; a timeout ends the session."""
-        await self._bounded(self.ws.send_message(encode(message)))
 
     async def _bounded(self, sending: Awaitable[None]) -> None:
         """Await a send; the timers end the session if it takes ``send_timeout``.
