@@ -227,6 +227,12 @@ async def test_readers_waiting_when_the_idle_reader_stops_hear_it_closed() -> No
 # --- writing now, from any task ------------------------------------------------------------
 
 
+def cut_writes(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Every write without waiting takes at most ``size`` bytes (a nearly full socket)."""
+    real_write = os.write
+    monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:size]))
+
+
 async def test_ping_now_writes_a_ping_frame() -> None:
     with trio.fail_after(5):
         async with idle_pair() as (_, pair, _):
@@ -239,8 +245,7 @@ async def test_a_frame_written_in_part_is_finished_before_the_next(
 ) -> None:
     with trio.fail_after(5):
         async with idle_pair() as (_, pair, _):
-            real_write = os.write
-            monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:1]))
+            cut_writes(monkeypatch, 1)
             assert not pair.connection.ping_now()  # one byte of two went out
             assert pair.connection._unsent == PING_FRAME[1:]
             assert not pair.connection.ping_now()  # nothing now: the rest goes first
@@ -255,8 +260,7 @@ async def test_a_message_written_in_part_is_finished_by_flush(
 ) -> None:
     with trio.fail_after(5):
         async with idle_pair() as (_, pair, _):
-            real_write = os.write
-            monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:3]))
+            cut_writes(monkeypatch, 3)
             assert pair.connection.send_now("hello")  # three bytes of seven went out
             assert pair.connection.unsent
             assert not pair.connection.send_now("next")  # nothing before the rest
@@ -272,8 +276,7 @@ async def test_a_message_written_in_part_is_finished_by_flush(
 async def test_a_reply_the_socket_takes_in_part_reaches_the_client_whole(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_write = os.write
-    monkeypatch.setattr(framing_os, "write", lambda fd, data: real_write(fd, data[:10]))
+    cut_writes(monkeypatch, 10)
     with trio.fail_after(10):
         async with serving() as live, raw_websocket(live) as stream:
             frames = ServerFrames(stream)

@@ -195,18 +195,24 @@ class ServerConnection(WebSocketConnection):
         return True
 
     async def send_ping(self) -> None:
-        """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`."""
+        """Send a ping and return; the pong reaches :meth:`FrameListener.on_pong`.
+
+        The task path, under the send lock: :meth:`ping_now` is the write without waiting.
+        """
         if self._writes_frames():
-            await self._send_frame(PING_FRAME)
+            await self._write_locked(PING_FRAME)
             return
         if self._close_reason:
             raise ConnectionClosed(self._close_reason)
         await self._send(Ping(payload=b""))
 
     async def send_message(self, message: str | bytes) -> None:
-        """Send one message (its frame written here when the connection allows, see ``_wire``)."""
+        """Send one message (its frame written here when the connection allows, see ``_wire``).
+
+        The task path, under the send lock: :meth:`send_now` is the write without waiting.
+        """
         if self._writes_frames():
-            await self._send_frame(server_frame(message))
+            await self._write_locked(server_frame(message))
             return
         await super().send_message(message)
 
@@ -216,19 +222,6 @@ class ServerConnection(WebSocketConnection):
         (wsproto keeps no state for an unfragmented frame of an open connection.)
         """
         return not self._close_reason and at_frame_boundary(self._wsproto.connection)
-
-    async def _send_frame(self, frame: bytes) -> None:
-        """trio-websocket's ``_send``, for a frame already written.
-
-        On a plain TCP socket that no other task is writing to, the frame is first
-        written at once, without a trip through trio's scheduler: a reply nearly
-        always fits the socket's buffer. What does not fit is sent as before, under
-        the lock (the reader's next receive is the task's checkpoint).
-        """
-        if not self._write_now(frame):
-            await self._write_locked(frame)
-        elif self._unsent:
-            await self._write_locked(b"")
 
     async def _write_locked(self, data: bytes) -> None:
         """Write what ``_write_now`` left, then ``data``, under the send lock.
@@ -336,7 +329,6 @@ class ServerConnection(WebSocketConnection):
             if fd < 0:
                 raise trio.ClosedResourceError("the socket was closed")
             if self._idle and idle is not None and idle.running:
-                self._idle = False
                 return await idle.wait(self, fd)
             await trio.lowlevel.wait_readable(sock)
             fd = sock.fileno()
