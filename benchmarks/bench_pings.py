@@ -56,11 +56,18 @@ def close(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
-def host_state(server: Server, hostname: str) -> str | None:
+def host_id(server: Server, hostname: str) -> str:
+    """The id of the host named ``hostname`` (one listing of every host)."""
     for host in json.loads(server.get("/api/v1/hosts")):
         if host["hostname"] == hostname:
-            return str(host["state"])
-    return None
+            return str(host["id"])
+    raise LookupError(f"no host named {hostname!r}")
+
+
+def host_state(server: Server, host: str) -> str:
+    """``host``'s state: one small request, so that polling adds little to the figure
+    (listing 15,000 hosts takes longer than the detection itself)."""
+    return str(json.loads(server.get(f"/api/v1/hosts/{host}"))["state"])
 
 
 def main() -> int:
@@ -100,25 +107,32 @@ def main() -> int:
             held += n
             print(f"client {c}: {n} sessions open", flush=True)
         time.sleep(args.settle)
-        before = metric_sum(server.metrics(), "scheduler_sessions")
+        first = server.metrics()
+        before = metric_sum(first, "scheduler_sessions")
+        reads0 = metric_sum(first, "scheduler_idle_control_reads_total")
         cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
         time.sleep(args.window)
-        cpu = (proc_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0)
+        seconds = time.monotonic() - t0
+        cpu = (proc_cpu_seconds(server.pid) - cpu0) / seconds
         after = server.metrics()
         sessions = metric_sum(after, "scheduler_sessions")
+        reads = (metric_sum(after, "scheduler_idle_control_reads_total") - reads0) / seconds
         print(
             f"SUMMARY ping CPU: {sessions:,.0f} idle sessions (was {before:,.0f}), server CPU "
             f"{100 * cpu:.1f} % of one core over {args.window:g} s; scaled to 50,000 "
-            f"sessions: {100 * cpu * 50_000 / max(sessions, 1):.1f} %"
+            f"sessions: {100 * cpu * 50_000 / max(sessions, 1):.1f} %; {reads:,.0f} pongs "
+            f"read by the idle reader per second, {1e6 * cpu / max(reads, 1):.1f} µs of "
+            "server CPU each"
         )
         ends = {k: v for k, v in after.items() if k.startswith("scheduler_session_ends_total")}
         print(f"session ends during the run: {ends}")
         for trial in range(args.trials):
             proc, _ = idle_clients(server.ws_url, 1, f"frozen{trial}")
+            target = host_id(server, f"frozen{trial}-0")
             time.sleep(1.0 + 0.7 * trial)  # freeze at different points of the ping cycle
             os.kill(proc.pid, signal.SIGSTOP)
             frozen = time.monotonic()
-            while host_state(server, f"frozen{trial}-0") == "connected":
+            while host_state(server, target) == "connected":
                 time.sleep(0.05)
             print(
                 f"SUMMARY detection trial {trial}: unschedulable {time.monotonic() - frozen:.2f} s "
