@@ -275,6 +275,16 @@ def test_list_answers_are_concatenated_and_a_malformed_one_is_dropped_alone() ->
     assert isinstance(recorder.seen[1][2], TypeError)
 
 
+def test_a_plugin_without_an_answer_leaves_the_list_to_the_others() -> None:
+    # pluggy calls the last registered first: "silent" answers None before "later" speaks.
+    ps, recorder = policies(
+        Answers("later", host_supersedes=["x"]),
+        Answers("silent"),
+    )
+    assert ps.host_supersedes(HOST, VIEW, 1.0) == ["x"]
+    assert recorder.messages() == []
+
+
 # --- scheduling hooks -------------------------------------------------------------------------
 
 
