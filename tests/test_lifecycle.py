@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +14,7 @@ from scheduler.core import (
     HostEvent,
     HostInfo,
     HostState,
+    HostType,
     IllegalTransition,
     PeerEvent,
     PeerState,
@@ -189,3 +191,21 @@ def test_a_failed_peer_fails_a_running_task_only_when_no_other_peer_serves() -> 
 def test_a_failed_peer_leaves_a_task_that_is_not_running_as_it_is(state: TaskState) -> None:
     assert task_after_peer_failed(state, []) is state
     assert task_after_peer_failed(state, [PeerState.RUNNING]) is state
+
+
+@pytest.mark.parametrize(
+    "enum_type",
+    [HostState, HostEvent, PeerState, PeerEvent, TaskState, TaskEvent, HostType, RecordKind],
+)
+def test_lifecycle_enums_key_dicts_by_identity_and_survive_pickling(enum_type: type) -> None:
+    # IdentityEnum hashes members by identity (in C); equality is identity too, so
+    # every member finds itself, a pickled copy is the same member, and no member
+    # collides with its own value or name.
+    table = {member: member.value for member in enum_type}
+    for member in enum_type:
+        copy = pickle.loads(pickle.dumps(member))
+        assert copy is member
+        assert table[copy] == member.value
+        assert member.value not in table
+        assert member.name not in table
+    assert len(table) == len(list(enum_type))

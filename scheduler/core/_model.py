@@ -6,7 +6,6 @@ Policies receive them read-only by convention; only the ledgers mutate them.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import final
@@ -14,15 +13,15 @@ from typing import final
 import attrs
 
 from ._bitset import PieceSet
-from ._lifecycle import HostState, PeerState, TaskState
+from ._lifecycle import HostState, IdentityEnum, PeerState, TaskState
 
 
-class HostType(enum.Enum):
+class HostType(IdentityEnum):
     NORMAL = "normal"
     SEED = "seed"
 
 
-class RecordKind(enum.Enum):
+class RecordKind(IdentityEnum):
     """The three kinds of record the GC engine manages, one deadline queue each."""
 
     HOST = "host"
