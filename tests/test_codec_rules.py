@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -277,6 +278,43 @@ def test_a_checked_validator_rejects_exactly_what_its_predicate_rejects() -> Non
         "must be <= 2",
         "port: must be <= 2",
     )
+
+
+def test_checked_rules_run_in_order_and_the_first_broken_one_gives_the_reason() -> None:
+    seen: list[tuple[str, object]] = []
+
+    def rule(name: str, ok: bool) -> Callable[[object], bool]:
+        def check(value: object) -> bool:
+            seen.append((name, value))
+            return ok
+
+        return check
+
+    passes = _messages._checks((rule("a", True), "not a"), (rule("b", True), "not b"))
+    passes(None, PORT, 7)
+    assert seen == [("a", 7), ("b", 7)]
+    seen.clear()
+    fails = _messages._checks(
+        (rule("a", True), "not a"), (rule("b", False), "not b"), (rule("c", False), "not c")
+    )
+    with pytest.raises(InvalidValue) as info:
+        fails(None, PORT, 8)
+    assert seen == [("a", 8), ("b", 8)]  # c is never asked
+    assert (info.value.field, info.value.reason) == ("port", "not b")
+
+
+def test_an_optional_validator_skips_none_and_passes_everything_else_on() -> None:
+    calls: list[tuple[object, object, object]] = []
+
+    def inner(instance: object, attribute: object, value: object) -> None:
+        calls.append((instance, attribute, value))
+
+    validate = _messages._optional(inner)
+    owner = object()
+    validate(owner, PORT, None)
+    assert calls == []
+    validate(owner, PORT, 0)
+    assert calls == [(owner, PORT, 0)]
 
 
 def test_a_validation_error_carries_the_note_cattrs_reads_for_the_path() -> None:

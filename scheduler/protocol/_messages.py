@@ -106,6 +106,29 @@ def _check(ok: Callable[[_T], bool], reason: str) -> _Validator[_T]:
     return validate
 
 
+def _checks(*rules: tuple[Callable[[_T], bool], str]) -> _Validator[_T]:
+    """Each rule in order; the first one broken gives the reason (one call per field:
+    ``attrs.validators.and_`` costs a call per rule and one of its own)."""
+
+    def validate(_instance: Any, attribute: attrs.Attribute[_T], value: _T) -> None:
+        for ok, reason in rules:
+            if not ok(value):
+                raise _invalid(attribute, reason)
+
+    return validate
+
+
+def _optional(validator: _Validator[_T]) -> _Validator[_T | None]:
+    """``validator`` unless the value is None (as ``attrs.validators.optional``, in one
+    function call rather than an instance's ``__call__``)."""
+
+    def validate(instance: Any, attribute: attrs.Attribute[Any], value: _T | None) -> None:
+        if value is not None:
+            validator(instance, attribute, value)
+
+    return validate
+
+
 def _is_positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
@@ -130,10 +153,12 @@ def _is_interval(value: float) -> bool:
     return MIN_ANNOUNCE_INTERVAL <= value <= MAX_ANNOUNCE_INTERVAL
 
 
-_non_empty: _Validator[str] = _check(bool, "must not be empty")
-_plain: _Validator[str] = _check(_is_plain, "must not hold control characters")
+_NOT_EMPTY: Final = (bool, "must not be empty")
+_PLAIN: Final = (_is_plain, "must not hold control characters")
+_non_empty: _Validator[str] = _check(*_NOT_EMPTY)
+_plain: _Validator[str] = _check(*_PLAIN)
 #: A name or id a client gives: non-empty, no control characters.
-_name: _Validator[str] = attrs.validators.and_(_non_empty, _plain)
+_name: _Validator[str] = _checks(_NOT_EMPTY, _PLAIN)
 _interval: _Validator[float] = _check(
     _is_interval,
     f"must be between {MIN_ANNOUNCE_INTERVAL:g} and {MAX_ANNOUNCE_INTERVAL:g} seconds",
@@ -144,10 +169,6 @@ _port: _Validator[int] = _check(_is_port, "must be a port number in 1..65535")
 _at_least_minus_one: _Validator[int] = _check(lambda v: v >= -1, "must be >= -1 (-1: unknown)")
 _count: _Validator[int] = _check(lambda v: v >= 0, "must be >= 0")
 _positive_count: _Validator[int] = _check(lambda v: v > 0, "must be > 0")
-_finite_values: _Validator[dict[str, float]] = _check(_are_finite, "values must be finite")
-_plain_keys: _Validator[dict[str, float]] = _check(
-    lambda values: all(map(_is_plain, values)), "keys must not hold control characters"
-)
 
 
 def _validate_pieces(
@@ -180,12 +201,15 @@ def _validate_url(instance: TaskPayload, attribute: attrs.Attribute[str], value:
     _plain(instance, attribute, value)
 
 
-_optional_name = attrs.validators.optional(_name)
-_optional_interval = attrs.validators.optional(_interval)
-_optional_positive = attrs.validators.optional(_positive)
-_optional_non_negative = attrs.validators.optional(_non_negative)
-_optional_finite_values = attrs.validators.optional(
-    attrs.validators.and_(_finite_values, _plain_keys)
+_optional_name = _optional(_name)
+_optional_interval = _optional(_interval)
+_optional_positive = _optional(_positive)
+_optional_non_negative = _optional(_non_negative)
+_optional_finite_values: _Validator[dict[str, float] | None] = _optional(
+    _checks(
+        (_are_finite, "values must be finite"),
+        (lambda values: all(map(_is_plain, values)), "keys must not hold control characters"),
+    )
 )
 
 
