@@ -20,7 +20,12 @@
    before, over the connections;
 6. ``scheduler loadgen`` (our Python generator) against the three, as a second view;
 7. prints the table and the ratios of issue 10; ``--plot FILE.png`` draws throughput and
-   p99 latency against connections; ``--json FILE`` writes every figure.
+   p99 latency against connections; ``--json FILE`` writes every figure;
+8. with ``--rounds N``: N more rounds at ``--main`` connections, each running the tracker,
+   the floor, the scheduler and the scheduler's batch frames back to back (in the reverse
+   order every other round), and the two ratios of each round with their median. On
+   this 2-core machine one run moves by 15 % or more from one minute to the next, so a
+   ratio of runs made minutes apart says little; the median of rounds says more.
 
 Every process is started in its own process group and killed at the end, also on error.
 
@@ -37,6 +42,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -518,9 +524,79 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="FILE.png", help="throughput and latency vs connections")
     parser.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="then this many alternating rounds at --main connections, and their median ratios",
+    )
+    parser.add_argument(
         "--npm-dir", metavar="DIR", help="reuse this npm directory (default: a temporary one)"
     )
     return parser
+
+
+def ratio_round(
+    children: Children,
+    modules: Path,
+    servers: dict[str, Server],
+    args: argparse.Namespace,
+    number: int,
+) -> dict[str, float]:
+    """One round at ``args.main`` connections: the rates behind the two throughput ratios."""
+    plan = [
+        ("tracker", "bittorrent-tracker", 0),
+        ("floor", "floor", 0),
+        ("scheduler", "scheduler", 0),
+        ("batch", "scheduler", args.batch_size),
+    ]
+    if number % 2:
+        plan.reverse()  # so that a drift of the machine does not favour one server
+    rates: dict[str, float] = {}
+    for key, name, batch_size in plan:
+        run = node_run(
+            children,
+            modules,
+            servers[name],
+            connections=args.main,
+            duration=args.duration,
+            warmup=args.warmup,
+            batch_size=batch_size,
+        )
+        rates[key] = run.updates_rate if batch_size else run.rate
+        # Per CPU-second of the server: what a run's rate would be on a core of its own.
+        rates[f"{key}_per_cpu"] = rates[key] / max(run.server_cpu_percent / 100, 1e-9)
+    rates["per_frame"] = rates["scheduler"] / rates["floor"]
+    rates["per_update"] = rates["batch"] / rates["tracker"]
+    rates["per_frame_per_cpu"] = rates["scheduler_per_cpu"] / rates["floor_per_cpu"]
+    rates["per_update_per_cpu"] = rates["batch_per_cpu"] / rates["tracker_per_cpu"]
+    rates["load_average"] = load_average()
+    print(
+        f"  round {number + 1}: tracker {rates['tracker']:,.0f}, floor {rates['floor']:,.0f}, "
+        f"scheduler {rates['scheduler']:,.0f} announces/s, batch {rates['batch']:,.0f} "
+        f"updates/s: per frame {rates['per_frame']:.2f}, per update {rates['per_update']:.2f}; "
+        f"per server CPU-second {rates['per_frame_per_cpu']:.2f} and "
+        f"{rates['per_update_per_cpu']:.2f} (load average {rates['load_average']:.2f})",
+        flush=True,
+    )
+    return rates
+
+
+def report_rounds(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each ratio over the rounds, printed with its range."""
+    medians: dict[str, float] = {}
+    for key, label, goal in (
+        ("per_frame", "per frame: scheduler / floor", 0.85),
+        ("per_update", "per update: scheduler batch updates/s / tracker announces/s", 1.0),
+        ("per_frame_per_cpu", "per frame, per server CPU-second", 0.85),
+        ("per_update_per_cpu", "per update, per server CPU-second", 1.0),
+    ):
+        values = [r[key] for r in rounds]
+        medians[f"{key}_median"] = median = statistics.median(values)
+        print(
+            f"RATIO {label}, median of {len(values)} rounds = {median:.2f} "
+            f"(range {min(values):.2f}-{max(values):.2f}; goal >= {goal:g})"
+        )
+    return medians
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     batch: list[Run] = []
     idle: list[dict[str, Any]] = []
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as scratch:
         npm_dir = Path(args.npm_dir) if args.npm_dir else Path(scratch)
         npm_dir.mkdir(parents=True, exist_ok=True)
@@ -582,6 +659,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_python_view:
                 for server in servers.values():
                     runs.append(python_run(server, args.main, args.duration, args.python_workers))
+            rounds = [
+                ratio_round(children, modules, servers, args, number)
+                for number in range(args.rounds)
+            ]
         finally:
             children.stop_all()
     print(
@@ -589,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({os.cpu_count()} cores; the rates are low when it exceeds them)"
     )
     ratios = report(runs, idle, batch, args.main)
+    medians = report_rounds(rounds) if rounds else {}
     if args.plot:
         plot(runs, args.plot)
     if args.json:
@@ -597,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch": [r.__dict__ for r in batch],
             "idle": idle,
             "ratios": ratios,
+            "rounds": rounds,
+            "round_medians": medians,
             "load_average": [load_before, load_average()],
         }
         Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
