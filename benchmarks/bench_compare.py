@@ -535,6 +535,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def main_run(
+    children: Children,
+    modules: Path,
+    server: Server,
+    args: argparse.Namespace,
+    batch_size: int = 0,
+) -> Run:
+    """One node run at ``--main`` connections (the ratios' connection count)."""
+    return node_run(
+        children,
+        modules,
+        server,
+        connections=args.main,
+        duration=args.duration,
+        warmup=args.warmup,
+        batch_size=batch_size,
+    )
+
+
 def ratio_round(
     children: Children,
     modules: Path,
@@ -553,15 +572,7 @@ def ratio_round(
         plan.reverse()  # so that a drift of the machine does not favour one server
     rates: dict[str, float] = {}
     for key, name, batch_size in plan:
-        run = node_run(
-            children,
-            modules,
-            servers[name],
-            connections=args.main,
-            duration=args.duration,
-            warmup=args.warmup,
-            batch_size=batch_size,
-        )
+        run = main_run(children, modules, servers[name], args, batch_size)
         rates[key] = run.updates_rate if batch_size else run.rate
         # Per CPU-second of the server: what a run's rate would be on a core of its own.
         rates[f"{key}_per_cpu"] = rates[key] / max(run.server_cpu_percent / 100, 1e-9)
@@ -645,17 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
             if args.batch_size > 0:
                 for name in ("floor", "scheduler"):
-                    batch.append(
-                        node_run(
-                            children,
-                            modules,
-                            servers[name],
-                            connections=args.main,
-                            duration=args.duration,
-                            warmup=args.warmup,
-                            batch_size=args.batch_size,
-                        )
-                    )
+                    batch.append(main_run(children, modules, servers[name], args, args.batch_size))
             if not args.no_python_view:
                 for server in servers.values():
                     runs.append(python_run(server, args.main, args.duration, args.python_workers))
