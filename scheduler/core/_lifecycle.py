@@ -31,7 +31,7 @@ class IdentityEnum(enum.Enum):
     events and kinds below key dictionaries on every message: the state counters, the
     transition tables, the deadline queues. Members are singletons that compare by
     identity (``Enum`` defines no ``__eq__``), so the object's own hash agrees with
-    equality and costs a fifth as much.
+    equality, at about a quarter of the cost (30 against 109 ns on the benchmark machine).
     """
 
     __hash__ = object.__hash__
