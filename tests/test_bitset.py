@@ -149,6 +149,16 @@ def test_the_largest_piece_number() -> None:
     assert list(pieces) == [2**63, MAX_PIECE]
 
 
+def test_the_largest_piece_number_after_a_fold() -> None:
+    # Piece 0 folds into the bitmap at once; the sparse part it leaves behind must still
+    # hold numbers past a signed 64-bit one.
+    pieces = PieceSet([0])
+    assert pieces.capacity() == 8
+    assert pieces.add(MAX_PIECE) is True
+    assert MAX_PIECE in pieces
+    assert list(pieces) == [0, MAX_PIECE]
+
+
 def test_negative_numbers_are_rejected_and_change_nothing() -> None:
     pieces = PieceSet([7])
     with pytest.raises(ValueError, match=r"^piece number must be in 0\.\.2\*\*64-1, got -1$"):
