@@ -18,8 +18,11 @@ import attrs
 import cattrs
 import pytest
 from cattrs.errors import AttributeValidationNote
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from scheduler.protocol import (
+    CONTROL_CHARACTERS,
     AnnounceHost,
     ErrorCode,
     ErrorReply,
@@ -278,6 +281,17 @@ def test_a_checked_validator_rejects_exactly_what_its_predicate_rejects() -> Non
         "must be <= 2",
         "port: must be <= 2",
     )
+
+
+@given(st.text())
+@example("")
+@example("host-1.example")
+@example("caf\u00e9 \u00a0nbsp")  # printable but for the no-break space: the pattern decides
+@example("a\u2028b")
+@example("\x85")
+def test_plain_is_exactly_no_control_character(value: str) -> None:
+    # The isprintable() shortcut must never change the pattern's verdict.
+    assert _messages._is_plain(value) is (CONTROL_CHARACTERS.search(value) is None)
 
 
 def test_checked_rules_run_in_order_and_the_first_broken_one_gives_the_reason() -> None:

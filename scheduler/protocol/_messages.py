@@ -146,7 +146,9 @@ def _are_finite(values: Mapping[str, float]) -> bool:
 
 
 def _is_plain(value: str) -> bool:
-    return CONTROL_CHARACTERS.search(value) is None
+    # ``isprintable`` (in C) is False for every character the pattern matches (the Cc,
+    # Zl and Zp categories), so True settles it; only the rest needs the pattern.
+    return value.isprintable() or CONTROL_CHARACTERS.search(value) is None
 
 
 def _is_interval(value: float) -> bool:
