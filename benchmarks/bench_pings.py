@@ -109,19 +109,19 @@ def main() -> int:
         time.sleep(args.settle)
         first = server.metrics()
         before = metric_sum(first, "scheduler_sessions")
-        reads0 = metric_sum(first, "scheduler_idle_control_reads_total")
+        reads0 = metric_sum(first, "scheduler_reader_reads_total")
         cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
         time.sleep(args.window)
         seconds = time.monotonic() - t0
         cpu = (proc_cpu_seconds(server.pid) - cpu0) / seconds
         after = server.metrics()
         sessions = metric_sum(after, "scheduler_sessions")
-        reads = (metric_sum(after, "scheduler_idle_control_reads_total") - reads0) / seconds
+        reads = (metric_sum(after, "scheduler_reader_reads_total") - reads0) / seconds
         print(
             f"SUMMARY ping CPU: {sessions:,.0f} idle sessions (was {before:,.0f}), server CPU "
             f"{100 * cpu:.1f} % of one core over {args.window:g} s; scaled to 50,000 "
             f"sessions: {100 * cpu * 50_000 / max(sessions, 1):.1f} %; {reads:,.0f} pongs "
-            f"read by the idle reader per second, {1e6 * cpu / max(reads, 1):.1f} µs of "
+            f"read by the shared reader per second, {1e6 * cpu / max(reads, 1):.1f} µs of "
             "server CPU each"
         )
         ends = {k: v for k, v in after.items() if k.startswith("scheduler_session_ends_total")}

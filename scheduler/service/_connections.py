@@ -247,7 +247,7 @@ class Connections:
         assert isinstance(ws, ServerConnection)  # wrap_server_stream made it
         ws._stream = Replay.unwrap(ws._stream)  # the request head is consumed: drop a layer
         ws.shed_handshake()
-        ws.idle_reader = self.env.idle
+        ws.shared_reader = self.env.reader
         session = Session(self.env, ws, str(request.remote), identity)
         # This frame lives as long as the session: keep no reference to the handshake's
         # request (its headers and extension lists), which nothing reads any more.

@@ -18,8 +18,9 @@ see :mod:`scheduler.session._liveness`).
 
 The common frames are read and written here rather than by wsproto (see
 :mod:`._wire`); on a plain TCP socket the reader waits and reads itself, a frame is
-written at once when no other task is writing, and a connection that has gone idle
-waits in the idle reader (:mod:`._idle`).
+written at once when no other task is writing, and a connection at a frame boundary
+waits in the sessions' shared reader (:mod:`._reader`), which hands it the frames it
+cannot handle itself.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from ._idle import IdleReader
+    from ._reader import SharedReader
 
 log = logging.getLogger("scheduler.service")
 
@@ -70,6 +71,10 @@ class FrameListener(Protocol):
     """What a connection tells its session (called in the connection's reader task)."""
 
     async def on_message(self, message: str | bytes) -> None: ...
+
+    def on_message_now(self, message: str | bytes) -> bool:
+        """Handle ``message`` without waiting if nothing has to wait; False: nothing done."""
+        ...
 
     def on_ping(self) -> None: ...
 
@@ -90,10 +95,10 @@ class ServerConnection(WebSocketConnection):
 
     #: Set once the session runs; until then messages queue as trio-websocket does.
     listener: FrameListener | None = None
-    #: Where the reader waits once the connection is idle (see :mod:`._idle`); None: never.
-    idle_reader: IdleReader | None = None
-    #: The last read held only pings and pongs: the next wait is the idle reader's.
-    _idle: bool = False
+    #: Where the reader waits at a frame boundary (see :mod:`._reader`); None: never.
+    shared_reader: SharedReader | None = None
+    #: The last read was all complete common frames: the next wait is the shared reader's.
+    _shared: bool = False
     #: The rest of a frame written in part by :meth:`_write_now`; every later send writes
     #: it first.
     _unsent: bytes = b""
@@ -146,34 +151,35 @@ class ServerConnection(WebSocketConnection):
         if self._unsent:
             await self._write_locked(b"")
 
-    def answer_control(self, data: bytes) -> bool:
-        """Handle ``data`` now if it is only complete pings and pongs (for :mod:`._idle`).
+    def answer_now(self, data: bytes) -> int:
+        """Handle the complete common frames at the start of ``data`` now (for :mod:`._reader`).
 
-        Each ping is answered (one write for all), then the listener hears of each
-        ping and pong, as the reader would have told it. False: nothing was done, and
-        the reader must read ``data`` itself (a pong the socket took only in part is
-        finished before the reader's own answer).
+        In order: a ping is answered (and the listener told), a pong tells the listener,
+        a message goes to the listener's ``on_message_now``. It stops at the first frame
+        that has to wait (a message the listener cannot take now, a pong the socket will
+        not take, a message over the size limit, anything wsproto must read) and returns
+        how many bytes were handled: the reader reads the rest itself.
         """
         listener = self.listener
         if listener is None or not self._writes_frames():
-            return False
-        frames, end = split_frames(data)
-        if end != len(data):
-            return False
-        pongs: list[bytes] = []
-        for opcode, payload, _ in frames:
-            if opcode == PING:
-                pongs.append(pong_frame(cast("bytes", payload)))
-            elif opcode != PONG or payload:  # a message, or a pong to someone else's ping
-                return False
-        if pongs and not (self._write_now(b"".join(pongs)) and not self._unsent):
-            return False
-        for opcode, _, _ in frames:
-            if opcode == PING:
-                listener.on_ping()
-            else:
+            return 0
+        frames, _ = split_frames(data)
+        done = 0
+        for opcode, payload, end in frames:
+            if opcode == PONG:
+                if payload:  # a pong to someone else's ping: the reader's
+                    break
                 listener.on_pong()
-        return True
+            elif opcode == PING:
+                if not (self._write_now(pong_frame(cast("bytes", payload))) and not self._unsent):
+                    break
+                listener.on_ping()
+            elif len(payload) > self._max_message_size or not listener.on_message_now(payload):
+                break
+            done = end
+            if self._close_reason or not at_frame_boundary(self._wsproto.connection):
+                break
+        return done
 
     def _write_now(self, frame: bytes) -> bool:
         """Write ``frame`` now if the socket is plain TCP, open and not being written to.
@@ -277,7 +283,7 @@ class ServerConnection(WebSocketConnection):
                     if wsproto.state is not ConnectionState.CLOSED:
                         await self._abort_web_socket()
                     break
-                self._idle = False
+                self._shared = False
                 if self.listener is not None and at_frame_boundary(wsproto.connection):
                     data = await self._read_common_frames(data)
                 if data and wsproto.state is not ConnectionState.CLOSED:
@@ -295,10 +301,10 @@ class ServerConnection(WebSocketConnection):
         await super()._send(event)
 
     async def _close_stream(self) -> None:
-        """Close the TCP connection; a reader waiting in the idle reader hears of it first."""
-        idle, fd = self.idle_reader, self._socket_fd()
-        if idle is not None and fd >= 0:
-            idle.release(self, fd)
+        """Close the TCP connection; a reader waiting in the shared reader hears of it first."""
+        reader, fd = self.shared_reader, self._socket_fd()
+        if reader is not None and fd >= 0:
+            reader.release(self, fd)
         await super()._close_stream()
 
     def _socket_fd(self) -> int:
@@ -321,15 +327,15 @@ class ServerConnection(WebSocketConnection):
         if type(stream) is not trio.SocketStream or size is None:
             return await stream.receive_some(size)
         sock = stream.socket
-        idle = self.idle_reader
+        shared = self.shared_reader
         while True:
             # Closed by another task (the session's close) while this one was busy: never
             # wait for fd -1, which trio would register (and then refuse for every socket).
             fd = sock.fileno()
             if fd < 0:
                 raise trio.ClosedResourceError("the socket was closed")
-            if self._idle and idle is not None and idle.running:
-                return await idle.wait(self, fd)
+            if self._shared and shared is not None and shared.running:
+                return await shared.wait(self, fd)
             await trio.lowlevel.wait_readable(sock)
             fd = sock.fileno()
             if fd < 0:
@@ -349,8 +355,8 @@ class ServerConnection(WebSocketConnection):
         to wsproto, as all of it would have.
         """
         frames, end = split_frames(data)
-        # Only pings and pongs, and nothing left over: the connection is idle.
-        self._idle = end == len(data) and all(opcode >= PING for opcode, _, _ in frames)
+        # Nothing left over for wsproto: the next frame may be read by the shared reader.
+        self._shared = end == len(data)
         done = 0
         for opcode, payload, frame_end in frames:
             if not self._reader_running or self._wsproto.state is not ConnectionState.OPEN:

@@ -14,7 +14,7 @@ from ..core import Event, Eviction, PeerScheduled, RecordKind
 if TYPE_CHECKING:
     from ..core import SchedulerState
     from ..session import Routed
-    from ._idle import IdleReader
+    from ._reader import SharedReader
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900)
@@ -45,28 +45,28 @@ class _StateCollector(Collector):
         )
 
 
-class _IdleCollector(Collector):
-    """The idle sessions' reader (:mod:`._idle`), read at scrape time."""
+class _ReaderCollector(Collector):
+    """The sessions' shared reader (:mod:`._reader`), read at scrape time."""
 
-    def __init__(self, idle: IdleReader) -> None:
-        self._idle = idle
+    def __init__(self, reader: SharedReader) -> None:
+        self._reader = reader
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        idle = self._idle
+        reader = self._reader
         yield GaugeMetricFamily(
-            "scheduler_idle_sessions",
-            "Sessions whose socket the idle reader reads (their last read held only pings/pongs)",
-            value=idle.waiting,
+            "scheduler_reader_sessions",
+            "Sessions whose socket the shared reader watches (waiting for their next frame)",
+            value=reader.waiting,
         )
         yield CounterMetricFamily(
-            "scheduler_idle_control_reads",
-            "Reads of only pings and pongs that the idle reader handled itself",
-            value=idle.handled,
+            "scheduler_reader_reads",
+            "Reads the shared reader handled whole (frames handled without a task switch)",
+            value=reader.handled,
         )
         yield CounterMetricFamily(
-            "scheduler_idle_handbacks",
-            "Reads the idle reader handed back to a session's reader (a message, the end)",
-            value=idle.handed_back,
+            "scheduler_reader_handbacks",
+            "Reads the shared reader handed back to a session's reader (in part or whole)",
+            value=reader.handed_back,
         )
 
 
@@ -76,7 +76,7 @@ class Metrics:
         self,
         state: SchedulerState,
         sessions: Collection[object],
-        idle: IdleReader | None = None,
+        reader: SharedReader | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -172,8 +172,8 @@ class Metrics:
             self.gc_runs.labels(manager)
             self.gc_duration.labels(manager)
         r.register(_StateCollector(state, sessions))
-        if idle is not None:
-            r.register(_IdleCollector(idle))
+        if reader is not None:
+            r.register(_ReaderCollector(reader))
         self._message_counts: dict[str, Counter] = {}
 
     def count_message(self, message_type: str) -> None:

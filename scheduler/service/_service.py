@@ -51,10 +51,10 @@ from ._connections import Connections
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
 from ._gc import GcLoops
-from ._idle import IdleReader
 from ._listeners import serve_admin, serve_peers, url_host
 from ._logging import fields
 from ._metrics import Metrics
+from ._reader import SharedReader
 from ._registrar import Registrar
 from ._session import Session, SessionEnv, SessionTimers
 
@@ -94,8 +94,8 @@ class SchedulerService:
         #: that reconnects can tell a restarted scheduler (which lost its state).
         self.boot_id = secrets.token_hex(8)
         sessions: set[Session] = set()
-        self.idle = IdleReader()
-        self.metrics = Metrics(self.state, sessions, self.idle)
+        self.reader = SharedReader()
+        self.metrics = Metrics(self.state, sessions, self.reader)
         self.timers = SessionTimers(config)
         #: Set when a dropped session deferred pushes (see :meth:`_push_deferred`).
         self._pushes_due = trio.Event()
@@ -107,7 +107,7 @@ class SchedulerService:
             metrics=self.metrics,
             apply=self.apply,
             timers=self.timers,
-            idle=self.idle,
+            reader=self.reader,
             placement=None if config.registry is None else self.task_owner_elsewhere,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
@@ -285,11 +285,11 @@ class SchedulerService:
         await self.connections.handle_stream(stream)
 
     async def run_gc_loops(self) -> None:
-        """The host, peer and task manager GC loops, the sessions' timer task, the idle
-        sessions' reader and the deferred pushes; runs until cancelled."""
+        """The host, peer and task manager GC loops, the sessions' timer task, the
+        sessions' shared reader and the deferred pushes; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.timers.run)
-            await nursery.start(self.idle.run)
+            await nursery.start(self.reader.run)
             nursery.start_soon(self._push_deferred)
             await self.gc.run()
 

@@ -19,8 +19,13 @@ the connection's reader task (trio-websocket's):
   socket is free, see :meth:`Session.ping`), and ends with ``ping_timeout`` when
   nothing arrives within ``ping_timeout`` of the ping; the same heap bounds the
   first ``announce_host`` (``announce_timeout``) and every send (``send_timeout``);
-* an idle session's pongs and pings are read by one task for all of them
-  (:mod:`scheduler.service._idle`), which tells the session as its reader would.
+* between frames a session's socket is read by one task for all of them (the shared
+  reader, :mod:`scheduler.service._reader`): it tells the session of pings and pongs
+  as its reader would, and hands it each message through :meth:`Session.on_message_now`,
+  which does what :meth:`Session.on_message` does without waiting when the replies can
+  be written at once (a reply the socket does not take whole is finished by the
+  session's own task, and the frames behind it go to the reader's
+  :meth:`Session.on_message`, which waits for it).
 
 A session ends exactly once, with an :class:`~scheduler.session.EndCause`; the
 protocol maps the end to host state (leave: gone, drop: disconnected) and the
@@ -53,8 +58,8 @@ from ..session import (
 )
 from ._config import ServiceConfig
 from ._framing import ServerConnection
-from ._idle import IdleReader
 from ._metrics import Metrics
+from ._reader import SharedReader
 
 #: The end cause of each check that ends a session.
 _END_FOR: Final = {
@@ -142,14 +147,15 @@ class SessionEnv:
     timers: SessionTimers
     #: With ``--registry``: who owns a task this scheduler does not (``moved``).
     placement: Placement | None = None
-    #: The one task that reads idle sessions' sockets (None: each reader waits alone).
-    idle: IdleReader | None = None
+    #: The one task that reads the sessions' sockets (None: each reader waits alone).
+    reader: SharedReader | None = None
 
 
 @final
 class Session:
     # Slots: many thousands of these live at once, each idle most of the time.
     __slots__ = (
+        "_end_after",
         "_flush_done",
         "_flushing",
         "_parked",
@@ -202,6 +208,8 @@ class Session:
         self._ping_due = False
         self._flushing = False
         self._flush_done: trio.Event | None = None
+        #: How the session ends once the replies left to its task are sent (None: it goes on).
+        self._end_after: EndCause | None = None
 
     @property
     def host_id(self) -> str | None:
@@ -259,9 +267,45 @@ class Session:
 
     async def on_message(self, message: str | bytes) -> None:
         """One frame: the protocol's outcome is applied and its replies sent before the next."""
+        outcome = self._take(message)
+        if outcome is None:
+            return
+        if outcome.replies:
+            self.protocol.outbox.extend(outcome.replies)
+            await self._flush()
+        if outcome.close is not None:
+            self.end(outcome.close)
+
+    def on_message_now(self, message: str | bytes) -> bool:
+        """:meth:`on_message` without waiting, when its replies can be written at once.
+
+        False (nothing done) while an earlier reply is still being sent: the reader's
+        :meth:`on_message` waits for it. A reply the socket does not take whole is left
+        to the session's task, and the frames behind it wait for that.
+        """
+        if self._flushing or self.protocol.outbox or self.ws.unsent or self._end_after:
+            return self._scope.cancel_called
+        outcome = self._take(message)
+        if outcome is None:
+            return True
+        if outcome.replies:
+            outbox, ws = self.protocol.outbox, self.ws
+            outbox.extend(outcome.replies)
+            while outbox and not ws.unsent and ws.send_now(encode(outbox[0])):
+                outbox.pop(0)
+            if outbox or ws.unsent:
+                self._end_after = outcome.close
+                self._wake()
+                return True
+        if outcome.close is not None:
+            self.end(outcome.close)
+        return True
+
+    def _take(self, message: str | bytes) -> Outcome | None:
+        """The protocol's outcome of one frame, applied (None: the session is over)."""
+        if self._scope.cancel_called or self._end_after is not None:
+            return None  # the session is over: later frames change nothing
         protocol = self.protocol
-        if self._scope.cancel_called:
-            return  # the session is over: later frames change nothing
         now = trio.current_time()
         if self.ping_sent_at is None:
             self.heard_at = now
@@ -271,11 +315,7 @@ class Session:
         self._apply(outcome)
         if self.announce_by is not None and protocol.host_id is not None:
             self.announce_by = None
-        if outcome.replies:
-            protocol.outbox.extend(outcome.replies)
-            await self._flush()
-        if outcome.close is not None:
-            self.end(outcome.close)
+        return outcome
 
     def on_ping(self) -> None:
         self.env.timers.answered(self, trio.current_time())
@@ -308,8 +348,11 @@ class Session:
             if self._ping_due:
                 self._ping_due = False
                 await self._send_ping()
-            elif self.protocol.outbox and not self._flushing:
+            elif (self.protocol.outbox or self.ws.unsent) and not self._flushing:
                 await self._flush()
+            elif self._end_after is not None:
+                self.end(self._end_after)
+                await self._park()
             else:
                 await self._park()
 
@@ -342,13 +385,14 @@ class Session:
         self._flushing = True
         try:
             outbox, scope, ws = self.protocol.outbox, self._scope, self.ws
-            while outbox and not scope.cancel_called:
+            while (outbox or ws.unsent) and not scope.cancel_called:
+                if ws.unsent:
+                    await self._bounded(ws.flush())
+                    continue
                 text = encode(outbox.pop(0))
                 # Nearly always the socket takes the frame at once: no await, no timer.
                 if not ws.send_now(text):
                     await self._bounded(ws.send_message(text))
-                elif ws.unsent:
-                    await self._bounded(ws.flush())
         finally:
             self._flushing = False
             done, self._flush_done = self._flush_done, None

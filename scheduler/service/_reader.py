@@ -1,23 +1,30 @@
-"""One task reads every idle session's socket: pings and pongs without a task switch each.
+"""One task reads every session's socket: frames handled without a task switch each.
 
-An idle session still sees a ping or a pong every ``ping_interval``. Read the
-usual way, each one costs a wake-up of the session's reader task, an ``epoll``
-re-arm, and trio's scheduling around them: about 100 µs, so 50,000 idle sessions
-would need several cores for nothing but their liveness.
+Read the usual way, each frame costs a wake-up of its connection's reader task, an
+``epoll`` re-arm (trio's registrations are one-shot: one ``epoll_ctl`` per wait), and
+trio's scheduling around them: about 100 µs for an idle session's ping and pong,
+and a third syscall and a task switch for every message of a busy one.
 
-A reader whose last read held only pings and pongs (the connection has gone idle)
-waits here instead (:meth:`IdleReader.wait`): its socket joins this reader's own
-``epoll`` set, and the one task of :meth:`IdleReader.run` reads whichever sockets
-are ready. Bytes that are only complete pings and pongs are handled on the spot
-(:meth:`~scheduler.service._framing.ServerConnection.answer_control`: a pong is
-a sign of life, a ping is answered); anything else (a message, a partial frame, a
-close, the end of the stream, an error) is handed to the waiting reader, which
-goes on as if it had read the bytes itself. So a busy session never passes
-through here, and an idle one costs a read and a few dictionary look-ups per
-ping, with no task switch.
+A reader at a frame boundary (the bytes it last read were all complete common frames,
+see :mod:`._wire`) waits here instead (:meth:`SharedReader.wait`): its socket joins
+this reader's own ``epoll`` set, where it stays (level-triggered: no re-arm) while the
+frames it brings are handled on the spot, and the one task of :meth:`SharedReader.run`
+reads whichever sockets are ready.
+:meth:`~scheduler.service._framing.ServerConnection.answer_now` handles the complete
+frames at the start of what was read, in order: a ping is answered, a pong is a sign
+of life, a message goes to the session's ``on_message_now``, which applies it and
+writes its replies when nothing has to wait. Whatever it cannot handle now (a message
+behind a reply still being sent, a partial frame, a close, the end of the stream, an
+error) is handed to the waiting reader with everything after it, and the reader goes
+on as if it had read those bytes itself. So the frames of one session are handled in
+the order they came, by one task at a time.
+
+Fairness: one wake-up serves at most :data:`MAX_EVENTS` sockets and one read of
+:data:`READ_SIZE` bytes each; the sockets still ready are served after every other
+runnable task has run.
 
 Nothing outlives its owner: a reader's wait is cancellable (its socket leaves the
-set), a socket that is closed leaves first (:meth:`IdleReader.release`), and the
+set), a socket that is closed leaves first (:meth:`SharedReader.release`), and the
 ``epoll`` object is closed with the task.
 """
 
@@ -31,30 +38,33 @@ from typing import Final, Protocol, final
 import outcome
 import trio
 
-#: Bytes read per ready socket (an idle session's pings and pongs are a few bytes).
+#: Bytes read per ready socket (a frame of a busy session is a few hundred bytes; a
+#: longer one is handed back in part, and its reader reads the rest).
 READ_SIZE: Final = 4096
-#: Sockets handled per wake-up at most (the rest are ready again at the next one).
-MAX_EVENTS: Final = 512
+#: Sockets served per wake-up at most (the rest are ready again at the next one): a
+#: message is tens of µs, so other tasks wait a few ms at most.
+MAX_EVENTS: Final = 64
 
 
-class Idler(Protocol):
+class Reading(Protocol):
     """A connection that may wait here (:class:`~scheduler.service._framing.ServerConnection`)."""
 
-    def answer_control(self, data: bytes) -> bool:
-        """Handle ``data`` now if it is only pings and pongs; False: its reader must read it."""
+    def answer_now(self, data: bytes) -> int:
+        """Handle the frames at the start of ``data`` now; how many bytes were handled."""
         ...
 
 
 @final
-class IdleReader:
-    """The idle sessions' sockets, read by one task."""
+class SharedReader:
+    """The sockets of the sessions waiting for their next frame, read by one task."""
 
     def __init__(self) -> None:
         #: Made by :meth:`run` (a service that never runs holds no file for it).
         self._epoll: select.epoll | None = None
         #: fd -> the connection waiting on it, and its parked reader task.
-        self._waiting: dict[int, tuple[Idler, trio.lowlevel.Task]] = {}
-        #: Frames handled here, and reads handed back to their reader (benchmarks, tests).
+        self._waiting: dict[int, tuple[Reading, trio.lowlevel.Task]] = {}
+        #: Reads handled here whole, and reads handed back to their reader, in part or
+        #: whole (metrics, benchmarks, tests).
         self.handled = 0
         self.handed_back = 0
 
@@ -84,7 +94,7 @@ class IdleReader:
             trio.lowlevel.notify_closing(epoll.fileno())
             epoll.close()
 
-    async def wait(self, connection: Idler, fd: int) -> bytes:
+    async def wait(self, connection: Reading, fd: int) -> bytes:
         """Wait here for ``fd`` (``connection``'s socket): the bytes a reader would have read.
 
         Raises ``trio.BrokenResourceError`` for a socket error and
@@ -105,7 +115,7 @@ class IdleReader:
         data: bytes = await trio.lowlevel.wait_task_rescheduled(abort)
         return data
 
-    def release(self, connection: Idler, fd: int) -> None:
+    def release(self, connection: Reading, fd: int) -> None:
         """``connection``'s socket is about to close: its waiting reader gets
         ``trio.ClosedResourceError``."""
         entry = self._waiting.get(fd)
@@ -121,10 +131,12 @@ class IdleReader:
         result: outcome.Outcome[bytes]
         try:
             data = os.read(fd, READ_SIZE)
-            if data and entry[0].answer_control(data):
+            done = entry[0].answer_now(data) if data else 0
+            if data and done == len(data):
                 self.handled += 1
                 return
-            result = outcome.Value(data)
+            # The end of the stream (b""), or the frames from the first one not handled.
+            result = outcome.Value(data[done:] if done else data)
         except BlockingIOError:
             return
         except OSError as exc:

@@ -1,4 +1,4 @@
-"""The idle sessions' reader (scheduler.service._idle) on real sockets.
+"""The idle sessions' reader (scheduler.service._reader) on real sockets.
 
 A connection whose last read held only pings and pongs waits in the idle reader;
 pings and pongs are then handled there, and anything else goes back to the
@@ -8,7 +8,7 @@ connection's own reader, in order, as if it had read it itself.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import attrs
@@ -22,7 +22,8 @@ from wsproto.events import AcceptConnection, Request
 from scheduler.service._framing import ServerConnection
 from scheduler.service._framing import _read as read_frames
 from scheduler.service._framing import os as framing_os
-from scheduler.service._idle import IdleReader
+from scheduler.service._reader import SharedReader
+from scheduler.service._session import Session
 from scheduler.service._wire import PING, PING_FRAME, PONG, TEXT
 
 from .service_support import (
@@ -52,10 +53,19 @@ class Listener:
     def __init__(self) -> None:
         self.heard: list[object] = []
         self.message_arrived = trio.Event()
+        #: What ``on_message_now`` takes (the others wait for the reader's ``on_message``).
+        self.takes_now: Callable[[str | bytes], bool] = lambda _: True
 
     async def on_message(self, message: str | bytes) -> None:
         self.heard.append(message)
         self.message_arrived.set()
+
+    def on_message_now(self, message: str | bytes) -> bool:
+        if not self.takes_now(message):
+            return False
+        self.heard.append(("now", message))
+        self.message_arrived.set()
+        return True
 
     def on_ping(self) -> None:
         self.heard.append("ping")
@@ -84,9 +94,9 @@ class Pair:
 
 
 @asynccontextmanager
-async def idle_pair() -> AsyncIterator[tuple[IdleReader, Pair, trio.Nursery]]:
+async def shared_pair() -> AsyncIterator[tuple[SharedReader, Pair, trio.Nursery]]:
     """A server connection over a socket pair, its reader running, an idle reader running."""
-    idle = IdleReader()
+    idle = SharedReader()
     ours, theirs = trio.socket.socketpair()
     connection = ServerConnection(
         trio.SocketStream(ours),
@@ -94,7 +104,7 @@ async def idle_pair() -> AsyncIterator[tuple[IdleReader, Pair, trio.Nursery]]:
         message_queue_size=1,
         max_message_size=1000,
     )
-    connection.idle_reader = idle
+    connection.shared_reader = idle
     pair = Pair(connection, theirs)
     with ours, theirs:
         async with trio.open_nursery() as nursery:
@@ -104,26 +114,26 @@ async def idle_pair() -> AsyncIterator[tuple[IdleReader, Pair, trio.Nursery]]:
             nursery.cancel_scope.cancel()
 
 
-async def go_idle(idle: IdleReader, pair: Pair) -> None:
-    """A pong: the reader reads it itself, then waits in the idle reader."""
+async def wait_in_reader(idle: SharedReader, pair: Pair) -> None:
+    """A pong: the reader reads it itself, then waits in the shared reader."""
     await pair.peer.send(client_frame(PONG, b""))
     while idle.waiting == 0:
         await trio.testing.wait_all_tasks_blocked()
     assert pair.listener.heard == ["pong"]
 
 
-async def test_a_connection_that_read_only_a_pong_waits_in_the_idle_reader() -> None:
+async def test_a_connection_that_read_only_a_pong_waits_in_the_shared_reader() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (idle, pair, _):
-            await go_idle(idle, pair)
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
             assert idle.waiting == 1
             assert (idle.handled, idle.handed_back) == (0, 0)
 
 
 async def test_pongs_and_pings_of_an_idle_connection_are_handled_there() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (idle, pair, _):
-            await go_idle(idle, pair)
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
             await pair.peer.send(
                 client_frame(PONG, b"") + client_frame(PING, b"hi") + client_frame(PONG, b"")
             )
@@ -133,23 +143,54 @@ async def test_pongs_and_pings_of_an_idle_connection_are_handled_there() -> None
             assert (idle.handled, idle.handed_back, idle.waiting) == (1, 0, 1)
 
 
+async def test_a_message_the_session_takes_now_is_handled_there() -> None:
+    with trio.fail_after(5):
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
+            await pair.peer.send(client_frame(TEXT, b'{"type": "x"}') + client_frame(PONG, b""))
+            await pair.listener.message_arrived.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            assert pair.listener.heard == ["pong", ("now", '{"type": "x"}'), "pong"]
+            assert (idle.handled, idle.handed_back, idle.waiting) == (1, 0, 1)
+
+
 async def test_a_message_goes_back_to_the_reader_in_order_with_what_came_with_it() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (idle, pair, _):
-            await go_idle(idle, pair)
-            await pair.peer.send(client_frame(PONG, b"") + client_frame(TEXT, b'{"type": "x"}'))
-            await pair.listener.message_arrived.wait()
-            assert pair.listener.heard == ["pong", "pong", '{"type": "x"}']
-            assert (idle.handled, idle.handed_back, idle.waiting) == (0, 1, 0)
-            await pair.peer.send(client_frame(PONG, b""))  # idle again after the message
-            while idle.waiting == 0:
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
+            pair.listener.takes_now = lambda message: message != '{"type": "y"}'
+            await pair.peer.send(
+                client_frame(PONG, b"")
+                + client_frame(TEXT, b'{"type": "x"}')
+                + client_frame(TEXT, b'{"type": "y"}')
+                + client_frame(PONG, b"")
+            )
+            while len(pair.listener.heard) < 5:
                 await trio.testing.wait_all_tasks_blocked()
+            heard = ["pong", "pong", ("now", '{"type": "x"}'), '{"type": "y"}', "pong"]
+            assert pair.listener.heard == heard
+            assert (idle.handled, idle.handed_back) == (0, 1)
+            while idle.waiting == 0:  # back in the shared reader after the handed-back frames
+                await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_message_over_the_size_limit_goes_back_to_the_reader_which_closes() -> None:
+    with trio.fail_after(5):
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
+            await pair.peer.send(client_frame(TEXT, b'"' + b"x" * 1000 + b'"'))
+            while "closed" not in pair.listener.heard:
+                await trio.testing.wait_all_tasks_blocked()
+            assert pair.listener.heard == ["pong", "closed"]
+            assert idle.handed_back == 1
+            assert pair.connection.closed is not None
+            assert pair.connection.closed.code == 1009
 
 
 async def test_a_partial_frame_goes_back_to_the_reader() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (idle, pair, _):
-            await go_idle(idle, pair)
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
             message = client_frame(TEXT, b'{"type": "y"}')
             await pair.peer.send(message[:3])
             while idle.handed_back == 0:
@@ -161,8 +202,8 @@ async def test_a_partial_frame_goes_back_to_the_reader() -> None:
 
 async def test_the_end_of_the_stream_goes_back_to_the_reader() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (idle, pair, _):
-            await go_idle(idle, pair)
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
             pair.peer.shutdown(trio.socket.SHUT_WR)
             while "closed" not in pair.listener.heard:
                 await trio.testing.wait_all_tasks_blocked()
@@ -171,8 +212,8 @@ async def test_the_end_of_the_stream_goes_back_to_the_reader() -> None:
 
 async def test_a_socket_closed_under_a_waiting_reader_wakes_it() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (idle, pair, _):
-            await go_idle(idle, pair)
+        async with shared_pair() as (idle, pair, _):
+            await wait_in_reader(idle, pair)
             await pair.connection._close_stream()
             await trio.testing.wait_all_tasks_blocked()
             assert idle.waiting == 0
@@ -181,7 +222,7 @@ async def test_a_socket_closed_under_a_waiting_reader_wakes_it() -> None:
 
 async def test_a_cancelled_wait_leaves_the_set() -> None:
     with trio.fail_after(5):
-        idle = IdleReader()
+        idle = SharedReader()
         ours, theirs = trio.socket.socketpair()
         with ours, theirs:
             async with trio.open_nursery() as nursery:
@@ -197,15 +238,15 @@ async def test_a_cancelled_wait_leaves_the_set() -> None:
                 nursery.cancel_scope.cancel()
 
 
-async def cancel_when_waiting(idle: IdleReader, scope: trio.CancelScope) -> None:
+async def cancel_when_waiting(idle: SharedReader, scope: trio.CancelScope) -> None:
     while idle.waiting == 0:
         await trio.testing.wait_all_tasks_blocked()
     scope.cancel()
 
 
-async def test_readers_waiting_when_the_idle_reader_stops_hear_it_closed() -> None:
+async def test_readers_waiting_when_the_shared_reader_stops_hear_it_closed() -> None:
     with trio.fail_after(5):
-        idle = IdleReader()
+        idle = SharedReader()
         ours, theirs = trio.socket.socketpair()
         with ours, theirs:
             async with trio.open_nursery() as outer:
@@ -235,7 +276,7 @@ def cut_writes(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
 
 async def test_ping_now_writes_a_ping_frame() -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (_, pair, _):
+        async with shared_pair() as (_, pair, _):
             assert pair.connection.ping_now()
             assert await pair.read_from_server(2) == PING_FRAME
 
@@ -244,7 +285,7 @@ async def test_a_frame_written_in_part_is_finished_before_the_next(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (_, pair, _):
+        async with shared_pair() as (_, pair, _):
             cut_writes(monkeypatch, 1)
             assert not pair.connection.ping_now()  # one byte of two went out
             assert pair.connection._unsent == PING_FRAME[1:]
@@ -259,7 +300,7 @@ async def test_a_message_written_in_part_is_finished_by_flush(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with trio.fail_after(5):
-        async with idle_pair() as (_, pair, _):
+        async with shared_pair() as (_, pair, _):
             cut_writes(monkeypatch, 3)
             assert pair.connection.send_now("hello")  # three bytes of seven went out
             assert pair.connection.unsent
@@ -285,21 +326,72 @@ async def test_a_reply_the_socket_takes_in_part_reaches_the_client_whole(
                 assert await frames.reply_id() == request_id
 
 
-async def test_an_idle_session_answers_the_servers_pings_through_the_idle_reader() -> None:
-    """A real session, announced, then silent but for its pongs: the idle reader reads
+async def test_the_messages_of_a_busy_session_are_handled_in_the_shared_reader() -> None:
+    """After its first read, a session's messages and their replies are the shared
+    reader's: no hand-back, and each reply before the next message is read."""
+    with trio.fail_after(10):
+        async with serving() as live, raw_websocket(live) as stream:
+            reader, frames = live.service.reader, ServerFrames(stream)
+            for request_id in range(1, 6):
+                await stream.send_all(announce_frame(request_id))
+                assert await frames.reply_id() == request_id
+            assert (reader.handled, reader.handed_back) == (4, 0)
+            assert sample(live, "scheduler_reader_reads_total") == 4
+            assert sample(live, "scheduler_messages_total", type="announce_host") == 5
+
+
+async def test_a_leave_whose_ack_the_socket_takes_in_part_is_acked_whole_then_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The session's own task finishes the ack; the close waits for it, and nothing the
+    client sent after the leave is applied."""
+    with trio.fail_after(10):
+        async with serving() as live, raw_websocket(live) as stream:
+            frames = ServerFrames(stream)
+            await stream.send_all(announce_frame(1))
+            assert await frames.reply_id() == 1
+            taken_now = spy_on_message_now(monkeypatch)
+            cut_writes(monkeypatch, 3)
+            leave = {"type": "leave_host", "id": 2}
+            await stream.send_all(client_frame(TEXT, orjson.dumps(leave)) + announce_frame(3))
+            opcode, payload = await frames.next()
+            assert (opcode, orjson.loads(payload)) == (TEXT, {"type": "ack", "id": 2})
+            opcode, payload = await frames.next()
+            assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 1000)
+            assert "leave_host" in taken_now  # handled in the shared reader
+            assert live.service.state.host_count() == 0  # left, and not announced again
+
+
+def spy_on_message_now(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The types of the messages sessions take in the shared reader, from now on."""
+    taken: list[str] = []
+    real = Session.on_message_now
+
+    def spy(session: Session, message: str | bytes) -> bool:
+        took = real(session, message)
+        if took:
+            taken.append(orjson.loads(message)["type"])
+        return took
+
+    monkeypatch.setattr(Session, "on_message_now", spy)
+    return taken
+
+
+async def test_an_idle_session_answers_the_servers_pings_through_the_shared_reader() -> None:
+    """A real session, announced, then silent but for its pongs: the shared reader reads
     them; the session stays, and its next message is answered as ever."""
     config = attrs.evolve(LOOPBACK, ping_interval=0.05, ping_timeout=5.0)
     with trio.fail_after(10):
         async with serving(config) as live, raw_websocket(live) as stream:
-            idle, frames = live.service.idle, ServerFrames(stream)
+            idle, frames = live.service.reader, ServerFrames(stream)
             await stream.send_all(announce_frame(1))
             assert await frames.reply_id() == 1
-            while idle.handled < 3:  # the server pings; only the first pong wakes the reader
+            while idle.handled < 3:  # the server pings; the shared reader reads the pongs
                 assert (await frames.next())[0] == PING
                 await stream.send_all(client_frame(PONG, b""))
             assert idle.waiting == 1
-            assert sample(live, "scheduler_idle_sessions") == 1
-            assert sample(live, "scheduler_idle_control_reads_total") >= 3
+            assert sample(live, "scheduler_reader_sessions") == 1
+            assert sample(live, "scheduler_reader_reads_total") >= 3
             await stream.send_all(announce_frame(2))
             while (frame := await frames.next())[0] == PING:
                 await stream.send_all(client_frame(PONG, b""))
@@ -307,19 +399,19 @@ async def test_an_idle_session_answers_the_servers_pings_through_the_idle_reader
             assert [s.cause for s in live.service.sessions] == [None]
 
 
-def sample(live: Live, name: str) -> float:
-    value = live.service.metrics.registry.get_sample_value(name)
+def sample(live: Live, name: str, **labels: str) -> float:
+    value = live.service.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
 
 
 async def test_a_failure_handling_one_sessions_pong_goes_to_its_reader_alone() -> None:
     with trio.fail_after(5):
-        idle = IdleReader()
+        idle = SharedReader()
         ours, theirs = trio.socket.socketpair()
         connection = ServerConnection(
             trio.SocketStream(ours), open_server_side(), message_queue_size=1, max_message_size=100
         )
-        connection.idle_reader = idle
+        connection.shared_reader = idle
         pair = Pair(connection, theirs)
         with ours, theirs:
             async with trio.open_nursery() as outer:
@@ -328,7 +420,7 @@ async def test_a_failure_handling_one_sessions_pong_goes_to_its_reader_alone() -
                 try:
                     async with trio.open_nursery() as inner:
                         inner.start_soon(read_frames, connection)
-                        await go_idle(idle, pair)
+                        await wait_in_reader(idle, pair)
 
                         def broken() -> None:
                             raise RuntimeError("a bug in one session")
@@ -338,6 +430,6 @@ async def test_a_failure_handling_one_sessions_pong_goes_to_its_reader_alone() -
                 except* RuntimeError as group:
                     failed.extend(group.exceptions)
                 assert [str(exc) for exc in failed] == ["a bug in one session"]
-                assert idle.running  # the idle reader goes on for everyone else
+                assert idle.running  # the shared reader goes on for everyone else
                 assert (idle.waiting, idle.handed_back) == (0, 1)
                 outer.cancel_scope.cancel()
