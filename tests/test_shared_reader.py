@@ -16,6 +16,8 @@ import orjson
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
@@ -72,6 +74,9 @@ class Listener:
 
     def on_pong(self) -> None:
         self.heard.append("pong")
+
+    def on_unsent(self) -> None:
+        self.heard.append("unsent")
 
     def on_closed(self) -> None:
         self.heard.append("closed")
@@ -287,7 +292,7 @@ async def test_a_frame_written_in_part_is_finished_before_the_next(
     with trio.fail_after(5):
         async with shared_pair() as (_, pair, _):
             cut_writes(monkeypatch, 1)
-            assert not pair.connection.ping_now()  # one byte of two went out
+            assert pair.connection.ping_now()  # one byte of two went out
             assert pair.connection._unsent == PING_FRAME[1:]
             assert not pair.connection.ping_now()  # nothing now: the rest goes first
             monkeypatch.undo()
@@ -433,3 +438,75 @@ async def test_a_failure_handling_one_sessions_pong_goes_to_its_reader_alone() -
                 assert idle.running  # the shared reader goes on for everyone else
                 assert (idle.waiting, idle.handed_back) == (0, 1)
                 outer.cancel_scope.cancel()
+
+
+# --- any frames, any cuts ------------------------------------------------------------------
+
+
+#: What a step may send: a message the session answers, one it refuses, a ping.
+_KINDS = ("announce", "unknown_peer", "bad_json", "ping")
+
+
+def _frame(kind: str, request_id: int) -> bytes:
+    if kind == "announce":
+        return announce_frame(request_id)
+    if kind == "unknown_peer":
+        message = {"type": "download_started", "id": request_id, "peer_id": "nobody"}
+        return client_frame(TEXT, orjson.dumps(message))
+    if kind == "bad_json":
+        return client_frame(TEXT, b'{"id": ' + str(request_id).encode() + b", oops")
+    return client_frame(PING, str(request_id).encode())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_KINDS), min_size=1, max_size=6),
+            st.sampled_from([None, 1, 5, 40]),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_replies_keep_the_order_of_the_messages_whatever_the_socket_takes(
+    steps: list[tuple[list[str], int | None]],
+) -> None:
+    """Each step sends some frames in one write, while every write of the server takes at
+    most ``cut`` bytes (a nearly full socket; None: any). Whether a frame is handled in
+    the shared reader, handed back, or its reply finished by the session's task: every
+    message gets its reply, in the order sent, and every ping its pong."""
+
+    async def main() -> None:
+        with trio.fail_after(20):
+            async with serving() as live, raw_websocket(live) as stream:
+                frames = ServerFrames(stream)
+                await stream.send_all(announce_frame(0))
+                assert await frames.reply_id() == 0
+                request_id = 0
+                for kinds, cut in steps:
+                    sent: list[tuple[str, int]] = []
+                    for kind in kinds:
+                        request_id += 1
+                        sent.append((kind, request_id))
+                    with pytest.MonkeyPatch.context() as patch:
+                        if cut is not None:
+                            cut_writes(patch, cut)
+                        await stream.send_all(b"".join(_frame(k, i) for k, i in sent))
+                        replies: list[object] = []
+                        pongs: list[bytes] = []
+                        expected = [i for k, i in sent if k not in ("ping", "bad_json")]
+                        while len(replies) < len(sent) - kinds.count("ping") or len(
+                            pongs
+                        ) < kinds.count("ping"):
+                            opcode, payload = await frames.next()
+                            if opcode == PONG:
+                                pongs.append(payload)
+                            elif opcode == TEXT:
+                                replies.append(orjson.loads(payload).get("id"))
+                    assert [r for r in replies if r is not None] == expected
+                    pings = [str(i).encode() for k, i in sent if k == "ping"]
+                    assert pongs == pings
+                assert [s.cause for s in live.service.sessions] == [None]
+
+    trio.run(main)

@@ -80,6 +80,10 @@ class FrameListener(Protocol):
 
     def on_pong(self) -> None: ...
 
+    def on_unsent(self) -> None:
+        """A frame written without waiting went out in part (:attr:`ServerConnection.unsent`):
+        a task that may wait must write the rest (:meth:`ServerConnection.flush`)."""
+
     def on_closed(self) -> None:
         """The reader task ended: the connection is closed or broken."""
 
@@ -129,8 +133,9 @@ class ServerConnection(WebSocketConnection):
 
     def ping_now(self) -> bool:
         """Write a ping now, from any task, if nothing stands in the way; False: use
-        :meth:`send_ping` (it writes first whatever this one left unwritten)."""
-        return self._writes_frames() and self._write_now(PING_FRAME) and not self._unsent
+        :meth:`send_ping`. True: written, or the part the socket did not take waits in
+        ``_unsent`` (then :attr:`unsent` is true, and :meth:`flush` must follow)."""
+        return self._writes_frames() and self._write_now(PING_FRAME)
 
     def send_now(self, message: str | bytes) -> bool:
         """Write one message now, without waiting, if nothing stands in the way.
@@ -154,11 +159,13 @@ class ServerConnection(WebSocketConnection):
     def answer_now(self, data: bytes) -> int:
         """Handle the complete common frames at the start of ``data`` now (for :mod:`._reader`).
 
-        In order: a ping is answered (and the listener told), a pong tells the listener,
-        a message goes to the listener's ``on_message_now``. It stops at the first frame
-        that has to wait (a message the listener cannot take now, a pong the socket will
-        not take, a message over the size limit, anything wsproto must read) and returns
-        how many bytes were handled: the reader reads the rest itself.
+        In order: a ping is answered (and the listener told; a pong the socket takes only
+        in part is the listener's to finish, see :meth:`FrameListener.on_unsent`), a pong
+        tells the listener, a message goes to the listener's ``on_message_now``. It stops
+        at the first frame that has to wait (a message the listener cannot take now, a
+        ping whose pong cannot be written now, a message over the size limit, anything
+        wsproto must read) and returns how many bytes were handled: the reader reads the
+        rest itself.
         """
         listener = self.listener
         if listener is None or not self._writes_frames():
@@ -171,9 +178,11 @@ class ServerConnection(WebSocketConnection):
                     break
                 listener.on_pong()
             elif opcode == PING:
-                if not (self._write_now(pong_frame(cast("bytes", payload))) and not self._unsent):
+                if not self._write_now(pong_frame(cast("bytes", payload))):
                     break
                 listener.on_ping()
+                if self._unsent:  # the frames behind it wait for the rest (see on_message_now)
+                    listener.on_unsent()
             elif len(payload) > self._max_message_size or not listener.on_message_now(payload):
                 break
             done = end

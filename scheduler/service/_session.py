@@ -236,6 +236,8 @@ class Session:
         """Send a ping (the timers decided it is due): at once if the socket allows,
         else by the session's task."""
         if self.ws.ping_now():
+            if self.ws.unsent:  # the socket took part of it: the session's task writes the rest
+                self._wake()
             return
         self._ping_due = True
         self._wake()
@@ -324,6 +326,9 @@ class Session:
         now = trio.current_time()
         self.env.timers.answered(self, now)
         self._apply(self.protocol.on_pong(now))
+
+    def on_unsent(self) -> None:
+        self._wake()  # its task flushes what the socket did not take (_write_queued)
 
     def on_closed(self) -> None:
         self.end(EndCause.CLOSED)
