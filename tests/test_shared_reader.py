@@ -7,6 +7,7 @@ connection's own reader, in order, as if it had read it itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
+from scheduler.service import _reader as reader_module
 from scheduler.service._framing import ServerConnection
 from scheduler.service._framing import _read as read_frames
 from scheduler.service._framing import os as framing_os
@@ -100,22 +102,36 @@ class Pair:
 
 @asynccontextmanager
 async def shared_pair() -> AsyncIterator[tuple[SharedReader, Pair, trio.Nursery]]:
-    """A server connection over a socket pair, its reader running, an idle reader running."""
-    idle = SharedReader()
-    ours, theirs = trio.socket.socketpair()
-    connection = ServerConnection(
-        trio.SocketStream(ours),
-        open_server_side(),
-        message_queue_size=1,
-        max_message_size=1000,
-    )
-    connection.shared_reader = idle
-    pair = Pair(connection, theirs)
-    with ours, theirs:
+    """A server connection over a socket pair, its reader running, a shared reader running."""
+    async with shared_pairs(1) as (reader, pairs, nursery):
+        yield reader, pairs[0], nursery
+
+
+@asynccontextmanager
+async def shared_pairs(
+    count: int,
+) -> AsyncIterator[tuple[SharedReader, list[Pair], trio.Nursery]]:
+    """``count`` server connections over socket pairs, their readers and one shared reader."""
+    reader = SharedReader()
+    with contextlib.ExitStack() as sockets:
+        pairs: list[Pair] = []
+        for _ in range(count):
+            ours, theirs = trio.socket.socketpair()
+            sockets.enter_context(ours)
+            sockets.enter_context(theirs)
+            connection = ServerConnection(
+                trio.SocketStream(ours),
+                open_server_side(),
+                message_queue_size=1,
+                max_message_size=1000,
+            )
+            connection.shared_reader = reader
+            pairs.append(Pair(connection, theirs))
         async with trio.open_nursery() as nursery:
-            await nursery.start(idle.run)
-            nursery.start_soon(read_frames, connection)
-            yield idle, pair, nursery
+            await nursery.start(reader.run)
+            for pair in pairs:
+                nursery.start_soon(read_frames, pair.connection)
+            yield reader, pairs, nursery
             nursery.cancel_scope.cancel()
 
 
@@ -177,6 +193,27 @@ async def test_a_message_goes_back_to_the_reader_in_order_with_what_came_with_it
             assert (idle.handled, idle.handed_back) == (0, 1)
             while idle.waiting == 0:  # back in the shared reader after the handed-back frames
                 await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_wake_up_past_its_slice_leaves_the_other_ready_sockets_for_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every wake-up stops after one socket here: each socket is still served, in turn."""
+    monkeypatch.setattr(reader_module, "SLICE", -1.0)
+    with trio.fail_after(5):
+        async with shared_pairs(3) as (reader, pairs, _):
+            for pair in pairs:
+                await pair.peer.send(client_frame(PONG, b""))
+            while reader.waiting < 3:
+                await trio.testing.wait_all_tasks_blocked()
+            for pair in pairs:
+                await pair.peer.send(client_frame(TEXT, b'{"type": "x"}'))
+            while reader.handled < 3:
+                await trio.testing.wait_all_tasks_blocked()
+            assert [pair.listener.heard for pair in pairs] == [
+                ["pong", ("now", '{"type": "x"}')]
+            ] * 3
+            assert (reader.handed_back, reader.waiting) == (0, 3)
 
 
 async def test_a_message_over_the_size_limit_goes_back_to_the_reader_which_closes() -> None:

@@ -19,9 +19,10 @@ error) is handed to the waiting reader with everything after it, and the reader 
 on as if it had read those bytes itself. So the frames of one session are handled in
 the order they came, by one task at a time.
 
-Fairness: one wake-up serves at most :data:`MAX_EVENTS` sockets and one read of
-:data:`READ_SIZE` bytes each; the sockets still ready are served after every other
-runnable task has run.
+Fairness: one wake-up serves at most :data:`MAX_EVENTS` sockets, one read of
+:data:`READ_SIZE` bytes each, and stops once it has held the loop for :data:`SLICE`;
+the sockets still ready (``epoll`` is level-triggered: they stay ready, and go to the
+back of its queue) are served after every other runnable task has run.
 
 Nothing outlives its owner: a reader's wait is cancellable (its socket leaves the
 set), a socket that is closed leaves first (:meth:`SharedReader.release`), and the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import time
 from typing import Final, Protocol, final
 
 import outcome
@@ -41,9 +43,11 @@ import trio
 #: Bytes read per ready socket (a frame of a busy session is a few hundred bytes; a
 #: longer one is handed back in part, and its reader reads the rest).
 READ_SIZE: Final = 4096
-#: Sockets served per wake-up at most (the rest are ready again at the next one): a
-#: message is tens of µs, so other tasks wait a few ms at most.
-MAX_EVENTS: Final = 64
+#: Sockets served per wake-up at most (the rest are ready again at the next one).
+MAX_EVENTS: Final = 512
+#: Seconds one wake-up may hold the event loop: after the socket that crosses it, the
+#: rest wait for the next wake-up. (A message is tens of µs; a ping or pong about 30.)
+SLICE: Final = 0.004
 
 
 class Reading(Protocol):
@@ -85,8 +89,11 @@ class SharedReader:
             task_status.started()
             while True:
                 await trio.lowlevel.wait_readable(epoll.fileno())
+                until = time.perf_counter() + SLICE
                 for fd, _ in epoll.poll(0, MAX_EVENTS):
                     self._serve(fd)
+                    if time.perf_counter() > until:
+                        break
         finally:
             for fd in list(self._waiting):
                 self._hand_back(fd, outcome.Error(trio.ClosedResourceError("shutting down")))
