@@ -291,11 +291,15 @@ class Session:
         if outcome is None:
             return True
         if outcome.replies:
-            outbox, ws = self.protocol.outbox, self.ws
+            outbox, ws, scope = self.protocol.outbox, self.ws, self._scope
             outbox.extend(outcome.replies)
-            while outbox and not ws.unsent and ws.send_now(encode(outbox[0])):
+            # As _flush: nothing more is sent once the session is over (its own events
+            # may have ended it).
+            while outbox and not (ws.unsent or scope.cancel_called):
+                if not ws.send_now(encode(outbox[0])):
+                    break
                 outbox.pop(0)
-            if outbox or ws.unsent:
+            if (outbox or ws.unsent) and not scope.cancel_called:
                 self._end_after = outcome.close
                 self._wake()
                 return True
