@@ -138,12 +138,13 @@ class SharedReader:
         result: outcome.Outcome[bytes]
         try:
             data = os.read(fd, READ_SIZE)
-            done = entry[0].answer_now(data) if data else 0
-            if data and done == len(data):
-                self.handled += 1
-                return
-            # The end of the stream (b""), or the frames from the first one not handled.
-            result = outcome.Value(data[done:] if done else data)
+            if data:  # (b"": the end of the stream, the reader's to handle)
+                done = entry[0].answer_now(data)
+                if done == len(data):
+                    self.handled += 1
+                    return
+                data = data[done:]  # from the first frame not handled
+            result = outcome.Value(data)
         except BlockingIOError:
             return
         except OSError as exc:

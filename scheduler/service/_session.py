@@ -285,21 +285,15 @@ class Session:
         :meth:`on_message` waits for it. A reply the socket does not take whole is left
         to the session's task, and the frames behind it wait for that.
         """
-        if self._flushing or self.protocol.outbox or self.ws.unsent or self._end_after:
+        if self._flushing or self.protocol.outbox or self.ws.unsent or self._end_after is not None:
             return self._scope.cancel_called
         outcome = self._take(message)
         if outcome is None:
             return True
         if outcome.replies:
-            outbox, ws, scope = self.protocol.outbox, self.ws, self._scope
-            outbox.extend(outcome.replies)
-            # As _flush: nothing more is sent once the session is over (its own events
-            # may have ended it).
-            while outbox and not (ws.unsent or scope.cancel_called):
-                if not ws.send_now(encode(outbox[0])):
-                    break
-                outbox.pop(0)
-            if (outbox or ws.unsent) and not scope.cancel_called:
+            self.protocol.outbox.extend(outcome.replies)
+            self._send_at_once()
+            if (self.protocol.outbox or self.ws.unsent) and not self._scope.cancel_called:
                 self._end_after = outcome.close
                 self._wake()
                 return True
@@ -394,19 +388,32 @@ class Session:
         self._flushing = True
         try:
             outbox, scope, ws = self.protocol.outbox, self._scope, self.ws
-            while (outbox or ws.unsent) and not scope.cancel_called:
+            while True:
+                # Nearly always the socket takes every frame at once: no await, no timer.
+                self._send_at_once()
+                if scope.cancel_called or not (outbox or ws.unsent):
+                    break
                 if ws.unsent:
                     await self._bounded(ws.flush())
-                    continue
-                text = encode(outbox.pop(0))
-                # Nearly always the socket takes the frame at once: no await, no timer.
-                if not ws.send_now(text):
-                    await self._bounded(ws.send_message(text))
+                else:
+                    await self._bounded(ws.send_message(encode(outbox.pop(0))))
         finally:
             self._flushing = False
             done, self._flush_done = self._flush_done, None
             if done is not None:
                 done.set()
+
+    def _send_at_once(self) -> None:
+        """Write the outbox's messages, in order, while the socket takes each at once.
+
+        Stops at one that is not written whole (the rest waits for :meth:`_flush`), and
+        once the session is over (its own message's events may have ended it).
+        """
+        outbox, ws, scope = self.protocol.outbox, self.ws, self._scope
+        while outbox and not (ws.unsent or scope.cancel_called):
+            if not ws.send_now(encode(outbox[0])):
+                return
+            outbox.pop(0)
 
     def _apply(self, outcome: Outcome) -> None:
         metrics = self.env.metrics
