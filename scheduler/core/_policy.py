@@ -9,6 +9,7 @@ plugins still decide.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import operator
@@ -47,23 +48,39 @@ class _Call(NamedTuple):
     """One hook implementation, as :class:`PolicySet` calls it."""
 
     plugin: str
-    #: Calls the implementation with the arguments it names, taken from the hook's kwargs.
+    #: Calls the implementation with the arguments it names, taken from the hook's kwargs;
+    #: a raise is contained and reads as no answer (None).
     invoke: Callable[[Mapping[str, Any]], Any]
 
 
 def _invoker(
-    function: Callable[..., Any], argnames: Sequence[str]
+    function: Callable[..., Any],
+    argnames: Sequence[str],
+    contain: Callable[[Exception], None],
 ) -> Callable[[Mapping[str, Any]], Any]:
-    """``function`` called with the ``argnames`` of a hook's kwargs (made once per
-    implementation: hooks run several times per message, and most implementations
-    take one or two of their hook's arguments)."""
-    if not argnames:
-        return lambda _kwargs: function()
+    """``function`` called with the ``argnames`` of a hook's kwargs; an exception goes
+    to ``contain`` (counted and logged) and the answer is None, as if the plugin had
+    none. Made once per implementation: hooks run several times per message, and most
+    implementations take one or two of their hook's arguments."""
+    name: str | None = None
+    take: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None
     if len(argnames) == 1:
         (name,) = argnames
-        return lambda kwargs: function(kwargs[name])
-    take = operator.itemgetter(*argnames)
-    return lambda kwargs: function(*take(kwargs))
+    elif argnames:
+        take = operator.itemgetter(*argnames)
+
+    def invoke(kwargs: Mapping[str, Any]) -> Any:
+        try:
+            if name is not None:
+                return function(kwargs[name])
+            if take is not None:
+                return function(*take(kwargs))
+            return function()
+        except Exception as exc:
+            contain(exc)
+            return None
+
+    return invoke
 
 
 _DEFAULT_LIMITS = ScheduleLimits()
@@ -186,7 +203,7 @@ class PolicySet:
         fit: list[Peer] = []
         for candidate in candidates:
             kwargs["parent"] = candidate
-            for plugin, result in self._call_each(calls, hook_name, kwargs):
+            for plugin, result in self._call_each(calls, kwargs):
                 if isinstance(result, str):
                     break
                 bad = _BadResult(f"expected str or None, got {result!r:.200}")
@@ -251,11 +268,7 @@ class PolicySet:
             kwargs["parent"] = candidate
             total = scores[index]
             for plugin, invoke in calls:
-                try:
-                    result = invoke(kwargs)
-                except Exception as exc:
-                    self._contain(plugin, hook_name, exc)
-                    continue
+                result = invoke(kwargs)
                 if result is None:
                     continue
                 if _is_finite_number(result):
@@ -323,13 +336,8 @@ class PolicySet:
 
     def _earliest(self, hook_name: str, kwargs: Mapping[str, Any]) -> Expiry | None:
         best: Expiry | None = None
-        # The loop of _call_each, inlined: the expiry hooks run at every change of a record.
         for plugin, invoke in self._calls(hook_name):
-            try:
-                result = invoke(kwargs)
-            except Exception as exc:
-                self._contain(plugin, hook_name, exc)
-                continue
+            result = invoke(kwargs)
             if result is None:
                 continue
             if not isinstance(result, Expiry) or math.isnan(result.at):
@@ -344,13 +352,11 @@ class PolicySet:
     def _concat(self, hook_name: str, kwargs: Mapping[str, Any], item_type: type[T]) -> list[T]:
         """Concatenate every plugin's iterable answer, dropping (and counting) malformed ones."""
         items: list[T] = []
-        # The loop of _call_each, inlined (host_supersedes runs at every announce); a
-        # raise in the call or in the checks is contained alike.
         for plugin, invoke in self._calls(hook_name):
-            try:
-                result = invoke(kwargs)
-                if result is None:
-                    continue
+            result = invoke(kwargs)
+            if result is None:
+                continue
+            try:  # a malformed answer is contained as a raise is
                 answer = list(result)
                 for item in answer:
                     if not isinstance(item, item_type):
@@ -366,7 +372,7 @@ class PolicySet:
     def _notify(self, hook_name: str, kwargs: Mapping[str, Any]) -> None:
         calls = self._calls(hook_name)
         if calls:  # nearly always none (no built-in policy listens to contacts)
-            for _ in self._call_each(calls, hook_name, kwargs):
+            for _ in self._call_each(calls, kwargs):
                 pass
 
     def _calls(self, hook_name: str) -> tuple[_Call, ...]:
@@ -383,7 +389,14 @@ class PolicySet:
         if made is not None and made[0] == impls:  # the same HookImpl objects, in order
             return made[1]
         calls = tuple(
-            _Call(impl.plugin_name, _invoker(impl.function, impl.argnames))
+            _Call(
+                impl.plugin_name,
+                _invoker(
+                    impl.function,
+                    impl.argnames,
+                    functools.partial(self._contain, impl.plugin_name, hook_name),
+                ),
+            )
             for impl in reversed(impls)
         )
         self._made[hook_name] = (impls, calls)
@@ -391,17 +404,12 @@ class PolicySet:
 
     def _results(self, hook_name: str, kwargs: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         """Yield ``(plugin_name, result)`` for each implementation that returned non-None."""
-        return self._call_each(self._calls(hook_name), hook_name, kwargs)
+        return self._call_each(self._calls(hook_name), kwargs)
 
-    def _call_each(
-        self, calls: Sequence[_Call], hook_name: str, kwargs: Mapping[str, Any]
-    ) -> Iterator[tuple[str, Any]]:
+    @staticmethod
+    def _call_each(calls: Sequence[_Call], kwargs: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
         for plugin, invoke in calls:
-            try:
-                result = invoke(kwargs)
-            except Exception as exc:
-                self._contain(plugin, hook_name, exc)
-                continue
+            result = invoke(kwargs)
             if result is not None:
                 yield plugin, result
 
