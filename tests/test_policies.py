@@ -59,6 +59,7 @@ def test_builtins_are_ordinary_plugins_in_a_default_list() -> None:
         "announce_ttl",
         "disconnect_grace",
         "peer_lifetime",
+        "peer_start",
         "task_idle",
         "hostname_unique",
         "capacity",

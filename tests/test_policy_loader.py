@@ -29,6 +29,7 @@ BUILTIN_NAMES = [
     "announce_ttl",
     "disconnect_grace",
     "peer_lifetime",
+    "peer_start",
     "task_idle",
     "hostname_unique",
     "capacity",

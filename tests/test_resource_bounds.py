@@ -234,8 +234,11 @@ def test_the_piece_bound_is_a_setting() -> None:
     assert state.peer("p").updated_at == 2.0
 
 
-@pytest.mark.parametrize("field", list(RecordLimits.__attrs_attrs__))
-def test_every_record_limit_is_at_least_one(field: Any) -> None:
+_COUNTS = [f for f in RecordLimits.__attrs_attrs__ if f.type in (int, "int")]
+
+
+@pytest.mark.parametrize("field", _COUNTS)
+def test_every_record_limit_count_is_at_least_one(field: Any) -> None:
     assert RecordLimits(**{field.name: 1}).__getattribute__(field.name) == 1
     with pytest.raises(ValueError, match=f"^{field.name} must be >= 1, got 0$"):
         RecordLimits(**{field.name: 0})
@@ -244,7 +247,20 @@ def test_every_record_limit_is_at_least_one(field: Any) -> None:
         max_peers_per_host=10_000,
         max_tasks_per_host=10_000,
         max_back_to_source_per_host=20,
+        max_upload_share=0.25,
+        failure_report_window=300.0,
     )
+
+
+def test_the_record_limits_that_are_not_counts() -> None:
+    assert len(_COUNTS) == 4
+    assert RecordLimits(max_upload_share=1.0).max_upload_share == 1.0
+    for share in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^max_upload_share must be in \(0, 1\], got "):
+            RecordLimits(max_upload_share=share)
+    for window in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="^failure_report_window must be a positive number"):
+            RecordLimits(failure_report_window=window)
 
 
 # --- peers and tasks per host ----------------------------------------------------------------

@@ -28,6 +28,7 @@ from scheduler.core import (
     PeerState,
     PolicySet,
     RecordKind,
+    RecordLimits,
     ScheduleAction,
     ScheduleLimits,
     SchedulerState,
@@ -60,9 +61,20 @@ HOSTS = [HostInfo(f"host-{i}", f"10.0.0.{i}", concurrent_upload_limit=3) for i i
 SEED = HostInfo("seed-0", "10.0.1.1", type=HostType.SEED)
 
 
-def new_state(*plugins: object, config: dict[str, Any] | None = None, seed: int = 1) -> Any:
+#: Every slot of a host open to the peers of one other host (tests of other rules).
+WHOLE_SLOTS = RecordLimits(max_upload_share=1.0)
+
+
+def new_state(
+    *plugins: object,
+    config: dict[str, Any] | None = None,
+    seed: int = 1,
+    limits: RecordLimits | None = None,
+) -> Any:
     policies = load_policies(entrypoints=False, plugins=plugins, config=config)
-    state = SchedulerState(policies, now=0.0, rng=random.Random(seed))
+    state = SchedulerState(
+        policies, now=0.0, rng=random.Random(seed), limits=limits or RecordLimits()
+    )
     return state
 
 
@@ -364,7 +376,7 @@ def test_a_dead_parent_pushes_one_fresh_decision_to_each_child(how: str) -> None
 
 
 def test_two_dead_parents_in_one_mutation_make_one_push() -> None:
-    state = new_state()
+    state = new_state(limits=WHOLE_SLOTS)
     feeding(state, HOSTS[0], "a")
     state.register_peer("b", HOSTS[0].id, TaskInfo("t1"), 1.0)  # a second peer, same host
     state.back_to_source("b", 1.0)
@@ -443,7 +455,7 @@ def long_chain(state: SchedulerState, prefix: str, length: int) -> list[str]:
         origin_peer(state, peer_id, HostInfo(f"{prefix}-{i}", ip, concurrent_upload_limit=10**6))
     edges = state._scheduling.edges
     for child_id, parent_id in itertools.pairwise(ids):
-        edges.hand_out(child_id, [state.peer(parent_id)])
+        edges.hand_out(child_id, [state.peer(parent_id)], child_host=state.peer(child_id).host_id)
     return ids
 
 
@@ -463,7 +475,7 @@ def test_a_child_with_too_many_descendants_is_checked_by_walking_up() -> None:
     # child <- d_last <- ... <- d0: every d is below the child (the child is their ancestor).
     child = origin_peer(state, "child", HOSTS[11])
     chain = long_chain(state, "d", MAX_DESCENDANT_WALK + 10)
-    state._scheduling.edges.hand_out(chain[-1], [child])
+    state._scheduling.edges.hand_out(chain[-1], [child], child_host=state.peer(chain[-1]).host_id)
     assert state._scheduling.edges.descendants("child") is None  # past the bound
     below, stranger = state.peer(chain[-1]), origin_peer(state, "stranger", HOSTS[3])
     # The one right below the child closes a cycle; a stranger does not.

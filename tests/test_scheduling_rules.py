@@ -31,6 +31,7 @@ from scheduler.core import (
     PeerState,
     PolicySet,
     RecordKind,
+    RecordLimits,
     ScheduleAction,
     ScheduleLimits,
     SchedulerState,
@@ -220,15 +221,15 @@ def test_handing_out_parents_takes_one_slot_per_edge_and_replaces_the_old_ones()
     ha, hb = make_host("ha"), make_host("hb")
     edges = ParentEdges(Hosts(ha, hb))
     a1, a2, b1 = make_peer("a1", "ha"), make_peer("a2", "ha"), make_peer("b1", "hb")
-    edges.hand_out("c1", [a1, b1])
-    edges.hand_out("c2", [a1, a2])
+    edges.hand_out("c1", [a1, b1], child_host="hc")
+    edges.hand_out("c2", [a1, a2], child_host="hc")
     assert edges.parents_of("c1") == ("a1", "b1")
     assert edges.parents_of("c2") == ("a1", "a2")
     assert edges.children_of("a1") == ("c1", "c2")
     assert edges.edge_count() == 4
     assert (ha.concurrent_upload_count, hb.concurrent_upload_count) == (3, 1)
     assert edges.slots_by_host() == {"ha": 3, "hb": 1}
-    edges.hand_out("c1", [a2])  # replaces a1 and b1
+    edges.hand_out("c1", [a2], child_host="hc")  # replaces a1 and b1
     assert edges.parents_of("c1") == ("a2",)
     assert edges.children_of("a1") == ("c2",)
     assert edges.children_of("b1") == ()
@@ -236,7 +237,7 @@ def test_handing_out_parents_takes_one_slot_per_edge_and_replaces_the_old_ones()
     assert edges.has_children("a2")
     assert (ha.concurrent_upload_count, hb.concurrent_upload_count) == (3, 0)
     assert edges.slots_by_host() == {"ha": 3}
-    edges.hand_out("c1", [])  # no parents: none held
+    edges.hand_out("c1", [], child_host="hc")  # no parents: none held
     assert edges.parents_of("c1") == ()
     assert edges.edge_count() == 2
     assert ha.concurrent_upload_count == 2
@@ -246,7 +247,7 @@ def test_handing_out_parents_takes_one_slot_per_edge_and_replaces_the_old_ones()
 def test_releasing_a_child_frees_its_slots_and_says_which_parents_it_had() -> None:
     ha = make_host("ha")
     edges = ParentEdges(Hosts(ha))
-    edges.hand_out("c", [make_peer("a1", "ha"), make_peer("a2", "ha")])
+    edges.hand_out("c", [make_peer("a1", "ha"), make_peer("a2", "ha")], child_host="hc")
     assert edges.release_child("c") == ("a1", "a2")
     assert ha.concurrent_upload_count == 0
     assert edges.release_child("c") == ()
@@ -260,8 +261,8 @@ def test_dropping_a_parent_keeps_the_childrens_other_parents() -> None:
     ha, hb = make_host("ha"), make_host("hb")
     edges = ParentEdges(Hosts(ha, hb))
     dying, spare = make_peer("dying", "ha"), make_peer("spare", "hb")
-    edges.hand_out("c2", [dying, spare])
-    edges.hand_out("c1", [dying])
+    edges.hand_out("c2", [dying, spare], child_host="hc")
+    edges.hand_out("c1", [dying], child_host="hc")
     assert edges.drop_parent("dying") == ("c1", "c2")  # sorted
     assert edges.parents_of("c2") == ("spare",)
     assert edges.parents_of("c1") == ()
@@ -276,7 +277,7 @@ def test_dropping_a_parent_keeps_the_childrens_other_parents() -> None:
 def test_the_slots_of_a_gone_host_are_not_counted_anywhere() -> None:
     hosts = Hosts(make_host("ha"))
     edges = ParentEdges(hosts)
-    edges.hand_out("c", [make_peer("a", "ha")])
+    edges.hand_out("c", [make_peer("a", "ha")], child_host="hc")
     gone = hosts.by_id.pop("ha")
     assert edges.drop_parent("a") == ("c",)
     assert gone.concurrent_upload_count == 1  # the record went with its count
@@ -286,7 +287,7 @@ def chain(length: int) -> ParentEdges:
     """n0 <- n1 <- ... : node i has node i + 1 as its only parent."""
     edges = ParentEdges(Hosts())
     for i in range(length):
-        edges.hand_out(f"n{i}", [make_peer(f"n{i + 1}", "hx")])
+        edges.hand_out(f"n{i}", [make_peer(f"n{i + 1}", "hx")], child_host="hc")
     return edges
 
 
@@ -299,9 +300,9 @@ def test_reaches_finds_the_node_itself_and_its_ancestors_only() -> None:
     assert not edges.reaches("n3", "n0")
     assert not edges.reaches("n0", "elsewhere")
     diamond = ParentEdges(Hosts())
-    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")])
-    diamond.hand_out("l", [make_peer("top", "h3")])
-    diamond.hand_out("r", [make_peer("top", "h3")])
+    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")], child_host="hc")
+    diamond.hand_out("l", [make_peer("top", "h3")], child_host="hc")
+    diamond.hand_out("r", [make_peer("top", "h3")], child_host="hc")
     assert diamond.reaches("c", "top")
     assert diamond.reaches("c", "r")
     assert not diamond.reaches("l", "r")
@@ -319,9 +320,9 @@ def test_a_walk_longer_than_the_limit_answers_yes() -> None:
 
 def test_a_diamond_counts_each_ancestor_once_towards_the_limit() -> None:
     diamond = ParentEdges(Hosts())
-    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")])
-    diamond.hand_out("l", [make_peer("top", "h3")])
-    diamond.hand_out("r", [make_peer("top", "h3")])
+    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")], child_host="hc")
+    diamond.hand_out("l", [make_peer("top", "h3")], child_host="hc")
+    diamond.hand_out("r", [make_peer("top", "h3")], child_host="hc")
     assert not diamond.reaches("c", "elsewhere", limit=4)  # c, l, r, top
     assert diamond.reaches("c", "elsewhere", limit=3)
 
@@ -333,9 +334,9 @@ def test_descendants_are_the_node_and_everyone_below_it() -> None:
     assert edges.descendants("n0") == {"n0"}  # a leaf: one look-up
     assert edges.descendants("elsewhere") == {"elsewhere"}
     diamond = ParentEdges(Hosts())
-    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")])
-    diamond.hand_out("l", [make_peer("top", "h3")])
-    diamond.hand_out("r", [make_peer("top", "h3")])
+    diamond.hand_out("c", [make_peer("l", "h1"), make_peer("r", "h2")], child_host="hc")
+    diamond.hand_out("l", [make_peer("top", "h3")], child_host="hc")
+    diamond.hand_out("r", [make_peer("top", "h3")], child_host="hc")
     assert diamond.descendants("top") == {"top", "l", "r", "c"}
     assert diamond.descendants("top", limit=4) == {"top", "l", "r", "c"}
     assert diamond.descendants("top", limit=3) is None  # unknown: the caller walks up instead
@@ -351,7 +352,7 @@ def test_descendants_answer_every_cycle_check_as_the_walk_up_does() -> None:
             # Parents only among earlier nodes: a DAG, as decisions keep it.
             earlier = nodes[: nodes.index(child)]
             parents = rng.sample(earlier, min(len(earlier), rng.randint(0, 3)))
-            edges.hand_out(child, [make_peer(p, f"h{p}") for p in parents])
+            edges.hand_out(child, [make_peer(p, f"h{p}") for p in parents], child_host="hc")
         for child in nodes:
             below = edges.descendants(child)
             assert below is not None
@@ -676,9 +677,20 @@ HOSTS = [HostInfo(f"host-{i}", f"10.0.0.{i}", concurrent_upload_limit=3) for i i
 SEEDS = [HostInfo(f"seed-{i}", f"10.0.1.{i}", type=HostType.SEED) for i in range(3)]
 
 
-def new_state(*plugins: object, config: dict[str, Any] | None = None, seed: int = 1) -> Any:
+#: Every slot of a host open to the peers of one other host (tests of other rules).
+WHOLE_SLOTS = RecordLimits(max_upload_share=1.0)
+
+
+def new_state(
+    *plugins: object,
+    config: dict[str, Any] | None = None,
+    seed: int = 1,
+    limits: RecordLimits | None = None,
+) -> Any:
     policies = load_policies(entrypoints=False, plugins=plugins, config=config)
-    return SchedulerState(policies, now=0.0, rng=random.Random(seed))
+    return SchedulerState(
+        policies, now=0.0, rng=random.Random(seed), limits=limits or RecordLimits()
+    )
 
 
 def only_decision(events: Sequence[object]) -> Decision:
@@ -1069,7 +1081,7 @@ class Votes:
 @pytest.mark.parametrize("answer", [True, False])
 def test_every_lost_parent_is_put_to_the_plugins_and_one_no_stops_the_push(answer: bool) -> None:
     votes = Votes(answer)
-    state = new_state(votes)
+    state = new_state(votes, limits=WHOLE_SLOTS)
     feeder(state, HOSTS[0], "a")
     state.register_peer("b", HOSTS[0].id, TaskInfo("t1"), 1.0)
     state.back_to_source("b", 1.0)
@@ -1333,7 +1345,7 @@ def test_a_replaced_selection_is_cut_to_the_parent_limit() -> None:
 
 
 def test_a_host_gives_no_more_parents_in_one_decision_than_its_free_slots() -> None:
-    state = new_state()
+    state = new_state(limits=WHOLE_SLOTS)
     pair = HostInfo("pair", "10.0.9.2", concurrent_upload_limit=2)
     for name in ("x", "y", "z"):
         register(state, pair, name)

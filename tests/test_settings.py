@@ -53,6 +53,7 @@ def test_the_sweep_default_and_the_gc_aliases_come_from_their_owners() -> None:
         "host_ttl": ("announce_ttl", "host_ttl"),
         "peer_ttl": ("peer_lifetime", "peer_ttl"),
         "piece_timeout": ("peer_lifetime", "piece_timeout"),
+        "start_timeout": ("peer_start", "start_timeout"),
         "task_idle_ttl": ("task_idle", "task_idle_ttl"),
     }
     for alias in serve.GC:

@@ -20,7 +20,13 @@ from typing import Any, Final, final
 import attrs
 
 from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError, RecordLimits
-from ..policies import _announce_ttl, _disconnect_grace, _peer_lifetime, _task_idle
+from ..policies import (
+    _announce_ttl,
+    _disconnect_grace,
+    _peer_lifetime,
+    _peer_start,
+    _task_idle,
+)
 from ..settings._section import PLUGIN_PREFIX, Section
 from ..settings._setting import (
     Kind,
@@ -297,6 +303,7 @@ GC: Final = Section(
         _alias(_announce_ttl.SETTINGS, "host_ttl"),
         _alias(_peer_lifetime.SETTINGS, "peer_ttl"),
         _alias(_peer_lifetime.SETTINGS, "piece_timeout"),
+        _alias(_peer_start.SETTINGS, "start_timeout"),
         _alias(_task_idle.SETTINGS, "task_idle_ttl"),
     ),
 )
@@ -388,6 +395,26 @@ RECORDS: Final = Section(
             details="Of the task's 200: the scheduler sends no more of that host's peers to "
             "the origin, and a `back_to_source` past it is answered `conflict`.",
             minimum=1,
+        ),
+        number(
+            "max_upload_share",
+            _RECORD_DEFAULTS.max_upload_share,
+            "share of one host's upload slots that the peers of one other host may hold at once",
+            details="At least one slot. A parent whose host has given this share of its "
+            "`concurrent_upload_limit` to one host's peers is not handed to another peer of "
+            "that host, so no host can take every slot of a task's feeders.",
+            positive=True,
+            maximum=1,
+        ),
+        duration(
+            "failure_report_window",
+            _RECORD_DEFAULTS.failure_report_window,
+            "a parent's host is charged a failed upload at most once per reporting host "
+            "in this window",
+            details="A `reschedule` naming a failed parent counts against it only if the "
+            "scheduler handed that parent to the peer; however many peers of one host "
+            "report it, the parent's host is charged once per window.",
+            positive=True,
         ),
     ),
 )

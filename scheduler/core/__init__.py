@@ -39,6 +39,7 @@ from ._gc import DEFAULT_SWEEP_INTERVAL as DEFAULT_SWEEP_INTERVAL
 from ._lifecycle import ACTIVE_PEER_STATES as ACTIVE_PEER_STATES
 from ._lifecycle import HOST_TRANSITIONS as HOST_TRANSITIONS
 from ._lifecycle import PEER_TRANSITIONS as PEER_TRANSITIONS
+from ._lifecycle import RECEIVED_PEER_STATES as RECEIVED_PEER_STATES
 from ._lifecycle import TASK_TRANSITIONS as TASK_TRANSITIONS
 from ._lifecycle import HostEvent as HostEvent
 from ._lifecycle import HostState as HostState
@@ -71,6 +72,7 @@ __all__ = [
     "HOST_TRANSITIONS",
     "PARENT_STATES",
     "PEER_TRANSITIONS",
+    "RECEIVED_PEER_STATES",
     "TASK_TRANSITIONS",
     "BackToSourceLimitReached",
     "ConfigError",

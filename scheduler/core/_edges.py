@@ -4,6 +4,8 @@ Each edge child -> parent holds one upload slot on the parent's host
 (``Host.concurrent_upload_count``) from the moment it is handed out until the
 child is given other parents, finishes, fails or leaves, or the parent goes.
 The reverse index (parent -> children) finds whom to push to when a parent dies.
+Slots are also counted per (parent host, child host) pair, so that the share of a
+host's slots held by the peers of one other host can be capped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class ParentEdges:
         self._children: dict[str, set[str]] = {}
         #: The host of every parent that has children (a peer never changes host).
         self._host_of: dict[str, str] = {}
+        #: The host of every child that has parents.
+        self._child_host: dict[str, str] = {}
+        #: Slots held per (parent host, child host), only pairs holding some.
+        self._pair_slots: dict[tuple[str, str], int] = {}
 
     # --- queries -----------------------------------------------------------------------
 
@@ -56,6 +62,25 @@ class ParentEdges:
             slots[host_id] = slots.get(host_id, 0) + len(children)
         return slots
 
+    def pair_slots(self, parent_host_id: str, child_host_id: str) -> int:
+        """Slots of ``parent_host_id`` held by children on ``child_host_id``."""
+        return self._pair_slots.get((parent_host_id, child_host_id), 0)
+
+    def pair_slot_counts(self) -> dict[tuple[str, str], int]:
+        """Slots per (parent host, child host) recounted from the edges (for the invariants)."""
+        counts: dict[tuple[str, str], int] = {}
+        for child_id, parents in self._parents.items():
+            for parent_id in parents:
+                # An edge to an unknown parent is named by the caller's own check.
+                parent_host = self._host_of.get(parent_id)
+                if parent_host is not None:
+                    key = (parent_host, self._child_host.get(child_id, ""))
+                    counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def held_pair_slots(self) -> dict[tuple[str, str], int]:
+        return dict(self._pair_slots)
+
     def reaches(self, start_id: str, target_id: str, limit: int = MAX_ANCESTOR_WALK) -> bool:
         """True if ``target`` is ``start`` or one of its ancestors, or the walk is too long."""
         if start_id not in self._parents:
@@ -77,23 +102,26 @@ class ParentEdges:
 
     # --- mutations ---------------------------------------------------------------------
 
-    def hand_out(self, child_id: str, parents: Iterable[Peer]) -> None:
-        """Give ``child`` these parents, replacing any it had."""
+    def hand_out(self, child_id: str, parents: Iterable[Peer], *, child_host: str) -> None:
+        """Give ``child`` (a peer of ``child_host``) these parents, replacing any it had."""
         self.release_child(child_id)
         chosen = tuple(parents)
         if not chosen:
             return
         self._parents[child_id] = tuple(p.id for p in chosen)
+        self._child_host[child_id] = child_host
         for parent in chosen:
             self._children.setdefault(parent.id, set()).add(child_id)
             self._host_of[parent.id] = parent.host_id
             self._take_slot(parent.host_id, +1)
+            self._count_pair(parent.host_id, child_host, +1)
 
     def release_child(self, child_id: str) -> tuple[str, ...]:
         """The child no longer downloads from its parents: free their slots."""
         parents = self._parents.pop(child_id, ())
         for parent_id in parents:
             self._unlink(parent_id, child_id)
+        self._child_host.pop(child_id, None)
         return parents
 
     def drop_parent(self, parent_id: str) -> tuple[str, ...]:
@@ -101,11 +129,12 @@ class ParentEdges:
         children = self.children_of(parent_id)
         for child_id in children:
             remaining = tuple(p for p in self._parents[child_id] if p != parent_id)
+            self._unlink(parent_id, child_id)
             if remaining:
                 self._parents[child_id] = remaining
             else:
                 del self._parents[child_id]
-            self._unlink(parent_id, child_id)
+                del self._child_host[child_id]
         return children
 
     # --- internals ---------------------------------------------------------------------
@@ -113,7 +142,9 @@ class ParentEdges:
     def _unlink(self, parent_id: str, child_id: str) -> None:
         children = self._children[parent_id]
         children.discard(child_id)
-        self._take_slot(self._host_of[parent_id], -1)
+        parent_host = self._host_of[parent_id]
+        self._take_slot(parent_host, -1)
+        self._count_pair(parent_host, self._child_host[child_id], -1)
         if not children:
             del self._children[parent_id]
             del self._host_of[parent_id]
@@ -122,6 +153,14 @@ class ParentEdges:
         host = self._host(host_id)
         if host is not None:
             host.concurrent_upload_count += delta
+
+    def _count_pair(self, parent_host_id: str, child_host_id: str, delta: int) -> None:
+        key = (parent_host_id, child_host_id)
+        count = self._pair_slots.get(key, 0) + delta
+        if count:
+            self._pair_slots[key] = count
+        else:
+            del self._pair_slots[key]
 
 
 def _closure(

@@ -27,6 +27,8 @@ class Reason(enum.StrEnum):
     HOST_EVICTED = "host_evicted"
     TASK_EVICTED = "task_evicted"
     PIECE_TIMEOUT = "piece_timeout"
+    #: Handed parents, it neither started nor reported a piece within the start timeout.
+    START_TIMEOUT = "start_timeout"
     FAILED = "failed"
     IDLE = "idle"
 

@@ -111,6 +111,8 @@ _RECEIVED = (
     PeerState.RECEIVED_SMALL,
     PeerState.RECEIVED_NORMAL,
 )
+#: Registered, not yet downloading (from parents or from the origin).
+RECEIVED_PEER_STATES: Final = frozenset(_RECEIVED)
 
 
 def _peer_table() -> dict[PeerState, dict[PeerEvent, PeerState]]:

@@ -8,6 +8,7 @@ them from its ``[records]`` settings.
 
 from __future__ import annotations
 
+import math
 from typing import Final, final
 
 import attrs
@@ -16,6 +17,16 @@ import attrs
 def _at_least_one(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attribute.name} must be >= 1, got {value}")
+
+
+def _positive_seconds(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, got {value}")
+
+
+def _share(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 < value <= 1:
+        raise ValueError(f"{attribute.name} must be in (0, 1], got {value}")
 
 
 @final
@@ -31,6 +42,16 @@ class RecordLimits:
     max_tasks_per_host: int = attrs.field(default=10_000, validator=_at_least_one)
     #: Back-to-source slots of one task that the peers of one host may hold at once.
     max_back_to_source_per_host: int = attrs.field(default=20, validator=_at_least_one)
+    #: The share of one host's upload slots that the peers of one other host may hold
+    #: at once (at least one slot): a host cannot take every slot of a parent.
+    max_upload_share: float = attrs.field(default=0.25, validator=_share)
+    #: A parent's host is charged a failure at most once per reporting host in this
+    #: many seconds, however many of that host's peers report it.
+    failure_report_window: float = attrs.field(default=300.0, validator=_positive_seconds)
+
+    def upload_slots_for_one_host(self, upload_limit: int) -> int:
+        """Of a host's ``upload_limit`` slots, how many the peers of one other host may hold."""
+        return max(1, int(upload_limit * self.max_upload_share))
 
 
 #: The bounds in force when none are given.

@@ -102,6 +102,10 @@ class TaskInfo:
     piece_length: int = 4 * 1024 * 1024
     content_length: int = -1
     total_piece_count: int = -1
+    #: When the scheduler first handed this peer parents while it had not started
+    #: (None: never). A peer that then neither starts nor reports a piece within the
+    #: start timeout holds its parents' upload slots for nothing.
+    handed_parents_at: float | None = None
 
 
 @final
@@ -150,3 +154,7 @@ class Peer:
     #: piece reports are checked against it, never against another peer's claim.
     content_length: int = -1
     total_piece_count: int = -1
+    #: When the scheduler first handed this peer parents while it had not started
+    #: (None: never). A peer that then neither starts nor reports a piece within the
+    #: start timeout holds its parents' upload slots for nothing.
+    handed_parents_at: float | None = None

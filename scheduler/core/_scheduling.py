@@ -33,8 +33,9 @@ from ._events import (
     PeerScheduled,
     SeedFetchRequested,
 )
+from ._failures import FailureReports, Offered
 from ._feeders import Feeders, can_feed
-from ._lifecycle import PeerState
+from ._lifecycle import RECEIVED_PEER_STATES, PeerState
 from ._limits import DEFAULT_LIMITS, RecordLimits
 from ._model import Host, HostType, Peer, RecordKind, Task
 from ._origin import OriginBook, SeedFetch
@@ -73,8 +74,13 @@ class Scheduling:
         rng: random.Random | None,
         find_host: Callable[[str], Host | None],
         limits: RecordLimits = DEFAULT_LIMITS,
+        deadline_changed: Callable[[str, float], None] | None = None,
     ) -> None:
+        """``deadline_changed(peer_id, now)`` asks the peer ledger to recompute a peer's
+        deadline after the scheduling changed what the policies read of it."""
         self.policies = policies
+        self.limits = limits
+        self._deadline_changed = deadline_changed
         #: A live host by id, or None (the host ledger's ``find``).
         self._live_host = find_host
         self.rng = rng if rng is not None else random.Random()
@@ -82,7 +88,10 @@ class Scheduling:
         self.feeders = Feeders()
         self.costs = CostWindows()
         self.origin = OriginBook(limits.max_back_to_source_per_host)
-        self._blocked: dict[str, set[str]] = {}
+        #: Per child, the parents handed to it and its blocklist (bounded).
+        self.offered = Offered()
+        #: Failures charged per (parent host, reporting host) in the window.
+        self.failures = FailureReports(limits.failure_report_window)
         self._attempts: dict[str, int] = {}
         #: Children whose last answer was ``wait``: their next reschedule is that wait's retry.
         self._waiting: set[str] = set()
@@ -114,7 +123,7 @@ class Scheduling:
     # --- queries -----------------------------------------------------------------------
 
     def blocked_parents_of(self, child_id: str) -> frozenset[str]:
-        return frozenset(self._blocked.get(child_id, ()))
+        return frozenset(self.offered.blocked(child_id))
 
     # --- requests ----------------------------------------------------------------------
 
@@ -126,18 +135,27 @@ class Scheduling:
     def reschedule(
         self, peer_id: str, failed_parents: Sequence[str], now: float, as_host: str | None
     ) -> list[Event]:
-        """The child asks again; ``failed_parents`` are blocklisted and charged a failure."""
+        """The child asks again; ``failed_parents`` are blocklisted and charged a failure.
+
+        Only a live peer of the child's task that was handed to this child counts
+        (other names are ignored and kept nowhere); its host is charged at most once
+        per reporting host within ``failure_report_window``.
+        """
         child = self._schedulable_child(peer_id, as_host, "reschedule")
         if any(not isinstance(p, str) for p in failed_parents):
             raise TypeError("failed_parents must be peer ids")
-        handed_out = self.edges.parents_of(child.id)
         for parent_id in dict.fromkeys(failed_parents):
-            if parent_id in handed_out:
-                host = self._live_host(self._peers[parent_id].host_id)
-                if host is not None:
-                    host.upload_failed_count += 1
-            if parent_id != child.id:
-                self._blocked.setdefault(child.id, set()).add(parent_id)
+            parent = self._peers.get(parent_id)
+            if (
+                parent is None
+                or parent.task_id != child.task_id
+                or not self.offered.was_offered(child.id, parent_id)
+            ):
+                continue
+            self.offered.block(child.id, parent.id)  # the record's id: nothing of the frame
+            host = self._live_host(parent.host_id)
+            if host is not None and self.failures.charge(host.id, child.host_id, now):
+                host.upload_failed_count += 1
         if child.id not in self._waiting:
             self._attempts[child.id] = self._attempts.get(child.id, 0) + 1
         return self._decide(child, now, ScheduleCause.RESCHEDULE)
@@ -249,7 +267,7 @@ class Scheduling:
         self.origin.release(peer_id)
         self.origin.end_fetch_of_peer(peer_id)
         self.costs.forget(peer_id)
-        self._blocked.pop(peer_id, None)
+        self.offered.forget(peer_id)
         self._attempts.pop(peer_id, None)
         self._waiting.discard(peer_id)
 
@@ -279,8 +297,15 @@ class Scheduling:
         parents = self._select(child, limits, now)
         extra: list[Event] = []
         if parents:
-            self.edges.hand_out(child.id, parents)
-            decision = Decision(_PARENTS, tuple([p.id for p in parents]))
+            parent_ids = tuple([p.id for p in parents])
+            self.edges.hand_out(child.id, parents, child_host=child.host_id)
+            self.offered.hand_out(child.id, parent_ids)
+            if child.handed_parents_at is None and child.state in RECEIVED_PEER_STATES:
+                # The start timeout counts from here (see Peer.handed_parents_at).
+                child.handed_parents_at = now
+                if self._deadline_changed is not None:
+                    self._deadline_changed(child.id, now)
+            decision = Decision(_PARENTS, parent_ids)
         else:
             task = self.view.task(child.task_id)
             decision, extra = self._no_candidate(child, task, limits, now)
@@ -305,14 +330,14 @@ class Scheduling:
         ranked = [fit[i] for i in sorted(range(len(fit)), key=scores.__getitem__, reverse=True)]
         chosen = policies.select_parents(child, ranked, view, now)
         if chosen is None:
-            return self._within_slots(ranked, limits.candidate_parent_limit)
+            return self._within_slots(child, ranked, limits.candidate_parent_limit)
         picked = [view.peer(i) for i in dict.fromkeys(chosen) if view.has_peer(i)]
-        return self._within_slots(self._fit(child, picked), limits.candidate_parent_limit)
+        return self._within_slots(child, self._fit(child, picked), limits.candidate_parent_limit)
 
     def _fit(self, child: Peer, candidates: Iterable[Peer]) -> list[Peer]:
         """The candidates that may be parents of ``child`` now, in order."""
         live_host = self._live_host
-        blocked = self._blocked.get(child.id, ())
+        blocked = self.offered.blocked(child.id)
         is_bad = self.costs.is_bad
         below = self.edges.descendants(child.id)
         closes_cycle = self.edges.reaches if below is None else _among(below)
@@ -330,15 +355,22 @@ class Scheduling:
             is None
         ]
 
-    def _within_slots(self, ranked: Iterable[Peer], limit: int) -> list[Peer]:
-        """The first ``limit`` parents, none taking a host past its upload limit."""
+    def _within_slots(self, child: Peer, ranked: Iterable[Peer], limit: int) -> list[Peer]:
+        """The first ``limit`` parents, none taking a host past its upload limit, nor
+        past the share of its slots the peers of the child's host may hold."""
         taken: dict[str, int] = {}
         chosen: list[Peer] = []
+        share = self.limits.upload_slots_for_one_host
+        pair_slots = self.edges.pair_slots
+        child_host = child.host_id
         for parent in ranked:
             host = self.view.host(parent.host_id)
-            used = host.concurrent_upload_count + taken.get(host.id, 0)
-            if used < host.info.concurrent_upload_limit:
-                taken[host.id] = taken.get(host.id, 0) + 1
+            upload_limit = host.info.concurrent_upload_limit
+            mine = taken.get(host.id, 0)
+            if host.concurrent_upload_count + mine < upload_limit and pair_slots(
+                host.id, child_host
+            ) + mine < share(upload_limit):
+                taken[host.id] = mine + 1
                 chosen.append(parent)
                 if len(chosen) == limit:
                     break
@@ -417,6 +449,8 @@ class Scheduling:
         if set(self._peers) != live:
             problems.append("scheduling tracks other peers than the ledger holds")
         slots = self.edges.slots_by_host()
+        if self.edges.pair_slot_counts() != self.edges.held_pair_slots():
+            problems.append("slots held per (parent host, child host) disagree with the edges")
         for host in view.hosts():
             if host.concurrent_upload_count != slots.get(host.id, 0):
                 problems.append(

@@ -185,7 +185,7 @@ class SchedulerState(LedgerView):
         )
         # The cascades: a host's or a task's eviction evicts its peers first.
         hosts.peers = tasks.peers = peers
-        scheduling = Scheduling(policies, rng, hosts.find, limits)
+        scheduling = Scheduling(policies, rng, hosts.find, limits, peers.reschedule)
         super().__init__(hosts, peers, tasks, scheduling)
         #: The read-only view the policies (and any observer) get.
         self.view = LedgerView(hosts, peers, tasks, scheduling)

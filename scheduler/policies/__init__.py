@@ -20,6 +20,7 @@ from ._loader import installed_plugins as installed_plugins
 from ._loader import instantiate as instantiate
 from ._loader import load_policies as load_policies
 from ._peer_lifetime import PeerLifetime as PeerLifetime
+from ._peer_start import PeerStart as PeerStart
 from ._task_idle import TaskIdleTTL as TaskIdleTTL
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Evaluator",
     "HostnameUnique",
     "PeerLifetime",
+    "PeerStart",
     "TaskIdleTTL",
     "builtin_plugins",
     "evaluate",

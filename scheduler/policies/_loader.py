@@ -16,6 +16,7 @@ from ._disconnect_grace import DisconnectGrace
 from ._evaluator import Evaluator
 from ._hostname_unique import HostnameUnique
 from ._peer_lifetime import PeerLifetime
+from ._peer_start import PeerStart
 from ._task_idle import TaskIdleTTL
 
 #: The entry-point group third-party plugin distributions register under.
@@ -26,6 +27,7 @@ BUILTIN_PLUGINS: Final[tuple[type, ...]] = (
     AnnounceTTL,
     DisconnectGrace,
     PeerLifetime,
+    PeerStart,
     TaskIdleTTL,
     HostnameUnique,
     Capacity,

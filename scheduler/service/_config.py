@@ -85,6 +85,8 @@ class ServiceConfig:
     max_peers_per_host: int = _default("max_peers_per_host")
     max_tasks_per_host: int = _default("max_tasks_per_host")
     max_back_to_source_per_host: int = _default("max_back_to_source_per_host")
+    max_upload_share: float = _default("max_upload_share")
+    failure_report_window: float = _default("failure_report_window")
     # [auth]
     auth_key_file: str | None = _default("auth_key_file")
     auth_previous_key_file: str | None = _default("auth_previous_key_file")
@@ -119,6 +121,8 @@ class ServiceConfig:
             max_peers_per_host=self.max_peers_per_host,
             max_tasks_per_host=self.max_tasks_per_host,
             max_back_to_source_per_host=self.max_back_to_source_per_host,
+            max_upload_share=self.max_upload_share,
+            failure_report_window=self.failure_report_window,
         )
 
     @property

@@ -244,7 +244,13 @@ def test_a_finished_peer_lives_peer_ttl_after_its_last_update() -> None:
 def test_it_replaces_the_four_builtin_ttl_policies_and_keeps_the_others() -> None:
     policies = PolicySet.from_plugins([*builtin_plugins(), DragonflyCompat()])
 
-    assert policies.names == ["hostname_unique", "capacity", "evaluator", "dragonfly_compat"]
+    assert policies.names == [
+        "peer_start",
+        "hostname_unique",
+        "capacity",
+        "evaluator",
+        "dragonfly_compat",
+    ]
     assert all(policies.pm.is_blocked(name) for name in REPLACED_PLUGINS)
 
 
