@@ -356,8 +356,15 @@ def test_a_port_outside_1_to_65535_is_rejected(port: int) -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: HostPayload(**{**HOST, "hostname": ""}), "hostname: must not be empty"),
-        (lambda: HostPayload(**{**HOST, "ip": ""}), "ip: must not be empty"),
+        (
+            lambda: HostPayload(**{**HOST, "hostname": ""}),
+            "hostname: must be an RFC 1123 hostname: labels of letters, digits and hyphens "
+            "separated by dots, at most 253 characters, not ending with '-seed'",
+        ),
+        (
+            lambda: HostPayload(**{**HOST, "ip": ""}),
+            "ip: must be an IPv4 or IPv6 address in canonical form (e.g. 10.0.0.1, fe80::1)",
+        ),
         (
             lambda: HostPayload(**HOST, concurrent_upload_limit=-1),
             "concurrent_upload_limit: must be >= 0",

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler import protocol
+from scheduler.testing import ip_literals, rfc1123_hostnames
 from scheduler.protocol import (
     CLIENT_MESSAGES,
     MAX_ANNOUNCE_INTERVAL,
@@ -63,6 +64,11 @@ PARENT = {
     "finished_piece_count": 1,
 }
 INTERVAL_RULE = "must be between 1 and 86400 seconds @ $.interval"
+HOSTNAME_RULE = (
+    "must be an RFC 1123 hostname: labels of letters, digits and hyphens separated by dots, "
+    "at most 253 characters, not ending with '-seed'"
+)
+IP_RULE = "must be an IPv4 or IPv6 address in canonical form (e.g. 10.0.0.1, fe80::1)"
 
 #: For the tests that state what the converter does: run them against a codec rebuilt
 #: by its builder, so mutation testing judges the builder too (see the fixture).
@@ -85,8 +91,8 @@ lengths = st.integers(min_value=-1, max_value=2**63 - 1)
 
 host_payloads = st.builds(
     HostPayload,
-    hostname=names,
-    ip=names,
+    hostname=rfc1123_hostnames(),
+    ip=ip_literals(),
     port=ports,
     download_port=ports,
     type=st.sampled_from(["normal", "seed"]),
@@ -478,14 +484,47 @@ def test_rejects_frames_that_are_not_messages(
         pytest.param(announce(interval=86_400.5), INTERVAL_RULE, id="over-a-day"),
         pytest.param(
             announce(host={**HOST, "hostname": "evil\nlevel=ERROR forged"}),
-            "must not hold control characters @ $.host.hostname",
+            f"{HOSTNAME_RULE} @ $.host.hostname",
             id="hostname-newline",
         ),
         pytest.param(
-            announce(host={**HOST, "ip": "10.0.0.1\u0000"}),
-            "must not hold control characters @ $.host.ip",
-            id="ip-nul",
+            announce(host={**HOST, "ip": "10.0.0.1\u0000"}), f"{IP_RULE} @ $.host.ip", id="ip-nul"
         ),
+        *[
+            pytest.param(announce(host={**HOST, "ip": ip}), f"{IP_RULE} @ $.host.ip", id=f"ip-{ip}")
+            for ip in (
+                "10.0.0.5-eu",  # once made the id of eu-worker-1 at 10.0.0.5
+                "scheduler.example.com",
+                "010.0.0.1",
+                "10.0.0",
+                "FE80::1",
+                "fe80:0::1",
+                "fe80::1%eth0",
+                " 10.0.0.1",
+                "",
+            )
+        ],
+        *[
+            pytest.param(
+                announce(host={**HOST, "hostname": name}),
+                f"{HOSTNAME_RULE} @ $.host.hostname",
+                id=f"hostname-{name[:20]}",
+            )
+            for name in (
+                "node-1-seed",  # a seed host's id ends with -seed
+                "NODE-SEED",
+                "-node",
+                "node-",
+                "a..b",
+                "a.",
+                "under_score",
+                "x" * 64,
+                ".".join(["x" * 63] * 4),  # 255 characters
+                "naïve",
+                "node 1",
+                "",
+            )
+        ],
         pytest.param(
             frame(type="reschedule", peer_id="p", failed_parents=[f"q{i}" for i in range(101)]),
             "must name at most 100 parents @ $.failed_parents",

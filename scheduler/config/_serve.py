@@ -279,6 +279,20 @@ LIMITS: Final = Section(
             flag="--allow-origin",
             metavar="ORIGIN",
         ),
+        str_list(
+            "refused_host_networks",
+            "networks whose addresses no host may announce (repeatable)",
+            default=("auto",),
+            details="An `announce_host` with an `ip` in one of them is answered `forbidden`, "
+            "so no child is ever told to download from there. Entries are networks "
+            '(`"10.0.0.0/8"`, `"fe80::/10"`) or `"auto"`: loopback, link-local (cloud '
+            "metadata services among them), unspecified, multicast and broadcast addresses "
+            "when `server.bind` is not a loopback address, nothing when it is (a scheduler "
+            "and its daemons on one machine announce 127.0.0.1). `[]` refuses nothing. The "
+            "flag adds to the list.",
+            flag="--refuse-host-network",
+            metavar="NETWORK",
+        ),
     ),
 )
 

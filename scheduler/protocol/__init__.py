@@ -16,6 +16,7 @@ from ._messages import MAX_BATCH_MESSAGES as MAX_BATCH_MESSAGES
 from ._messages import MAX_FAILED_PARENTS as MAX_FAILED_PARENTS
 from ._messages import MAX_PIECES_PER_MESSAGE as MAX_PIECES_PER_MESSAGE
 from ._messages import MIN_ANNOUNCE_INTERVAL as MIN_ANNOUNCE_INTERVAL
+from ._messages import SEED_SUFFIX as SEED_SUFFIX
 from ._messages import SERVER_MESSAGES as SERVER_MESSAGES
 from ._messages import SUBPROTOCOL as SUBPROTOCOL
 from ._messages import Ack as Ack
@@ -44,6 +45,8 @@ from ._messages import Schedule as Schedule
 from ._messages import ScheduleAction as ScheduleAction
 from ._messages import ServerMessage as ServerMessage
 from ._messages import TaskPayload as TaskPayload
+from ._messages import is_hostname as is_hostname
+from ._messages import is_ip_literal as is_ip_literal
 from ._messages import task_id_for_url as task_id_for_url
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "MAX_FAILED_PARENTS",
     "MAX_PIECES_PER_MESSAGE",
     "MIN_ANNOUNCE_INTERVAL",
+    "SEED_SUFFIX",
     "SERVER_MESSAGES",
     "SUBPROTOCOL",
     "Ack",
@@ -88,5 +92,7 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode",
+    "is_hostname",
+    "is_ip_literal",
     "task_id_for_url",
 ]

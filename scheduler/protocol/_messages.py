@@ -15,7 +15,9 @@ Rules of this file:
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -157,12 +159,51 @@ def _is_interval(value: float) -> bool:
     return MIN_ANNOUNCE_INTERVAL <= value <= MAX_ANNOUNCE_INTERVAL
 
 
+#: An RFC 1123 hostname: dot-separated labels of letters, digits and hyphens, each 1 to
+#: 63 characters, neither starting nor ending with a hyphen; 253 characters at most.
+_HOSTNAME: Final = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z",
+    re.ASCII,
+)
+#: A seed host's id ends with it (``{ip}-{hostname}-seed``), so no hostname may.
+SEED_SUFFIX: Final = "-seed"
+
+
+def is_hostname(value: str) -> bool:
+    """An RFC 1123 hostname that does not end with :data:`SEED_SUFFIX`."""
+    return _HOSTNAME.match(value) is not None and not value.lower().endswith(SEED_SUFFIX)
+
+
+@functools.lru_cache(maxsize=65_536)
+def is_ip_literal(value: str) -> bool:
+    """An IPv4 or IPv6 address in its canonical text (``10.0.0.1``, ``fe80::1``), no zone.
+
+    Canonical, so that one address has one spelling, and so one host id. Cached: a
+    host announces the same address again and again.
+    """
+    if "%" in value:
+        return False  # an IPv6 zone ("fe80::1%eth0") means nothing to another host
+    try:
+        return str(ipaddress.ip_address(value)) == value
+    except ValueError:
+        return False
+
+
 _NOT_EMPTY: Final = (bool, "must not be empty")
 _PLAIN: Final = (_is_plain, "must not hold control characters")
 _non_empty: _Validator[str] = _check(*_NOT_EMPTY)
 _plain: _Validator[str] = _check(*_PLAIN)
 #: A name or id a client gives: non-empty, no control characters.
 _name: _Validator[str] = _checks(_NOT_EMPTY, _PLAIN)
+_hostname: _Validator[str] = _check(
+    is_hostname,
+    "must be an RFC 1123 hostname: labels of letters, digits and hyphens separated by dots, "
+    f"at most 253 characters, not ending with {SEED_SUFFIX!r}",
+)
+_ip: _Validator[str] = _check(
+    is_ip_literal, "must be an IPv4 or IPv6 address in canonical form (e.g. 10.0.0.1, fe80::1)"
+)
 _interval: _Validator[float] = _check(
     _is_interval,
     f"must be between {MIN_ANNOUNCE_INTERVAL:g} and {MAX_ANNOUNCE_INTERVAL:g} seconds",
@@ -225,8 +266,10 @@ _optional_finite_values: _Validator[dict[str, float] | None] = _optional(
 class HostPayload:
     """What a host says about itself in ``announce_host``."""
 
-    hostname: str = attrs.field(validator=_name)
-    ip: str = attrs.field(validator=_name)
+    #: An RFC 1123 hostname (see :func:`is_hostname`): with ``ip``, it makes the host id.
+    hostname: str = attrs.field(validator=_hostname)
+    #: The address other hosts download from: an IP literal in canonical form.
+    ip: str = attrs.field(validator=_ip)
     port: int = attrs.field(validator=_port)
     download_port: int = attrs.field(validator=_port)
     type: HostType = "normal"

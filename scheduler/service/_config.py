@@ -19,6 +19,7 @@ import attrs
 
 from .. import config as serve
 from ..core import ConfigError, RecordLimits
+from ..session import Network, parse_networks
 
 #: ServiceConfig attribute -> (section.key, default), for every service-owned setting.
 _ATTRS: Final = {
@@ -69,6 +70,7 @@ class ServiceConfig:
     message_burst: int = _default("message_burst")
     rate_violation_limit: int = _default("rate_violation_limit")
     allowed_origins: tuple[str, ...] = _default("allowed_origins")
+    refused_host_networks: tuple[str, ...] = _default("refused_host_networks")
     # [gc]
     sweep_interval: float = _default("sweep_interval")
     evictions_per_slice: int = _default("evictions_per_slice")
@@ -125,6 +127,10 @@ class ServiceConfig:
             failure_report_window=self.failure_report_window,
         )
 
+    def refused_networks(self) -> tuple[Network, ...]:
+        """``limits.refused_host_networks``, with ``"auto"`` expanded for ``server.bind``."""
+        return parse_networks(self.refused_host_networks, loopback_listener=is_loopback(self.bind))
+
     @property
     def admin_host(self) -> str:
         return self.admin_bind or self.bind
@@ -174,6 +180,10 @@ def validate(config: ServiceConfig) -> ServiceConfig:
         if getattr(config, key) == "":
             where = "cluster.name" if key == "scheduler_name" else "cluster.id"
             raise ConfigError(where, "must not be empty")
+    try:
+        config.refused_networks()
+    except ValueError as exc:
+        raise ConfigError("limits.refused_host_networks", str(exc)) from None
     check_protected_mode(config)
     return config
 

@@ -378,6 +378,7 @@ def session_limits(config: ServiceConfig, *, boot_id: str | None = None) -> Sess
         error_limit=config.error_limit,
         error_window=config.error_window,
         outbox_size=config.outbox_size,
+        refused_networks=config.refused_networks(),
     )
 
 

@@ -18,6 +18,10 @@ from ._identity import check_announce as check_announce
 from ._liveness import Check as Check
 from ._liveness import Liveness as Liveness
 from ._liveness import Watched as Watched
+from ._networks import AUTO_REFUSED as AUTO_REFUSED
+from ._networks import Network as Network
+from ._networks import parse_networks as parse_networks
+from ._networks import refused_network as refused_network
 from ._placement import Placement as Placement
 from ._placement import owner_elsewhere as owner_elsewhere
 from ._protocol import ERROR_CODE_FOR as ERROR_CODE_FOR
@@ -43,6 +47,7 @@ from ._schedule import schedule_message as schedule_message
 from ._schedule import unsolicited as unsolicited
 
 __all__ = [
+    "AUTO_REFUSED",
     "CLOSE_FOR",
     "ERROR_CODE_FOR",
     "HOST_SETTLED",
@@ -57,6 +62,7 @@ __all__ = [
     "Identity",
     "Liveness",
     "MessageRate",
+    "Network",
     "Outcome",
     "Placement",
     "Refused",
@@ -73,6 +79,8 @@ __all__ = [
     "host_info_from",
     "owner_elsewhere",
     "parent_payload",
+    "parse_networks",
+    "refused_network",
     "route_unsolicited",
     "schedule_message",
     "task_info_from",

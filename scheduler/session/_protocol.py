@@ -100,6 +100,7 @@ from ..protocol import (
 )
 from ._causes import CLOSE_FOR, HOST_SETTLED, EndCause
 from ._identity import Identity, check_announce
+from ._networks import Network, refused_network
 from ._placement import Placement
 from ._rate import MessageRate, Verdict
 from ._registry import HostRegistry, SessionOwner
@@ -143,6 +144,8 @@ class SessionLimits:
     rate_violation_limit: int = 100
     #: The server process's random id, sent in every ``host_accepted`` (``None``: not sent).
     boot_id: str | None = None
+    #: Networks whose addresses no host may announce (see :mod:`._networks`).
+    refused_networks: tuple[Network, ...] = ()
 
 
 @final
@@ -515,6 +518,12 @@ class SessionProtocol:
                 f"this session owns host {self.host_id!r}; it cannot announce {host_id!r}"
             )
         state = self.state
+        refused = refused_network(info.ip, self.limits.refused_networks)
+        if refused is not None:
+            raise Forbidden(
+                f"ip {info.ip} is in {refused}, a network this scheduler refuses for hosts "
+                "(limits.refused_host_networks): other hosts could not download from it"
+            )
         if self.identity is not None:
             # Checked before the core is asked: a forbidden announce changes nothing.
             same_name = state.view.host_ids_by_hostname(info.hostname)

@@ -257,6 +257,6 @@ def choice(key: str, default: str, choices: Sequence[str], help: str, **options:
     return _make(Kind.CHOICE, key, default, help, choices=tuple(choices), **options)
 
 
-def str_list(key: str, help: str, **options: Any) -> Setting:
+def str_list(key: str, help: str, *, default: Sequence[str] = (), **options: Any) -> Setting:
     """A list of strings (default empty); as text, comma-separated."""
-    return _make(Kind.STR_LIST, key, (), help, **options)
+    return _make(Kind.STR_LIST, key, tuple(default), help, **options)

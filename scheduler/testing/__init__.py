@@ -41,8 +41,10 @@ from ._strategies import host_infos as host_infos
 from ._strategies import host_profiles as host_profiles
 from ._strategies import hostnames as hostnames
 from ._strategies import intervals as intervals
+from ._strategies import ip_literals as ip_literals
 from ._strategies import ips as ips
 from ._strategies import piece_costs as piece_costs
+from ._strategies import rfc1123_hostnames as rfc1123_hostnames
 from ._strategies import steps as steps
 from ._strategies import task_infos as task_infos
 
@@ -80,11 +82,13 @@ __all__ = [
     "host_profiles",
     "hostnames",
     "intervals",
+    "ip_literals",
     "ips",
     "load_profile_from_env",
     "parent_problems",
     "piece_costs",
     "register_task",
+    "rfc1123_hostnames",
     "steps",
     "task_infos",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import final
+from typing import Final, final
 
 import attrs
 from hypothesis import strategies as st
@@ -39,6 +39,26 @@ def hostnames() -> st.SearchStrategy[str]:
 
 def ips() -> st.SearchStrategy[str]:
     return st.integers(1, 6).map(lambda n: f"10.0.0.{n}")
+
+
+_LABEL_CHARACTERS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
+def _labels() -> st.SearchStrategy[str]:
+    edge = st.sampled_from(_LABEL_CHARACTERS)
+    middle = st.text(_LABEL_CHARACTERS + "-", max_size=8)
+    return st.one_of(edge, st.builds(lambda a, m, b: a + m + b, edge, middle, edge))
+
+
+def rfc1123_hostnames() -> st.SearchStrategy[str]:
+    """Any hostname ``announce_host`` accepts: RFC 1123 labels, not ending in ``-seed``."""
+    names = st.lists(_labels(), min_size=1, max_size=4).map(".".join)
+    return names.filter(lambda name: not name.lower().endswith("-seed"))
+
+
+def ip_literals() -> st.SearchStrategy[str]:
+    """Any ``ip`` ``announce_host`` accepts: an IPv4 or IPv6 address in canonical text."""
+    return st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
 
 
 def host_infos() -> st.SearchStrategy[HostInfo]:
