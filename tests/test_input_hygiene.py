@@ -50,7 +50,7 @@ def test_text_lines_escape_control_characters_in_the_message_and_every_field() -
         "alpha\\n2026-11-30T07:00:00.000Z ERROR   scheduler.gc: forged x=1\\r\\x00\\x1b[31m"
         "\\x85\\u2028"
     )
-    assert tail == f'evicted {escaped} hostname="{escaped}" reason=ok'
+    assert tail == f'evicted "{escaped}" hostname="{escaped}" reason=ok'
 
 
 @pytest.mark.parametrize(
@@ -98,9 +98,32 @@ def test_the_protocol_and_the_log_agree_on_what_a_control_character_is() -> None
     for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]:
         assert CONTROL_CHARACTERS.search(chr(code)), hex(code)
         assert escape(chr(code)) != chr(code)
-    for char in " ~\xa0é\u2027\u202a":
+    for char in " ~\xa0é\u2027\U0001f600":
         assert CONTROL_CHARACTERS.search(char) is None
         assert escape(char) == char
+    # Free text in ids, but written as escapes in logs: they reorder or break a line.
+    for char in "\u202a\u202e\u2066\u200f\ufffe\uffff\ufdd0\U0010ffff":
+        assert CONTROL_CHARACTERS.search(char) is None
+        assert escape(char) == f"\\u{ord(char):04x}" if ord(char) < 0x10000 else "\\U0010ffff"
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2067", "\u061c", "\ufffe", "\uffff", "\U0001fffe"])
+def test_bidi_controls_and_noncharacters_never_reach_a_log_raw(char: str) -> None:
+    hostname = f"evil{char}gpj.exe"
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record("refused %s", hostname, hostname=hostname))
+        assert char not in line
+        assert f"\\u{ord(char):04x}" in line or f"\\U{ord(char):08x}" in line
+
+
+def test_a_client_string_in_the_message_text_cannot_forge_a_pair() -> None:
+    """An id passed as a ``%s`` argument is quoted like a field value."""
+    forged = "p1 host_id=10.0.0.9-victim reason=admin"
+    line = TextFormatter().format(record("every parent of %s vanished", forged, n=1))
+    tail = line.split(": ", 1)[1]
+    assert tail == f'every parent of "{forged}" vanished n=1'
+    assert TextFormatter().format(record("%s left", "p1")).endswith(": p1 left")
+    assert TextFormatter().format(record("%d peers", 3)).endswith(": 3 peers")
 
 
 # --- a failed message changes nothing (the session rules) ---------------------------------
