@@ -11,6 +11,7 @@ import logging
 import math
 import re
 from typing import Any
+from xml.etree import ElementTree
 
 import orjson
 import pytest
@@ -21,7 +22,9 @@ from scheduler import hookimpl
 from scheduler.core import Expiry, SchedulerState
 from scheduler.policies import load_policies
 from scheduler.protocol import CONTROL_CHARACTERS, ErrorCode, ErrorReply, HostAccepted
+from scheduler.service._graph import task_graph_svg
 from scheduler.service._logging import JsonFormatter, TextFormatter, escape, fields
+from scheduler.service._text import UNSAFE
 from scheduler.session import HostSessions, SessionLimits, SessionProtocol
 
 LIMITS = SessionLimits(
@@ -177,3 +180,37 @@ def test_host_accepted_is_built_even_when_a_policy_answers_an_infinite_time() ->
     assert isinstance(reply, HostAccepted)
     assert (reply.ttl, reply.reconnect_grace) == (None, None)  # "never", not inf
     assert protocol.host_id == "10.0.0.1-alpha"
+
+
+# --- the task graph (SVG) ------------------------------------------------------------------
+
+#: Any code point, surrogates and noncharacters included: ids are free text.
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
+
+
+@given(
+    task_id=ANY_TEXT,
+    peers=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), max_size=8, unique_by=lambda peer: peer[0]),
+    picks=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=12),
+    note=ANY_TEXT,
+)
+def test_the_task_graph_always_parses_as_xml(
+    task_id: str, peers: list[tuple[str, str]], picks: list[tuple[int, int]], note: str
+) -> None:
+    ids = [peer_id for peer_id, _ in peers]
+    edges = [(ids[a], ids[b]) for a, b in picks if a < len(ids) and b < len(ids)]
+    svg = task_graph_svg(task_id, peers, edges, note=note).encode()
+    tree = ElementTree.fromstring(svg)
+    for element in tree.iter():
+        shown = element.text if element.tag.endswith(("title", "text")) else ""
+        for text in (shown or "", *element.attrib.values()):
+            assert UNSAFE.search(text) is None
+    assert len(tree.findall("{http://www.w3.org/2000/svg}g")) == len(peers)
+
+
+def test_a_bidi_override_in_a_peer_id_is_shown_as_an_escape_in_the_graph() -> None:
+    svg = task_graph_svg("t", [("evil\u202egpj.exe", "running"), ("p\ufffe", "x\uffff")], [])
+    assert "\u202e" not in svg
+    assert "\ufffe" not in svg
+    assert "evil\\u202egpj.exe (running)" in svg
+    ElementTree.fromstring(svg.encode())

@@ -355,7 +355,7 @@ class SchedulerService:
         )
         self.hosts.evicted(event.record_id, event.reason)
 
-    def _admin_refused(self, reason: str) -> None:
+    def _admin_refused(self, reason: str, address: str) -> None:
         self.metrics.auth_failures.labels("admin", reason).inc()
 
     def _plugin_error(self, plugin: str, hook: str, exc: BaseException) -> None:
