@@ -42,7 +42,7 @@ from scheduler.service._auth import (
     issue_token,
     read_key,
 )
-from scheduler.service._config import config_from_resolved, resolve_config, validate
+from scheduler.service._config import config_from_resolved, resolve_config, risky_modes, validate
 from scheduler.service._throttle import AUTH_LOG_INTERVAL, OTHERS, Line, LogThrottle
 from tests.service_support import LOOPBACK, Live, raw_http, serving, upgrade_head
 
@@ -572,4 +572,50 @@ async def test_refused_admin_requests_are_logged_throttled_with_the_address(
     refused = [r for r in caplog.records if r.getMessage() == "admin request refused"]
     assert [r.fields for r in refused] == [  # type: ignore[attr-defined]
         {"address": "127.0.0.1", "suppressed": 0, "reason": "missing"}
+    ]
+
+
+# --- risky modes are said at start-up ------------------------------------------------------
+
+
+def test_tokens_without_tls_off_loopback_and_insecure_are_each_one_warning() -> None:
+    tokens = attrs.evolve(LOOPBACK, bind="0.0.0.0", auth_key_file="k")
+    (risk,) = risky_modes(tokens)
+    assert risk.startswith("bearer tokens cross the network in clear to peers 0.0.0.0 and admin")
+    assert "--tls-cert-file" in risk
+    (risk,) = risky_modes(attrs.evolve(LOOPBACK, bind="::", insecure=True))
+    assert risk.startswith("auth.insecure (--insecure): peers :: and admin :: without auth")
+    assert "--auth-key-file" in risk
+    # Nothing to say: loopback, TLS with tokens, or insecure where it lifts nothing.
+    tls = {"tls_cert_file": "c", "tls_key_file": "k"}
+    assert risky_modes(attrs.evolve(tokens, **tls)) == []
+    assert risky_modes(attrs.evolve(LOOPBACK, auth_key_file="k")) == []
+    assert risky_modes(attrs.evolve(LOOPBACK, insecure=True)) == []
+    # Client certificates guard the peers' port; the open admin port is the risk.
+    admin_only = attrs.evolve(
+        LOOPBACK, bind="0.0.0.0", insecure=True, tls_client_ca_file="ca", **tls
+    )
+    (risk,) = risky_modes(admin_only)
+    assert risk.startswith("auth.insecure (--insecure): admin 0.0.0.0 without")
+
+
+async def test_serve_logs_one_warning_per_risky_mode(
+    key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="scheduler.service")
+    config = auth_config(key_file, bind="0.0.0.0", insecure=False)
+    with trio.fail_after(20):
+        async with serving(config):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if "in clear" in w] == risky_modes(config)
+    caplog.clear()
+    with trio.fail_after(20):
+        async with serving(attrs.evolve(LOOPBACK, bind="0.0.0.0", insecure=True)):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if w.startswith("auth.insecure")] == [
+        "auth.insecure (--insecure): peers 0.0.0.0 and admin 0.0.0.0 without authentication: "
+        "anyone who can reach it may announce, take over or evict any host, and read or evict "
+        "through the admin API; set auth.key_file (--auth-key-file)"
     ]

@@ -46,7 +46,7 @@ from ..session import (
 from ._admin import AdminView, make_admin_app
 from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, default_name, members_json, open_registrar
-from ._config import ServiceConfig
+from ._config import ServiceConfig, risky_modes
 from ._connections import Connections
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
@@ -205,6 +205,8 @@ class SchedulerService:
         if shutdown is None:
             shutdown = trio.Event()
         config = self.config
+        for risk in risky_modes(config):
+            log.warning(risk)
         self._raise_open_files_limit()
         async with trio.open_nursery() as root:
             session_nursery: trio.Nursery = await root.start(_hold_nursery)
