@@ -328,6 +328,9 @@ async def test_ids_with_percent_slash_and_non_ascii_are_decoded_once() -> None:
                 host_id = f"10.0.0.{n}-{hostname}"
                 status, host = await call("GET", f"{admin}/api/v1/hosts/{quote_id(host_id)}")
                 assert (status, host["id"], host["hostname"]) == (200, host_id, hostname)
+            # A route's own name may be percent-encoded too: it is decoded once, like an id.
+            status, hosts = await call("GET", f"{admin}/api/v1/host%73?limit=2")
+            assert (status, [h["hostname"] for h in hosts]) == (200, ["node-1", "a/b"])
             # An unencoded "/" is a separator: no such route.
             assert (await call("GET", f"{admin}/api/v1/hosts/10.0.0.3-a/b"))[0] == 404
             # Not UTF-8 after decoding: a clear 400.

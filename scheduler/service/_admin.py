@@ -353,11 +353,11 @@ class AdminViews:
             return _problem(405, f"{method} not allowed on {path}")
         match segments:
             case ("api", "v1", "hosts"):
-                return await self._listing(self._hosts, raw_path, query)
+                return await self._listing(self._hosts, self._host_json, raw_path, query)
             case ("api", "v1", "tasks"):
-                return await self._listing(self._tasks, raw_path, query)
+                return await self._listing(self._tasks, self._task_json, raw_path, query)
             case ("api", "v1", "peers"):
-                return await self._listing(self._peers, raw_path, query)
+                return await self._listing(self._peers, self._peer_json, raw_path, query)
             case ("api", "v1", "tasks", task_id):
                 return await self._task_detail(task_id, raw_path, query)
             case ("api", "v1", "tasks", task_id, "graph.svg"):
@@ -383,6 +383,7 @@ class AdminViews:
     async def _listing(
         self,
         ids_of: Callable[[Mapping[str, list[str]]], Awaitable[Collection[str] | Answer]],
+        read: Callable[[str], dict[str, Any]],
         raw_path: bytes,
         query: Mapping[str, list[str]],
     ) -> Answer:
@@ -396,17 +397,18 @@ class AdminViews:
                 return ids
             page = await self._in_worker(len(ids), page_of, ids, page_query)
             del ids
-            records = await self._read(page.ids, self._record_json(raw_path))
+            records = await self._read(page.ids, read)
             body = await self._in_worker(len(records), orjson.dumps, records)
         return Answer(200, body, "application/json", next_link(raw_path, query, page.next_after))
 
-    def _record_json(self, raw_path: bytes) -> Callable[[str], dict[str, Any]]:
-        backend, view = self.backend, self.backend.view
-        if raw_path.endswith(b"/hosts"):
-            return lambda host_id: host_json(backend, view.host(host_id))
-        if raw_path.endswith(b"/tasks"):
-            return lambda task_id: task_json(backend, view.task(task_id))
-        return lambda peer_id: peer_json(backend, view.peer(peer_id))
+    def _host_json(self, host_id: str) -> dict[str, Any]:
+        return host_json(self.backend, self.backend.view.host(host_id))
+
+    def _task_json(self, task_id: str) -> dict[str, Any]:
+        return task_json(self.backend, self.backend.view.task(task_id))
+
+    def _peer_json(self, peer_id: str) -> dict[str, Any]:
+        return peer_json(self.backend, self.backend.view.peer(peer_id))
 
     async def _hosts(self, query: Mapping[str, list[str]]) -> list[str] | Answer:
         wanted = query.get("state", [None])[0]
@@ -449,7 +451,7 @@ class AdminViews:
             ids = backend.view.peer_ids_of_task(task_id)
             page = await self._in_worker(len(ids), page_of, ids, page_query)
             del ids
-            peers = await self._read(page.ids, lambda p: peer_json(backend, backend.view.peer(p)))
+            peers = await self._read(page.ids, self._peer_json)
             detail |= {
                 "peers": peers,
                 "edges": [
