@@ -65,9 +65,6 @@ class PeerLedger(Ledger[Peer]):
     def ids_of_task(self, task_id: str) -> frozenset[str]:
         return frozenset(self._by_task.get(task_id, ()))
 
-    def id_list_of_task(self, task_id: str) -> list[str]:
-        return list(self._by_task.get(task_id, ()))
-
     def count_of_host(self, host_id: str) -> int:
         return len(self._by_host.get(host_id, ()))
 

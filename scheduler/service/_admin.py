@@ -122,7 +122,7 @@ class AdminView(Protocol):
     def tasks(self) -> Iterable[Task]: ...
     def peer(self, peer_id: str) -> Peer: ...
     def peers(self) -> Iterable[Peer]: ...
-    def peer_id_list_of_task(self, task_id: str) -> list[str]: ...
+    def peer_ids_of_task(self, task_id: str) -> frozenset[str]: ...
     def has_task(self, task_id: str) -> bool: ...
     def peer_count_of_host(self, host_id: str) -> int: ...
     def peer_count_of_task(self, task_id: str) -> int: ...
@@ -428,7 +428,7 @@ class AdminViews:
     async def _peers(self, query: Mapping[str, list[str]]) -> Collection[str]:
         task_id = query.get("task", [None])[0]
         if task_id is not None:
-            return self.backend.view.peer_id_list_of_task(task_id)  # a copy, made in C
+            return self.backend.view.peer_ids_of_task(task_id)  # a copy, made in C
         records = list(self.backend.view.peers())
         return await _in_slices(records, lambda chunk: [p.id for p in chunk])
 
@@ -448,7 +448,7 @@ class AdminViews:
             return _problem(404, str(exc))
         async with self._in_flight:
             detail = task_json(backend, task)
-            ids = backend.view.peer_id_list_of_task(task_id)
+            ids = backend.view.peer_ids_of_task(task_id)
             page = await self._in_worker(len(ids), page_of, ids, page_query)
             del ids
             peers = await self._read(page.ids, self._peer_json)
@@ -475,7 +475,7 @@ class AdminViews:
         if not view.has_task(task_id):
             return _problem(404, f"task {task_id!r} not found")
         async with self._in_flight:
-            ids = view.peer_id_list_of_task(task_id)
+            ids = view.peer_ids_of_task(task_id)
             total = len(ids)
             page = await self._in_worker(total, page_of, ids, page_query)
             del ids
