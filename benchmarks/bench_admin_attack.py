@@ -19,7 +19,7 @@ listing ``--rounds`` times. Printed: each GET's duration, the canary's worst and
 p99 round trip, and how many sessions the server dropped.
 
     python benchmarks/bench_admin_attack.py
-    python benchmarks/bench_admin_attack.py --chain 300 --idle 29500 --rounds 3
+    python benchmarks/bench_admin_attack.py --chain 300 --idle 29500 --rounds 10
 
 The reference sessions are the client library's (``open_scheduler_session``):
 like ``scheduler peer``, each pings the scheduler and gives a session up when no
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chain", type=int, default=300)
     parser.add_argument("--idle", type=int, default=29_500)
     parser.add_argument("--idle-hosts", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--references", type=int, default=10)
     parser.add_argument("--canary-period", type=float, default=0.02)
     parser.add_argument("--canary", metavar="WS_URL", help=argparse.SUPPRESS)
