@@ -561,14 +561,13 @@ async def test_a_flood_of_bad_handshakes_from_one_address_is_one_log_line_per_in
 
 
 async def test_refused_admin_requests_are_logged_throttled_with_the_address(
-    key_file: Path, caplog: pytest.LogCaptureFixture
+    key_file: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="scheduler.admin")
-    with trio.fail_after(20):
-        async with serving(auth_config(key_file)) as live:
-            for _ in range(20):
-                assert (await call("GET", f"{live.admin_url}/api/v1/hosts"))[0] == 401
-            assert auth_failures(live, "admin", "missing") == 20
+    async with serving(auth_config(key_file)) as live:
+        for _ in range(20):
+            assert (await call("GET", f"{live.admin_url}/api/v1/hosts"))[0] == 401
+        assert auth_failures(live, "admin", "missing") == 20
     refused = [r for r in caplog.records if r.getMessage() == "admin request refused"]
     assert [r.fields for r in refused] == [  # type: ignore[attr-defined]
         {"address": "127.0.0.1", "suppressed": 0, "reason": "missing"}
