@@ -7,6 +7,7 @@ credential", and for protected mode. TLS is in tests/test_tls.py.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import urllib.error
@@ -18,6 +19,7 @@ import attrs
 import jwt
 import pytest
 import trio
+import trio.testing
 
 from scheduler import cli
 from scheduler.client import (
@@ -40,8 +42,9 @@ from scheduler.service._auth import (
     issue_token,
     read_key,
 )
-from scheduler.service._config import config_from_resolved, resolve_config, validate
-from tests.service_support import LOOPBACK, Live, raw_http, serving
+from scheduler.service._config import config_from_resolved, resolve_config, risky_modes, validate
+from scheduler.service._throttle import AUTH_LOG_INTERVAL, OTHERS, Line, LogThrottle
+from tests.service_support import LOOPBACK, Live, raw_http, serving, upgrade_head
 
 KEY = b"k" * 32
 OLD_KEY = b"o" * 32
@@ -509,3 +512,109 @@ def test_the_peer_command_checks_its_credential_files(
             cli.main([*base, *extra])
         assert info.value.code == 2
         assert message in capsys.readouterr().err
+
+
+# --- failed authentication is logged, throttled per address --------------------------------
+
+
+def test_the_throttle_writes_one_line_per_address_per_interval_and_counts_the_rest() -> None:
+    throttle = LogThrottle(10.0, max_addresses=3)
+    assert throttle.event("10.0.0.1", 0.0) == [Line("10.0.0.1", 0)]
+    for t in range(1, 100):
+        assert throttle.event("10.0.0.1", t * 0.1) == []
+    assert throttle.event("10.0.0.1", 10.0) == [Line("10.0.0.1", 99)]
+    assert throttle.event("10.0.0.1", 10.5) == []
+
+
+def test_the_throttle_table_is_bounded_whatever_the_addresses() -> None:
+    throttle = LogThrottle(10.0, max_addresses=3)
+    lines = [line for n in range(1000) for line in throttle.event(f"10.1.{n // 250}.{n}", 1.0)]
+    # Three addresses get their own line, the other 997 share one: 4 lines, 4 entries.
+    assert [line.address for line in lines] == ["10.1.0.0", "10.1.0.1", "10.1.0.2", OTHERS]
+    assert len(throttle) == 4
+    # Once the interval ran out, a new address takes the room of the old ones, whose
+    # held-back counts are written as closing lines.
+    assert throttle.event("10.0.0.9", 11.0) == [
+        Line(OTHERS, 996, current=False),
+        Line("10.0.0.9", 0),
+    ]
+    assert len(throttle) == 1
+
+
+async def test_a_flood_of_bad_handshakes_from_one_address_is_one_log_line_per_interval(
+    key_file: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="scheduler.service")
+    bad = upgrade_head("/ws").replace("\r\n\r\n", "\r\nAuthorization: Bearer nope\r\n\r\n")
+    async with serving(auth_config(key_file)) as live:
+        for _ in range(25):
+            assert (await raw_http(live.ws_address, bad)).status == 401
+        mock_clock.jump(AUTH_LOG_INTERVAL)
+        for _ in range(5):
+            assert (await raw_http(live.ws_address, bad)).status == 401
+        assert auth_failures(live, "peers", "malformed") == 30
+    refused = [r for r in caplog.records if r.getMessage() == "handshake refused"]
+    assert [r.fields for r in refused] == [  # type: ignore[attr-defined]
+        {"address": "127.0.0.1", "suppressed": 0, "status": 401, "reason": "malformed"},
+        {"address": "127.0.0.1", "suppressed": 24, "status": 401, "reason": "malformed"},
+    ]
+
+
+async def test_refused_admin_requests_are_logged_throttled_with_the_address(
+    key_file: Path, mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="scheduler.admin")
+    async with serving(auth_config(key_file)) as live:
+        for _ in range(20):
+            assert (await call("GET", f"{live.admin_url}/api/v1/hosts"))[0] == 401
+        assert auth_failures(live, "admin", "missing") == 20
+    refused = [r for r in caplog.records if r.getMessage() == "admin request refused"]
+    assert [r.fields for r in refused] == [  # type: ignore[attr-defined]
+        {"address": "127.0.0.1", "suppressed": 0, "reason": "missing"}
+    ]
+
+
+# --- risky modes are said at start-up ------------------------------------------------------
+
+
+def test_tokens_without_tls_off_loopback_and_insecure_are_each_one_warning() -> None:
+    tokens = attrs.evolve(LOOPBACK, bind="0.0.0.0", auth_key_file="k")
+    (risk,) = risky_modes(tokens)
+    assert risk.startswith("bearer tokens cross the network in clear to peers 0.0.0.0 and admin")
+    assert "--tls-cert-file" in risk
+    (risk,) = risky_modes(attrs.evolve(LOOPBACK, bind="::", insecure=True))
+    assert risk.startswith("auth.insecure (--insecure): peers :: and admin :: without auth")
+    assert "--auth-key-file" in risk
+    # Nothing to say: loopback, TLS with tokens, or insecure where it lifts nothing.
+    tls = {"tls_cert_file": "c", "tls_key_file": "k"}
+    assert risky_modes(attrs.evolve(tokens, **tls)) == []
+    assert risky_modes(attrs.evolve(LOOPBACK, auth_key_file="k")) == []
+    assert risky_modes(attrs.evolve(LOOPBACK, insecure=True)) == []
+    # Client certificates guard the peers' port; the open admin port is the risk.
+    admin_only = attrs.evolve(
+        LOOPBACK, bind="0.0.0.0", insecure=True, tls_client_ca_file="ca", **tls
+    )
+    (risk,) = risky_modes(admin_only)
+    assert risk.startswith("auth.insecure (--insecure): admin 0.0.0.0 without")
+
+
+async def test_serve_logs_one_warning_per_risky_mode(
+    key_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="scheduler.service")
+    config = auth_config(key_file, bind="0.0.0.0", insecure=False)
+    with trio.fail_after(20):
+        async with serving(config):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if "in clear" in w] == risky_modes(config)
+    caplog.clear()
+    with trio.fail_after(20):
+        async with serving(attrs.evolve(LOOPBACK, bind="0.0.0.0", insecure=True)):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w for w in warnings if w.startswith("auth.insecure")] == [
+        "auth.insecure (--insecure): peers 0.0.0.0 and admin 0.0.0.0 without authentication: "
+        "anyone who can reach it may announce, take over or evict any host, and read or evict "
+        "through the admin API; set auth.key_file (--auth-key-file)"
+    ]

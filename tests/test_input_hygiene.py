@@ -11,6 +11,7 @@ import logging
 import math
 import re
 from typing import Any
+from xml.etree import ElementTree
 
 import orjson
 import pytest
@@ -21,7 +22,9 @@ from scheduler import hookimpl
 from scheduler.core import Expiry, SchedulerState
 from scheduler.policies import load_policies
 from scheduler.protocol import CONTROL_CHARACTERS, ErrorCode, ErrorReply, HostAccepted
+from scheduler.service._graph import task_graph_svg
 from scheduler.service._logging import JsonFormatter, TextFormatter, escape, fields
+from scheduler.service._text import UNSAFE
 from scheduler.session import HostSessions, SessionLimits, SessionProtocol
 
 LIMITS = SessionLimits(
@@ -50,7 +53,7 @@ def test_text_lines_escape_control_characters_in_the_message_and_every_field() -
         "alpha\\n2026-11-30T07:00:00.000Z ERROR   scheduler.gc: forged x=1\\r\\x00\\x1b[31m"
         "\\x85\\u2028"
     )
-    assert tail == f'evicted {escaped} hostname="{escaped}" reason=ok'
+    assert tail == f'evicted "{escaped}" hostname="{escaped}" reason=ok'
 
 
 @pytest.mark.parametrize(
@@ -98,9 +101,32 @@ def test_the_protocol_and_the_log_agree_on_what_a_control_character_is() -> None
     for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]:
         assert CONTROL_CHARACTERS.search(chr(code)), hex(code)
         assert escape(chr(code)) != chr(code)
-    for char in " ~\xa0é\u2027\u202a":
+    for char in " ~\xa0é\u2027\U0001f600":
         assert CONTROL_CHARACTERS.search(char) is None
         assert escape(char) == char
+    # Free text in ids, but written as escapes in logs: they reorder or break a line.
+    for char in "\u202a\u202e\u2066\u200f\ufffe\uffff\ufdd0\U0010ffff":
+        assert CONTROL_CHARACTERS.search(char) is None
+        assert escape(char) == f"\\u{ord(char):04x}" if ord(char) < 0x10000 else "\\U0010ffff"
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2067", "\u061c", "\ufffe", "\uffff", "\U0001fffe"])
+def test_bidi_controls_and_noncharacters_never_reach_a_log_raw(char: str) -> None:
+    hostname = f"evil{char}gpj.exe"
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record("refused %s", hostname, hostname=hostname))
+        assert char not in line
+        assert f"\\u{ord(char):04x}" in line or f"\\U{ord(char):08x}" in line
+
+
+def test_a_client_string_in_the_message_text_cannot_forge_a_pair() -> None:
+    """An id passed as a ``%s`` argument is quoted like a field value."""
+    forged = "p1 host_id=10.0.0.9-victim reason=admin"
+    line = TextFormatter().format(record("every parent of %s vanished", forged, n=1))
+    tail = line.split(": ", 1)[1]
+    assert tail == f'every parent of "{forged}" vanished n=1'
+    assert TextFormatter().format(record("%s left", "p1")).endswith(": p1 left")
+    assert TextFormatter().format(record("%d peers", 3)).endswith(": 3 peers")
 
 
 # --- a failed message changes nothing (the session rules) ---------------------------------
@@ -154,3 +180,37 @@ def test_host_accepted_is_built_even_when_a_policy_answers_an_infinite_time() ->
     assert isinstance(reply, HostAccepted)
     assert (reply.ttl, reply.reconnect_grace) == (None, None)  # "never", not inf
     assert protocol.host_id == "10.0.0.1-alpha"
+
+
+# --- the task graph (SVG) ------------------------------------------------------------------
+
+#: Any code point, surrogates and noncharacters included: ids are free text.
+ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
+
+
+@given(
+    task_id=ANY_TEXT,
+    peers=st.lists(st.tuples(ANY_TEXT, ANY_TEXT), max_size=8, unique_by=lambda peer: peer[0]),
+    picks=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 7)), max_size=12),
+    note=ANY_TEXT,
+)
+def test_the_task_graph_always_parses_as_xml(
+    task_id: str, peers: list[tuple[str, str]], picks: list[tuple[int, int]], note: str
+) -> None:
+    ids = [peer_id for peer_id, _ in peers]
+    edges = [(ids[a], ids[b]) for a, b in picks if a < len(ids) and b < len(ids)]
+    svg = task_graph_svg(task_id, peers, edges, note=note).encode()
+    tree = ElementTree.fromstring(svg)
+    for element in tree.iter():
+        shown = element.text if element.tag.endswith(("title", "text")) else ""
+        for text in (shown or "", *element.attrib.values()):
+            assert UNSAFE.search(text) is None
+    assert len(tree.findall("{http://www.w3.org/2000/svg}g")) == len(peers)
+
+
+def test_a_bidi_override_in_a_peer_id_is_shown_as_an_escape_in_the_graph() -> None:
+    svg = task_graph_svg("t", [("evil\u202egpj.exe", "running"), ("p\ufffe", "x\uffff")], [])
+    assert "\u202e" not in svg
+    assert "\ufffe" not in svg
+    assert "evil\\u202egpj.exe (running)" in svg
+    ElementTree.fromstring(svg.encode())

@@ -18,7 +18,7 @@ from trio.testing import MockClock
 from trio_websocket import WebSocketConnection
 
 from scheduler.protocol import Schedule
-from scheduler.service._admin import route
+from scheduler.service._admin import AdminViews
 from tests.service_support import FAST, Harness, announce, request
 from tests.test_service import closed_code, metric, wait_until
 
@@ -229,26 +229,30 @@ async def test_admin_shows_parent_edges_and_draws_them(
     c = await host(harness, "charlie", "10.0.0.3")
     await seeded_parent(a, "pa")
     await child_of(c, 'pc<&">')
-    service = harness.service
-    status, body, kind = route(service, "GET", "/api/v1/tasks/t", {})
-    assert (status, kind) == (200, "application/json")
-    detail = orjson.loads(body)
+    views = AdminViews(harness.service)
+    answer = await views.answer("GET", b"/api/v1/tasks/t", b"")
+    assert (answer.status, answer.content_type) == (200, "application/json")
+    detail = orjson.loads(answer.body)
     assert detail["id"] == "t"
     assert detail["edges"] == [{"parent": "pa", "child": 'pc<&">'}]
+    assert (detail["peer_count"], detail["truncated"], detail["next"]) == (2, False, None)
     peers = {p["id"]: p for p in detail["peers"]}
     assert peers['pc<&">']["parents"] == ["pa"]
     assert peers["pa"]["parents"] == []
-    status, body, _ = route(service, "GET", "/api/v1/peers", {})
-    assert {p["id"]: p["parents"] for p in orjson.loads(body)} == {"pa": [], 'pc<&">': ["pa"]}
-    status, svg, kind = route(service, "GET", "/api/v1/tasks/t/graph.svg", {})
-    assert (status, kind) == (200, "image/svg+xml")
-    tree = ElementTree.fromstring(svg)  # well-formed: every id escaped
+    answer = await views.answer("GET", b"/api/v1/peers", b"")
+    assert {p["id"]: p["parents"] for p in orjson.loads(answer.body)} == {
+        "pa": [],
+        'pc<&">': ["pa"],
+    }
+    answer = await views.answer("GET", b"/api/v1/tasks/t/graph.svg", b"")
+    assert (answer.status, answer.content_type, answer.csp) == (200, "image/svg+xml", "svg")
+    tree = ElementTree.fromstring(answer.body)  # well-formed: every id escaped
     ns = "{http://www.w3.org/2000/svg}"
     assert len(tree.findall(f"{ns}line")) == 1
     titles = [t.text for t in tree.iter(f"{ns}title")]
     assert 'pc<&"> (running)' in titles
-    assert route(service, "GET", "/api/v1/tasks/nope", {})[0] == 404
-    assert route(service, "GET", "/api/v1/tasks/nope/graph.svg", {})[0] == 404
+    assert (await views.answer("GET", b"/api/v1/tasks/nope", b"")).status == 404
+    assert (await views.answer("GET", b"/api/v1/tasks/nope/graph.svg", b"")).status == 404
     assert await closed_code_or_none(c) is None
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "format_age",
     "print_hosts",
     "print_table",
+    "quote_id",
     "render_hosts_table",
     "render_peers_table",
     "render_task_tree",
@@ -56,7 +57,8 @@ def fetch_hosts(
     """``GET {admin_url}/api/v1/hosts[?state=...]``: the scheduler's hosts, as JSON objects.
 
     Each host has at least ``id``, ``hostname``, ``ip``, ``port``, ``state`` and
-    ``last_announce_at`` (unix seconds). Raises :class:`HostsFetchError` on a
+    ``last_announce_at`` (unix seconds). Every host, read a page at a time (the
+    server sends at most 1,000 per answer). Raises :class:`HostsFetchError` on a
     connection failure, an HTTP error status, or a body that is not a JSON array
     of objects. ``token`` is sent as ``Authorization: Bearer`` (an ``admin:read``
     token, for a scheduler with authentication on); ``ca_file`` is the CA to
@@ -78,10 +80,14 @@ def fetch_peers(
 
     Each peer has ``id``, ``task_id``, ``host_id``, ``state``, ``finished_pieces``,
     ``parents`` (the parents the scheduler handed it, best first) and
-    ``updated_at`` (unix seconds). Errors as for :func:`fetch_hosts`.
+    ``updated_at`` (unix seconds). At most ``limit`` peers, in id order, read a
+    page at a time; without ``limit``, the server's first page (1,000 peers).
+    Errors as for :func:`fetch_hosts`.
     """
     query = {"task": task, "limit": limit}
-    return _fetch_list(admin_url, "peers", query, timeout, token=token, ca_file=ca_file)
+    return _fetch_list(
+        admin_url, "peers", query, timeout, token=token, ca_file=ca_file, most=limit or 0
+    )
 
 
 def fetch_tasks(
@@ -89,7 +95,7 @@ def fetch_tasks(
 ) -> list[dict[str, Any]]:
     """``GET {admin_url}/api/v1/tasks``: tasks, as JSON objects (``id``, ``url``, ``state``, ...).
 
-    Errors as for :func:`fetch_hosts`.
+    Every task, read a page at a time. Errors as for :func:`fetch_hosts`.
     """
     return _fetch_list(admin_url, "tasks", {}, timeout, token=token, ca_file=ca_file)
 
@@ -104,17 +110,40 @@ def fetch_task(
 ) -> dict[str, Any]:
     """``GET {admin_url}/api/v1/tasks/{id}``: the task, its ``peers`` and parent ``edges``.
 
-    Errors as for :func:`fetch_hosts` (an unknown task is HTTP 404).
+    Every peer of the task, read a page at a time (the answer's ``next``); the
+    task's fields are those of the first page. ``task_id`` may hold any
+    character: it is percent-encoded as one path segment. Errors as for
+    :func:`fetch_hosts` (an unknown task is HTTP 404).
     """
-    what = f"tasks/{urllib.parse.quote(task_id, safe='')}"
-    url, body = _get(admin_url, what, {}, timeout, token=token, ca_file=ca_file)
-    try:
-        record = json.loads(body)
-    except ValueError as exc:
-        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("peers"), list):
-        raise HostsFetchError(f"GET {url}: expected a task object with its peers")
-    return record
+    what = f"tasks/{quote_id(task_id)}"
+    record: dict[str, Any] | None = None
+    after: str | None = None
+    while True:
+        url, body, _ = _get(
+            admin_url, what, {"after": after}, timeout, token=token, ca_file=ca_file
+        )
+        try:
+            page = json.loads(body)
+        except ValueError as exc:
+            raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
+        if not isinstance(page, dict) or not isinstance(page.get("peers"), list):
+            raise HostsFetchError(f"GET {url}: expected a task object with its peers")
+        if record is None:
+            record = page
+        else:
+            record["peers"].extend(page["peers"])
+            record["edges"].extend(page.get("edges") or [])
+        following = page.get("next")
+        if not isinstance(following, str) or following == after:
+            record["truncated"], record["next"] = False, None
+            return record
+        after = following
+
+
+def quote_id(record_id: str) -> str:
+    """An id as one path segment of the admin API: UTF-8, every reserved byte
+    percent-encoded (``a/b%?é`` is ``a%2Fb%25%3F%C3%A9``)."""
+    return urllib.parse.quote(record_id, safe="")
 
 
 def _fetch_list(
@@ -125,15 +154,42 @@ def _fetch_list(
     *,
     token: str | None = None,
     ca_file: str | None = None,
+    most: int | None = None,
 ) -> list[dict[str, Any]]:
-    url, body = _get(admin_url, what, query, timeout, token=token, ca_file=ca_file)
-    try:
-        records = json.loads(body)
-    except ValueError as exc:
-        raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise HostsFetchError(f"GET {url}: expected a JSON array of {what[:-1]} objects")
-    return records
+    """Every record of a listing, following its ``Link: rel="next"`` pages; ``most``
+    stops after that many, ``0`` after the first page."""
+    records: list[dict[str, Any]] = []
+    after: object = None
+    while True:
+        url, body, following = _get(
+            admin_url, what, {**query, "after": after}, timeout, token=token, ca_file=ca_file
+        )
+        try:
+            page = json.loads(body)
+        except ValueError as exc:
+            raise HostsFetchError(f"GET {url}: the body is not JSON: {exc}") from exc
+        if not isinstance(page, list) or not all(isinstance(r, dict) for r in page):
+            raise HostsFetchError(f"GET {url}: expected a JSON array of {what[:-1]} objects")
+        records.extend(page)
+        if most is not None and (most == 0 or len(records) >= most):
+            return records if most == 0 else records[:most]
+        if following is None or following == after or not page:
+            return records
+        after = following
+
+
+def _next_after(link: str | None) -> str | None:
+    """The ``after`` of a ``Link: <...>; rel="next"`` header (None: the last page)."""
+    if not link:
+        return None
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' not in params.replace(" ", ""):
+            continue
+        query = urllib.parse.urlsplit(target.strip().strip("<>")).query
+        values = urllib.parse.parse_qs(query).get("after")
+        return values[0] if values else None
+    return None
 
 
 def _get(
@@ -144,14 +200,15 @@ def _get(
     *,
     token: str | None = None,
     ca_file: str | None = None,
-) -> tuple[str, bytes]:
+) -> tuple[str, bytes, str | None]:
+    """``(url, body, the next page's after)`` of one GET."""
     scheme = urllib.parse.urlsplit(admin_url).scheme
     if scheme not in ("http", "https"):
         raise HostsFetchError(f"the admin URL must be http:// or https://, got {admin_url!r}")
     url = f"{admin_url.rstrip('/')}/api/v1/{what}"
     given = {key: value for key, value in query.items() if value is not None}
     if given:
-        url += "?" + urllib.parse.urlencode(given)
+        url += "?" + urllib.parse.urlencode(given, quote_via=urllib.parse.quote)
     request = urllib.request.Request(url)
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
@@ -162,6 +219,7 @@ def _get(
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = response.read()
+            link = response.headers.get("link")
     except urllib.error.HTTPError as exc:
         hint = ""
         if exc.code in (401, 403):
@@ -172,7 +230,7 @@ def _get(
         raise HostsFetchError(f"GET {url}: {exc.reason}") from exc
     except OSError as exc:  # e.g. a timeout while reading the body
         raise HostsFetchError(f"GET {url}: {exc}") from exc
-    return url, body
+    return url, body, _next_after(link)
 
 
 def _auth_hint(error: urllib.error.HTTPError, token: str | None) -> str:

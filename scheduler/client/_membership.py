@@ -78,7 +78,7 @@ def fetch_schedulers(
     Raises `MembershipError` for an answer of the wrong shape, and
     `HostsFetchError` when the admin API cannot be reached or fails.
     """
-    url, body = _get(admin_url, "schedulers", {}, timeout, token=token, ca_file=ca_file)
+    url, body, _ = _get(admin_url, "schedulers", {}, timeout, token=token, ca_file=ca_file)
     try:
         payload = json.loads(body)
     except ValueError as exc:

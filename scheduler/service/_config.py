@@ -226,6 +226,40 @@ def check_protected_mode(config: ServiceConfig) -> None:
             )
 
 
+def risky_modes(config: ServiceConfig) -> list[str]:
+    """What a valid configuration leaves open, one sentence each (start-up warnings).
+
+    * tokens on a non-loopback listener without TLS: bearer tokens cross the
+      network in clear;
+    * ``auth.insecure`` lifting protected mode: a non-loopback listener with no
+      credential at all.
+    """
+    peers_guarded = config.auth_key_file is not None or config.tls_client_ca_file is not None
+    listeners = (
+        ("peers", config.bind, peers_guarded),
+        ("admin", config.admin_host, config.auth_key_file is not None),
+    )
+    exposed = [(name, address, guarded) for name, address, guarded in listeners
+               if not is_loopback(address)]  # fmt: skip
+    risks = []
+    clear = [f"{name} {address}" for name, address, guarded in exposed if guarded]
+    if clear and config.auth_key_file is not None and config.tls_cert_file is None:
+        risks.append(
+            f"bearer tokens cross the network in clear to {' and '.join(clear)}: anyone on "
+            "the path can read one and use it until it expires; set tls.cert_file and "
+            "tls.key_file (--tls-cert-file, --tls-key-file)"
+        )
+    open_listeners = [f"{name} {address}" for name, address, guarded in exposed if not guarded]
+    if open_listeners and config.insecure:
+        risks.append(
+            f"auth.insecure (--insecure): {' and '.join(open_listeners)} without "
+            "authentication: anyone who can reach it may announce, take over or evict any "
+            "host, and read or evict through the admin API; set auth.key_file "
+            "(--auth-key-file)"
+        )
+    return risks
+
+
 def read_toml(path: str | Path | None) -> dict[str, Any]:
     """The parsed TOML file (empty when ``path`` is None)."""
     if path is None:

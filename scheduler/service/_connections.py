@@ -29,8 +29,8 @@ from ._auth import AuthError, PeerGuard
 from ._config import ServiceConfig
 from ._framing import ServerConnection, wrap_server_stream
 from ._gate import Refusal, Replay, read_upgrade
-from ._logging import fields
 from ._session import Session, SessionEnv
+from ._throttle import AUTH_LOG_ADDRESSES, AUTH_LOG_INTERVAL, LogThrottle, log_throttled
 
 log = logging.getLogger("scheduler.service")
 
@@ -83,6 +83,8 @@ class Connections:
         #: Shared with the metrics' session gauge.
         self.sessions = sessions
         self.admission = Admission(admission_limits(env.config))
+        #: Refused handshakes are logged once per address per interval, all counted.
+        self.refusals = LogThrottle(AUTH_LOG_INTERVAL, AUTH_LOG_ADDRESSES)
         self._no_sessions = trio.Event()
         self._no_sessions.set()
 
@@ -135,7 +137,7 @@ class Connections:
                 with trio.move_on_after(config.handshake_timeout) as handshake:
                     upgrade = await read_upgrade(stream, allowed_origins=config.allowed_origins)
                     if isinstance(upgrade, Replay):
-                        identity_or_refusal = self.authenticate(upgrade, stream)
+                        identity_or_refusal = self.authenticate(upgrade, stream, address)
                         if isinstance(identity_or_refusal, Refusal):
                             upgrade = identity_or_refusal
                         else:
@@ -179,16 +181,25 @@ class Connections:
                 log.error("connection failed", exc_info=exc)  # noqa: TRY400 - not current
             metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
-    def authenticate(self, upgrade: Replay, stream: trio.abc.Stream) -> Identity | Refusal | None:
-        """The identity the request head proves (None: authentication off), or a 401."""
+    def authenticate(
+        self, upgrade: Replay, stream: trio.abc.Stream, address: str = ""
+    ) -> Identity | Refusal | None:
+        """The identity the request head proves (None: authentication off), or a 401.
+
+        Every refusal is counted; it is logged once per address per interval.
+        """
         if self.guard is None:
             return None
         peercert = stream.getpeercert() if isinstance(stream, trio.SSLStream) else None
         try:
             return self.guard.authenticate(upgrade.headers, peercert)
         except AuthError as exc:
-            self.env.metrics.auth_failures.labels("peers", exc.reason.value).inc()
-            log.info("handshake refused", extra=fields(status=401, reason=exc.reason.value))
+            reason = exc.reason.value
+            self.env.metrics.auth_failures.labels("peers", reason).inc()
+            now = trio.current_time()
+            log_throttled(
+                log, self.refusals, "handshake refused", address, now, status=401, reason=reason
+            )
             challenge = ("WWW-Authenticate", 'Bearer realm="scheduler"')
             return Refusal(401, f"{exc}\n", (challenge,))
 

@@ -2,9 +2,12 @@
 
 Log lines carry what peers sent (hostnames, ids, reasons), so the formatters are the
 one place that makes such text harmless: no message or field can start a line of
-its own, forge a ``key=value`` pair, or send a terminal control sequence. In the
-text format every control character (C0, DEL, C1, U+2028, U+2029) and the
-backslash are written as escapes (``\\n``, ``\\x00``, ``\\u2028``), and a
+its own, forge a ``key=value`` pair, reorder what follows it on screen, or send a
+terminal control sequence. Client text belongs in fields, not in the message;
+should it reach the message as a ``%s`` argument anyway, it is quoted as a field
+is. In the text format every character :mod:`._text` calls unsafe (control
+characters, U+2028, U+2029, bidirectional controls, noncharacters) and the
+backslash are written as escapes (``\\n``, ``\\x00``, ``\\u202e``), and a
 value holding a space, ``=`` or ``"`` is quoted; in the JSON format the encoder
 escapes C0 and the formatter the rest. Tracebacks stay multi-line (they are the
 server's own text).
@@ -20,29 +23,12 @@ from typing import Any, Final
 
 import orjson
 
+from ._text import escape, escape_for_json, escape_unsafe
+
 FIELDS = "fields"
 
-#: What the text format escapes: every control character, the line separators, "\".
-_TEXT_UNSAFE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\\]")
-#: What orjson writes raw and the JSON format escapes itself.
-_JSON_UNSAFE: Final = re.compile(r"[\x7f-\x9f\u2028\u2029]")
-_SHORT: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 #: A text-format value with one of these is quoted.
 _NEEDS_QUOTES: Final = re.compile('[ ="]')
-
-
-def _escape_one(match: re.Match[str]) -> str:
-    char = match[0]
-    short = _SHORT.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def escape(text: str) -> str:
-    """``text`` on one line, with no control character: each is written as an escape."""
-    return _TEXT_UNSAFE.sub(_escape_one, text)
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -56,7 +42,7 @@ class TextFormatter(logging.Formatter):
         extra = getattr(record, FIELDS, {})
         pairs = " ".join(f"{k}={_text(v)}" for k, v in extra.items())
         line = f"{stamp}.{int(record.msecs):03d}Z {record.levelname:<7} {record.name}: "
-        line += escape(record.getMessage()) + (f" {pairs}" if pairs else "")
+        line += _message(record) + (f" {pairs}" if pairs else "")
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -78,7 +64,22 @@ class JsonFormatter(logging.Formatter):
 
 
 def _json_text(text: str) -> str:
-    return _JSON_UNSAFE.sub(_escape_one, text)
+    return escape_for_json(text)
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The message on one line. A ``%s`` argument that is a string is escaped and
+    quoted as a field value is, so an id holding ``" host_id=x"`` cannot forge a
+    pair in the message text; in the rest only the unsafe characters are escaped."""
+    args = record.args
+    if args and isinstance(args, tuple):
+        try:
+            text = str(record.msg) % tuple(_text(a) if isinstance(a, str) else a for a in args)
+        except (TypeError, ValueError):  # a format that wants the raw value
+            pass
+        else:
+            return escape_unsafe(text)
+    return escape(record.getMessage())
 
 
 def _text(value: Any) -> str:

@@ -46,7 +46,7 @@ from ..session import (
 from ._admin import AdminView, make_admin_app
 from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, default_name, members_json, open_registrar
-from ._config import ServiceConfig
+from ._config import ServiceConfig, risky_modes
 from ._connections import Connections
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
@@ -57,9 +57,11 @@ from ._metrics import Metrics
 from ._reader import SharedReader
 from ._registrar import Registrar
 from ._session import Session, SessionEnv, SessionTimers
+from ._throttle import AUTH_LOG_ADDRESSES, AUTH_LOG_INTERVAL, LogThrottle, log_throttled
 
 log = logging.getLogger("scheduler.service")
 gc_log = logging.getLogger("scheduler.gc")
+admin_log = logging.getLogger("scheduler.admin")
 
 #: Children pushed per slice of deferred pushes (a few ms of decisions at most).
 PUSH_SLICE: Final = 20
@@ -80,6 +82,8 @@ class SchedulerService:
         self.peers_ssl = server_ssl_context(config, client_certificates=True)
         self.admin_ssl = server_ssl_context(config, client_certificates=False)
         self.admin_guard = AdminGuard.from_config(config, verifier)
+        #: Refused admin requests are logged once per address per interval, all counted.
+        self._admin_refusals = LogThrottle(AUTH_LOG_INTERVAL, AUTH_LOG_ADDRESSES)
         if policies is None:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
@@ -201,6 +205,8 @@ class SchedulerService:
         if shutdown is None:
             shutdown = trio.Event()
         config = self.config
+        for risk in risky_modes(config):
+            log.warning(risk)
         self._raise_open_files_limit()
         async with trio.open_nursery() as root:
             session_nursery: trio.Nursery = await root.start(_hold_nursery)
@@ -355,8 +361,16 @@ class SchedulerService:
         )
         self.hosts.evicted(event.record_id, event.reason)
 
-    def _admin_refused(self, reason: str) -> None:
+    def _admin_refused(self, reason: str, address: str) -> None:
         self.metrics.auth_failures.labels("admin", reason).inc()
+        log_throttled(
+            admin_log,
+            self._admin_refusals,
+            "admin request refused",
+            address,
+            trio.current_time(),
+            reason=reason,
+        )
 
     def _plugin_error(self, plugin: str, hook: str, exc: BaseException) -> None:
         # Called from inside PolicySet; metrics may not exist yet during start-up.

@@ -71,7 +71,9 @@ def schedule_message(
     if action is ScheduleAction.PARENTS:
         parents = [p for p in (parent_payload(view, pid) for pid in decision.parents) if p]
         if not parents:
-            log.warning("every parent of %s vanished before the reply", peer_id)
+            log.warning(
+                "every parent vanished before the reply", extra={"fields": {"peer_id": peer_id}}
+            )
             return Schedule(
                 id=request_id,
                 peer_id=peer_id,
@@ -163,10 +165,8 @@ def route_unsolicited(view: StateView, hosts: HostRegistry, events: Iterable[Eve
         key = (message.tag, delivery.value)
         dropped[key] = dropped.get(key, 0) + 1
         log.info(
-            "%s for host %s dropped: %s",
+            "%s dropped",
             message.tag,
-            host_id,
-            delivery.value,
             extra={"fields": {"host_id": host_id, "reason": delivery.value}},
         )
     return Routed(pushes=pushes, fetch_tasks=fetch_tasks, dropped=dropped)
