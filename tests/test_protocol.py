@@ -18,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler import protocol
-from scheduler.testing import ip_literals, rfc1123_hostnames
 from scheduler.protocol import (
     CLIENT_MESSAGES,
     MAX_ANNOUNCE_INTERVAL,
@@ -54,6 +53,7 @@ from scheduler.protocol import (
     decode_server,
     encode,
 )
+from scheduler.testing import ip_literals, rfc1123_hostnames
 
 REPO = Path(__file__).resolve().parents[1]
 PARENT = {

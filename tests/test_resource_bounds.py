@@ -256,10 +256,10 @@ def test_the_record_limits_that_are_not_counts() -> None:
     assert len(_COUNTS) == 4
     assert RecordLimits(max_upload_share=1.0).max_upload_share == 1.0
     for share in (0.0, 1.5, -0.1):
-        with pytest.raises(ValueError, match=rf"^max_upload_share must be in \(0, 1\], got "):
+        with pytest.raises(ValueError, match=r"^max_upload_share must be in \(0, 1\], got "):
             RecordLimits(max_upload_share=share)
     for window in (0.0, -1.0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="^failure_report_window must be a positive number"):
+        with pytest.raises(ValueError, match=r"^failure_report_window must be a positive number"):
             RecordLimits(failure_report_window=window)
 
 
