@@ -533,6 +533,32 @@ CLUSTER: Final = Section(
             unset="the bound URL, the hostname for a wildcard bind",
             metavar="URL",
         ),
+        string(
+            "key_file",
+            None,
+            "file holding the cluster key (at least 32 bytes) that signs registry rows",
+            optional=True,
+            unset="off: rows are trusted as read",
+            attr="cluster_key_file",
+            flag="--cluster-key-file",
+            metavar="FILE",
+            details="Each member signs its row with it; rows that do not verify are ignored "
+            "(never listed, never holding a name), and only a holder of the key takes a live "
+            "name over. Without it, a registry that is not on loopback is trusted blindly "
+            "(a WARNING at start-up). See docs/security.md, 'The cluster registry'.",
+        ),
+        string(
+            "previous_key_file",
+            None,
+            "the cluster key before the last rotation: rows it signed still verify",
+            optional=True,
+            unset="none",
+            attr="cluster_previous_key_file",
+            flag="--cluster-previous-key-file",
+            metavar="FILE",
+            details="New rows are signed with `key_file`; drop this once every member "
+            "has restarted with the new key.",
+        ),
         duration(
             "lease_interval",
             5,

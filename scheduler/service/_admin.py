@@ -14,6 +14,9 @@ Routes::
     GET    /api/v1/peers         ?task=ID&limit=N
     GET    /api/v1/schedulers    the cluster's active members (this process alone without
                                  --registry): name, url, lease_expires_at, ...
+    GET    /api/v1/lease         ?nonce=HEX: whether and when this member last renewed its
+                                 registry lease (404 without --registry); what other
+                                 members ask while the registry fails
 
 With ``auth.key_file`` set, every route but ``/healthz`` and ``/readyz`` (and
 ``/metrics`` unless ``auth.private_metrics``) needs ``Authorization: Bearer``
@@ -29,6 +32,7 @@ service object.
 from __future__ import annotations
 
 import enum
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Final, Protocol
@@ -52,6 +56,8 @@ _TASKS: Final = "/api/v1/tasks"
 _GRAPH_SUFFIX: Final = "/graph.svg"
 _STATES: Final = {s.value for s in (HostState.CONNECTED, HostState.DISCONNECTED)}
 _DEFAULT_PEER_LIMIT: Final = 1000
+_LEASE: Final = "/api/v1/lease"
+_NONCE: Final = re.compile(r"[0-9a-f]{16,64}")
 
 
 class AdminView(Protocol):
@@ -89,6 +95,9 @@ class AdminBackend(Protocol):
     def has_session(self, host_id: str) -> bool: ...
     def schedulers(self) -> list[dict[str, Any]]:
         """The cluster's active members, as ``GET /api/v1/schedulers`` lists them."""
+
+    def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
+        """``GET /api/v1/lease``: this member's registry lease (None without a registry)."""
 
     def evict_host(self, host_id: str, reason: str) -> object:
         """Evict a host now; raises NotFound."""
@@ -320,6 +329,14 @@ def route(
         return _task_route(backend, path[len(_TASKS) + 1 :])
     if path == "/api/v1/schedulers":
         return _json(200, backend.schedulers())
+    if path == _LEASE:
+        nonce = query.get("nonce", [None])[0]
+        if nonce is not None and not _NONCE.fullmatch(nonce):
+            return _problem(400, "nonce must be 16 to 64 hexadecimal digits")
+        report = backend.lease_report(nonce)
+        if report is None:
+            return _problem(404, "no registry: this scheduler is not in a cluster")
+        return _json(200, report)
     if path == "/api/v1/peers":
         task_id = query.get("task", [None])[0]
         try:
