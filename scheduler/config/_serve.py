@@ -507,7 +507,8 @@ CLUSTER: Final = Section(
             unset="this machine's hostname",
             attr="scheduler_name",
             details="A process that starts with the name of a live one takes it over "
-            "(the other's row becomes `superseded`).",
+            "(the other's row becomes `superseded`), if it holds the cluster key "
+            "(`key_file`) or neither does; printable, no whitespace, at most 128 characters.",
         ),
         string(
             "id",
@@ -550,21 +551,23 @@ CLUSTER: Final = Section(
         string(
             "previous_key_file",
             None,
-            "the cluster key before the last rotation: rows it signed still verify",
+            "a second cluster key that also verifies rows, during a rotation",
             optional=True,
             unset="none",
             attr="cluster_previous_key_file",
             flag="--cluster-previous-key-file",
             metavar="FILE",
-            details="New rows are signed with `key_file`; drop this once every member "
-            "has restarted with the new key.",
+            details="Rows are signed with `key_file` only. See 'Running a cluster' for "
+            "the three rolling restarts of a rotation.",
         ),
         duration(
             "lease_interval",
             5,
             "renew the registry lease this often; the lease lasts 3 times as long",
             details="A scheduler that could not renew for a whole lease answers 503 on "
-            "`/readyz`, and the others stop listing it.",
+            "`/readyz`, and the others stop listing it, unless the registry is down for "
+            "every member it can ask: then all serve on, on their last member list "
+            "(see 'Running a cluster').",
             positive=True,
         ),
         duration(

@@ -82,11 +82,15 @@ UPDATE schedulers
 RETURNING id
 """
 
+#: The most rows one roster read takes: whoever can write the table could add millions.
+MAX_ROSTER_ROWS: Final = 1000
+
 MEMBERS: Final = f"""
 SELECT {MEMBER_COLUMNS}
   FROM schedulers
  WHERE cluster_id = %(cluster_id)s AND {ACTIVE}
  ORDER BY name, id
+ LIMIT {MAX_ROSTER_ROWS}
 """
 
 # --- registry check -------------------------------------------------------------------
