@@ -110,9 +110,7 @@ def cluster_keys(config: ServiceConfig) -> ClusterKeys | None:
 
 def registry_is_local(registry: str) -> bool:
     """Whether every host of a PostgreSQL URL is this machine (loopback or a Unix socket)."""
-    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 (psycopg is optional)
-
-    hosts = str(conninfo_to_dict(registry).get("host") or "")
+    hosts = _registry_host(registry)
     return all(h.startswith("/") or is_loopback(h) for h in hosts.split(",") if h)
 
 
@@ -146,6 +144,7 @@ def open_registrar(config: ServiceConfig) -> Registrar | None:
 
 
 def _registry_host(registry: str) -> str:
+    """The ``host`` of a PostgreSQL URL (hosts, comma-separated; "" for the default socket)."""
     from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 (psycopg is optional)
 
     return str(conninfo_to_dict(registry).get("host") or "")
