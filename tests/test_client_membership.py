@@ -51,3 +51,24 @@ def test_membership_is_replaced_and_trimmed() -> None:
     assert (joined, left) == ({"a", "c"}, {"b"})
     assert [m.name for m in membership.members] == ["a", "c"]
     assert membership.get("c") == member("c")
+
+
+def test_a_stale_list_is_read_and_routed_as_before() -> None:
+    from scheduler.client._routing import ClusterRoutes  # noqa: PLC0415
+
+    fresh = [
+        {"name": "a", "url": "ws://a/ws", "lease_expires_at": "2026-01-01T00:00:15+00:00"},
+        {"name": "b", "url": "ws://b/ws", "lease_expires_at": "2026-01-01T00:00:15+00:00"},
+    ]
+    routes = ClusterRoutes(parse_members(fresh))
+    generation = routes.generation
+    stale = [m | {"stale": True, "roster_age": 42.5} for m in fresh]
+    parsed = parse_members(stale)
+    assert [(m.stale, m.roster_age) for m in parsed] == [(True, 42.5), (True, 42.5)]
+    assert routes.refreshed(parsed) == (set(), set())
+    assert routes.generation == generation
+    assert [m.stale for m in parse_members(fresh)] == [False, False]
+    with pytest.raises(MembershipError, match=r"schedulers\[0\]\.stale"):
+        parse_members([fresh[0] | {"stale": "yes"}])
+    with pytest.raises(MembershipError, match=r"schedulers\[0\]\.roster_age"):
+        parse_members([fresh[0] | {"roster_age": "old"}])

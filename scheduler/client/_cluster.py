@@ -74,6 +74,9 @@ class ClusterView:
         self.refreshes = 0
         #: Bumped by every refresh and every change of the routes (`wait_changed`).
         self.epoch = 0
+        #: Whether the last list was marked stale: the registry is down for every
+        #: scheduler, which serve on the list they read before; routes and sessions stay.
+        self.stale = False
         self._changed = trio.Event()
         self._refresh_soon = trio.Event()
 
@@ -128,6 +131,11 @@ class ClusterView:
                 _log.info("cannot read the schedulers from %s: %s", url, exc)
                 continue
             self.refreshes += 1
+            stale = any(m.stale for m in listed)
+            if stale != self.stale:
+                self.stale = stale
+                what = "stale: the registry is down" if stale else "fresh"
+                _log.warning("schedulers list from %s is %s", url, what)
             joined, left = self.routes.refreshed(listed)
             if joined or left:
                 _log.info(

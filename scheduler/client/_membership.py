@@ -35,6 +35,11 @@ class SchedulerMember:
     lease_expires_at: str | None = None
     admin_url: str | None = None
     boot_id: str | None = None
+    #: True while the scheduler that answered serves on the list it read before the
+    #: registry went down for every member: the list is kept, and so are the sessions.
+    stale: bool = False
+    #: Seconds since that scheduler read the list from the registry (None: not said).
+    roster_age: float | None = None
 
 
 def _text(record: dict[str, Any], key: str, where: str, *, optional: bool) -> str | None:
@@ -46,6 +51,15 @@ def _text(record: dict[str, Any], key: str, where: str, *, optional: bool) -> st
     return value
 
 
+def _stale(record: dict[str, Any], where: str) -> tuple[bool, float | None]:
+    stale, age = record.get("stale", False), record.get("roster_age")
+    if not isinstance(stale, bool):
+        raise MembershipError(f"{where}.stale: expected true or false, got {stale!r}")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, int | float)):
+        raise MembershipError(f"{where}.roster_age: expected seconds, got {age!r}")
+    return stale, None if age is None else float(age)
+
+
 def parse_members(payload: object) -> list[SchedulerMember]:
     """The members of a ``/api/v1/schedulers`` answer (already JSON-decoded), by name."""
     if not isinstance(payload, list):
@@ -55,6 +69,7 @@ def parse_members(payload: object) -> list[SchedulerMember]:
         where = f"schedulers[{index}]"
         if not isinstance(record, dict):
             raise MembershipError(f"{where}: expected an object")
+        stale, roster_age = _stale(record, where)
         members.append(
             SchedulerMember(
                 name=str(_text(record, "name", where, optional=False)),
@@ -62,6 +77,8 @@ def parse_members(payload: object) -> list[SchedulerMember]:
                 lease_expires_at=_text(record, "lease_expires_at", where, optional=True),
                 admin_url=_text(record, "admin_url", where, optional=True),
                 boot_id=_text(record, "boot_id", where, optional=True),
+                stale=stale,
+                roster_age=roster_age,
             )
         )
     names = [m.name for m in members]

@@ -548,7 +548,8 @@ CLUSTER: Final = Section(
             unset="this machine's hostname",
             attr="scheduler_name",
             details="A process that starts with the name of a live one takes it over "
-            "(the other's row becomes `superseded`).",
+            "(the other's row becomes `superseded`), if it holds the cluster key "
+            "(`key_file`) or neither does; printable, no whitespace, at most 128 characters.",
         ),
         string(
             "id",
@@ -574,12 +575,40 @@ CLUSTER: Final = Section(
             unset="the bound URL, the hostname for a wildcard bind",
             metavar="URL",
         ),
+        string(
+            "key_file",
+            None,
+            "file holding the cluster key (at least 32 bytes) that signs registry rows",
+            optional=True,
+            unset="off: rows are trusted as read",
+            attr="cluster_key_file",
+            flag="--cluster-key-file",
+            metavar="FILE",
+            details="Each member signs its row with it; rows that do not verify are ignored "
+            "(never listed, never holding a name), and only a holder of the key takes a live "
+            "name over. Without it, a registry that is not on loopback is trusted blindly "
+            "(a WARNING at start-up). See docs/security.md, 'The cluster registry'.",
+        ),
+        string(
+            "previous_key_file",
+            None,
+            "a second cluster key that also verifies rows, during a rotation",
+            optional=True,
+            unset="none",
+            attr="cluster_previous_key_file",
+            flag="--cluster-previous-key-file",
+            metavar="FILE",
+            details="Rows are signed with `key_file` only. See 'Running a cluster' for "
+            "the three rolling restarts of a rotation.",
+        ),
         duration(
             "lease_interval",
             5,
             "renew the registry lease this often; the lease lasts 3 times as long",
             details="A scheduler that could not renew for a whole lease answers 503 on "
-            "`/readyz`, and the others stop listing it.",
+            "`/readyz`, and the others stop listing it, unless the registry is down for "
+            "every member it can ask: then all serve on, on their last member list "
+            "(see 'Running a cluster').",
             positive=True,
         ),
         duration(

@@ -28,6 +28,20 @@ from ._model import RegistryUnavailable as RegistryUnavailable
 from ._model import Roster as Roster
 from ._model import RowState as RowState
 from ._model import SchemaError as SchemaError
+from ._outage import IllegalTransition as IllegalTransition
+from ._outage import OutageWatch as OutageWatch
+from ._outage import ProbeAnswer as ProbeAnswer
+from ._outage import Standing as Standing
+from ._outage import Verdict as Verdict
+from ._outage import verdict_of as verdict_of
+from ._trust import ClusterKeys as ClusterKeys
+from ._trust import HolderDecision as HolderDecision
+from ._trust import RowFault as RowFault
+from ._trust import Screened as Screened
+from ._trust import judge_holder as judge_holder
+from ._trust import screen as screen
+from ._trust import text_problem as text_problem
+from ._trust import url_problem as url_problem
 
 if TYPE_CHECKING:
     from ._store import RegistryStore as RegistryStore
@@ -36,8 +50,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CLUSTER",
     "MIGRATIONS",
+    "ClusterKeys",
     "Finding",
+    "HolderDecision",
     "Identity",
+    "IllegalTransition",
     "Lease",
     "LeaseKeeper",
     "LeaseLost",
@@ -45,17 +62,28 @@ __all__ = [
     "Migration",
     "MigrationPlan",
     "NameTaken",
+    "OutageWatch",
+    "ProbeAnswer",
     "Problem",
     "RegistryError",
     "RegistryStore",
     "RegistryUnavailable",
     "Roster",
+    "RowFault",
     "RowState",
     "SchemaError",
+    "Screened",
     "Snapshot",
+    "Standing",
     "Step",
+    "Verdict",
     "findings",
+    "judge_holder",
     "plan",
+    "screen",
+    "text_problem",
+    "url_problem",
+    "verdict_of",
 ]
 
 

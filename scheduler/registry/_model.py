@@ -111,6 +111,8 @@ class Member:
     registered_at: datetime.datetime
     renewed_at: datetime.datetime
     lease_expires_at: datetime.datetime
+    #: HMAC-SHA256 of the row under the cluster key (``_trust.py``); None if unsigned.
+    signature: str | None = attrs.field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -154,3 +156,5 @@ class Lease:
     lease_expires_at: datetime.datetime
     #: Registrations this one ended when it took the name (empty on renewal).
     superseded: tuple[int, ...] = ()
+    #: Of those, the ones that proved nothing under the cluster key (forged or unsigned).
+    forged: tuple[int, ...] = ()

@@ -22,7 +22,7 @@ ACTIVE: Final = "state = 'active' AND lease_expires_at > now()"
 
 MEMBER_COLUMNS: Final = (
     "id, cluster_id, name, boot_id, url, admin_url, address, port, admin_port, "
-    "registered_at, renewed_at, lease_expires_at"
+    "registered_at, renewed_at, lease_expires_at, signature"
 )
 
 #: Serialises registrations of one (cluster, name); released at commit or rollback.
@@ -50,8 +50,11 @@ INSERT INTO schedulers (cluster_id, name, boot_id, url, admin_url, address, port
                         lease_seconds, lease_expires_at)
 VALUES (%(cluster_id)s, %(name)s, %(boot_id)s, %(url)s, %(admin_url)s, %(address)s, %(port)s,
         %(admin_port)s, %(lease)s, now() + make_interval(secs => %(lease)s))
-RETURNING id, now(), lease_expires_at
+RETURNING id, now(), lease_expires_at, registered_at
 """
+
+#: The signature of a row just inserted (it covers the id and time the insert assigned).
+SIGN: Final = "UPDATE schedulers SET signature = %(signature)s WHERE id = %(id)s"
 
 LINK_SUPERSEDED: Final = """
 UPDATE schedulers SET superseded_by = %(id)s
@@ -79,11 +82,15 @@ UPDATE schedulers
 RETURNING id
 """
 
+#: The most rows one roster read takes: whoever can write the table could add millions.
+MAX_ROSTER_ROWS: Final = 1000
+
 MEMBERS: Final = f"""
 SELECT {MEMBER_COLUMNS}
   FROM schedulers
  WHERE cluster_id = %(cluster_id)s AND {ACTIVE}
  ORDER BY name, id
+ LIMIT {MAX_ROSTER_ROWS}
 """
 
 # --- registry check -------------------------------------------------------------------

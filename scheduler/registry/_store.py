@@ -43,6 +43,7 @@ from ._model import (
     RowState,
     SchemaError,
 )
+from ._trust import ClusterKeys, HolderDecision, judge_holder
 
 #: The default bound on one call (connecting, waiting for a connection, each statement).
 DEFAULT_TIMEOUT: Final = 5.0
@@ -103,6 +104,7 @@ def _member(row: tuple[Any, ...]) -> Member:
         registered_at=_aware(row[9]),
         renewed_at=_aware(row[10]),
         lease_expires_at=_aware(row[11]),
+        signature=row[12],
     )
 
 
@@ -121,10 +123,13 @@ class RegistryStore:
         timeout: float = DEFAULT_TIMEOUT,
         max_connections: int = 2,
         name: str = "registry",
+        keys: ClusterKeys | None = None,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"registry timeout must be positive, got {timeout!r}")
         self.timeout = timeout
+        #: The cluster key: signs what this store registers, judges the name's holder.
+        self.keys = keys
         self._pool = psycopg_pool.ConnectionPool(
             url,
             kwargs=connection_options(timeout),
@@ -211,29 +216,50 @@ class RegistryStore:
 
     # --- membership -----------------------------------------------------------------
 
-    def register(self, identity: Identity, lease: float, *, takeover: bool = True) -> Lease:
+    def register(
+        self,
+        identity: Identity,
+        lease: float,
+        *,
+        takeover: bool = True,
+        rejoining_since: datetime.datetime | None = None,
+    ) -> Lease:
         """Make ``identity`` the active row of its name, in one transaction.
 
         The name's holder, if any, is ended: ``superseded`` if its lease was live,
-        ``expired`` if not. With ``takeover=False`` a live holder wins instead and
-        `NameTaken` is raised (a process that lost its name does not fight the newer one).
+        ``expired`` if not. Whether a live holder may be ended is `judge_holder`'s
+        (``_trust.py``): with ``takeover=False`` (a rejoin) or without the key a
+        genuine holder wins and `NameTaken` is raised; a holder that proves nothing
+        under the key is ended whatever ``takeover`` says, and listed in
+        ``Lease.forged``. With a key the new row is signed in the same transaction.
         """
         _check_lease(lease)
         params = attrs.asdict(identity) | {"lease": float(lease)}
+        forged: tuple[int, ...] = ()
         with self.transaction() as cur:
             cur.execute(_sql.LOCK_NAME, params)
             cur.execute(_sql.HOLDER, params)
-            holder = cur.fetchone()
+            found = cur.fetchone()
             # Our own row, live, can only be a registration whose answer was lost.
-            if holder is not None and holder[-1] and not takeover and holder[3] != identity.boot_id:
-                raise NameTaken(identity.cluster_id, identity.name, _member(holder[:-1]))
+            if found is not None and found[-1] and found[3] != identity.boot_id:
+                holder = _member(found[:-1])
+                decision = judge_holder(
+                    holder, self.keys, takeover=takeover, rejoining_since=rejoining_since
+                )
+                if decision is HolderDecision.REFUSE:
+                    raise NameTaken(identity.cluster_id, identity.name, holder)
+                if decision is HolderDecision.IGNORE_FORGED:
+                    forged = (holder.registration_id,)
             cur.execute(_sql.END_HOLDER, params)
             ended = tuple(rid for rid, state in cur.fetchall() if state == RowState.SUPERSEDED)
             cur.execute(_sql.REGISTER_INSERT, params)
-            registration_id, db_now, expires = _one(cur)
+            registration_id, db_now, expires, registered_at = _one(cur)
+            if self.keys is not None:
+                signature = self.keys.sign_row(identity, registration_id, _aware(registered_at))
+                cur.execute(_sql.SIGN, {"id": registration_id, "signature": signature})
             if ended:
                 cur.execute(_sql.LINK_SUPERSEDED, {"id": registration_id, "ended": list(ended)})
-        return Lease(registration_id, _aware(db_now), _aware(expires), ended)
+        return Lease(registration_id, _aware(db_now), _aware(expires), ended, forged)
 
     def renew(self, registration_id: int, lease: float) -> Lease:
         """Extend a live lease by ``lease`` seconds from the database's now.

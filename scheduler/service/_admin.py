@@ -14,6 +14,9 @@ Routes::
     GET    /api/v1/peers         ?task=ID, paged
     GET    /api/v1/schedulers    the cluster's active members (this process alone without
                                  --registry): name, url, lease_expires_at, ...
+    GET    /api/v1/lease         ?nonce=HEX: whether and when this member last renewed its
+                                 registry lease (404 without --registry); what other
+                                 members ask while the registry fails
 
 **Paths.** An id is one path segment, percent-encoded as UTF-8 (RFC 3986): the
 route splits ``raw_path`` on ``/`` and decodes each segment once, so an id may
@@ -50,6 +53,7 @@ from __future__ import annotations
 import enum
 import heapq
 import logging
+import re
 import urllib.parse
 from collections.abc import (
     Awaitable,
@@ -111,6 +115,7 @@ CSP: Final[Mapping[str, str]] = {
 SECURITY_HEADERS: Final = ((b"x-content-type-options", b"nosniff"),)
 
 R = TypeVar("R")
+_NONCE: Final = re.compile(r"[0-9a-f]{16,64}")
 
 
 class AdminView(Protocol):
@@ -150,6 +155,9 @@ class AdminBackend(Protocol):
     def has_session(self, host_id: str) -> bool: ...
     def schedulers(self) -> list[dict[str, Any]]:
         """The cluster's active members, as ``GET /api/v1/schedulers`` lists them."""
+
+    def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
+        """``GET /api/v1/lease``: this member's registry lease (None without a registry)."""
 
     def evict_host(self, host_id: str, reason: str) -> object:
         """Evict a host now; raises NotFound."""
@@ -364,7 +372,18 @@ class AdminViews:
                 return await self._task_graph(task_id, raw_path, query)
             case ("api", "v1", "schedulers"):
                 return _json(200, backend.schedulers())
+            case ("api", "v1", "lease"):
+                return self._lease(query)
         return _problem(404, f"no route for {path}")
+
+    def _lease(self, query: Mapping[str, list[str]]) -> Answer:
+        nonce = query.get("nonce", [None])[0]
+        if nonce is not None and not _NONCE.fullmatch(nonce):
+            return _problem(400, "nonce must be 16 to 64 hexadecimal digits")
+        report = self.backend.lease_report(nonce)
+        if report is None:
+            return _problem(404, "no registry: this scheduler is not in a cluster")
+        return _json(200, report)
 
     def _host(self, method: str, host_id: str) -> Answer:
         backend = self.backend

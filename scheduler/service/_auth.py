@@ -280,8 +280,8 @@ def server_ssl_context(
 #: Admin paths answered to anyone, with any ``Host`` (probes use the pod's address).
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
 #: Routes a peer's ``host`` token may read as well as an ``admin:read`` one: the
-#: cluster's members, which a peer reads to find its schedulers.
-PEER_READABLE: Final = frozenset({"/api/v1/schedulers"})
+#: cluster's members, which a peer reads to find its schedulers, and a member's lease.
+PEER_READABLE: Final = frozenset({"/api/v1/schedulers", "/api/v1/lease"})
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "ip6-localhost"})
 
 

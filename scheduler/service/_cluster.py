@@ -7,14 +7,19 @@ process alone.
 
 from __future__ import annotations
 
+import logging
 import socket
 import urllib.parse
 from typing import Any, Final
 
 from ..core import ConfigError
-from ..registry import DEFAULT_CLUSTER, Identity
-from ._config import ServiceConfig
+from ..registry import DEFAULT_CLUSTER, ClusterKeys, Identity, text_problem, url_problem
+from ._auth import read_key
+from ._config import ServiceConfig, is_loopback
+from ._logging import fields
 from ._registrar import Registrar
+
+log = logging.getLogger("scheduler.registry")
 
 _WILDCARDS: Final = frozenset({"0.0.0.0", "::", "[::]", ""})
 
@@ -25,16 +30,20 @@ def default_name() -> str:
 
 
 def check_url(value: str, schemes: tuple[str, ...], where: str) -> urllib.parse.SplitResult:
-    """``value`` parsed, if it is an absolute URL of one of ``schemes`` with a host."""
-    parts = urllib.parse.urlsplit(value)
-    try:
-        parts.port  # noqa: B018 (raises ValueError for a bad port)
-    except ValueError as exc:
-        raise ConfigError(where, f"bad port in {value!r}: {exc}") from None
-    if parts.scheme not in schemes or not parts.hostname:
-        wanted = " or ".join(f"{s}://HOST[:PORT]/..." for s in schemes)
-        raise ConfigError(where, f"expected {wanted}, got {value!r}")
-    return parts
+    """``value`` parsed, if it is an absolute URL of one of ``schemes`` with a host, no
+    ``user:password@`` and no control characters or whitespace."""
+    problem = url_problem(value, schemes)
+    if problem is not None:
+        raise ConfigError(where, problem)
+    return urllib.parse.urlsplit(value)
+
+
+def check_name(value: str, where: str) -> str:
+    """``value``, if it may be a scheduler name or cluster id (printable, no whitespace)."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise ConfigError(where, problem)
+    return value
 
 
 def _reachable(url: str) -> str:
@@ -64,8 +73,8 @@ def cluster_identity(
     if admin is not None:
         admin_port = check_url(admin, ("http", "https"), "cluster.advertise_admin").port
     return Identity(
-        cluster_id=cluster_id or DEFAULT_CLUSTER,
-        name=name or default_name(),
+        cluster_id=check_name(cluster_id or DEFAULT_CLUSTER, "cluster.id"),
+        name=check_name(name or default_name(), "cluster.name"),
         boot_id=boot_id,
         url=url,
         address=str(parts.hostname),
@@ -77,12 +86,32 @@ def cluster_identity(
 
 def check_cluster(config: ServiceConfig) -> None:
     """The ``[cluster]`` settings that can be checked before anything starts; ConfigError."""
+    check_name(config.cluster_id, "cluster.id")
+    check_name(config.scheduler_name or default_name(), "cluster.name")
     if config.advertise is not None:
         check_url(config.advertise, ("ws", "wss"), "cluster.advertise")
     if config.advertise_admin is not None:
         check_url(config.advertise_admin, ("http", "https"), "cluster.advertise_admin")
+    cluster_keys(config)
     if config.registry is not None:
         _check_registry(config.registry, config.lease_interval, config.registry_timeout)
+
+
+def cluster_keys(config: ServiceConfig) -> ClusterKeys | None:
+    """The cluster key and the previous one, read from their files (None without a key)."""
+    if config.cluster_key_file is None:
+        return None
+    previous = config.cluster_previous_key_file
+    return ClusterKeys(
+        read_key(config.cluster_key_file, "cluster.key_file"),
+        () if previous is None else (read_key(previous, "cluster.previous_key_file"),),
+    )
+
+
+def registry_is_local(registry: str) -> bool:
+    """Whether every host of a PostgreSQL URL is this machine (loopback or a Unix socket)."""
+    hosts = _registry_host(registry)
+    return all(h.startswith("/") or is_loopback(h) for h in hosts.split(",") if h)
 
 
 def open_registrar(config: ServiceConfig) -> Registrar | None:
@@ -92,11 +121,33 @@ def open_registrar(config: ServiceConfig) -> Registrar | None:
     check_cluster(config)
     from ..registry._store import RegistryStore  # noqa: PLC0415 (psycopg is optional)
 
+    keys = cluster_keys(config)
+    if keys is None and not registry_is_local(config.registry):
+        log.warning(
+            "no cluster.key_file: every row of the registry is trusted as read; whoever can "
+            "write its database can list schedulers to clients and take names over",
+            extra=fields(registry_host=_registry_host(config.registry)),
+        )
     timeout = config.registry_timeout
-    store = RegistryStore(config.registry, timeout=timeout, max_connections=2)
+    store = RegistryStore(config.registry, timeout=timeout, max_connections=2, keys=keys)
     return Registrar(
-        store, interval=config.lease_interval, timeout=timeout, max_threads=2, owns_store=True
+        store,
+        interval=config.lease_interval,
+        timeout=timeout,
+        max_threads=2,
+        owns_store=True,
+        keys=keys,
+        admin_key=None
+        if config.auth_key_file is None
+        else read_key(config.auth_key_file, "auth.key_file"),
     )
+
+
+def _registry_host(registry: str) -> str:
+    """The ``host`` of a PostgreSQL URL (hosts, comma-separated; "" for the default socket)."""
+    from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 (psycopg is optional)
+
+    return str(conninfo_to_dict(registry).get("host") or "")
 
 
 def _check_registry(registry: str, lease_interval: float, timeout: float) -> None:
@@ -123,7 +174,14 @@ def _check_registry(registry: str, lease_interval: float, timeout: float) -> Non
 
 
 def members_json(registrar: Registrar | None, me: Identity) -> list[dict[str, Any]]:
-    """``GET /api/v1/schedulers``: the active members, or this process alone."""
+    """``GET /api/v1/schedulers``: the active members, or this process alone.
+
+    With a registry each member also carries ``stale`` (true while this process serves
+    on the member list it read before the registry went down for everyone, and for a
+    member of that list not registered again within a lease after) and ``roster_age``
+    (seconds since the list was read); clients that do not know the two keys read the
+    list as before.
+    """
     if registrar is None:
         return [
             {
@@ -135,4 +193,9 @@ def members_json(registrar: Registrar | None, me: Identity) -> list[dict[str, An
                 "lease_expires_at": None,
             }
         ]
-    return [member.to_json() for member in registrar.members()]
+    age = registrar.roster_age()
+    rounded = None if age is None else round(age, 3)
+    return [
+        member.to_json() | {"stale": stale, "roster_age": rounded}
+        for member, stale in registrar.listing()
+    ]

@@ -107,6 +107,8 @@ class ServiceConfig:
     advertise_admin: str | None = _default("advertise_admin")
     lease_interval: float = _default("lease_interval")
     registry_timeout: float = _default("registry_timeout")
+    cluster_key_file: str | None = _default("cluster_key_file")
+    cluster_previous_key_file: str | None = _default("cluster_previous_key_file")
 
     def policy_config(self) -> dict[str, dict[str, Any]]:
         """The ``[plugins.<name>]`` sections, as the operator wrote them."""
@@ -174,6 +176,8 @@ def validate(config: ServiceConfig) -> ServiceConfig:
         raise ConfigError("tls.client_ca_file", "needs tls.cert_file and tls.key_file")
     if config.auth_previous_key_file is not None and config.auth_key_file is None:
         raise ConfigError("auth.previous_key_file", "needs auth.key_file")
+    if config.cluster_previous_key_file is not None and config.cluster_key_file is None:
+        raise ConfigError("cluster.previous_key_file", "needs cluster.key_file")
     if config.registry_timeout > config.lease_interval:
         raise ConfigError("cluster.timeout", "must be at most cluster.lease_interval")
     for key in ("scheduler_name", "cluster_id"):

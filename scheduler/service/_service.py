@@ -137,12 +137,17 @@ class SchedulerService:
 
     @property
     def ready(self) -> bool:
-        """Serving, and (with a registry) holding a lease it renewed within the lease."""
-        return self._serving and (self.registrar is None or self.registrar.holds_lease())
+        """Serving, and (with a registry) holding a lease it renewed within the lease, or
+        riding out an outage of the registry that every member asked sees too."""
+        return self._serving and (self.registrar is None or self.registrar.serving())
 
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/schedulers``: the cluster's active members, or this process alone."""
         return members_json(self.registrar, self.identity())
+
+    def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
+        """``GET /api/v1/lease``: this member's lease (None without a registry)."""
+        return None if self.registrar is None else self.registrar.lease_report(nonce)
 
     def task_owner_elsewhere(self, task_id: str) -> tuple[str, str] | None:
         """The cluster member (name, URL) that owns ``task_id``, if not this one (``moved``)."""
