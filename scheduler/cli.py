@@ -208,6 +208,17 @@ def _add_token_parser(commands: Any) -> None:
     kind.add_argument(
         "--scope", choices=["admin:read", "admin:write"], help="an admin token with this scope"
     )
+    issue.add_argument(
+        "--seed",
+        action="store_true",
+        help="with --hostname or --cluster: the token may also announce seed hosts",
+    )
+    issue.add_argument(
+        "--cluster-id",
+        default="default",
+        metavar="ID",
+        help="the cluster the token is for: the schedulers' cluster.id (default: default)",
+    )
     issue.add_argument("--ttl", type=_duration, default=30 * 86400.0, help="lifetime (default 30d)")
 
 
@@ -303,10 +314,17 @@ def cmd_token(args: argparse.Namespace) -> int:
         key = read_key(args.key_file, "--key-file")
     except ConfigError as exc:
         _fail(str(exc))
-    scopes = (Scope(args.scope),) if args.scope else (Scope.HOST,)
+    scopes: tuple[Scope, ...] = (Scope(args.scope),) if args.scope else (Scope.HOST,)
+    if args.seed:
+        if args.scope:
+            _fail("--seed goes with a host token (--hostname or --cluster), not --scope")
+        scopes = (Scope.HOST, Scope.SEED)
     if args.ttl <= 0:
         _fail("--ttl must be positive")
-    print(issue_token(key, scopes=scopes, hostname=args.hostname, ttl=args.ttl))
+    token = issue_token(
+        key, scopes=scopes, hostname=args.hostname, ttl=args.ttl, cluster_id=args.cluster_id
+    )
+    print(token)
     return 0
 
 

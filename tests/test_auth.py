@@ -431,8 +431,9 @@ def test_token_issue_prints_a_token_the_server_accepts(
     assert cli.main([*args, "--hostname", "node-1", "--ttl", "1h"]) == 0
     token = capsys.readouterr().out.strip()
     assert verifier.verify(token, Scope.HOST).subject == "node-1"
-    expiry = jwt.decode(token, KEY, algorithms=["HS256"])["exp"]
-    assert abs(expiry - (time.time() + 3600)) < 60
+    claims = jwt.decode(token, KEY, algorithms=["HS256"], audience="default")
+    assert abs(claims["exp"] - (time.time() + 3600)) < 60
+    assert claims["aud"] == "default"
     assert cli.main([*args, "--scope", "admin:write"]) == 0
     admin = verifier.verify(capsys.readouterr().out.strip(), Scope.ADMIN_WRITE)
     assert admin.subject is None

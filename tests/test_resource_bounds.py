@@ -249,18 +249,21 @@ def test_every_record_limit_count_is_at_least_one(field: Any) -> None:
         max_back_to_source_per_host=20,
         max_upload_share=0.25,
         failure_report_window=300.0,
+        seed_fetches_per_host=20,
+        seed_fetch_window=60.0,
     )
 
 
 def test_the_record_limits_that_are_not_counts() -> None:
-    assert len(_COUNTS) == 4
+    assert len(_COUNTS) == 5
     assert RecordLimits(max_upload_share=1.0).max_upload_share == 1.0
     for share in (0.0, 1.5, -0.1):
         with pytest.raises(ValueError, match=r"^max_upload_share must be in \(0, 1\], got "):
             RecordLimits(max_upload_share=share)
     for window in (0.0, -1.0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match=r"^failure_report_window must be a positive number"):
-            RecordLimits(failure_report_window=window)
+        for name in ("failure_report_window", "seed_fetch_window"):
+            with pytest.raises(ValueError, match=rf"^{name} must be a positive number"):
+                RecordLimits(**{name: window})
 
 
 # --- peers and tasks per host ----------------------------------------------------------------

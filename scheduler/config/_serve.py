@@ -430,6 +430,21 @@ RECORDS: Final = Section(
             "report it, the parent's host is charged once per window.",
             positive=True,
         ),
+        integer(
+            "seed_fetches_per_host",
+            _RECORD_DEFAULTS.seed_fetches_per_host,
+            "most seed fetches the peers of one host may cause per `seed_fetch_window`",
+            details="A task's URL is its first peer's word, and a seed fetches the tasks "
+            "nobody can feed yet; past this, that host's peers go to the origin themselves "
+            "(or wait) instead of a seed fetching for them.",
+            minimum=1,
+        ),
+        duration(
+            "seed_fetch_window",
+            _RECORD_DEFAULTS.seed_fetch_window,
+            "the sliding window of `seed_fetches_per_host`",
+            positive=True,
+        ),
     ),
 )
 

@@ -48,6 +48,10 @@ class RecordLimits:
     #: A parent's host is charged a failure at most once per reporting host in this
     #: many seconds, however many of that host's peers report it.
     failure_report_window: float = attrs.field(default=300.0, validator=_positive_seconds)
+    #: Seed fetches the peers of one host may cause within ``seed_fetch_window`` seconds:
+    #: a task's URL comes from its first peer, so no host can make the seeds fetch at will.
+    seed_fetches_per_host: int = attrs.field(default=20, validator=_at_least_one)
+    seed_fetch_window: float = attrs.field(default=60.0, validator=_positive_seconds)
 
     def upload_slots_for_one_host(self, upload_limit: int) -> int:
         """Of a host's ``upload_limit`` slots, how many the peers of one other host may hold."""

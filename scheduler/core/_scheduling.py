@@ -40,6 +40,7 @@ from ._limits import DEFAULT_LIMITS, RecordLimits
 from ._model import Host, HostType, Peer, RecordKind, Task
 from ._origin import OriginBook, SeedFetch
 from ._policy import PolicySet
+from ._quota import Quota
 from ._rendezvous import rendezvous_owner
 from ._view import StateView
 
@@ -92,6 +93,8 @@ class Scheduling:
         self.offered = Offered()
         #: Failures charged per (parent host, reporting host) in the window.
         self.failures = FailureReports(limits.failure_report_window)
+        #: Seed fetches caused per requesting host, in a sliding window.
+        self.seed_fetches = Quota(limits.seed_fetches_per_host, limits.seed_fetch_window)
         self._attempts: dict[str, int] = {}
         #: Children whose last answer was ``wait``: their next reschedule is that wait's retry.
         self._waiting: set[str] = set()
@@ -415,7 +418,9 @@ class Scheduling:
         if child.host_id in self._seeds:
             return None  # a child on a seed host fetches from the origin itself
         seed_host_id = rendezvous_owner(task.id, self._seeds)
-        if seed_host_id is None:
+        if seed_host_id is None or not self.seed_fetches.take(child.host_id, now):
+            # No seed, or the child's host used its quota: the origin or a wait, as
+            # when there is no seed (the task's URL is the requesting host's word).
             return None
         self._fetch_seq += 1
         peer_id = f"seed-{self._fetch_seq}-{task.id}"

@@ -4,10 +4,14 @@ Tokens are JWTs signed with HMAC-SHA256 (PyJWT) under a shared key read from
 ``auth.key_file``; ``auth.previous_key_file`` keeps the tokens of the key
 before a rotation valid. A token's claims:
 
-* ``scope``: space-separated, ``host`` for a peer, ``admin:read`` or
-  ``admin:write`` (which includes read) for the admin API;
+* ``scope``: space-separated, ``host`` for a peer (with ``seed`` for one that may
+  announce seed hosts), ``admin:read`` or ``admin:write`` (which includes read)
+  for the admin API;
 * ``sub``: for a host token, the one hostname it may announce; absent on a
   cluster-wide host token (any hostname: weaker, see docs/security.md);
+* ``aud`` (required): the id of the cluster the token is for (``cluster.id``,
+  ``"default"`` unless set), so that a token cannot be replayed into another
+  cluster that shares the key;
 * ``exp`` (required), ``iat`` and a random ``jti``.
 
 The peers' listener checks ``Authorization: Bearer`` in the request head before
@@ -35,6 +39,8 @@ from ..session import Identity
 from ._config import ServiceConfig
 
 ALGORITHM: Final = "HS256"
+#: The cluster id a token is for when none is given (``cluster.id``'s default).
+DEFAULT_CLUSTER: Final = "default"
 #: RFC 7518 section 3.2: an HS256 key has at least 256 bits.
 MIN_KEY_BYTES: Final = 32
 #: Default lifetime of an issued token (``scheduler token issue --ttl``).
@@ -45,6 +51,8 @@ LEEWAY: Final = 30.0
 
 class Scope(enum.StrEnum):
     HOST = "host"
+    #: With ``host``: the token may announce seed hosts (``type: seed``).
+    SEED = "seed"
     ADMIN_READ = "admin:read"
     ADMIN_WRITE = "admin:write"
 
@@ -53,6 +61,7 @@ _SCOPE_NAMES: Final = frozenset(s.value for s in Scope)
 #: What each scope also grants.
 IMPLIES: Final[Mapping[Scope, frozenset[Scope]]] = {
     Scope.HOST: frozenset({Scope.HOST}),
+    Scope.SEED: frozenset({Scope.SEED}),
     Scope.ADMIN_READ: frozenset({Scope.ADMIN_READ}),
     Scope.ADMIN_WRITE: frozenset({Scope.ADMIN_READ, Scope.ADMIN_WRITE}),
 }
@@ -67,6 +76,8 @@ class AuthFailure(enum.StrEnum):
     EXPIRED = "expired"
     SCOPE = "scope"
     CERTIFICATE = "certificate"
+    #: A token for another cluster (its ``aud``), or for none.
+    AUDIENCE = "audience"
 
 
 @final
@@ -105,17 +116,24 @@ def issue_token(
     hostname: str | None = None,
     ttl: float = DEFAULT_TTL,
     now: float | None = None,
+    cluster_id: str = DEFAULT_CLUSTER,
 ) -> str:
-    """A token for ``scopes``, valid ``ttl`` seconds from ``now`` (default: the wall clock)."""
+    """A token for ``scopes`` in cluster ``cluster_id``, valid ``ttl`` seconds from ``now``
+    (default: the wall clock)."""
     if not scopes:
         raise ValueError("a token needs at least one scope")
     if hostname is not None and Scope.HOST not in scopes:
         raise ValueError("only a host token names a hostname")
+    if Scope.SEED in scopes and Scope.HOST not in scopes:
+        raise ValueError("the seed scope extends a host token")
+    if not cluster_id:
+        raise ValueError("a token names the cluster it is for")
     if not ttl > 0:
         raise ValueError(f"ttl must be positive, got {ttl!r}")
     issued = time.time() if now is None else now
     claims: dict[str, Any] = {
         "scope": " ".join(str(s) for s in scopes),
+        "aud": cluster_id,
         "iat": int(issued),
         "exp": int(issued + ttl),
         "jti": secrets.token_hex(8),
@@ -140,6 +158,8 @@ class TokenVerifier:
     """Checks tokens against the current key, then the previous one (rotation)."""
 
     keys: tuple[bytes, ...]
+    #: The cluster this server belongs to: a token's ``aud`` must name it.
+    audience: str = DEFAULT_CLUSTER
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> TokenVerifier | None:
@@ -149,7 +169,7 @@ class TokenVerifier:
         keys = [read_key(config.auth_key_file, "auth.key_file")]
         if config.auth_previous_key_file is not None:
             keys.append(read_key(config.auth_previous_key_file, "auth.previous_key_file"))
-        return cls(tuple(keys))
+        return cls(tuple(keys), config.cluster_id)
 
     def verify(self, token: str, scope: Scope) -> Claims:
         """The token's claims if one of the keys signed it, it is current and grants ``scope``."""
@@ -166,12 +186,25 @@ class TokenVerifier:
         for key in self.keys:
             try:
                 claims: dict[str, Any] = jwt.decode(
-                    token, key, algorithms=[ALGORITHM], options={"require": ["exp"]}, leeway=LEEWAY
+                    token,
+                    key,
+                    algorithms=[ALGORITHM],
+                    options={"require": ["exp", "aud"]},
+                    audience=self.audience,
+                    leeway=LEEWAY,
                 )
             except jwt.InvalidSignatureError:
                 continue
             except jwt.ExpiredSignatureError:
                 raise AuthError(AuthFailure.EXPIRED, "the token has expired") from None
+            except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
+                if isinstance(exc, jwt.MissingRequiredClaimError) and exc.claim != "aud":
+                    raise AuthError(AuthFailure.MALFORMED, "the token is not valid") from None
+                raise AuthError(
+                    AuthFailure.AUDIENCE,
+                    f"the token is not for cluster {self.audience!r}; issue one with "
+                    f"`scheduler token issue --cluster-id {self.audience}`",
+                ) from None
             except jwt.InvalidTokenError:
                 raise AuthError(AuthFailure.MALFORMED, "the token is not valid") from None
             return claims
@@ -208,6 +241,19 @@ def certificate_name(peercert: Mapping[str, Any] | None) -> str:
     raise AuthError(AuthFailure.CERTIFICATE, "the client certificate has no subject CN")
 
 
+#: The subject ``OU`` that lets a client certificate announce seed hosts.
+SEED_UNIT: Final = "seed"
+
+
+def certificate_is_seed(peercert: Mapping[str, Any] | None) -> bool:
+    """True if a verified client certificate's subject has ``OU=seed``."""
+    return any(
+        name == "organizationalUnitName" and value == SEED_UNIT
+        for rdn in (peercert or {}).get("subject", ())
+        for name, value in rdn
+    )
+
+
 @final
 @attrs.frozen
 class PeerGuard:
@@ -225,17 +271,19 @@ class PeerGuard:
         certificate's CN.
         """
         cert_name = certificate_name(peercert) if self.certificates else None
+        cert_seed = cert_name is not None and certificate_is_seed(peercert)
         if self.verifier is None:
             assert cert_name is not None
-            return Identity(cert_name, via="certificate")
+            return Identity(cert_name, via="certificate", seed=cert_seed)
         claims = self.verifier.verify(bearer_token(headers), Scope.HOST)
         if cert_name is not None and claims.subject not in (None, cert_name):
             raise AuthError(
                 AuthFailure.CERTIFICATE, "the token and the client certificate name other hosts"
             )
+        seed = cert_seed or Scope.SEED in claims.scopes
         if claims.subject is None and cert_name is not None:
-            return Identity(cert_name, via="certificate")
-        return Identity(claims.subject, via="token")
+            return Identity(cert_name, via="certificate", seed=seed)
+        return Identity(claims.subject, via="token", seed=seed)
 
 
 def check_credential_files(config: ServiceConfig) -> None:

@@ -89,6 +89,8 @@ class ServiceConfig:
     max_back_to_source_per_host: int = _default("max_back_to_source_per_host")
     max_upload_share: float = _default("max_upload_share")
     failure_report_window: float = _default("failure_report_window")
+    seed_fetches_per_host: int = _default("seed_fetches_per_host")
+    seed_fetch_window: float = _default("seed_fetch_window")
     # [auth]
     auth_key_file: str | None = _default("auth_key_file")
     auth_previous_key_file: str | None = _default("auth_previous_key_file")
@@ -127,6 +129,8 @@ class ServiceConfig:
             max_back_to_source_per_host=self.max_back_to_source_per_host,
             max_upload_share=self.max_upload_share,
             failure_report_window=self.failure_report_window,
+            seed_fetches_per_host=self.seed_fetches_per_host,
+            seed_fetch_window=self.seed_fetch_window,
         )
 
     def refused_networks(self) -> tuple[Network, ...]:

@@ -496,7 +496,12 @@ class Registrar:
         if others:
             token = None
             if self._admin_key is not None:
-                token = issue_token(self._admin_key, scopes=(Scope.ADMIN_READ,), ttl=60)
+                token = issue_token(
+                    self._admin_key,
+                    scopes=(Scope.ADMIN_READ,),
+                    ttl=60,
+                    cluster_id=identity.cluster_id,
+                )
             async with trio.open_nursery() as nursery:
                 for member in others:
                     nursery.start_soon(self._ask, member, token, answers)

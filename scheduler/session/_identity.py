@@ -12,6 +12,9 @@ what that identity may do; they read no token and no certificate.
   announced by someone else.
 * Reconnecting to, taking over or superseding an existing host needs the same
   identity that announced it (see :func:`check_announce`).
+* Only an identity with the seed scope (a token issued with ``--seed``, a client
+  certificate with ``OU=seed``) may announce a seed host: seeds are first choice
+  as parents and receive other hosts' ``fetch_task``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Identity:
     name: str | None
     #: How it was proven, for logs: ``"token"`` or ``"certificate"``.
     via: str = attrs.field(default="token", eq=False)
+    #: Whether it may announce seed hosts (the same identity with or without it).
+    seed: bool = attrs.field(default=False, eq=False)
 
     @property
     def cluster_wide(self) -> bool:
@@ -49,8 +54,11 @@ def check_announce(
     hostname: str,
     affected: Iterable[str],
     identity_of: Callable[[str], Identity | None],
+    *,
+    seed: bool = False,
 ) -> None:
-    """Raise :class:`Forbidden` unless ``identity`` may announce ``hostname``.
+    """Raise :class:`Forbidden` unless ``identity`` may announce ``hostname`` (as a seed
+    host if ``seed``).
 
     ``affected`` are the existing hosts the announce would reconnect to, take
     over or supersede; each must have been announced by the same identity.
@@ -61,6 +69,11 @@ def check_announce(
     if not identity.may_announce(hostname):
         raise Forbidden(
             f"authenticated as {identity.describe()}; it may not announce hostname {hostname!r}"
+        )
+    if seed and not identity.seed:
+        raise Forbidden(
+            f"authenticated as {identity.describe()} without the seed scope; it may not "
+            "announce a seed host (issue a seed token: `scheduler token issue --seed`)"
         )
     for host_id in affected:
         owner = identity_of(host_id)

@@ -528,7 +528,13 @@ class SessionProtocol:
             # Checked before the core is asked: a forbidden announce changes nothing.
             same_name = state.view.host_ids_by_hostname(info.hostname)
             affected = [h for h in (host_id, *sorted(same_name)) if state.has_host(h)]
-            check_announce(self.identity, info.hostname, affected, self.hosts.identity_of)
+            check_announce(
+                self.identity,
+                info.hostname,
+                affected,
+                self.hosts.identity_of,
+                seed=info.type is HostType.SEED,
+            )
         events = state.announce_host(info, now, interval=message.interval)
         self._last_touch = now
         if self.host_id is None:
