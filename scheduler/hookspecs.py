@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     # Only modules that never import this one: the engine imports the hookspecs.
     from .core._decision import ScheduleLimits
     from .core._events import ContactSource, Eviction, Expiry, Verdict
+    from .core._lifecycle import PeerState
     from .core._model import Host, Peer, RecordKind, Task
     from .core._view import StateView
 
@@ -52,7 +53,9 @@ __all__ = [
     "scheduler_host_expiry",
     "scheduler_host_reconnected",
     "scheduler_host_supersedes",
+    "scheduler_parent_failed",
     "scheduler_peer_expiry",
+    "scheduler_peer_state_changed",
     "scheduler_proactive_push",
     "scheduler_replaces",
     "scheduler_schedule_limits",
@@ -255,6 +258,34 @@ def scheduler_host_disconnected(host: Host, now: float) -> None:
 @hookspec
 def scheduler_host_reconnected(host: Host, disconnected_for: float, now: float) -> None:
     """``host`` announced on a new session before it was evicted."""
+
+
+@hookspec
+def scheduler_peer_state_changed(
+    peer: Peer, old_state: PeerState, view: StateView, now: float
+) -> None:
+    """``peer`` moved from ``old_state`` to ``peer.state``.
+
+    Called for every move of the peer lifecycle (registration, ``download_started``,
+    ``back_to_source``, ``download_finished``, ``download_failed``), after the peer's
+    own deadline was recomputed. Its eviction is :func:`scheduler_evicted` instead.
+    """
+
+
+@hookspec
+def scheduler_parent_failed(  # noqa: PLR0917 - hooks are called by keyword
+    child: Peer, parent: Peer, reporter: Host, charged: bool, view: StateView, now: float
+) -> None:
+    """``child`` (a peer of ``reporter``) reported ``parent`` as failed in a ``reschedule``.
+
+    Called once per failed parent of a ``reschedule`` that counts: a live peer of the
+    child's task that the scheduler handed to the child (other names are ignored and
+    never reach a plugin). ``charged`` is True when the report was charged to the
+    parent's host (``Host.upload_failed_count`` rose by one): the first from this
+    reporting host within ``records.failure_report_window``. When it was, the
+    parent host's deadline is recomputed right after this call, so a policy that
+    reads the count in :func:`scheduler_host_expiry` sees it at once.
+    """
 
 
 @hookspec

@@ -176,7 +176,13 @@ def test_hookspecs_name_the_view_and_never_the_mutable_state() -> None:
         for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.ImportFrom) and node.module and "core" in node.module
     }
-    assert imported == {"core._decision", "core._events", "core._model", "core._view"}
+    assert imported == {
+        "core._decision",
+        "core._events",
+        "core._lifecycle",
+        "core._model",
+        "core._view",
+    }
 
 
 def test_every_view_member_is_on_the_state_too() -> None:

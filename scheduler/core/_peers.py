@@ -143,15 +143,17 @@ class PeerLedger(Ledger[Peer]):
         events.append(PeerRegistered(peer.id, task.id, host.id, now))
         self._schedule(peer, now)
         self._tasks.touch(task, now)
+        self.policies.peer_state_changed(peer, PeerState.PENDING, self.view, now)
         return events
 
     def start_download(self, peer_id: str, now: float, as_host: str | None) -> None:
         peer, task = self._owned(peer_id, as_host)
         new_peer = transition("peer", PEER_TRANSITIONS, peer.state, PeerEvent.DOWNLOAD)
         new_task = task_after_peer_started(task.state)
-        self._set_state(peer, new_peer)
+        old_state = self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
         self._changed(peer, task, now)
+        self.policies.peer_state_changed(peer, old_state, self.view, now)
 
     def back_to_source(self, peer_id: str, now: float, as_host: str | None) -> None:
         peer, task = self._owned(peer_id, as_host)
@@ -169,10 +171,11 @@ class PeerLedger(Ledger[Peer]):
                 f"back-to-source peers in task {task.id!r}"
             )
         new_task = task_after_peer_started(task.state)
-        self._set_state(peer, new_peer)
+        old_state = self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
         _count_back_to_source(task, peer.host_id, +1)
         self._changed(peer, task, now)
+        self.policies.peer_state_changed(peer, old_state, self.view, now)
 
     def finish_pieces(
         self,
@@ -217,10 +220,11 @@ class PeerLedger(Ledger[Peer]):
         new_task = task_after_peer_succeeded(task.state)
         if peer.state is PeerState.BACK_TO_SOURCE:
             _count_back_to_source(task, peer.host_id, -1)
-        self._set_state(peer, new_peer)
+        old_state = self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
         self._tasks.confirm_size(task, peer)
         self._changed(peer, task, now)
+        self.policies.peer_state_changed(peer, old_state, self.view, now)
 
     def fail_download(self, peer_id: str, now: float, as_host: str | None) -> None:
         peer, task = self._owned(peer_id, as_host)
@@ -229,9 +233,10 @@ class PeerLedger(Ledger[Peer]):
         new_task = task_after_peer_failed(task.state, others)
         if peer.state is PeerState.BACK_TO_SOURCE:
             _count_back_to_source(task, peer.host_id, -1)
-        self._set_state(peer, new_peer)
+        old_state = self._set_state(peer, new_peer)
         self._tasks.set_state(task, new_task)
         self._changed(peer, task, now)
+        self.policies.peer_state_changed(peer, old_state, self.view, now)
 
     def leave(self, peer_id: str, now: float, as_host: str | None) -> list[Event]:
         self._owned(peer_id, as_host)
@@ -288,10 +293,13 @@ class PeerLedger(Ledger[Peer]):
             raise NotFound("peer", peer_id)
         return peer, self._tasks.get(peer.task_id)
 
-    def _set_state(self, peer: Peer, state: PeerState) -> None:
-        self._states[peer.state] -= 1
+    def _set_state(self, peer: Peer, state: PeerState) -> PeerState:
+        """Move the peer to ``state``; return the state it left."""
+        old = peer.state
+        self._states[old] -= 1
         self._states[state] += 1
         peer.state = state
+        return old
 
     def _changed(self, peer: Peer, task: Task, now: float) -> None:
         peer.updated_at = task.updated_at = now

@@ -20,9 +20,11 @@ from typing import Any, Final, NamedTuple, TypeGuard, TypeVar, final
 import pluggy
 
 from .. import hookspecs
+from ..logfields import log_fields
 from ._decision import ScheduleLimits
 from ._errors import ConfigError
 from ._events import ContactSource, Eviction, Expiry, Verdict
+from ._lifecycle import PeerState
 from ._model import Host, Peer, RecordKind, Task
 from ._view import StateView
 
@@ -31,6 +33,13 @@ log = logging.getLogger("scheduler.plugins")
 T = TypeVar("T")
 
 PluginErrorCallback = Callable[[str, str, BaseException], None]
+#: ``on_veto(plugin, reason)``: a plugin vetoed a candidate (the reason as counted).
+VetoCallback = Callable[[str, str], None]
+
+#: Distinct veto reasons counted per plugin; further ones count as :data:`OTHER_REASON`
+#: (a reason is free text: one holding an id would make a metric label per candidate).
+MAX_VETO_REASONS: Final = 32
+OTHER_REASON: Final = "other"
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -100,6 +109,10 @@ class PolicySet:
         self.pm = pm
         self.errors: Counter[tuple[str, str]] = Counter()
         self.on_error = on_error
+        #: Candidates vetoed per ``(plugin, reason)`` (reasons bounded per plugin).
+        self.vetoes: Counter[tuple[str, str]] = Counter()
+        self.on_veto: VetoCallback | None = None
+        self._veto_reasons: dict[str, set[str]] = {}
         #: Each hook's caller, looked up once (its implementations are read at every call).
         self._callers: dict[str, pluggy.HookCaller] = {}
         #: Each hook's implementations as pluggy listed them, and the calls made of them.
@@ -205,6 +218,7 @@ class PolicySet:
             kwargs["parent"] = candidate
             for plugin, result in self._call_each(calls, kwargs):
                 if isinstance(result, str):
+                    self._vetoed(plugin, result, child, candidate)
                     break
                 bad = _BadResult(f"expected str or None, got {result!r:.200}")
                 self._contain(plugin, hook_name, bad)
@@ -332,6 +346,34 @@ class PolicySet:
     def evicted(self, eviction: Eviction) -> None:
         self._notify("scheduler_evicted", {"eviction": eviction})
 
+    def peer_state_changed(
+        self, peer: Peer, old_state: PeerState, view: StateView, now: float
+    ) -> None:
+        self._notify(
+            "scheduler_peer_state_changed",
+            {"peer": peer, "old_state": old_state, "view": view, "now": now},
+        )
+
+    def parent_failed(
+        self,
+        child: Peer,
+        parent: Peer,
+        reporter: Host,
+        *,
+        charged: bool,
+        view: StateView,
+        now: float,
+    ) -> None:
+        kwargs = {
+            "child": child,
+            "parent": parent,
+            "reporter": reporter,
+            "charged": charged,
+            "view": view,
+            "now": now,
+        }
+        self._notify("scheduler_parent_failed", kwargs)
+
     # --- machinery --------------------------------------------------------------------
 
     def _earliest(self, hook_name: str, kwargs: Mapping[str, Any]) -> Expiry | None:
@@ -412,6 +454,23 @@ class PolicySet:
             result = invoke(kwargs)
             if result is not None:
                 yield plugin, result
+
+    def _vetoed(self, plugin: str, reason: str, child: Peer, candidate: Peer) -> None:
+        """Count (and log, at debug) one veto; reasons past the per-plugin bound are 'other'."""
+        reasons = self._veto_reasons.setdefault(plugin, set())
+        if reason not in reasons:
+            if len(reasons) < MAX_VETO_REASONS:
+                reasons.add(reason)
+            else:
+                reason = OTHER_REASON
+        self.vetoes[(plugin, reason)] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "candidate vetoed",
+                extra=log_fields(plugin=plugin, reason=reason, child=child.id, parent=candidate.id),
+            )
+        if self.on_veto is not None:
+            self.on_veto(plugin, reason)
 
     def _contain(self, plugin: str, hook_name: str, exc: BaseException) -> None:
         self.errors[(plugin, hook_name)] += 1

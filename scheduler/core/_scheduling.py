@@ -75,13 +75,13 @@ class Scheduling:
         rng: random.Random | None,
         find_host: Callable[[str], Host | None],
         limits: RecordLimits = DEFAULT_LIMITS,
-        deadline_changed: Callable[[str, float], None] | None = None,
+        recompute: Callable[[RecordKind, str, float], None] | None = None,
     ) -> None:
-        """``deadline_changed(peer_id, now)`` asks the peer ledger to recompute a peer's
-        deadline after the scheduling changed what the policies read of it."""
+        """``recompute(kind, record_id, now)`` asks that kind's ledger for a record's
+        deadline again, after the scheduling changed what the policies read of it."""
         self.policies = policies
         self.limits = limits
-        self._deadline_changed = deadline_changed
+        self._recompute = recompute
         #: A live host by id, or None (the host ledger's ``find``).
         self._live_host = find_host
         self.rng = rng if rng is not None else random.Random()
@@ -157,8 +157,17 @@ class Scheduling:
                 continue
             self.offered.block(child.id, parent.id)  # the record's id: nothing of the frame
             host = self._live_host(parent.host_id)
-            if host is not None and self.failures.charge(host.id, child.host_id, now):
+            charged = host is not None and self.failures.charge(host.id, child.host_id, now)
+            if charged:
+                assert host is not None
                 host.upload_failed_count += 1
+            reporter = self.view.host(child.host_id)
+            self.policies.parent_failed(
+                child, parent, reporter, charged=charged, view=self.view, now=now
+            )
+            if charged and self._recompute is not None:
+                # A policy may read the count (a quarantine): its deadline follows it.
+                self._recompute(RecordKind.HOST, parent.host_id, now)
         if child.id not in self._waiting:
             self._attempts[child.id] = self._attempts.get(child.id, 0) + 1
         return self._decide(child, now, ScheduleCause.RESCHEDULE)
@@ -306,8 +315,8 @@ class Scheduling:
             if child.handed_parents_at is None and child.state in RECEIVED_PEER_STATES:
                 # The start timeout counts from here (see Peer.handed_parents_at).
                 child.handed_parents_at = now
-                if self._deadline_changed is not None:
-                    self._deadline_changed(child.id, now)
+                if self._recompute is not None:
+                    self._recompute(RecordKind.PEER, child.id, now)
             decision = Decision(_PARENTS, parent_ids)
         else:
             task = self.view.task(child.task_id)

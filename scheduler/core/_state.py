@@ -38,8 +38,14 @@ class LedgerView:
     """The read-only :class:`~._view.StateView` over the three ledgers and the parent edges."""
 
     def __init__(
-        self, hosts: HostLedger, peers: PeerLedger, tasks: TaskLedger, scheduling: Scheduling
+        self,
+        hosts: HostLedger,
+        peers: PeerLedger,
+        tasks: TaskLedger,
+        scheduling: Scheduling,
+        wall_offset: float = 0.0,
     ) -> None:
+        self._wall_offset = wall_offset
         self._hosts = hosts
         self._peers = peers
         self._tasks = tasks
@@ -54,6 +60,10 @@ class LedgerView:
             RecordKind.PEER: peers,
             RecordKind.TASK: tasks,
         }
+
+    def wall_time(self, t: float) -> float:
+        """A time of the core's clock (a ``now``) as Unix time, in seconds."""
+        return self._wall_offset + t
 
     def has_host(self, host_id: str) -> bool:
         return self._hosts.exists(host_id)
@@ -166,9 +176,12 @@ class SchedulerState(LedgerView):
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
         rng: random.Random | None = None,
         limits: RecordLimits = DEFAULT_LIMITS,
+        wall_offset: float = 0.0,
     ) -> None:
         """``rng`` seeds the decisions' sampling and jitter (a fresh one by default);
-        ``limits`` bounds what one host can make the state keep."""
+        ``limits`` bounds what one host can make the state keep; ``wall_offset`` is
+        Unix time minus the core's clock (``view.wall_time(now)`` adds it), 0 when the
+        caller's ``now`` already is Unix time or needs no wall time (a simulation)."""
         require_finite_positive("sweep_interval", sweep_interval)
         self.policies = policies
         self.sweep_interval = sweep_interval
@@ -185,10 +198,19 @@ class SchedulerState(LedgerView):
         )
         # The cascades: a host's or a task's eviction evicts its peers first.
         hosts.peers = tasks.peers = peers
-        scheduling = Scheduling(policies, rng, hosts.find, limits, peers.reschedule)
-        super().__init__(hosts, peers, tasks, scheduling)
+        ledgers: dict[RecordKind, Ledger[Any]] = {
+            RecordKind.HOST: hosts,
+            RecordKind.PEER: peers,
+            RecordKind.TASK: tasks,
+        }
+
+        def recompute(kind: RecordKind, record_id: str, now: float) -> None:
+            ledgers[kind].reschedule(record_id, now)
+
+        scheduling = Scheduling(policies, rng, hosts.find, limits, recompute)
+        super().__init__(hosts, peers, tasks, scheduling, wall_offset)
         #: The read-only view the policies (and any observer) get.
-        self.view = LedgerView(hosts, peers, tasks, scheduling)
+        self.view = LedgerView(hosts, peers, tasks, scheduling, wall_offset)
         for ledger in (hosts, peers, tasks, scheduling):
             ledger.connect(self.view)
         self._gc = GarbageCollector((hosts, peers, tasks), policies, self.view)

@@ -21,6 +21,17 @@ from ._model import Host, Peer, RecordKind, Task
 class StateView(Protocol):
     """A read-only view of hosts, peers and tasks. Lookups raise ``NotFound``."""
 
+    # --- time --------------------------------------------------------------------------
+
+    def wall_time(self, t: float) -> float:
+        """``t``, a time of the core's clock (every hook's ``now``), as Unix time.
+
+        The core's clock is whatever its caller runs on: ``scheduler serve`` passes
+        trio's monotonic clock, whose zero means nothing in a log line; this adds the
+        offset the caller gave (Unix time minus its clock, read once at start-up).
+        """
+        ...
+
     # --- one record --------------------------------------------------------------------
 
     def host(self, host_id: str) -> Host: ...

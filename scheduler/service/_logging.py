@@ -23,17 +23,15 @@ from typing import Any, Final
 
 import orjson
 
+from ..logfields import FIELDS
+from ..logfields import log_fields as fields
 from ._text import escape, escape_for_json, escape_unsafe
 
-FIELDS = "fields"
+__all__ = ["FIELDS", "JsonFormatter", "TextFormatter", "configure_logging", "fields"]
+
 
 #: A text-format value with one of these is quoted.
 _NEEDS_QUOTES: Final = re.compile('[ ="]')
-
-
-def fields(**values: Any) -> dict[str, Any]:
-    """``log.info("msg", extra=fields(host_id=..., reason=...))``."""
-    return {FIELDS: values}
 
 
 class TextFormatter(logging.Formatter):

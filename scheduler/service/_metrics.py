@@ -99,6 +99,12 @@ class Metrics:
         self.plugin_errors = Counter(
             "scheduler_plugin_errors", "Plugin hooks that raised", ["plugin", "hook"], registry=r
         )
+        self.candidate_vetoes = Counter(
+            "scheduler_candidate_vetoes",
+            "Candidate parents a plugin vetoed (scheduler_candidate_veto), by plugin and reason",
+            ["plugin", "reason"],
+            registry=r,
+        )
         self.session_ends = Counter(
             "scheduler_session_ends", "Sessions ended, by cause", ["cause"], registry=r
         )

@@ -87,11 +87,15 @@ class SchedulerService:
         if policies is None:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
+        policies.on_veto = self._candidate_vetoed
+        now = trio.current_time()
         self.state = SchedulerState(
             policies,
-            now=trio.current_time(),
+            now=now,
             sweep_interval=config.sweep_interval,
             limits=config.record_limits(),
+            # Read both clocks once: timestamps stay stable across API calls.
+            wall_offset=time.time() - now,
         )
         self.hosts = HostSessions(self.state)
         #: Drawn once per process start; every ``host_accepted`` carries it, so a client
@@ -118,8 +122,6 @@ class SchedulerService:
         self.gc = GcLoops(
             self.state, self.metrics, self.apply, slice_size=config.evictions_per_slice
         )
-        # Read both clocks once: timestamps stay stable across API calls.
-        self._wall_offset = time.time() - trio.current_time()
         self._serving = False
         self.ws_url = ""
         self.admin_url = ""
@@ -180,7 +182,7 @@ class SchedulerService:
 
     def wall_time(self, t: float) -> float:
         """Convert a core timestamp (trio clock) into Unix time, with one fixed offset."""
-        return self._wall_offset + t
+        return self.state.view.wall_time(t)
 
     def session_of(self, host_id: str) -> SessionOwner | None:
         return self.hosts.owner_of(host_id)
@@ -376,6 +378,11 @@ class SchedulerService:
             trio.current_time(),
             reason=reason,
         )
+
+    def _candidate_vetoed(self, plugin: str, reason: str) -> None:
+        metrics = getattr(self, "metrics", None)
+        if metrics is not None:
+            metrics.candidate_vetoes.labels(plugin, reason).inc()
 
     def _plugin_error(self, plugin: str, hook: str, exc: BaseException) -> None:
         # Called from inside PolicySet; metrics may not exist yet during start-up.
