@@ -223,9 +223,11 @@ def _address(url: str) -> tuple[str, int]:
 
 
 @asynccontextmanager
-async def serving(config: ServiceConfig = LOOPBACK) -> AsyncIterator[Live]:
+async def serving(
+    config: ServiceConfig = LOOPBACK, policies: PolicySet | None = None
+) -> AsyncIterator[Live]:
     """Run ``SchedulerService.run`` with real listeners (port 0) until the block ends."""
-    service = SchedulerService(config)
+    service = SchedulerService(config, policies)
     async with trio.open_nursery() as nursery:
         ws_url, admin_url = await nursery.start(
             lambda task_status: service.run(task_status=task_status)

@@ -21,9 +21,11 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
+from scheduler import hookimpl
 from scheduler.client import fetch_hosts, fetch_peers, fetch_task
 from scheduler.client._hosts import quote_id
 from scheduler.core import HostInfo, TaskInfo
+from scheduler.policies import load_policies
 from scheduler.service import SchedulerService, Scope, ServiceConfig, issue_token
 from scheduler.service._admin import CSP, GRAPH_DEFAULT, AdminViews, make_admin_app
 from scheduler.service._graph import depths
@@ -441,3 +443,45 @@ async def test_an_admin_handler_that_raises_answers_500_with_the_headers() -> No
         assert start["status"] == 500
         assert (b"x-content-type-options", b"nosniff") in start["headers"]
         assert orjson.loads(body["body"]) == {"error": "internal error; see the scheduler's log"}
+
+
+class RefuseAll:
+    """A plugin seen at work: it vetoes every candidate."""
+
+    name = "refuse_all"
+
+    @hookimpl
+    def scheduler_candidate_veto(self) -> str:
+        return "quarantined"
+
+
+async def test_the_plugins_route_shows_each_plugin_its_settings_and_its_vetoes() -> None:
+    config = attrs.evolve(CONFIG, plugin_config={"peer_start": {"start_timeout": "45s"}})
+    policies = load_policies(config=config.policy_config(), plugins=[RefuseAll()])
+    with trio.fail_after(30):
+        async with serving(config, policies) as live:
+            async with open_client(live.ws_url) as feeder, open_client(live.ws_url) as child:
+                await announce(feeder, "feeder", "10.0.0.1", interval=30.0)
+                await announce(child, "child", "10.0.0.2", interval=30.0)
+                task = {"id": "t", "url": "https://example.invalid/f"}
+                await request(feeder, {"type": "register_peer", "peer_id": "f", "task": task})
+                await request(feeder, {"type": "back_to_source", "peer_id": "f"})
+                reply = await request(
+                    child, {"type": "register_peer", "peer_id": "c", "task": task}
+                )
+                assert reply["action"] == "wait"
+            status, answer = await call("GET", f"{live.admin_url}/api/v1/plugins")
+            assert status == 200
+            by_name = {p["name"]: p for p in answer["plugins"]}
+            assert by_name["peer_start"]["settings"] == {"start_timeout": 45.0}
+            assert by_name["peer_start"]["builtin"] is True
+            assert by_name["peer_start"]["hooks"] == ["scheduler_peer_expiry"]
+            assert by_name["refuse_all"]["builtin"] is False
+            assert by_name["refuse_all"]["settings"] is None
+            assert by_name["refuse_all"]["vetoes"] == {"quarantined": 1}
+            assert answer["blocked"] == []
+            _, metrics = await call("GET", f"{live.admin_url}/metrics")
+            assert (
+                'scheduler_candidate_vetoes_total{plugin="refuse_all",reason="quarantined"} 1.0'
+                in metrics
+            )

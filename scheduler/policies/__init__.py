@@ -19,6 +19,7 @@ from ._loader import import_object as import_object
 from ._loader import installed_plugins as installed_plugins
 from ._loader import instantiate as instantiate
 from ._loader import load_policies as load_policies
+from ._loader import plugins_in_force as plugins_in_force
 from ._peer_lifetime import PeerLifetime as PeerLifetime
 from ._peer_start import PeerStart as PeerStart
 from ._task_idle import TaskIdleTTL as TaskIdleTTL
@@ -40,4 +41,5 @@ __all__ = [
     "installed_plugins",
     "instantiate",
     "load_policies",
+    "plugins_in_force",
 ]

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from ..core import ConfigError, PolicySet, new_plugin_manager, plugin_name
 from ..core._policy import PluginErrorCallback
+from ..settings import Section
 from ._announce_ttl import AnnounceTTL
 from ._capacity import Capacity
 from ._disconnect_grace import DisconnectGrace
@@ -118,3 +119,56 @@ def load_policies(
     for plugin in plugins:
         register(plugin)
     return PolicySet.finish(pm, config or {}, on_error, defaults)
+
+
+def plugins_in_force(policies: PolicySet) -> dict[str, Any]:
+    """What ``GET /api/v1/plugins`` answers: each loaded plugin, its settings and figures.
+
+    ``plugins`` lists the registered plugins in registration order, each with its
+    ``name``, the ``module`` it comes from, whether it is ``builtin``, the ``hooks`` it
+    implements, its ``settings`` in force (JSON values: durations in seconds; null
+    for a plugin that declares none), and the ``errors`` (per hook) and ``vetoes``
+    (per reason) counted so far. ``blocked`` names the plugins disabled or replaced.
+    """
+    pm = policies.pm
+    hooks: dict[str, list[str]] = {}
+    for caller_name in sorted(vars(pm.hook)):
+        caller = getattr(pm.hook, caller_name)
+        for impl in caller.get_hookimpls():
+            hooks.setdefault(impl.plugin_name, []).append(caller_name)
+    described: list[dict[str, Any]] = []
+    blocked: list[str] = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            blocked.append(name)
+            continue
+        section = getattr(plugin, "settings", None)
+        settings = (
+            {s.key: _jsonable(getattr(plugin, s.attr, None)) for s in section}
+            if isinstance(section, Section)
+            else None
+        )
+        module = plugin.__name__ if inspect.ismodule(plugin) else type(plugin).__module__
+        described.append(
+            {
+                "name": name,
+                "module": module,
+                "builtin": isinstance(plugin, BUILTIN_PLUGINS),
+                "hooks": [h for h in hooks.get(name, []) if h != "scheduler_configure"],
+                "settings": settings,
+                "errors": _counts_of(name, policies.errors),
+                "vetoes": _counts_of(name, policies.vetoes),
+            }
+        )
+    return {"plugins": described, "blocked": sorted(blocked)}
+
+
+def _counts_of(plugin: str, counts: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """One plugin's counts by their second key (a hook, a reason), sorted."""
+    return {key: n for (name, key), n in sorted(counts.items()) if name == plugin}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -14,6 +14,7 @@ Routes::
     GET    /api/v1/peers         ?task=ID, paged
     GET    /api/v1/schedulers    the cluster's active members (this process alone without
                                  --registry): name, url, lease_expires_at, ...
+    GET    /api/v1/plugins       the plugins loaded: hooks, settings in force, errors, vetoes
     GET    /api/v1/lease         ?nonce=HEX: whether and when this member last renewed its
                                  registry lease (404 without --registry); what other
                                  members ask while the registry fails
@@ -155,6 +156,9 @@ class AdminBackend(Protocol):
     def has_session(self, host_id: str) -> bool: ...
     def schedulers(self) -> list[dict[str, Any]]:
         """The cluster's active members, as ``GET /api/v1/schedulers`` lists them."""
+
+    def plugins(self) -> dict[str, Any]:
+        """``GET /api/v1/plugins``: the plugins loaded, their settings and counts."""
 
     def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
         """``GET /api/v1/lease``: this member's registry lease (None without a registry)."""
@@ -374,6 +378,8 @@ class AdminViews:
                 return _json(200, backend.schedulers())
             case ("api", "v1", "lease"):
                 return self._lease(query)
+            case ("api", "v1", "plugins"):
+                return _json(200, backend.plugins())
         return _problem(404, f"no route for {path}")
 
     def _lease(self, query: Mapping[str, list[str]]) -> Answer:

@@ -33,7 +33,7 @@ from ..core import (
     RecordKind,
     SchedulerState,
 )
-from ..policies import load_policies
+from ..policies import load_policies, plugins_in_force
 from ..registry import Identity
 from ..session import (
     EndCause,
@@ -142,6 +142,10 @@ class SchedulerService:
         """Serving, and (with a registry) holding a lease it renewed within the lease, or
         riding out an outage of the registry that every member asked sees too."""
         return self._serving and (self.registrar is None or self.registrar.serving())
+
+    def plugins(self) -> dict[str, Any]:
+        """``GET /api/v1/plugins``: the plugins loaded, their settings in force and counts."""
+        return plugins_in_force(self.state.policies)
 
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/schedulers``: the cluster's active members, or this process alone."""
