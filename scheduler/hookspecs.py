@@ -78,9 +78,14 @@ def scheduler_configure(config: Mapping[str, Mapping[str, Any]]) -> None:
     """Receive the plugin configuration, once, before any decision or notification hook.
 
     ``config`` maps a plugin name to its section (``[plugins.<name>]`` in the
-    TOML file). Take your own section with ``config.get(NAME, {})``, validate
-    it, and raise :class:`scheduler.core.ConfigError` naming the bad key: the
-    server then refuses to start with exit status 2.
+    TOML file). Declare your settings once as a :class:`scheduler.settings.Section`
+    (expose it as the plugin's ``settings``), set the defaults with
+    ``SETTINGS.init(self)`` in ``__init__``, and here call
+    ``SETTINGS.configure(self, config)``: it takes your section, rejects unknown keys,
+    checks every value and assigns none until all are valid, raising
+    :class:`scheduler.core.ConfigError` naming the bad key (the server then refuses to
+    start with exit status 2). For rules across keys, ``SETTINGS.values(config, self)``,
+    check, then ``SETTINGS.assign(self, values)``.
 
     The hook is historic: a plugin registered late still receives it.
     """

@@ -20,6 +20,7 @@ import pytest
 
 from scheduler.cli import main
 from scheduler.core import HostInfo, PeerScheduled
+from scheduler.service import ServiceConfig
 from scheduler.simulate import (
     CAUSES,
     POLICY_SETS,
@@ -36,6 +37,7 @@ from scheduler.simulate import (
     simulate,
     write_json,
 )
+from scheduler.simulate import _cli as simulate_cli
 from scheduler.simulate._cli import parse_rate, parse_rates
 from scheduler.simulate._metrics import Metrics
 from scheduler.simulate._truth import Batch, GroundTruth, Mode, SimHost, SimPeer
@@ -174,7 +176,16 @@ def test_a_scenario_rejects_nonsense() -> None:
 def test_a_hang_is_detected_at_the_first_ping_after_it_plus_the_timeout(
     connected: float, hung: float, detected: float
 ) -> None:
-    assert ping_detection_at(connected, hung, Scenario()) == detected
+    scenario = Scenario(ping_interval=5.0, ping_timeout=5.0)
+    assert ping_detection_at(connected, hung, scenario) == detected
+
+
+def test_the_simulated_service_pings_as_the_shipped_one() -> None:
+    config = ServiceConfig()
+    assert (Scenario().ping_interval, Scenario().ping_timeout) == (
+        config.ping_interval,
+        config.ping_timeout,
+    )
 
 
 def test_the_policy_sets_are_the_issues() -> None:
@@ -434,3 +445,93 @@ def test_the_command_rejects_a_bad_scenario(capsys: pytest.CaptureFixture[str]) 
 def test_the_simulator_is_sans_io() -> None:
     code = "import sys, scheduler.simulate; sys.exit('trio' in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- policy sets of one's own ----------------------------------------------------------------
+
+
+def test_a_policy_set_of_ones_own_runs_beside_the_built_in_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "sim.json"
+    config = tmp_path / "sets.toml"
+    config.write_text(
+        "[policy_sets.patient]\n"
+        'enable = ["phi_accrual"]\n'
+        'description = "phi with a high threshold"\n'
+        "[policy_sets.patient.plugins.phi_accrual]\n"
+        "threshold = 16.0\n"
+    )
+    argv = ["simulate", "--hosts", "20", "--tasks", "4", "--pieces", "8", "--duration", "5m"]
+    argv += ["--policy", "default", "--policy-set", "mine=phi_accrual"]
+    assert main([*argv, "--config", str(config), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["policy"] for r in rows] == ["default", "mine", "patient"]
+    assert "patient" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("mine", "expected NAME=PLUGIN[,PLUGIN...]"),
+        ("default=phi_accrual", "a policy set needs a new name"),
+        ("mine=", "names no plugin"),
+    ],
+)
+def test_a_bad_policy_set_is_a_usage_error(
+    flag: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--policy-set", flag])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_policy_set_naming_no_installed_plugin_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["simulate", "--hosts", "20", "--tasks", "2", "--duration", "1m"]
+    assert main([*argv, "--policy-set", "mine=not_installed"]) == 2
+    assert "no plugin named 'not_installed'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[other]\nx = 1\n", "unknown table(s) ['other']"),
+        ("[policy_sets.a]\nenable = 'phi_accrual'\n", "enable and disable are lists"),
+        ("[policy_sets.a]\nenable = ['phi_accrual']\nwhat = 1\n", "unknown key(s) ['what']"),
+        ("[policy_sets.default]\nenable = ['phi_accrual']\n", "needs a new name"),
+        ("not toml", "Expected"),
+    ],
+)
+def test_a_bad_policy_file_names_what_is_wrong(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "sets.toml"
+    config.write_text(text)
+    assert main(["simulate", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_the_sets_whose_plugins_are_missing_are_left_out_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine with the base install only: no plugin distribution.
+    monkeypatch.setattr(simulate_cli, "installed_plugins", dict)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert simulate_cli.left_out_sets() == {
+        "dragonfly-2.0": ["dragonfly_compat"],
+        "dragonfly-compat": ["dragonfly_compat"],
+        "phi-accrual": ["phi_accrual"],
+    }
+    argv = ["simulate", "--hosts", "20", "--tasks", "2", "--duration", "1m"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("left out:")]
+    assert line == (
+        "left out: dragonfly-2.0, dragonfly-compat, phi-accrual (they need the "
+        "dragonfly_compat, phi_accrual plugins: from a checkout, pip install "
+        "./plugins/dragonfly-compat ./plugins/phi-accrual)"
+    )

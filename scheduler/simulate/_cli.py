@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import time
+import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rich.console import Console
 
 from ..core import ConfigError, parse_duration
+from ..policies import installed_plugins
 from ._metrics import SetResult
 from ._report import results_table, write_json, write_plot
 from ._runner import simulate
-from ._scenario import POLICY_SETS, Scenario
+from ._scenario import POLICY_SETS, PolicySetSpec, Scenario, policy_set
 
 EXIT_USAGE = 2
 
@@ -89,7 +91,23 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--policy",
         action="append",
         choices=list(POLICY_SETS),
-        help="a policy set to run (repeatable; default: all four)",
+        help="a built-in policy set to run (repeatable; default: every one whose plugins are "
+        "installed, and the sets of --policy-set and --config)",
+    )
+    add(
+        "--policy-set",
+        action="append",
+        type=parse_policy_set,
+        metavar="NAME=PLUGIN[,PLUGIN...]",
+        help="a policy set of your own: the built-ins plus these plugins (installed names or "
+        "MODULE:OBJECT), under the service's session rules (repeatable)",
+    )
+    add(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="a TOML file of policy sets: [policy_sets.NAME] enable = [...], disable = [...], "
+        "and their plugins' settings in [policy_sets.NAME.plugins.PLUGIN]",
     )
     add(
         "--churn",
@@ -100,6 +118,74 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     add("--plot", type=Path, metavar="FILE.png", help="plot success and p99 against churn")
     add("--json", type=Path, metavar="FILE", help="write the raw figures as JSON")
     return parser
+
+
+def parse_policy_set(value: str) -> PolicySetSpec:
+    """``NAME=PLUGIN[,PLUGIN...]``: the built-ins plus those plugins."""
+    name, sep, plugins = value.partition("=")
+    try:
+        if not sep:
+            raise ValueError(f"expected NAME=PLUGIN[,PLUGIN...], got {value!r}")
+        return policy_set(name.strip(), [p.strip() for p in plugins.split(",") if p.strip()])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def policy_sets_from_file(path: Path) -> list[PolicySetSpec]:
+    """The ``[policy_sets.NAME]`` tables of a TOML file, in the file's order."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    unknown = set(data) - {"policy_sets"}
+    if unknown:
+        raise ValueError(f"{path}: unknown table(s) {sorted(unknown)}; expected [policy_sets.NAME]")
+    specs = []
+    for name, table in data.get("policy_sets", {}).items():
+        where = f"{path}: [policy_sets.{name}]"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where} must be a table")  # noqa: TRY004 - a user's file, one error kind
+        extra = set(table) - {"enable", "disable", "description", "plugins"}
+        if extra:
+            raise ValueError(f"{where}: unknown key(s) {sorted(extra)}")
+        enable, disable = table.get("enable", []), table.get("disable", [])
+        plugins = table.get("plugins", {})
+        if not _strings(enable) or not _strings(disable) or not isinstance(plugins, dict):
+            raise ValueError(f"{where}: enable and disable are lists of names, plugins a table")
+        try:
+            specs.append(
+                policy_set(
+                    name,
+                    enable,
+                    disable=tuple(disable),
+                    config=plugins,
+                    description=table.get("description"),
+                )
+            )
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return specs
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def left_out_sets() -> dict[str, list[str]]:
+    """The built-in policy sets whose plugins are not installed, with what each lacks."""
+    installed = installed_plugins()
+    return {
+        name: missing
+        for name, spec in POLICY_SETS.items()
+        if (missing := [p for p in spec.enable if ":" not in p and p not in installed])
+    }
+
+
+#: Where each plugin of the built-in sets comes from, for the hint.
+PLUGIN_SOURCES: Final = {
+    "dragonfly_compat": "./plugins/dragonfly-compat",
+    "phi_accrual": "./plugins/phi-accrual",
+}
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
@@ -125,7 +211,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE
-    policies = args.policy or list(POLICY_SETS)
+    try:
+        own = [
+            *(args.policy_set or ()),
+            *(policy_sets_from_file(args.config) if args.config else ()),
+        ]
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        return EXIT_USAGE
+    missing = left_out_sets()
+    policies: list[str | PolicySetSpec]
+    if args.policy or own:
+        policies = [*(args.policy or ()), *own]
+    else:
+        policies = [name for name in POLICY_SETS if name not in missing]
+        if missing:
+            lacking = sorted({plugin for names in missing.values() for plugin in names})
+            sources = " ".join(PLUGIN_SOURCES.get(p, p) for p in lacking)
+            console.print(
+                f"left out: {', '.join(missing)} (they need the {', '.join(lacking)} plugin"
+                f"{'s' if len(lacking) > 1 else ''}: from a checkout, pip install {sources})",
+                highlight=False,
+            )
 
     def progress(result: SetResult) -> None:
         console.print(
@@ -140,6 +247,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         results = simulate(scenario, policies, args.churn or (), progress=progress)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc} (are the plugin distributions installed?)")
+        return EXIT_USAGE
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
         return EXIT_USAGE
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started

@@ -52,7 +52,7 @@ class ChurnSimulation:
     def __init__(self, scenario: Scenario, spec: PolicySetSpec, plans: Sequence[HostPlan]) -> None:
         self.scenario = scenario
         self.spec = spec
-        policies = load_policies(enable=spec.enable, config=spec.config)
+        policies = load_policies(enable=spec.enable, disable=spec.disable, config=spec.config)
         self.state = SchedulerState(policies, now=0.0, rng=random.Random(scenario.seed))
         self.queue = EventQueue()
         self.truth = GroundTruth()

@@ -6,10 +6,12 @@ the scenario is never tuned towards a result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, final
 
 import attrs
+
+from ..config import LIVENESS
 
 HOUR: Final = 3600.0
 
@@ -52,8 +54,9 @@ class Scenario:
     """Pieces per ``pieces_finished`` report."""
     stall_retry: float = 0.5
     """A child whose parents hold no piece it lacks looks again after this long."""
-    ping_interval: float = 5.0
-    ping_timeout: float = 5.0
+    ping_interval: float = LIVENESS["ping_interval"].default
+    """The service's: ``scheduler serve``'s default ``liveness.ping_interval``."""
+    ping_timeout: float = LIVENESS["ping_timeout"].default
     idcs: int = 4
 
     def __attrs_post_init__(self) -> None:
@@ -88,6 +91,7 @@ class PolicySetSpec:
     name: str
     description: str
     enable: tuple[str, ...] = ()
+    disable: tuple[str, ...] = ()
     config: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
     disconnect_signal: bool = True
     """The service sees a dropped connection (``disconnect_host``)."""
@@ -132,6 +136,17 @@ POLICY_SETS: Final[Mapping[str, PolicySetSpec]] = {
         ),
     )
 }
+
+
+def policy_set(name: str, plugins: Sequence[str], **options: Any) -> PolicySetSpec:
+    """A policy set of one's own: the built-ins plus ``plugins`` (installed names or
+    ``MODULE:OBJECT``), with the service's session rules (disconnects, pings, pushes)."""
+    if not name or name in POLICY_SETS:
+        raise ValueError(f"a policy set needs a new name, got {name!r}")
+    if not plugins or not all(plugins):
+        raise ValueError(f"policy set {name!r} names no plugin")
+    description = options.pop("description", None) or "default + " + ", ".join(plugins)
+    return PolicySetSpec(name=name, description=description, enable=tuple(plugins), **options)
 
 
 def ping_detection_at(connected_at: float, hung_at: float, scenario: Scenario) -> float:
