@@ -14,12 +14,14 @@ import trio
 from trio.testing import MockClock
 from trio_websocket import ConnectionClosed
 
-from scheduler.core import HostState
+from scheduler import hookimpl
+from scheduler.core import ContactSource, HostState
 from scheduler.protocol import CloseCode
 from scheduler.service import ServiceConfig
 from scheduler.service._session import TIMER_TICK, _tick
 from scheduler.session import Check, Liveness
 from tests.service_support import FAST, Harness, announce, running_service
+from tests.test_client_scheduling import client
 
 A_ID = "10.0.0.1-alpha"
 
@@ -237,3 +239,40 @@ def test_the_timer_never_wakes_before_an_entry_is_due(due: float) -> None:
     woken = _tick(due)
     assert woken >= due
     assert woken - due < TIMER_TICK or math.isinf(due)
+
+
+class Contacts:
+    """Records where each host contact came from."""
+
+    name = "contacts"
+
+    def __init__(self) -> None:
+        self.sources: list[ContactSource] = []
+
+    @hookimpl
+    def scheduler_host_contact(self, source: ContactSource) -> None:
+        self.sources.append(source)
+
+
+CONTACTS = Contacts()
+
+
+@pytest.mark.harness(
+    config=attrs.evolve(FAST, ping_interval=2.5, ping_timeout=2.9), plugins=[CONTACTS]
+)
+async def test_a_client_that_pings_keeps_its_contact_within_one_ping_interval(
+    autojump_clock: MockClock, harness: Harness
+) -> None:
+    # The reference client pings the scheduler every ping_interval; a scheduler whose
+    # own timer runs a little later never pings it back (a session that is not silent
+    # is not pinged), so the client's pings must count as contact themselves.
+    CONTACTS.sources.clear()
+    state = harness.service.state
+    async with client(harness, "alpha", "10.0.0.1") as (session, _):
+        worst = 0.0
+        for _ in range(100):  # 30 s of mock time, where the announce interval is 30 s
+            await trio.sleep(0.3)
+            last = state.host(session.host_id).last_contact_at
+            worst = max(worst, trio.current_time() - last)
+        assert worst <= 2.5
+    assert CONTACTS.sources.count(ContactSource.PING) >= 10

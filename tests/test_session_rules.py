@@ -380,6 +380,20 @@ def test_messages_touch_the_host_at_most_once_per_touch_interval(world: World) -
     assert host.last_contact_at == 1.6
 
 
+def test_a_clients_ping_touches_the_host_at_most_once_per_touch_interval(world: World) -> None:
+    session = world.open()
+    assert session.on_ping(0.2).events == ()  # before any announce: nothing to touch
+    session.receive(announce(interval=300.0), 0.5)
+    host = world.state.host(A_ID)
+    outcome = session.on_ping(1.0)
+    assert host.last_contact_at == 1.0  # a ping right after the announce counts
+    assert [type(e).__name__ for e in outcome.events] == []  # a contact returns no event
+    session.on_ping(1.5)
+    assert host.last_contact_at == 1.0  # within touch_every of the last ping
+    session.on_ping(2.0)
+    assert host.last_contact_at == 2.0
+
+
 def test_a_replaced_session_no_longer_touches_the_host(world: World) -> None:
     old, new = world.open(), world.open()
     old.receive(announce(), 0.0)

@@ -37,7 +37,10 @@ class ContactSource(enum.StrEnum):
     """What told the scheduler that a host is alive."""
 
     ANNOUNCE = "announce"
+    #: The answer to the server's own ping.
     PONG = "pong"
+    #: A ping the client sent (a daemon that keeps its own heartbeat is never pinged).
+    PING = "ping"
     MESSAGE = "message"
 
 

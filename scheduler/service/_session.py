@@ -318,7 +318,9 @@ class Session:
         return outcome
 
     def on_ping(self) -> None:
-        self.env.timers.answered(self, trio.current_time())
+        now = trio.current_time()
+        self.env.timers.answered(self, now)
+        self._apply(self.protocol.on_ping(now))
 
     def on_pong(self) -> None:
         now = trio.current_time()

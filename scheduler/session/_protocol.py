@@ -282,6 +282,7 @@ class SessionProtocol:
             now=opened_at,
         )
         self._last_touch = -math.inf
+        self._last_ping_touch = -math.inf
         self._closed = False
 
     # --- state ---------------------------------------------------------------------------
@@ -397,8 +398,17 @@ class SessionProtocol:
         )
 
     def on_pong(self, now: float) -> Outcome:
-        """A pong arrived: the host is alive (not rate-limited)."""
+        """A pong arrived: the host is alive (not rate-limited: the server paces its pings)."""
         return Outcome(events=tuple(self._touch(ContactSource.PONG, now, force=True)))
+
+    def on_ping(self, now: float) -> Outcome:
+        """The client pinged: the host is alive. A client that keeps its own heartbeat is
+        never pinged (the server pings silent sessions only), so its pings are its contact.
+        At most one per ``touch_every``: the client paces these."""
+        if self.host_id is None or now - self._last_ping_touch < self.limits.touch_every:
+            return _NOTHING
+        self._last_ping_touch = now
+        return Outcome(events=tuple(self._touch(ContactSource.PING, now, force=True)))
 
     def on_closed(self, now: float) -> Outcome:
         """The session is over: release the host, and disconnect it unless already settled.

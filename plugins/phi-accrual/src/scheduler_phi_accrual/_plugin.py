@@ -28,7 +28,9 @@ PHI_SUSPECT: Final = "phi_suspect"
 #: Contacts that are heartbeats: they arrive on a rhythm the detector can learn.
 #: Other messages (piece reports, ...) come in bursts; they prove the host is
 #: alive, and so move the deadline, but would distort the interval window.
-HEARTBEAT_SOURCES: Final = frozenset({ContactSource.ANNOUNCE, ContactSource.PONG})
+HEARTBEAT_SOURCES: Final = frozenset(
+    {ContactSource.ANNOUNCE, ContactSource.PONG, ContactSource.PING}
+)
 
 DEFAULT_THRESHOLD: Final = 8.0
 DEFAULT_MIN_STD_DEVIATION: Final = 0.5
