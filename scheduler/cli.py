@@ -245,6 +245,7 @@ async def _until_signal(main: Callable[[trio.Event], Any]) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
+    from .client._errors import first_leaf
     from .service import SchedulerService, build_policies, configure_logging
     from .service._auth import check_credential_files
     from .service._cluster import check_cluster
@@ -282,7 +283,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _, rest = group.split(OSError)
         if rest is not None:
             raise
-        bind_error = _first_leaf(group)
+        bind_error = first_leaf(group)
         print(f"scheduler: error: cannot listen: {bind_error}", file=sys.stderr)
         return 1
     return 0
@@ -298,12 +299,6 @@ def _plugin_settings(
         if isinstance(section, Section):
             found.append((section, {s.attr: getattr(plugin, s.attr) for s in section}))
     return found
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -342,7 +337,8 @@ def cmd_peer(args: argparse.Namespace) -> int:
 
     import attrs
 
-    from .client import PeerConfig, run_peer
+    from .client import PeerConfig, PermanentError, run_peer
+    from .client._errors import first_leaf
     from .service import configure_logging
 
     configure_logging(args.log_format, args.log_level)
@@ -383,7 +379,12 @@ def cmd_peer(args: argparse.Namespace) -> int:
             for each in configs:
                 nursery.start_soon(functools.partial(run_peer, each, shutdown=shutdown))
 
-    trio.run(_until_signal, main)
+    try:
+        trio.run(_until_signal, main)
+    except* PermanentError as refused:
+        # No retry can fix it (a refused token, a forbidden hostname, an untrusted
+        # certificate): one line, and a status a supervisor will not restart on.
+        _fail(str(first_leaf(refused)))
     return 0
 
 

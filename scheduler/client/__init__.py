@@ -30,6 +30,7 @@ from ._connection import open_scheduler_session as open_scheduler_session
 from ._credentials import client_ssl_context as client_ssl_context
 from ._credentials import resolve_token as resolve_token
 from ._errors import ConnectError as ConnectError
+from ._errors import PermanentError as PermanentError
 from ._errors import RequestError as RequestError
 from ._errors import RequestTimeout as RequestTimeout
 from ._errors import SchedulerClientError as SchedulerClientError
@@ -66,6 +67,7 @@ __all__ = [
     "Membership",
     "MembershipError",
     "PeerConfig",
+    "PermanentError",
     "RequestError",
     "RequestTimeout",
     "Resume",

@@ -29,7 +29,14 @@ from ._backoff import Backoff
 from ._boot import BootWatch, Resume
 from ._connection import SchedulerSession
 from ._downloads import Downloads
-from ._errors import ConnectError, RequestError, SchedulerClientError, SessionLost
+from ._errors import (
+    ConnectError,
+    RequestError,
+    SchedulerClientError,
+    SessionLost,
+    first_leaf,
+    permanent_error,
+)
 from ._hosts import HostsFetchError
 from ._membership import MembershipError, SchedulerMember, fetch_schedulers
 from ._peer_config import PeerConfig
@@ -198,10 +205,12 @@ class _Link:
         host, member = self.host, self.member
         config = host.config
         refused = False
+        announcing = True
         try:
             async with config.open_session(
                 member.url, host.payload, config.ssl_context(member.url)
             ) as session:
+                announcing = False
                 resume = host.boots.setdefault(member.name, BootWatch()).accepted(session.boot_id)
                 _log.info("announced to %s as %s", member.name, session.host_id)
                 async with trio.open_nursery() as nursery:
@@ -212,19 +221,26 @@ class _Link:
                 if await session.leave(ack_timeout=config.leave_timeout):
                     _log.info("left %s", member.name)
         except* SessionLost as lost:
-            _log.warning("session with %s lost: %s", member.name, _first(lost))
+            _log.warning("session with %s lost: %s", member.name, first_leaf(lost))
         except* ConnectError as failed:
-            error = _first(failed)
+            error = first_leaf(failed)
+            permanent = permanent_error(error, announcing=True)
+            if permanent is not None:
+                raise permanent from error
             _log.warning("could not connect to %s: %s", member.name, error)
             refused = isinstance(error, ConnectError) and error.status_code is not None
         except* SchedulerClientError as failed:
-            _log.warning("could not announce to %s: %s", member.name, _first(failed))
+            failure = first_leaf(failed)
+            permanent = permanent_error(failure, announcing=announcing)
+            if permanent is not None:
+                raise permanent from failure
+            _log.warning("could not announce to %s: %s", member.name, failure)
         except* ConnectionRejected as rejected:
-            _log.warning("%s refused the handshake: %r", member.name, _first(rejected))
+            _log.warning("%s refused the handshake: %r", member.name, first_leaf(rejected))
             refused = True
         except* Exception as broken:  # e.g. the WebSocket library failing mid-close
             # One member's broken session must not take the host's other sessions down.
-            _log.warning("session with %s failed: %r", member.name, _first(broken))
+            _log.warning("session with %s failed: %r", member.name, first_leaf(broken))
         return refused
 
     async def _follow_routes(
@@ -332,13 +348,6 @@ class _ClusterHost:
         await link.run()
         if self.links.get(link.member.name) is link:
             del self.links[link.member.name]
-
-
-def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf
 
 
 async def run_cluster_host(

@@ -534,11 +534,31 @@ def _connect_error(url: str, exc: Exception, connect_timeout: float) -> ConnectE
         body = "".join(c if c.isprintable() else " " for c in text)
         detail = f"the handshake was rejected with HTTP {exc.status_code}"
         return ConnectError(url, f"{detail}: {body}" if body else detail, exc.status_code)
+    plain = url.startswith("ws://")
     if isinstance(exc, trio.TooSlowError):
-        return ConnectError(url, f"no handshake within {connect_timeout:g} s")
-    if isinstance(exc, trio.BrokenResourceError) and isinstance(exc.__cause__, ssl.SSLError):
-        return ConnectError(url, f"TLS handshake failed: {exc.__cause__}")
-    return ConnectError(url, str(exc) or type(exc).__name__)
+        hint = " (if the scheduler serves TLS, use wss://)" if plain else ""
+        return ConnectError(url, f"no handshake within {connect_timeout:g} s{hint}")
+    cause = exc.__cause__
+    if isinstance(exc, trio.BrokenResourceError) and isinstance(cause, ssl.SSLError):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ConnectError(
+                url,
+                f"TLS handshake failed: {cause}; pass --ca-file with the CA that signed the "
+                "scheduler's certificate",
+                permanent=True,
+            )
+        if cause.reason == "WRONG_VERSION_NUMBER":  # the server answered in plain text
+            return ConnectError(
+                url, f"TLS handshake failed: {cause}; the scheduler serves plain ws://"
+            )
+        return ConnectError(url, f"TLS handshake failed: {cause}")
+    hint = " (if the scheduler serves TLS, use wss://)" if plain and _dropped(exc) else ""
+    return ConnectError(url, (str(exc) or type(exc).__name__) + hint)
+
+
+def _dropped(exc: Exception) -> bool:
+    """The server closed the connection during the handshake (a TLS port read HTTP)."""
+    return isinstance(exc, HandshakeError | trio.BrokenResourceError | ConnectionResetError)
 
 
 @final
@@ -773,7 +793,11 @@ async def open_scheduler_session(
         ) as ws:
             connected = True
             if ws.subprotocol != SUBPROTOCOL:
-                raise ConnectError(url, f"the server did not select the subprotocol {SUBPROTOCOL}")
+                raise ConnectError(
+                    url,
+                    f"the server did not select the subprotocol {SUBPROTOCOL}: not a scheduler",
+                    permanent=True,
+                )
             async with _session_on(
                 ws,
                 host,

@@ -6,7 +6,9 @@ only wants to know "the scheduler did not work out this time" catches one class.
 
 from __future__ import annotations
 
-from typing import final
+from typing import Final, TypeVar, final
+
+E = TypeVar("E", bound=BaseException)
 
 
 class SchedulerClientError(Exception):
@@ -21,11 +23,55 @@ class ConnectError(SchedulerClientError):
     (503 when it holds its maximum number of sessions), else ``None``.
     """
 
-    def __init__(self, url: str, detail: str, status_code: int | None = None) -> None:
+    def __init__(
+        self, url: str, detail: str, status_code: int | None = None, *, permanent: bool = False
+    ) -> None:
         super().__init__(f"cannot connect to the scheduler at {url}: {detail}")
         self.url = url
         self.detail = detail
         self.status_code = status_code
+        #: True when trying again cannot help: the credential, the certificate, the URL.
+        self.permanent = permanent or status_code in PERMANENT_STATUSES
+
+
+#: Handshake answers no retry can change: a bad request or path, a refused credential.
+PERMANENT_STATUSES: Final = frozenset({400, 401, 403, 404})
+#: ``announce_host`` errors no retry can change: the host's own word is refused.
+PERMANENT_ANNOUNCE_CODES: Final = frozenset({"forbidden", "invalid_message"})
+
+
+@final
+class PermanentError(SchedulerClientError):
+    """The scheduler refuses this client for a reason no retry can fix.
+
+    ``str()`` is one line: what was refused and what to do about it. The reference
+    peer stops with it (exit status 2) instead of retrying forever.
+    """
+
+    def __init__(self, message: str, cause: SchedulerClientError) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def permanent_error(exc: SchedulerClientError, *, announcing: bool) -> PermanentError | None:
+    """``exc`` as a :class:`PermanentError` when no retry can fix it, else None.
+
+    ``announcing``: ``exc`` came from the session's first ``announce_host``.
+    """
+    if isinstance(exc, ConnectError) and exc.permanent:
+        hint = {
+            401: "check the token (--token, --token-file; `scheduler token issue` makes one)",
+            403: "this client may not connect (check the token's scope, the Origin header)",
+        }.get(exc.status_code or 0, "")
+        return PermanentError(f"{exc}{'; ' + hint if hint else ''}", exc)
+    if isinstance(exc, RequestError) and announcing and exc.code in PERMANENT_ANNOUNCE_CODES:
+        hint = (
+            "use the token issued for this hostname, or --hostname"
+            if exc.code == "forbidden"
+            else "fix the host's settings (--hostname, --ip, ...)"
+        )
+        return PermanentError(f"the scheduler refused the announce: {exc}; {hint}", exc)
+    return None
 
 
 @final
@@ -85,3 +131,11 @@ class SessionLost(SchedulerClientError):
         return SessionLost(
             self.reason, close_code=self.close_code, evicted_reason=self.evicted_reason
         )
+
+
+def first_leaf(group: BaseExceptionGroup[E]) -> E:
+    """The first leaf of a (nested) exception group: a session ends for one reason."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf  # type: ignore[return-value]

@@ -19,7 +19,7 @@ With ``seed`` it announces a seed host and obeys ``fetch_task``.
 from __future__ import annotations
 
 import logging
-from typing import TypeVar, final
+from typing import final
 
 import trio
 from wsproto.utilities import LocalProtocolError
@@ -31,7 +31,7 @@ from ._boot import BootWatch, Resume
 from ._cluster import ClusterView, peer_id_of, run_cluster_host
 from ._connection import SchedulerSession
 from ._downloads import Downloads
-from ._errors import SchedulerClientError, SessionLost
+from ._errors import SchedulerClientError, SessionLost, first_leaf, permanent_error
 from ._peer_config import PeerConfig
 
 __all__ = ["PeerConfig", "run_peer"]
@@ -112,15 +112,19 @@ class _PeerDaemon:
             # The loss may surface in a task of the downloads' nursery, wrapped in an
             # ExceptionGroup: except* takes it out of a group as well as bare.
             except* SessionLost as lost:
-                _log.warning("session lost: %s", _first(lost).reason)
+                _log.warning("session lost: %s", first_leaf(lost).reason)
             except* SchedulerClientError as failed:
-                _log.warning("could not announce: %s", _first(failed))
+                error = first_leaf(failed)
+                permanent = permanent_error(error, announcing=accepted_at is None)
+                if permanent is not None:
+                    raise permanent from error
+                _log.warning("could not announce: %s", error)
             # A backstop: trio-websocket can still raise this when a message is sent in
             # the instant the scheduler's Close arrives (python-trio/trio-websocket#175;
             # the ping-while-closing case, #184, ClientConnection now handles). The
             # session is over, the daemon is not.
             except* LocalProtocolError as closing:
-                _log.warning("session lost while closing: %s", _first(closing))
+                _log.warning("session lost while closing: %s", first_leaf(closing))
             finally:
                 self._in_session = False
         return 0.0 if accepted_at is None else trio.current_time() - accepted_at
@@ -166,17 +170,6 @@ class _PeerDaemon:
         if not self._started:
             self._started = True
             self._task_status.started()
-
-
-E = TypeVar("E", bound=BaseException)
-
-
-def _first(group: BaseExceptionGroup[E]) -> E:
-    """The first leaf of an exception group (a session ends for one reason)."""
-    leaf: BaseException = group
-    while isinstance(leaf, BaseExceptionGroup):
-        leaf = leaf.exceptions[0]
-    return leaf  # type: ignore[return-value]
 
 
 async def run_peer(
