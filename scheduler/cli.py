@@ -7,6 +7,8 @@ Exit status: 0 on a clean stop, 2 for a bad flag or a bad configuration
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -50,6 +52,95 @@ _port = _int_between(0, 65535, "port")
 _positive_int = _int_between(1, sys.maxsize, "the value")
 
 
+def installed_version() -> str:
+    """The version of the installed distribution (the package's own when not installed)."""
+    try:
+        return importlib.metadata.version("trio-p2p-scheduler")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser whose errors are short: the error first, a suggestion, no usage.
+
+    It keeps the flags it was given (``flags``: flag -> takes a value), so that a
+    mistyped flag gets the closest ones as a suggestion, and a value that starts with
+    ``-`` (``--reconnect-grace -1s``) reaches the flag's own check.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.flags: dict[str, bool] = {}  # before super(): it adds --help
+        #: The subcommands' parsers by name (set by :func:`build_parser` on the root).
+        self.commands: dict[str, CommandParser] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.note(action)
+        return action
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+        return _NotingGroup(self, super().add_argument_group(*args, **kwargs))
+
+    def note(self, action: argparse.Action) -> None:
+        for flag in action.option_strings:
+            self.flags[flag] = action.nargs != 0
+
+    def error(self, message: str) -> NoReturn:
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown != message:
+            close = [
+                match
+                for word in unknown.split()
+                for match in difflib.get_close_matches(word.split("=")[0], self.flags, n=2)
+            ]
+            if close:
+                message += f" (did you mean {' or '.join(dict.fromkeys(close))}?)"
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"run `{self.prog} --help` for every flag", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+    def join_dash_values(self, argv: Sequence[str]) -> list[str]:
+        """``FLAG -VALUE`` as ``FLAG=-VALUE`` for a flag that takes a value, when
+        ``-VALUE`` is no flag of this parser (argparse would read it as one)."""
+        joined: list[str] = []
+        index = 0
+        while index < len(argv):
+            word = argv[index]
+            following = argv[index + 1] if index + 1 < len(argv) else None
+            if (
+                self.flags.get(word)
+                and following is not None
+                and following.startswith("-")
+                and following != "--"
+                and following.split("=")[0] not in self.flags
+            ):
+                joined.append(f"{word}={following}")
+                index += 2
+                continue
+            joined.append(word)
+            index += 1
+        return joined
+
+
+class _NotingGroup:
+    """An argument group whose flags its parser notes (argparse's groups are private)."""
+
+    def __init__(self, parser: CommandParser, group: Any) -> None:
+        self._parser = parser
+        self._group = group
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action: argparse.Action = self._group.add_argument(*args, **kwargs)
+        self._parser.note(action)
+        return action
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._group, name)
+
+
 def _default_admin_url() -> str:
     """The admin API of a ``scheduler serve`` started with the declared defaults."""
     server = settings.SERVER
@@ -57,11 +148,12 @@ def _default_admin_url() -> str:
     return f"http://{host}:{server['admin_port'].default}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="scheduler",
         description="A Trio-based P2P scheduler with pluggable, deadline-driven GC policies.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -154,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
         )
         table.add_argument("--json", action="store_true", help="print the raw JSON instead")
+        table.add_argument(
+            "--wide",
+            action="store_true",
+            help="show ids whole (by default a long id is cut in the middle, so that the "
+            "table fits 100 columns)",
+        )
         _add_credential_flags(table, client_certificate=False)
     _add_token_parser(commands)
 
@@ -164,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_parser(commands)
     add_loadgen_parser(commands)
     add_registry_parser(commands)
+    parser.commands = dict(commands.choices)  # every subparser is a CommandParser
     return parser
 
 
@@ -413,7 +512,7 @@ def cmd_table(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records, indent=2))
     else:
-        client.print_table(render[args.command], records)
+        client.print_table(render[args.command], records, wide=args.wide)
     return 0
 
 
@@ -435,17 +534,21 @@ def cmd_task(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(record, indent=2))
     else:
-        Console().print(client.render_task_tree(record))
+        Console().print(client.render_task_tree(record, wide=args.wide))
     return 0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line; an unknown flag is reported with its command's usage."""
+    """Parse the command line; an error is one line, the command's, with a suggestion."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), None)
+    sub = parser.commands.get(command or "")
+    if sub is not None:
+        words = sub.join_dash_values(words)
+    args, unknown = parser.parse_known_args(words)
     if unknown:
-        (commands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        (sub or parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
 

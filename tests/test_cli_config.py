@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import tomllib
 
@@ -93,21 +94,52 @@ def test_replacing_disconnect_grace_logs_no_spurious_warning(
     assert "have no effect" not in caplog.text
 
 
-def test_an_unknown_serve_flag_prints_the_serve_usage(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unknown_flag_is_one_line_with_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["serve", "--prot", "1"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: scheduler serve ")
-    assert "scheduler serve: error: unrecognized arguments: --prot 1" in err
+    assert err.splitlines() == [
+        "scheduler serve: error: unrecognized arguments: --prot 1 (did you mean --port or "
+        "--peer-ttl?)",
+        "run `scheduler serve --help` for every flag",
+    ]
 
 
-def test_a_bad_serve_flag_value_prints_the_serve_usage(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_flag_value_is_one_line_naming_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["serve", "--port", "99999"])
     err = capsys.readouterr().err
-    assert err.startswith("usage: scheduler serve ")
-    assert "argument --port: port must be 0-65535, got 99999" in err
+    assert err.splitlines()[0] == (
+        "scheduler serve: error: argument --port: port must be 0-65535, got 99999"
+    )
+    assert "usage:" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--reconnect-grace", "-1s"], "argument --reconnect-grace: expected a duration"),
+        (["serve", "--port", "-5"], "argument --port: port must be 0-65535, got -5"),
+        (["peer", "--scheduler", "ws://x/ws", "--announce-interval", "-3s"], "expected a duration"),
+    ],
+)
+def test_a_value_that_starts_with_a_dash_reaches_the_flags_own_check(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert (
+        capsys.readouterr().out == f"scheduler {importlib.metadata.version('trio-p2p-scheduler')}\n"
+    )
 
 
 def test_the_tables_default_to_the_local_admin_address() -> None:

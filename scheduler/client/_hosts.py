@@ -221,27 +221,34 @@ def _get(
             body = response.read()
             link = response.headers.get("link")
     except urllib.error.HTTPError as exc:
-        hint = ""
-        if exc.code in (401, 403):
-            hint = _auth_hint(exc, token)
         reason = f" {exc.reason}" if exc.reason else ""
-        raise HostsFetchError(f"GET {url}: HTTP {exc.code}{reason}{hint}") from exc
+        said = _error_body(exc)
+        advice = " (pass --token or --token-file)" if exc.code in (401, 403) and not token else ""
+        raise HostsFetchError(
+            f"GET {url}: HTTP {exc.code}{reason}{': ' + said if said else ''}{advice}"
+        ) from exc
     except urllib.error.URLError as exc:
-        raise HostsFetchError(f"GET {url}: {exc.reason}") from exc
+        hint = ""
+        if isinstance(exc.reason, ConnectionRefusedError):
+            hint = (
+                f"; is `scheduler serve` running with its admin API at {admin_url}? "
+                "Start it, or pass --admin URL"
+            )
+        raise HostsFetchError(f"GET {url}: {exc.reason}{hint}") from exc
     except OSError as exc:  # e.g. a timeout while reading the body
         raise HostsFetchError(f"GET {url}: {exc}") from exc
     return url, body, _next_after(link)
 
 
-def _auth_hint(error: urllib.error.HTTPError, token: str | None) -> str:
-    """What the server said about the credential, and what to pass."""
+def _error_body(error: urllib.error.HTTPError) -> str:
+    """What the admin API said: its JSON ``error``, one line (empty if none)."""
     with error:
         try:
-            said = json.loads(error.read()).get("error", "")
+            said = json.loads(error.read(4096)).get("error", "")
         except (ValueError, AttributeError, OSError):
             said = ""
-    advice = "" if token is not None else " (pass --token or --token-file)"
-    return f": {said}{advice}" if said else advice
+    text = str(said)[:300]
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def format_age(seconds: float) -> str:
@@ -261,19 +268,38 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+#: An id longer than this is shown as its head, "…" and its tail (``--wide``: whole).
+ID_WIDTH: Final = 16
+
+
+def shorten_id(text: str, width: int = ID_WIDTH) -> str:
+    """``text`` cut in the middle to ``width`` characters (ids differ at both ends)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _count_cell(value: object) -> str:
+    """A count the server may not know (-1): ``?``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return "?"
+    return _cell(value)
+
+
 def _peers_cell(peers: object) -> str:
     if isinstance(peers, Sequence) and not isinstance(peers, str):
         return str(len(peers))
     return _cell(peers)
 
 
-def _parents_cell(parents: object) -> str:
+def _parents_cell(parents: object, wide: bool) -> str:
     if isinstance(parents, list) and parents:
-        return ", ".join(escape(str(p)) for p in parents)
+        return ", ".join(escape(str(p) if wide else shorten_id(str(p))) for p in parents)
     return "-"
 
 
-def render_task_tree(task: Mapping[str, Any]) -> Tree:
+def render_task_tree(task: Mapping[str, Any], *, wide: bool = False) -> Tree:
     """The task's peers as a tree: each peer under the parents it was handed out.
 
     A peer with no parent in the task is a root; a peer with several parents
@@ -292,8 +318,9 @@ def render_task_tree(task: Mapping[str, Any]) -> Tree:
 
     def label(peer_id: str) -> str:
         peer = peers[peer_id]
-        state, pieces = _cell(peer.get("state")), _cell(peer.get("finished_pieces"))
-        return f"{escape(peer_id)} [dim]{escape(state)}, {escape(pieces)} pieces[/dim]"
+        state, pieces = _cell(peer.get("state")), _count_cell(peer.get("finished_pieces"))
+        shown = peer_id if wide else shorten_id(peer_id)
+        return f"{escape(shown)} [dim]{escape(state)}, {escape(pieces)} pieces[/dim]"
 
     def grow(node: Tree, peer_id: str, path: frozenset[str]) -> None:
         for child in children[peer_id]:
@@ -323,20 +350,37 @@ def _caption(records: Sequence[object], noun: str) -> str:
 
 @attrs.frozen
 class _Column:
-    """One column of a table: its header and how a record becomes its cell."""
+    """One column of a table: its header and how a record becomes its cell.
+
+    ``cell(record, now, wide)``: ``wide`` shows ids whole, else cut to :data:`ID_WIDTH`.
+    """
 
     header: str
-    cell: Callable[[Mapping[str, Any], float], str]
+    cell: Callable[[Mapping[str, Any], float, bool], str]
     justify: Literal["left", "right"] = "left"
     no_wrap: bool = False
+    #: Shown with ``--wide`` only (the table must fit 100 columns without it).
+    wide_only: bool = False
 
 
-def _field(key: str) -> Callable[[Mapping[str, Any], float], str]:
-    return lambda record, _now: _cell(record.get(key))
+def _field(key: str) -> Callable[[Mapping[str, Any], float, bool], str]:
+    return lambda record, _now, _wide: _cell(record.get(key))
 
 
-def _age(key: str) -> Callable[[Mapping[str, Any], float], str]:
-    return lambda record, now: _last_announce_cell(record.get(key), now)
+def _id(key: str) -> Callable[[Mapping[str, Any], float, bool], str]:
+    def cell(record: Mapping[str, Any], _now: float, wide: bool) -> str:
+        text = _cell(record.get(key))
+        return text if wide else shorten_id(text)
+
+    return cell
+
+
+def _count(key: str) -> Callable[[Mapping[str, Any], float, bool], str]:
+    return lambda record, _now, _wide: _count_cell(record.get(key))
+
+
+def _age(key: str) -> Callable[[Mapping[str, Any], float, bool], str]:
+    return lambda record, now, _wide: _last_announce_cell(record.get(key), now)
 
 
 def _render(
@@ -345,85 +389,105 @@ def _render(
     records: Sequence[Mapping[str, Any]],
     now: float,
     style: Callable[[Mapping[str, Any]], str | None] = lambda _record: None,
+    *,
+    wide: bool = False,
 ) -> Table:
     table = Table(title=title, caption=_caption(records, title.lower().removesuffix("s")))
+    columns = [column for column in columns if wide or not column.wide_only]
     for column in columns:
         table.add_column(column.header, justify=column.justify, no_wrap=column.no_wrap)
     for record in records:
-        table.add_row(*(column.cell(record, now) for column in columns), style=style(record))
+        cells = (column.cell(record, now, wide) for column in columns)
+        table.add_row(*cells, style=style(record))
     return table
 
 
 _HOST_COLUMNS: Final = (
-    _Column("host id", _field("id"), no_wrap=True),
+    _Column("host id", _id("id"), no_wrap=True),
     _Column("hostname", _field("hostname")),
     _Column(
         "address",
-        lambda host, _now: f"{_cell(host.get('ip'))}:{_cell(host.get('port'))}",
+        lambda host, _now, _wide: f"{_cell(host.get('ip'))}:{_cell(host.get('port'))}",
         no_wrap=True,
     ),
     _Column("state", _field("state")),
     _Column("last announce", _age("last_announce_at"), justify="right"),
-    _Column("interval", lambda host, _now: _interval_cell(host.get("announce_interval")), "right"),
-    _Column("peers", lambda host, _now: _peers_cell(host.get("peers")), "right"),
+    _Column(
+        "interval", lambda host, _now, _wide: _interval_cell(host.get("announce_interval")), "right"
+    ),
+    _Column("peers", lambda host, _now, _wide: _peers_cell(host.get("peers")), "right"),
 )
 _PEER_COLUMNS: Final = (
-    _Column("peer id", _field("id"), no_wrap=True),
-    _Column("task id", _field("task_id"), no_wrap=True),
-    _Column("host id", _field("host_id"), no_wrap=True),
+    _Column("peer id", _id("id"), no_wrap=True),
+    _Column("task id", _id("task_id"), no_wrap=True),
+    _Column("host id", _id("host_id"), no_wrap=True, wide_only=True),
     _Column("state", _field("state")),
-    _Column("pieces", _field("finished_pieces"), justify="right"),
-    _Column("parents", lambda peer, _now: _parents_cell(peer.get("parents"))),
+    _Column("pieces", _count("finished_pieces"), justify="right"),
+    _Column("parents", lambda peer, _now, wide: _parents_cell(peer.get("parents"), wide)),
     _Column("updated", _age("updated_at"), justify="right"),
 )
 _TASK_COLUMNS: Final = (
-    _Column("task id", _field("id"), no_wrap=True),
+    _Column("task id", _id("id"), no_wrap=True),
     _Column("url", _field("url")),
     _Column("state", _field("state")),
-    _Column("peers", lambda task, _now: _peers_cell(task.get("peers")), "right"),
-    _Column("pieces", _field("total_piece_count"), justify="right"),
+    _Column("peers", lambda task, _now, _wide: _peers_cell(task.get("peers")), "right"),
+    _Column("pieces", _count("total_piece_count"), justify="right"),
     _Column("updated", _age("updated_at"), justify="right"),
 )
 
 
-def render_hosts_table(hosts: Sequence[Mapping[str, Any]], now: float) -> Table:
+def render_hosts_table(
+    hosts: Sequence[Mapping[str, Any]], now: float, *, wide: bool = False
+) -> Table:
     """A table of ``hosts`` as :func:`fetch_hosts` returns them; ``now`` is unix seconds.
 
     Columns: host id, hostname, address (``ip:port``), state, last announce (its
     age at ``now``), announce interval, and peers (a count; ``-`` when unknown).
     """
     return _render(
-        "Hosts", _HOST_COLUMNS, hosts, now, lambda host: _STATE_STYLES.get(_cell(host.get("state")))
+        "Hosts",
+        _HOST_COLUMNS,
+        hosts,
+        now,
+        lambda host: _STATE_STYLES.get(_cell(host.get("state"))),
+        wide=wide,
     )
 
 
-def render_peers_table(peers: Sequence[Mapping[str, Any]], now: float) -> Table:
+def render_peers_table(
+    peers: Sequence[Mapping[str, Any]], now: float, *, wide: bool = False
+) -> Table:
     """A table of ``peers`` as :func:`fetch_peers` returns them; ``now`` is unix seconds.
 
-    Columns: peer id, task id, host id, state, pieces, parents (the parents
-    the scheduler handed out, best first), and the age of the last update.
+    Columns: peer id, task id, state, pieces, parents (the parents the scheduler
+    handed out, best first), and the age of the last update; ``wide`` adds the
+    host id and shows every id whole.
     """
-    return _render("Peers", _PEER_COLUMNS, peers, now)
+    return _render("Peers", _PEER_COLUMNS, peers, now, wide=wide)
 
 
-def render_tasks_table(tasks: Sequence[Mapping[str, Any]], now: float) -> Table:
+def render_tasks_table(
+    tasks: Sequence[Mapping[str, Any]], now: float, *, wide: bool = False
+) -> Table:
     """A table of ``tasks`` as :func:`fetch_tasks` returns them; ``now`` is unix seconds.
 
     Columns: task id, URL, state, peers (a count), pieces, and the age of the
     last update.
     """
-    return _render("Tasks", _TASK_COLUMNS, tasks, now)
+    return _render("Tasks", _TASK_COLUMNS, tasks, now, wide=wide)
 
 
 def print_table(
-    render: Callable[[Sequence[Mapping[str, Any]], float], Table],
+    render: Callable[..., Table],
     records: Sequence[Mapping[str, Any]],
     *,
     now: float | None = None,
     console: Console | None = None,
+    wide: bool = False,
 ) -> None:
-    """Print ``render(records, now)``; ``now`` defaults to the wall clock, ``console`` to stdout."""
-    table = render(records, time.time() if now is None else now)
+    """Print ``render(records, now, wide=wide)``; ``now`` defaults to the wall clock,
+    ``console`` to stdout; ``wide`` shows ids whole instead of cut in the middle."""
+    table = render(records, time.time() if now is None else now, wide=wide)
     (console or Console()).print(table)
 
 
