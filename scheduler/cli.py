@@ -358,6 +358,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _fail(str(exc))
     configure_logging(config.log_format, config.log_level)
+    for line in resolved.deprecated:
+        logging.getLogger("scheduler.config").warning(line)  # our own words: not quoted
     try:
         policies = build_policies(config)
     except ConfigError as exc:

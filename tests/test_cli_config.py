@@ -9,6 +9,7 @@ import tomllib
 import pytest
 
 from scheduler.cli import main, parse_args
+from scheduler.config import _serve as serve
 from scheduler.core import ConfigError
 from scheduler.service import ServiceConfig, build_policies, config_from_mapping, with_overrides
 
@@ -145,3 +146,24 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
 def test_the_tables_default_to_the_local_admin_address() -> None:
     for command in ("hosts", "peers", "tasks"):
         assert parse_args([command]).admin == "http://127.0.0.1:8000"
+
+
+def test_a_removed_setting_still_loads_with_one_warning_line() -> None:
+    resolved = serve.resolve({"server": {"inbox_size": 256, "port": 9}}, {})
+    assert resolved.values["server.port"] == 9
+    assert "server.inbox_size" not in resolved.values
+    (line,) = resolved.deprecated
+    assert line.startswith("server.inbox_size in the configuration file is no longer used")
+    from_env = serve.resolve({}, {"SCHEDULER_SERVER_INBOX_SIZE": "4"})
+    assert from_env.deprecated == (
+        "SCHEDULER_SERVER_INBOX_SIZE (server.inbox_size) is "
+        + serve.REMOVED["server.inbox_size"]
+        + "; unset it",
+    )
+    assert serve.resolve({}, {}).deprecated == ()
+
+
+def test_a_removed_setting_is_no_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--inbox-size", "3"])
+    assert "unrecognized arguments: --inbox-size 3" in capsys.readouterr().err

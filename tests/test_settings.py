@@ -221,7 +221,7 @@ def test_the_contract_flags_and_keys_are_all_there() -> None:
     flags = {s.flag for _, s in serve.entries()}
     assert flags >= {
         "--bind", "--port", "--admin-bind", "--admin-port", "--max-sessions",
-        "--max-message-size", "--inbox-size", "--ping-interval", "--ping-timeout",
+        "--max-message-size", "--ping-interval", "--ping-timeout",
         "--send-timeout", "--reconnect-grace", "--announce-timeout", "--close-timeout",
         "--error-limit", "--error-window", "--shutdown-timeout", "--sweep-interval",
         "--host-ttl", "--peer-ttl", "--piece-timeout", "--task-idle-ttl", "--plugin",

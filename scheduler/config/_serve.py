@@ -41,6 +41,12 @@ from ..settings._setting import (
 )
 
 ENV_PREFIX: Final = "SCHEDULER_"
+#: Settings that no longer exist, and why. A file or an environment variable that still
+#: sets one loads, with a one-line warning (``Resolved.deprecated``); a flag is an error.
+REMOVED: Final[Mapping[str, str]] = {
+    "server.inbox_size": "no longer used: each frame is handled as it is read, and a client "
+    "that sends without reading is held back by TCP and dropped after liveness.send_timeout",
+}
 LOG_FORMATS: Final = ("text", "json")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 #: Where a value in force came from, lowest precedence first.
@@ -103,15 +109,6 @@ SERVER: Final = Section(
             "longest frame a client may send",
             unit="characters",
             details="A longer frame closes the session with 1009.",
-            minimum=1,
-        ),
-        integer(
-            "inbox_size",
-            256,
-            "no longer used: kept so that existing configuration files load",
-            details="Each frame is now handled as it is read, with no queue in between; a "
-            "client that sends without reading its replies is held back by TCP and "
-            "dropped after `send_timeout` (cause `send_timeout`).",
             minimum=1,
         ),
         integer(
@@ -687,6 +684,8 @@ class Resolved:
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     plugin_sections: Mapping[str, Mapping[str, Any]]
+    #: One line per removed setting still set (warned about at start-up).
+    deprecated: tuple[str, ...] = ()
 
     def source_of(self, plugin: str, key: str) -> str:
         """Where a plugin setting comes from: its alias's source, the file, or the default."""
@@ -714,7 +713,12 @@ def read_file(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[s
         extra: frozenset[str] = frozenset()
         if section is PLUGINS and isinstance(table, Mapping):
             extra = frozenset(table) - {s.key for s in PLUGINS}
-        for key, value in section.read(table, ignore=extra).items():
+        removed = frozenset(
+            key
+            for key in (table if isinstance(table, Mapping) else ())
+            if section.qualified(key) in REMOVED
+        )
+        for key, value in section.read(table, ignore=extra | removed).items():
             values[section.qualified(key)] = value
         for name in sorted(extra):
             if not isinstance(table[name], Mapping):
@@ -761,9 +765,28 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if name in names:
             section, setting = names[name]
             values[section.qualified(setting.key)] = setting.parse_text(text, name)
+        elif name in _REMOVED_ENV:
+            continue  # reported by deprecated_in()
         elif name.startswith(prefixes):
             raise ConfigError(name, "unknown setting (see `scheduler serve --print-config`)")
     return values
+
+
+_REMOVED_ENV: Final = {ENV_PREFIX + key.replace(".", "_").upper(): key for key in REMOVED}
+
+
+def deprecated_in(file: Mapping[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """One line for each removed setting that ``file`` or ``environ`` still sets."""
+    lines = []
+    for qualified, why in REMOVED.items():
+        section, _, key = qualified.partition(".")
+        table = file.get(section)
+        if isinstance(table, Mapping) and key in table:
+            lines.append(f"{qualified} in the configuration file is {why}; remove it")
+    for name, qualified in _REMOVED_ENV.items():
+        if name in environ:
+            lines.append(f"{name} ({qualified}) is {REMOVED[qualified]}; unset it")
+    return lines
 
 
 def resolve(
@@ -796,7 +819,9 @@ def resolve(
         if setting.target is not None and sources[qualified] != "default":
             plugin, key = setting.target
             plugin_sections.setdefault(plugin, {})[key] = values[qualified]
-    return Resolved(values, sources, plugin_sections)
+    return Resolved(
+        values, sources, plugin_sections, tuple(deprecated_in(file or {}, environ or {}))
+    )
 
 
 # --- generated surfaces ---------------------------------------------------------------------

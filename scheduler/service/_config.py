@@ -49,7 +49,6 @@ class ServiceConfig:
     admin_port: int = _default("admin_port")
     max_sessions: int = _default("max_sessions")
     max_message_size: int = _default("max_message_size")
-    inbox_size: int = _default("inbox_size")
     outbox_size: int = _default("outbox_size")
     # [liveness]
     ping_interval: float = _default("ping_interval")

@@ -21,7 +21,6 @@ class EndCause(enum.StrEnum):
     EVICTED = "evicted"
     REPLACED = "replaced"
     TOO_MANY_ERRORS = "too_many_errors"
-    INBOX_OVERFLOW = "inbox_overflow"
     #: More unsolicited messages (pushes, ``fetch_task``) waiting than ``outbox_size``:
     #: the client stopped reading.
     OUTBOX_OVERFLOW = "outbox_overflow"
@@ -43,7 +42,6 @@ CLOSE_FOR: Final[dict[EndCause, tuple[int, str]]] = {
     EndCause.EVICTED: (CloseCode.EVICTED, "evicted"),
     EndCause.REPLACED: (CloseCode.REPLACED, "the host announced on a newer session"),
     EndCause.TOO_MANY_ERRORS: (CloseCode.POLICY_VIOLATION, "too many errors"),
-    EndCause.INBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many frames in flight"),
     EndCause.OUTBOX_OVERFLOW: (CloseCode.POLICY_VIOLATION, "too many messages left unread"),
     EndCause.ANNOUNCE_TIMEOUT: (CloseCode.POLICY_VIOLATION, "no announce_host in time"),
     EndCause.RATE_LIMITED: (CloseCode.POLICY_VIOLATION, "message rate exceeded"),
