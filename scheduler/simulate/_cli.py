@@ -276,7 +276,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             write_plot(results, args.plot)
         except ImportError:
             console.print(
-                "[red]error:[/red] --plot needs matplotlib: pip install 'trio-p2p-scheduler[plot]'"
+                "[red]error:[/red] --plot needs matplotlib: pip install matplotlib "
+                "(or, from a checkout, pip install '.[plot]')"
             )
             return EXIT_USAGE
         console.print(f"wrote {args.plot}")
