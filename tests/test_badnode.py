@@ -1,6 +1,6 @@
 """Dragonfly's bad-node rule, and the per-peer window of piece costs it is judged on.
 
-The rule (issue 8): fewer than 2 samples is never bad; below 30 samples the last cost is
+The rule: fewer than 2 samples is never bad; below 30 samples the last cost is
 bad when it exceeds 20 x the mean of the earlier ones; from 30 samples on, when it
 exceeds their mean + 3 sigma (population standard deviation).
 """

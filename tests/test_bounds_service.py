@@ -1,4 +1,4 @@
-"""The resource bounds and the session rules of issue 9, through the real service.
+"""The resource bounds and the session rules, through the real service.
 
 Each test replays a probe's finding on the wire (the harness: the service's own
 connection handler over memory streams, under the mock clock) and checks the

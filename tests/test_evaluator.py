@@ -1,6 +1,6 @@
 """The default evaluator: Dragonfly's six figures, their weights, and the decision limits.
 
-Issue 8: finished pieces 0.2, upload success rate 0.2, free upload slots 0.15, host type
+Dragonfly's weights: finished pieces 0.2, upload success rate 0.2, free upload slots 0.15, host type
 0.15 (seed preferred), IDC affinity 0.15, location affinity 0.15 (shared prefix of
 ``|``-separated elements, up to 5); ``candidate_parent_limit`` 4, ``filter_parent_limit``
 15, ``retry_after`` 0.5 s, ``retry_back_to_source_limit`` 4, ``retry_limit`` 5.

@@ -1,6 +1,6 @@
 """The limits through the real service on loopback: raw sockets and real clients.
 
-Each finding of issue 9 this covers gets its regression test here:
+Each resource finding this covers gets its regression test here:
 
 * one address holding many idle TCP connections, or many sessions, cannot lock
   the others out (per-address caps, a total connection cap counted from the

@@ -1,4 +1,4 @@
-"""Rendezvous hashing: which seed host is asked to fetch a task (issue 8).
+"""Rendezvous hashing: which seed host is asked to fetch a task .
 
 The weights are part of the contract between processes: every scheduler (and every
 version of it) must pick the same seed for a task, so they are pinned to literal values.

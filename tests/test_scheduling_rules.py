@@ -1,4 +1,4 @@
-"""The rules of a scheduling decision (issue 8), stated one at a time.
+"""The rules of a scheduling decision, stated one at a time.
 
 The first half states the plain parts on their own: why a candidate is unfit, the parent
 edges and their upload slots, the feeders of a task, the back-to-source reservations and

@@ -188,7 +188,7 @@ def warnings_for(summary: dict[str, Any]) -> list[str]:
         found.append(
             "the server does not support batch frames: it answered "
             f"{summary['batch_unsupported']!r}. Batch frames are specified in "
-            "docs/protocol.md (issue 10); every session stopped sending after that reply."
+            "docs/protocol.md (`batch`); every session stopped sending after that reply."
         )
     if not summary.get("sessions_opened"):
         found.append("no session could be opened: nothing was measured")

@@ -1,7 +1,7 @@
 """What a run simulates: the workload's parameters and the policy sets compared.
 
-Every default is the issue's, or a documented assumption (docs/benchmarks.md):
-the scenario is never tuned towards a result.
+Every default is a documented assumption (docs/benchmarks.md), or the shipped
+service's own setting: the scenario is never tuned towards a result.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class PolicySetSpec:
 
 SIX_HOURS: Final = 6 * HOUR
 
-#: The four policy sets of the issue, in the order the table prints them.
+#: The four built-in policy sets, in the order the table prints them.
 POLICY_SETS: Final[Mapping[str, PolicySetSpec]] = {
     spec.name: spec
     for spec in (
