@@ -1,0 +1,311 @@
+"""The files under deploy/ are what their documentation says, and the tools accept them.
+
+* **Alert rules** (``deploy/prometheus/alerts.yml``): rule for rule the alert tables of
+  docs/operations.md (name, expression, ``for``, severity, description); ``promtool check
+  rules``, ``promtool test rules`` on ``alerts.test.yml`` and ``promtool check config``
+  pass. Every dashboard expression goes through ``promtool check rules`` too, as a
+  recording rule, so it is PromQL Prometheus parses. Without promtool these tests skip,
+  with the package to install; under ``CI=true`` they fail.
+* **The Grafana dashboard** (``deploy/grafana/scheduler.json``): its shape (schema
+  version, the ``datasource`` variable, no data source uid written in, unique ids, a
+  grid without overlaps) and the panels it promises. Whether its metrics exist is
+  tests/test_deploy_metrics.py's job.
+
+The tests that run promtool are marked ``e2e``, as every test that starts a process is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+import yaml
+
+from tests.deploy_files import (
+    ALERT_TESTS,
+    ALERTS,
+    DASHBOARD,
+    OPERATIONS,
+    PROMETHEUS_CONFIG,
+    REGISTRY_GROUP,
+    REGISTRY_ROW,
+    ROOT,
+    alert_groups,
+    dashboard,
+    dashboard_queries,
+    plain_promql,
+)
+
+IN_CI: Final = os.environ.get("CI") == "true"
+SEVERITIES: Final = frozenset({"critical", "warning", "info"})
+ANNOTATIONS: Final = frozenset({"summary", "description", "action"})
+#: The program the unit runs, replaced by this checkout's when the unit is verified.
+UNIT_PROGRAM: Final = "/opt/scheduler/bin/scheduler"
+#: Where the unit and the docs install the example configuration and its key.
+CONFIG_DIR: Final = "/etc/scheduler/"
+
+
+def run(*command: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
+    """Run a command to its end (at most a minute); its output, stdout then stderr."""
+    done = subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{command[0]} exited {done.returncode}:\n{output}"
+    return output
+
+
+def tool(name: str, package: str) -> str:
+    """The path of ``name``: skip without it, but fail under ``CI=true``."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: apt-get install {package})"
+        if IN_CI:
+            pytest.fail(f"CI runs this test: {message}")
+        pytest.skip(message)
+    return path
+
+
+# --- the alert rules and the docs' tables --------------------------------------------
+
+
+def markdown_section(text: str, heading: str) -> str:
+    """The body of the one section titled ``heading`` (``### Alerts``), to the next
+    heading of the same or a higher level."""
+    level = heading.split(" ", 1)[0]
+    lines = text.splitlines()
+    starts = [index for index, line in enumerate(lines) if line == heading]
+    assert len(starts) == 1, f"{heading!r} appears {len(starts)} times"
+    body: list[str] = []
+    fenced = False  # a '#' line inside a code block is no heading
+    for line in lines[starts[0] + 1 :]:
+        if line.startswith("```"):
+            fenced = not fenced
+        mark = line.split(" ", 1)[0]
+        if not fenced and set(mark) == {"#"} and len(mark) <= len(level):
+            break
+        body.append(line)
+    return "\n".join(body)
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of one Markdown table row; ``\\|`` is a pipe inside a cell."""
+    cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+    return [cell.strip().replace("\\|", "|") for cell in cells]
+
+
+def table_under(section: str, header: list[str]) -> list[list[str]]:
+    """The rows of the table in ``section`` whose header is ``header``."""
+    lines = section.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("|") and table_cells(line) == header:
+            rows = []
+            for row in lines[index + 2 :]:
+                if not row.startswith("|"):
+                    break
+                rows.append(table_cells(row))
+            return rows
+    raise AssertionError(f"no table with the header {header}")
+
+
+def code_span(cell: str) -> str:
+    assert re.fullmatch(r"`[^`]+`", cell), f"not one code span: {cell!r}"
+    return cell[1:-1]
+
+
+ALERT_TABLE: Final = ["alert", "expression", "for", "severity", "what it means"]
+
+
+def documented_alerts(heading: str) -> list[tuple[str, str, str, str, str]]:
+    section = markdown_section(OPERATIONS.read_text(encoding="utf-8"), heading)
+    return [
+        (code_span(alert), code_span(expr), wait, severity, meaning)
+        for alert, expr, wait, severity, meaning in table_under(section, ALERT_TABLE)
+    ]
+
+
+def shipped_alerts(group_name: str) -> list[tuple[str, str, str, str, str]]:
+    (group,) = [group for group in alert_groups() if group["name"] == group_name]
+    return [
+        (
+            rule["alert"],
+            " ".join(rule["expr"].split()),
+            rule["for"],
+            rule["labels"]["severity"],
+            rule["annotations"]["description"],
+        )
+        for rule in group["rules"]
+    ]
+
+
+def test_the_alert_tables_of_the_docs_are_the_rules_of_alerts_yml() -> None:
+    assert documented_alerts("### Suggested alerts") == shipped_alerts("scheduler")
+    assert documented_alerts("### Alerts") == shipped_alerts(REGISTRY_GROUP)
+
+
+def test_every_rule_has_for_a_severity_and_what_to_do() -> None:
+    groups = alert_groups()
+    assert [group["name"] for group in groups] == ["scheduler", REGISTRY_GROUP]
+    rules = [rule for group in groups for rule in group["rules"]]
+    names = [rule["alert"] for rule in rules]
+    assert len(names) == len(set(names)), "two rules share a name"
+    for rule in rules:
+        assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
+        assert rule["labels"] == {"severity": rule["labels"]["severity"]}, rule["alert"]
+        assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
+        assert set(rule["annotations"]) == ANNOTATIONS, rule["alert"]
+        assert all(text.strip() for text in rule["annotations"].values()), rule["alert"]
+
+
+@pytest.mark.e2e
+def test_promtool_checks_and_unit_tests_the_rules() -> None:
+    promtool = tool("promtool", "prometheus")
+    rules = sum(len(group["rules"]) for group in alert_groups())
+    assert f"SUCCESS: {rules} rules found" in run(promtool, "check", "rules", ALERTS)
+    assert "SUCCESS" in run(promtool, "test", "rules", ALERT_TESTS)
+    assert "is valid prometheus config file syntax" in run(
+        promtool, "check", "config", PROMETHEUS_CONFIG
+    )
+
+
+@pytest.mark.e2e
+def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
+    """The check above would fail: promtool exits non-zero on a bad expression."""
+    promtool = tool("promtool", "prometheus")
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: rate(up[5m]\n", encoding="utf-8"
+    )
+    done = subprocess.run(
+        [promtool, "check", "rules", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+
+
+@pytest.mark.e2e
+def test_every_dashboard_expression_is_promql_that_promtool_parses(tmp_path: Path) -> None:
+    promtool = tool("promtool", "prometheus")
+    queries = dashboard_queries()
+    rules = [
+        {"record": f"dashboard:query_{index}", "expr": plain_promql(query.expr)}
+        for index, query in enumerate(queries)
+    ]
+    path = tmp_path / "dashboard-rules.yml"
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}), encoding="utf-8"
+    )
+    assert f"SUCCESS: {len(rules)} rules found" in run(promtool, "check", "rules", path)
+
+
+# --- the Grafana dashboard -------------------------------------------------------------
+
+DATASOURCE: Final = {"type": "prometheus", "uid": "${datasource}"}
+
+
+def _uids(value: Any) -> list[object]:
+    """Every ``uid`` anywhere in a JSON value."""
+    if isinstance(value, dict):
+        own = [value["uid"]] if "uid" in value else []
+        return own + [uid for item in value.values() for uid in _uids(item)]
+    if isinstance(value, list):
+        return [uid for item in value for uid in _uids(item)]
+    return []
+
+
+def test_the_dashboard_reads_prometheus_through_its_datasource_variable() -> None:
+    model = dashboard()
+    assert model["schemaVersion"] == 39
+    assert model["id"] is None
+    variables = {variable["name"]: variable for variable in model["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"job", "instance"} <= set(variables)
+    # The dashboard's own uid, then the variable everywhere a data source is named.
+    assert _uids(model) == [model["uid"], *[DATASOURCE["uid"]] * (len(_uids(model)) - 1)]
+    for panel in model["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == DATASOURCE, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE, panel["title"]
+    for name in ("job", "instance"):
+        assert variables[name]["datasource"] == DATASOURCE
+
+
+def test_the_dashboard_panels_have_ids_and_places_of_their_own() -> None:
+    panels = dashboard()["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
+    taken: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["w"] > 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
+        assert not cells & taken, f"{panel['title']!r} overlaps another panel"
+        taken |= cells
+        assert panel.get("description") or panel["type"] == "row", panel["title"]
+
+
+def test_the_dashboard_has_the_promised_panels() -> None:
+    """Hosts by state, sessions, evictions by reason, detection latency, decisions,
+    dead-parent pushes, decision latency, event-loop lag and the registry's health."""
+    by_title: dict[str, list[str]] = {}
+    row = ""
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            row = panel["title"]
+            continue
+        exprs = [target["expr"] for target in panel["targets"]]
+        by_title[panel["title"]] = exprs
+        assert (row == REGISTRY_ROW) == any("registry" in expr for expr in exprs), panel["title"]
+
+    def shows(title: str, *needles: str) -> None:
+        text = " ".join(by_title[title])
+        for needle in needles:
+            assert needle in text, f"{title!r} does not show {needle!r}"
+
+    shows("Hosts by state", "sum by (state) (scheduler_hosts")
+    shows("Sessions", "scheduler_sessions")
+    shows("Host evictions by reason", "sum by (reason)", "scheduler_host_evictions_total")
+    shows("Detection latency", "histogram_quantile(0.99", "scheduler_detection_latency_seconds")
+    shows(
+        "Scheduling decisions by action and cause",
+        "sum by (action, cause)",
+        "scheduler_schedule_decisions_total",
+    )
+    shows("Dead-parent pushes, seed fetches and dropped pushes", "dead_parent_pushes_total")
+    shows("Decision latency", "scheduler_schedule_decision_seconds_bucket")
+    shows("Event-loop lag (eviction lateness)", "scheduler_eviction_lateness_seconds_bucket")
+    shows("Registry up and lease held", "registry_up", "scheduler_registry_lease_held")
+    shows("Registry errors by operation and reason", "scheduler_registry_errors_total")
+    shows("Registry outage and cut-off", "scheduler_registry_outage", "scheduler_registry_cut_off")
+    shows("Member list age", "scheduler_registry_roster_age_seconds")
+
+
+def test_the_docs_name_every_deploy_file() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    for path in (DASHBOARD, ALERTS, ALERT_TESTS, PROMETHEUS_CONFIG):
+        assert f"`{path.relative_to(ROOT).as_posix()}`" in text, path
