@@ -10,31 +10,48 @@
   version, the ``datasource`` variable, no data source uid written in, unique ids, a
   grid without overlaps) and the panels it promises. Whether its metrics exist is
   tests/test_deploy_metrics.py's job.
+* **The systemd unit** (``deploy/systemd/scheduler.service``): ``systemd-analyze
+  verify`` finds no error nor warning in it and ``systemd-analyze security --offline``
+  rates its exposure 2.0 or less; both run on a copy whose ``ExecStart`` names this
+  checkout's ``scheduler`` instead of ``/opt/scheduler/bin/scheduler`` (verify checks the
+  program exists). They skip, with the reason, where systemd-analyze is absent or cannot
+  verify even a trivial unit. Whatever the machine: ``scheduler serve`` accepts the
+  unit's command line with the example configuration, and the unit's limits fit the
+  settings' defaults (open files, the stop timeout). Not checked: the service running
+  under systemd in its sandbox (no systemd runs on the test machines).
 
-The tests that run promtool are marked ``e2e``, as every test that starts a process is.
+The tests that run a program (promtool, systemd-analyze, ``scheduler serve``) are marked
+``e2e``, as every test that starts a process is.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 import yaml
 
+from scheduler.config import setting_named
+from scheduler.service._fds import RESERVED_FDS
 from tests.deploy_files import (
     ALERT_TESTS,
     ALERTS,
     DASHBOARD,
+    EXAMPLE_CONFIG,
     OPERATIONS,
     PROMETHEUS_CONFIG,
     REGISTRY_GROUP,
     REGISTRY_ROW,
     ROOT,
+    UNIT,
     alert_groups,
     dashboard,
     dashboard_queries,
@@ -305,7 +322,131 @@ def test_the_dashboard_has_the_promised_panels() -> None:
     shows("Member list age", "scheduler_registry_roster_age_seconds")
 
 
+# --- the systemd unit ----------------------------------------------------------------
+
+
+def unit_entries(text: str) -> list[tuple[str, str, str]]:
+    """``(section, key, value)`` of a unit file, in order (keys may repeat)."""
+    entries: list[tuple[str, str, str]] = []
+    section = ""
+    pending = ""
+    for raw in text.splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        entries.append((section, key.strip(), value.strip()))
+    return entries
+
+
+def unit_value(key: str) -> str:
+    (value,) = [v for section, k, v in unit_entries(UNIT.read_text()) if k == key]
+    return value
+
+
+def systemd_analyze(tmp_path: Path) -> str:
+    """The path of systemd-analyze, once it has verified a trivial unit here."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian: apt-get install systemd)")
+    probe = tmp_path / "probe" / "probe.service"
+    probe.parent.mkdir()
+    probe.write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n", encoding="utf-8")
+    done = subprocess.run(
+        [analyze, "verify", "--man=no", str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0 or done.stdout + done.stderr:
+        pytest.skip(f"systemd-analyze cannot verify units here: {done.stdout}{done.stderr}")
+    return analyze
+
+
+def unit_for_this_machine(tmp_path: Path) -> Path:
+    """A copy of the unit whose ExecStart runs this checkout's ``scheduler``."""
+    program = Path(sys.executable).with_name("scheduler")
+    assert program.exists(), f"no {program}: install the project (pip install -e .)"
+    text = UNIT.read_text(encoding="utf-8")
+    assert text.count(UNIT_PROGRAM) == 1
+    copy = tmp_path / "unit" / UNIT.name
+    copy.parent.mkdir()
+    copy.write_text(text.replace(UNIT_PROGRAM, str(program)), encoding="utf-8")
+    return copy
+
+
+@pytest.mark.e2e
+def test_systemd_analyze_verify_finds_nothing_to_say_about_the_unit(tmp_path: Path) -> None:
+    analyze = systemd_analyze(tmp_path)
+    # An unknown key is only a warning (exit status 0): any output counts as a failure.
+    assert run(analyze, "verify", "--man=no", unit_for_this_machine(tmp_path)) == ""
+
+
+@pytest.mark.e2e
+def test_systemd_analyze_rates_the_sandbox_ok(tmp_path: Path) -> None:
+    analyze = systemd_analyze(tmp_path)
+    unit = unit_for_this_machine(tmp_path)
+    report = run(analyze, "security", "--offline=yes", "--threshold=20", unit)
+    assert re.search(r"Overall exposure level for scheduler\.service: [01]\.\d OK", report)
+
+
+@pytest.mark.e2e
+def test_the_unit_runs_scheduler_serve_with_the_example_configuration(tmp_path: Path) -> None:
+    program, *arguments = shlex.split(unit_value("ExecStart"))
+    assert program == UNIT_PROGRAM
+    assert arguments == ["serve", "--config", f"{CONFIG_DIR}{EXAMPLE_CONFIG.name}"]
+    # The example configuration, its files moved from /etc/scheduler/ to tmp_path.
+    (tmp_path / "auth.key").write_text("k" * 64, encoding="utf-8")
+    config = tmp_path / EXAMPLE_CONFIG.name
+    config.write_text(
+        EXAMPLE_CONFIG.read_text(encoding="utf-8").replace(CONFIG_DIR, f"{tmp_path}/"),
+        encoding="utf-8",
+    )
+    moved = [argument.replace(CONFIG_DIR, f"{tmp_path}/") for argument in arguments]
+    printed = run(sys.executable, "-m", "scheduler", *moved, "--print-config", cwd=tmp_path)
+    assert re.search(r'^bind = "0\.0\.0\.0" +# file$', printed, re.M)
+    assert re.search(rf'^key_file = "{re.escape(str(tmp_path))}/auth\.key" +# file$', printed, re.M)
+
+
+def test_the_unit_fits_the_defaults_of_the_settings() -> None:
+    max_connections = setting_named("limits.max_connections").default
+    assert isinstance(max_connections, int)
+    assert int(unit_value("LimitNOFILE")) >= max_connections + RESERVED_FDS
+    example = tomllib.loads(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    assert example["limits"]["max_connections"] + RESERVED_FDS <= int(unit_value("LimitNOFILE"))
+    # SIGTERM: leave the cluster (cluster.timeout), then close the sessions
+    # (liveness.shutdown_timeout); systemd must not SIGKILL before both ran out.
+    leave = setting_named("cluster.timeout").default
+    close = setting_named("liveness.shutdown_timeout").default
+    assert isinstance(leave, float)
+    assert isinstance(close, float)
+    graceful = leave + close
+    assert unit_value("KillSignal") == "SIGTERM"
+    stop = re.fullmatch(r"(\d+)s", unit_value("TimeoutStopSec"))
+    assert stop is not None, "TimeoutStopSec: write whole seconds (20s)"
+    assert int(stop[1]) >= 2 * graceful
+    assert unit_value("Restart") == "on-failure"
+    assert unit_value("RestartPreventExitStatus") == "2"  # a bad configuration
+    assert (unit_value("User"), unit_value("Group")) == ("scheduler", "scheduler")
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
+        assert unit_value(key) == value, key
+
+
 def test_the_docs_name_every_deploy_file() -> None:
     text = OPERATIONS.read_text(encoding="utf-8")
-    for path in (DASHBOARD, ALERTS, ALERT_TESTS, PROMETHEUS_CONFIG):
+    for path in (DASHBOARD, ALERTS, ALERT_TESTS, PROMETHEUS_CONFIG, UNIT, EXAMPLE_CONFIG):
         assert f"`{path.relative_to(ROOT).as_posix()}`" in text, path
