@@ -19,6 +19,13 @@
   unit's command line with the example configuration, and the unit's limits fit the
   settings' defaults (open files, the stop timeout). Not checked: the service running
   under systemd in its sandbox (no systemd runs on the test machines).
+* **Docker** (``deploy/docker/``): no engine runs here, so no image is built and no
+  container started. What is checked: every path the Dockerfile copies exists, the
+  copied tree holds what ``pip install`` reads (each project's pyproject.toml, readme,
+  packages and package data), the compose file builds from the checkout with that
+  Dockerfile and pulls no other image of ours, ``scheduler serve`` accepts each
+  member's command line and environment (the Dockerfile's ``ENV`` included), and the
+  docs show the compose file as it is.
 
 The tests that run a program (promtool, systemd-analyze, ``scheduler serve``) are marked
 ``e2e``, as every test that starts a process is.
@@ -26,6 +33,7 @@ The tests that run a program (promtool, systemd-analyze, ``scheduler serve``) ar
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shlex
@@ -44,7 +52,9 @@ from scheduler.service._fds import RESERVED_FDS
 from tests.deploy_files import (
     ALERT_TESTS,
     ALERTS,
+    COMPOSE,
     DASHBOARD,
+    DOCKERFILE,
     EXAMPLE_CONFIG,
     OPERATIONS,
     PROMETHEUS_CONFIG,
@@ -444,6 +454,146 @@ def test_the_unit_fits_the_defaults_of_the_settings() -> None:
         "CapabilityBoundingSet": "",
     }.items():
         assert unit_value(key) == value, key
+
+
+# --- Docker ---------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line = pending + line
+        pending = ""
+        if line:
+            keyword, _, arguments = line.partition(" ")
+            instructions.append((keyword.upper(), arguments.strip()))
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+def copied_tree(destination: Path) -> Path:
+    """Copy what the Dockerfile's COPY lines copy (from the checkout, its build context)
+    into ``destination``, as the image's filesystem; return it."""
+    workdir = "/"
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "WORKDIR":
+            workdir = arguments
+        if keyword != "COPY":
+            continue
+        *sources, target = [word for word in shlex.split(arguments) if not word.startswith("--")]
+        into = destination / (target if target.startswith("/") else f"{workdir}/{target}")[1:]
+        for source in sources:
+            origin = ROOT / source
+            assert origin.exists(), f"COPY {source}: no such path in the checkout"
+            if origin.is_dir():
+                shutil.copytree(origin, into, dirs_exist_ok=True)
+            else:
+                into.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, into / origin.name)
+    return destination
+
+
+def test_what_the_dockerfile_copies_is_what_pip_install_reads(tmp_path: Path) -> None:
+    image = copied_tree(tmp_path)
+    (run_line,) = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
+    installing = shlex.split(run_line.split("&&")[0])
+    assert installing[:4] == ["python", "-m", "pip", "install"]
+    targets = [word for word in installing[4:] if not word.startswith("-")]
+    projects = [word.split("[")[0] for word in targets]
+    assert projects == [".", "./plugins/phi-accrual", "./plugins/dragonfly-compat"]
+    extras = set(re.findall(r"\w+", targets[0].partition("[")[2]))
+    assert extras == {"cluster"}
+    root_meta = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert extras <= set(root_meta["project"]["optional-dependencies"])
+    workdir = next(args for keyword, args in dockerfile_instructions() if keyword == "WORKDIR")
+    for project in projects:
+        where = image / workdir.lstrip("/") / project
+        meta = tomllib.loads((where / "pyproject.toml").read_text(encoding="utf-8"))
+        readme = meta["project"]["readme"]
+        assert (where / readme).is_file(), f"{project}: {readme} is not copied"
+        find = meta["tool"]["setuptools"]["packages"]["find"]
+        for root in find.get("where", ["."]):
+            # Top-level packages, as setuptools' find directive finds them.
+            found = [
+                path.name
+                for path in (where / root).iterdir()
+                if (path / "__init__.py").is_file()
+                and any(fnmatch.fnmatch(path.name, p) for p in find.get("include", ["*"]))
+            ]
+            assert found, f"{project}: no package under {root}"
+            for package, patterns in meta["tool"]["setuptools"].get("package-data", {}).items():
+                for pattern in patterns:
+                    matches = list((where / root / package.replace(".", "/")).glob(pattern))
+                    assert matches, f"{project}: no {package}/{pattern}"
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    return loaded
+
+
+def test_the_compose_file_builds_the_scheduler_from_the_checkout() -> None:
+    services = compose()["services"]
+    schedulers = {name: s for name, s in services.items() if name.startswith("sched-")}
+    assert len(schedulers) == 3
+    for name, service in schedulers.items():
+        build = service["build"]
+        assert (COMPOSE.parent / build["context"]).resolve() == ROOT, name
+        assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE, name
+    # Every other image is a public one; none of ours is pulled.
+    pulled = {s["image"] for s in services.values() if "build" not in s}
+    assert pulled == {"postgres:16"}
+
+
+@pytest.mark.e2e
+def test_each_member_of_the_compose_file_is_a_configuration_serve_accepts() -> None:
+    image_env: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "ENV":
+            image_env.update(word.split("=", 1) for word in shlex.split(arguments))
+    instructions = dict(dockerfile_instructions())
+    assert instructions["CMD"] == '["scheduler", "serve"]'
+    # The ports it exposes and asks for its health are serve's defaults.
+    ports = [setting_named(f"server.{key}").default for key in ("port", "admin_port")]
+    assert instructions["EXPOSE"].split() == [str(port) for port in ports]
+    assert f"http://127.0.0.1:{ports[1]}/readyz" in instructions["HEALTHCHECK"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER_")}
+    for name, service in compose()["services"].items():
+        if "build" not in service:
+            continue
+        env = {**base, **image_env, **{k: str(v) for k, v in service["environment"].items()}}
+        program, *arguments = shlex.split(service["command"])
+        assert program == "scheduler", name
+        printed = run(sys.executable, "-m", "scheduler", *arguments, "--print-config", env=env)
+        assert re.search(rf'^name = "{name}" +# flag \(--name\)$', printed, re.M), name
+    # The image alone, without a credential, refuses to start on 0.0.0.0 and says why.
+    done = subprocess.run(
+        [sys.executable, "-m", "scheduler", "serve", "--print-config"],
+        env={**base, **image_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "protected mode" in done.stderr
+
+
+def test_the_docs_show_the_compose_file_as_it_is() -> None:
+    section = markdown_section(
+        OPERATIONS.read_text(encoding="utf-8"), "### An example with Docker Compose"
+    )
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", section, re.M | re.S)
+    assert blocks == [COMPOSE.read_text(encoding="utf-8")]
+    assert "trio-p2p-scheduler:latest" not in OPERATIONS.read_text(encoding="utf-8")
 
 
 def test_the_docs_name_every_deploy_file() -> None:
