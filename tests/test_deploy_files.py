@@ -325,7 +325,7 @@ def test_the_dashboard_has_the_promised_panels() -> None:
     )
     shows("Dead-parent pushes, seed fetches and dropped pushes", "dead_parent_pushes_total")
     shows("Decision latency", "scheduler_schedule_decision_seconds_bucket")
-    shows("Event-loop lag (eviction lateness)", "scheduler_eviction_lateness_seconds_bucket")
+    shows("Event-loop lag", "scheduler_event_loop_lag_seconds_bucket")
     shows("Registry up and lease held", "registry_up", "scheduler_registry_lease_held")
     shows("Registry errors by operation and reason", "scheduler_registry_errors_total")
     shows("Registry outage and cut-off", "scheduler_registry_outage", "scheduler_registry_cut_off")

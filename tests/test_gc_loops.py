@@ -14,6 +14,7 @@ import trio.testing
 
 from scheduler.core import Event, Eviction, HostInfo, SchedulerState
 from scheduler.policies import load_policies
+from scheduler.service import SchedulerService, ServiceConfig
 from scheduler.service._gc import GcLoops
 from scheduler.service._metrics import Metrics
 
@@ -69,3 +70,21 @@ def test_the_slice_size_must_be_positive() -> None:
     state = announced(0)
     with pytest.raises(ValueError, match="slice_size must be >= 1"):
         GcLoops(state, Metrics(state, ()), lambda events: None, slice_size=0)
+
+
+async def test_the_loop_lag_probe_measures_how_long_the_loop_was_held(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    service = SchedulerService(ServiceConfig(entrypoints=False))
+    lag = service.metrics.registry
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(service.run_gc_loops)
+        await trio.sleep(1.0)  # four wake-ups of a free loop, each on time
+        free = lag.get_sample_value("scheduler_event_loop_lag_seconds_count") or 0.0
+        assert free >= 3
+        assert lag.get_sample_value("scheduler_event_loop_lag_seconds_sum") == 0.0
+        autojump_clock.jump(0.6)  # as if one task held the loop for 0.6 s
+        await trio.sleep(0.5)
+        # The probe was due within 0.25 s of the hold's start: 0.35 s late at least.
+        assert (lag.get_sample_value("scheduler_event_loop_lag_seconds_sum") or 0.0) >= 0.35
+        nursery.cancel_scope.cancel()

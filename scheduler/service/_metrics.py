@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Final, final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900)
+#: Loop lag: a healthy loop wakes within a millisecond; 100 ms stalls every session.
+_LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
 _DECISION_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2e-4, 5e-4, 0.001, 0.0025, 0.005, 0.01, 0.05)
 
@@ -172,6 +174,12 @@ class Metrics:
             "scheduler_schedule_decision_seconds",
             "Time the core took for one register or reschedule decision",
             buckets=_DECISION_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "scheduler_event_loop_lag_seconds",
+            "How late a wake-up of the loop-lag probe came (something else held the event loop)",
+            buckets=_LAG_BUCKETS,
             registry=r,
         )
         for manager in ("host", "peer", "task"):  # export every series from the start

@@ -65,6 +65,8 @@ admin_log = logging.getLogger("scheduler.admin")
 
 #: Children pushed per slice of deferred pushes (a few ms of decisions at most).
 PUSH_SLICE: Final = 20
+#: Seconds between two wake-ups of the loop-lag probe (4 a second: negligible work).
+LAG_PROBE_PERIOD: Final = 0.25
 
 
 @final
@@ -308,7 +310,17 @@ class SchedulerService:
             nursery.start_soon(self.timers.run)
             await nursery.start(self.reader.run)
             nursery.start_soon(self._push_deferred)
+            nursery.start_soon(self._probe_loop_lag)
             await self.gc.run()
+
+    async def _probe_loop_lag(self) -> None:
+        """Sleep :data:`LAG_PROBE_PERIOD` again and again; how late each wake-up comes is
+        how long something held the event loop (``scheduler_event_loop_lag_seconds``)."""
+        lag = self.metrics.loop_lag
+        while True:
+            asked = trio.current_time() + LAG_PROBE_PERIOD
+            await trio.sleep_until(asked)
+            lag.observe(max(0.0, trio.current_time() - asked))
 
     async def _push_deferred(self) -> None:
         """Send the pushes that dropped sessions deferred, once per batch of drops.
