@@ -73,11 +73,18 @@ def test_named_modules_run_their_own_test_files_and_others_the_whole_suite(
             assert (ROOT / file).is_file(), file
 
 
-def test_the_default_run_covers_the_core_codec_and_policies_only(tool: ModuleType) -> None:
+def test_the_default_run_covers_the_core_codec_policies_and_session_rules_only(
+    tool: ModuleType,
+) -> None:
     modules = tool.PROJECT.module_files([])
     assert "scheduler/core/_deadlines.py" in modules
     assert "scheduler/protocol/_codec.py" in modules
     assert "scheduler/policies/_announce_ttl.py" in modules
+    assert "scheduler/session/_protocol.py" in modules
+    # Each session module runs the session rules' own tests, not the whole suite.
+    assert tool.PROJECT.tests_for(["scheduler/session/_liveness.py"])[0] == (
+        "tests/test_session_messages.py"
+    )
     assert all(m.startswith(tool.MUTATED_ROOTS) for m in modules)
     assert tool.PROJECT.module_files([str(ROOT / "scheduler/core/_bitset.py")]) == [
         "scheduler/core/_bitset.py"
