@@ -3,7 +3,9 @@
 Many simulated hosts, each with its own announce interval, jitter and clock
 drift, are interleaved on one timeline. Time only moves forward; whenever it
 moves, the harness wakes the GC at every deadline on the way, exactly as the
-service's GC loop does, and after every step it checks the core invariants.
+service's GC loop does, and after every step it checks the core invariants, the
+decisions and pushes the step made, and that no plugin raised (the core contains a
+plugin's error; a test must not).
 """
 
 from __future__ import annotations
@@ -64,7 +66,12 @@ _EXPECTED_ERRORS = (IllegalTransition, Conflict, BackToSourceLimitReached)
 
 
 class Simulation:
-    """Apply steps to a fresh :class:`SchedulerState` and check the invariants after each."""
+    """Apply steps to a fresh :class:`SchedulerState` and check the invariants after each.
+
+    It takes over ``policies.on_error`` (calling the one it had, if any) to learn of
+    every error the policy set contains; ``expected_plugin_errors`` lists the
+    ``(plugin, hook)`` pairs whose errors the test expects.
+    """
 
     def __init__(
         self,
