@@ -36,6 +36,7 @@ PUBLIC = (
     "scheduler.settings",
     "scheduler.simulate",
     "scheduler.testing",
+    "scheduler.testing.coverage",
     "scheduler.testing.mutate",
 )
 

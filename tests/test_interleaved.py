@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 from scheduler_dragonfly_compat import DragonflyCompat
@@ -19,7 +20,7 @@ from scheduler_phi_accrual import PhiAccrual
 
 from scheduler.core import Eviction, RecordKind
 from scheduler.policies import builtin_plugins
-from scheduler.testing import CASCADE_REASONS, SchedulerStateMachine
+from scheduler.testing import CASCADE_REASONS, SchedulerStateMachine, measure_coverage
 
 
 class InterleavedClocks(SchedulerStateMachine):
@@ -90,3 +91,12 @@ def test_dragonfly_compat_replaced_the_builtins_in_its_timeline() -> None:
     assert "announce_ttl" not in names
     assert "disconnect_grace" not in names
     assert RecordKind.HOST.value == "host"
+
+
+@pytest.mark.parametrize(
+    ("machine", "pushes"),
+    [(BuiltinsTimeline, True), (DragonflyTimeline, False), (PhiAccrualTimeline, True)],
+)
+def test_each_timeline_hands_out_parents(machine: type[InterleavedClocks], pushes: bool) -> None:
+    """Over the profile's examples, most runs schedule; dragonfly_compat never pushes."""
+    measure_coverage(machine).check(pushes=pushes)

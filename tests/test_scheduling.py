@@ -45,14 +45,17 @@ from scheduler.testing import (
     Advance,
     Announce,
     Crash,
+    DownloadSwarm,
     EveryoneObeys,
     HostProfile,
     InvariantError,
     Leave,
     PeerStep,
+    ReportFailedParent,
     Simulation,
     Swarm,
     check_decision,
+    measure_coverage,
     piece_costs,
 )
 
@@ -758,9 +761,11 @@ class SchedulingMachine(RuleBasedStateMachine):
     def start(self, seed: int) -> None:
         policies = PolicySet.from_plugins([*builtin_plugins(), *(p() for p in self.plugins)])
         self.sim = Simulation(policies, PROFILES, seed=seed)
+        self.pushes = 0
         for index in range(len(PROFILES)):
             self.sim.apply(Announce(index))
-        self.pushes = 0
+        # A first swarm: one peer at the origin, the others on the parents they are handed.
+        self.apply(DownloadSwarm(TASKS[seed % len(TASKS)], len(PROFILES), seed, 0.1))
 
     def apply(self, step: Any) -> None:
         before = len(self.sim.events)
@@ -773,9 +778,17 @@ class SchedulingMachine(RuleBasedStateMachine):
     def swarm(self, task: TaskInfo, size: int, start: int) -> None:
         self.apply(Swarm(task, size, start))
 
+    @rule(task=st.sampled_from(TASKS), size=st.integers(2, 6), start=_INDEX, cost=piece_costs)
+    def download_swarm(self, task: TaskInfo, size: int, start: int, cost: float | None) -> None:
+        self.apply(DownloadSwarm(task, size, start, cost))
+
     @rule(cost=piece_costs)
     def everyone_obeys(self, cost: float | None) -> None:
         self.apply(EveryoneObeys(cost))
+
+    @rule(peer=st.integers(0, 40), parent=st.integers(0, 3))
+    def report_failed_parent(self, peer: int, parent: int) -> None:
+        self.apply(ReportFailedParent(peer, parent))
 
     @rule(
         peer=st.integers(0, 40), action=st.sampled_from(["reschedule", "fail", "leave", "finish"])
@@ -838,6 +851,17 @@ def test_the_machine_hands_out_parents_and_pushes() -> None:
     actions = {e.decision.action for e in sim.events if isinstance(e, PeerScheduled)}
     assert ScheduleAction.PARENTS in actions
     assert any(isinstance(e, PeerScheduled) and e.pushed for e in sim.events)
+
+
+@pytest.mark.parametrize(
+    ("machine", "pushes"),
+    [(SchedulingMachine, True), (CompatSchedulingMachine, False), (PhiSchedulingMachine, True)],
+)
+def test_each_scheduling_machine_reaches_parents_and_pushes(
+    machine: type[SchedulingMachine], pushes: bool
+) -> None:
+    """Over the profile's examples, the machine's runs schedule (and push, where allowed)."""
+    measure_coverage(machine).check(pushes=pushes)
 
 
 def test_view_is_read_only_for_scheduling() -> None:

@@ -34,6 +34,8 @@ MUTATED_ROOTS = (
     "scheduler/core",
     "scheduler/protocol",
     "scheduler/policies",
+    # The session rules: what one WebSocket session may do, and what follows (sans-IO).
+    "scheduler/session",
     "scheduler/rendezvous.py",
     # The one sans-IO module of the service: the frames read and written without wsproto.
     "scheduler/service/_wire.py",
@@ -55,9 +57,22 @@ _PEER_LEDGER_TESTS: tuple[str, ...] = (
     "tests/test_resource_bounds.py",
 )
 
-#: The test files that state the behaviour of a module. When every requested module
-#: is listed here, only these files run, which keeps ``-- PATH`` runs fast; any other
-#: module brings in the whole suite (so a full run is never weaker than the suite).
+#: The session rules: frames in, replies, closes and core events out; admission, rate
+#: limits, liveness, identity, networks, placement and the routing of pushes.
+_SESSION_TESTS: tuple[str, ...] = (
+    "tests/test_session_messages.py",
+    "tests/test_session_details.py",
+    "tests/test_session_rules.py",
+    "tests/test_session_limits.py",
+    "tests/test_session_scheduling.py",
+    "tests/test_identity_rules.py",
+    "tests/test_liveness.py",
+    "tests/test_host_addresses.py",
+    "tests/test_batch_rules.py",
+    "tests/test_input_hygiene.py",
+    "tests/test_cluster_routing.py",
+)
+
 #: The test files that state the behaviour of a module. When every requested module
 #: is listed here, only these files run, which keeps ``-- PATH`` runs fast; any other
 #: module brings in the whole suite (so a full run is never weaker than the suite).
@@ -158,6 +173,13 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     "scheduler/core/_scheduling.py": _SCHEDULING_TESTS,
     "scheduler/core/_peers.py": _PEER_LEDGER_TESTS,
     "scheduler/policies/_evaluator.py": ("tests/test_evaluator.py", *_SCHEDULING_TESTS),
+    **dict.fromkeys(
+        sorted(
+            f"scheduler/session/{path.name}"
+            for path in (ROOT / "scheduler" / "session").glob("*.py")
+        ),
+        _SESSION_TESTS,
+    ),
 }
 
 PROJECT = runner.MutationProject(

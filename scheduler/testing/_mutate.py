@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModuleResult", "MutationProject", "main"]
+__all__ = ["ModuleResult", "MutationProject", "main", "module_name"]
 
 
 @dataclass(frozen=True)
@@ -250,16 +250,28 @@ def changed_lines(name: str, module: str) -> tuple[list[str], list[str]]:
 
 
 def apply_equivalents(
-    results: dict[str, ModuleResult], equivalents: dict[str, tuple[str, str]]
+    results: dict[str, ModuleResult],
+    equivalents: dict[str, tuple[str, str]],
+    project_modules: Iterable[str] = (),
 ) -> list[str]:
-    """Mark listed equivalents; return the problems with the list (stale entries)."""
+    """Mark listed equivalents; return the problems with the list, each naming its entry.
+
+    An entry is a problem when its mutant no longer exists, now writes another line, or
+    names a module that is none of ``project_modules`` (the project's module paths; an
+    entry for a project module that is not in this run is left for a run that has it).
+    """
     problems = []
-    by_module = {r.path.removesuffix(".py").replace("/", "."): r for r in results.values()}
+    by_module = {module_name(r.path): r for r in results.values()}
+    known = {module_name(path) for path in project_modules} | set(by_module)
     for name, (mutation, reason) in sorted(equivalents.items()):
-        module_name = _module_of(name)
-        result = by_module.get(module_name) or by_module.get(f"{module_name}.__init__")
+        module = _module_of(name)
+        result = by_module.get(module)
         if result is None:
-            continue  # a module not in this run
+            if module not in known:
+                problems.append(
+                    f"{name}: listed as equivalent, but the project has no module {module}"
+                )
+            continue
         if name not in result.statuses:
             problems.append(f"{name}: listed as equivalent but no such mutant exists")
             continue
@@ -272,6 +284,17 @@ def apply_equivalents(
             continue
         result.equivalent[name] = reason
     return problems
+
+
+def module_name(path: str) -> str:
+    """The dotted module name in the names mutmut gives the mutants of the file ``path``.
+
+    mutmut drops a leading ``src/`` (the layout docs/plugins.md prescribes) and names
+    a package's ``__init__.py`` by the package.
+    """
+    from mutmut.utils.format_utils import get_mutant_name  # noqa: PLC0415
+
+    return _module_of(get_mutant_name(Path(path), "x_f__mutmut_1"))
 
 
 def _module_of(mutant: str) -> str:
@@ -357,7 +380,8 @@ def main(argv: Sequence[str] | None = None, project: MutationProject | None = No
 
     results = read_results(modules)
     equivalents_file = Path(project.equivalents)
-    problems = apply_equivalents(results, load_equivalents(equivalents_file))
+    equivalents = load_equivalents(equivalents_file)
+    problems = apply_equivalents(results, equivalents, project.module_files([]))
     print_report(results, args.max_surviving)
     failing = [r.path for r in results.values() if r.surviving_percent > args.max_surviving]
     for problem in problems:

@@ -3,14 +3,16 @@
 Many simulated hosts, each with its own announce interval, jitter and clock
 drift, are interleaved on one timeline. Time only moves forward; whenever it
 moves, the harness wakes the GC at every deadline on the way, exactly as the
-service's GC loop does, and after every step it checks the core invariants.
+service's GC loop does, and after every step it checks the core invariants, the
+decisions and pushes the step made, and that no plugin raised (the core contains a
+plugin's error; a test must not).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core import (
@@ -42,6 +44,8 @@ from ._strategies import (
     Advance,
     Announce,
     Crash,
+    DownloadSwarm,
+    Elapse,
     EveryoneObeys,
     Hang,
     HostProfile,
@@ -50,6 +54,7 @@ from ._strategies import (
     PeerStep,
     Pong,
     RegisterPeer,
+    ReportFailedParent,
     Step,
     Swarm,
     Sweep,
@@ -61,7 +66,12 @@ _EXPECTED_ERRORS = (IllegalTransition, Conflict, BackToSourceLimitReached)
 
 
 class Simulation:
-    """Apply steps to a fresh :class:`SchedulerState` and check the invariants after each."""
+    """Apply steps to a fresh :class:`SchedulerState` and check the invariants after each.
+
+    It takes over ``policies.on_error`` (calling the one it had, if any) to learn of
+    every error the policy set contains; ``expected_plugin_errors`` lists the
+    ``(plugin, hook)`` pairs whose errors the test expects.
+    """
 
     def __init__(
         self,
@@ -72,10 +82,25 @@ class Simulation:
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
         unique_hostnames: bool = True,
         seed: int = 0,
+        expected_plugin_errors: Collection[tuple[str, str]] = (),
     ) -> None:
         if not profiles:
             raise ValueError("a simulation needs at least one host profile")
         self.policies = policies
+        #: ``(plugin, hook)`` pairs whose contained errors the test expects; any other
+        #: error a plugin raises (or a malformed answer it gives) fails the next check.
+        self.expected_plugin_errors = frozenset(expected_plugin_errors)
+        #: Every error the policy set contained, in order: ``(plugin, hook, exception)``.
+        self.plugin_errors: list[tuple[str, str, BaseException]] = []
+        self._errors_checked = 0
+        earlier = policies.on_error
+
+        def contained(plugin: str, hook: str, exc: BaseException) -> None:
+            self.plugin_errors.append((plugin, hook, exc))
+            if earlier is not None:
+                earlier(plugin, hook, exc)
+
+        policies.on_error = contained
         self.profiles = list(profiles)
         self.now = start
         self.state = SchedulerState(
@@ -88,6 +113,10 @@ class Simulation:
         self.events: list[Event] = []
         self.host_evicted_at: dict[str, float] = {}
         self._peer_seq = 0
+        #: How many ``reschedule`` requests named a failed parent the peer was handed.
+        self.failed_parent_reports = 0
+        #: The jitter of each announce an :class:`Elapse` delivers (seeded: reproducible).
+        self._jitter = random.Random(f"announces-{seed}")
         self._pushes = PushCheck(self.state.view)
         #: The last decision each peer was given (what ``obey`` steps follow).
         self.decisions: dict[str, Decision] = {}
@@ -156,55 +185,101 @@ class Simulation:
         if self.next_announce[index] is not None and self.state.is_schedulable(host_id):
             self.state.touch_host(host_id, self.now, ContactSource.PONG)
 
-    def _on_registerpeer(self, step: RegisterPeer) -> None:
+    def _on_registerpeer(self, step: RegisterPeer) -> str | None:
+        """Register a peer on the host, if it is connected; return the peer's id."""
         host_id = self._profile(step.host).info.id
         if not self.state.is_schedulable(host_id):
-            return
+            return None
         self._peer_seq += 1
         peer_id = f"peer-{self._peer_seq}"
         self._record(self.state.register_peer(peer_id, host_id, step.task, self.now), allowed=set())
         # The session answers register_peer with the peer's first decision.
         self._record(self.state.schedule_peer(peer_id, self.now), allowed=set())
+        return peer_id
+
+    def _connected(self, start: int, size: int) -> list[int]:
+        """Up to ``size`` indexes of hosts that are connected now, from the ``start``-th."""
+        connected = [i for i, p in enumerate(self.profiles) if self.state.is_schedulable(p.info.id)]
+        if not connected:
+            return []
+        first = start % len(connected)
+        return (connected[first:] + connected[:first])[:size]
 
     def _on_swarm(self, step: Swarm) -> None:
-        connected = [p for p in self.profiles if self.state.is_schedulable(p.info.id)]
-        if not connected:
+        for index in self._connected(step.start, step.size):
+            self._on_registerpeer(RegisterPeer(index, step.task))
+
+    def _on_downloadswarm(self, step: DownloadSwarm) -> None:
+        for index in self._connected(step.start, step.size):
+            before = self.state.peer_ids_of_task(step.task.id)
+            if self._on_registerpeer(RegisterPeer(index, step.task)) is None:
+                continue
+            # The new peer, and a seed peer its registration may have asked for, each
+            # obey twice: start (or go to the origin, or ask again), then report a piece.
+            # The next member of the swarm finds them parents with a finished piece.
+            for _ in range(2):
+                for peer_id in sorted(self.state.peer_ids_of_task(step.task.id) - before):
+                    if self.state.has_peer(peer_id):  # an earlier one may have evicted it
+                        self._act(peer_id, "obey", step.cost)
+                        self.run_gc()
+                        self.check()
+
+    def _on_reportfailedparent(self, step: ReportFailedParent) -> None:
+        holders = sorted(p.id for p in self.state.peers() if self.state.parents_of(p.id))
+        if not holders:
             return
-        first = step.start % len(connected)
-        for profile in (connected[first:] + connected[:first])[: step.size]:
-            self._on_registerpeer(RegisterPeer(self.profiles.index(profile), step.task))
+        child = holders[step.peer % len(holders)]
+        parents = self.state.parents_of(child)
+        self._act(child, "reschedule", None, failed=parents[step.parent % len(parents)])
 
     def _on_everyoneobeys(self, step: EveryoneObeys) -> None:
-        for index, _ in enumerate(sorted(p.id for p in self.state.peers())):
-            self._on_peerstep(PeerStep(index, "obey", step.cost))
-            self.run_gc()
-            self.check()
+        for peer_id in sorted(p.id for p in self.state.peers()):
+            if self.state.has_peer(peer_id):  # an earlier one's step may have evicted it
+                self._act(peer_id, "obey", step.cost)
+                self.run_gc()
+                self.check()
 
     def _on_peerstep(self, step: PeerStep) -> None:
         peers = sorted(p.id for p in self.state.peers())
-        if not peers:
-            return
-        peer = self.state.peer(peers[step.peer % len(peers)])
+        if peers:
+            self._act(peers[step.peer % len(peers)], step.action, step.cost, pick=step.peer)
+
+    def _act(
+        self,
+        peer_id: str,
+        action: str,
+        cost: float | None,
+        *,
+        pick: int = 0,
+        failed: str | None = None,
+    ) -> None:
+        """The peer does ``action`` (one of :data:`PEER_ACTIONS`); an illegal one changes nothing.
+
+        ``pick`` chooses the parent a piece comes from; a ``reschedule`` reports
+        ``failed`` (default: the first parent it holds, if any) as a failed parent.
+        """
+        peer = self.state.peer(peer_id)
         task = self.state.task(peer.task_id)
-        action = self._obey(peer, task) if step.action == "obey" else step.action
+        action = self._obey(peer, task) if action == "obey" else action
         before = (peer.state, task.state, peer.updated_at, task.back_to_source_count)
         before_pieces = len(peer.finished_pieces)
         state, now = self.state, self.now
         parents = state.parents_of(peer.id)
         # Pieces come from a parent the scheduler handed out, when there is one.
-        parent_id = parents[step.peer % len(parents)] if parents else None
+        parent_id = parents[pick % len(parents)] if parents else None
+        failed_parents = parents[:1] if failed is None else (failed,)
         piece = self._next_piece(peer, task)
         actions: Mapping[str, Callable[[], list[Event]]] = {
             "start": lambda: state.start_download(peer.id, now),
             "back_to_source": lambda: state.back_to_source(peer.id, now),
             "pieces": lambda: state.finish_pieces(
-                peer.id, [piece], now, parent_id=parent_id, cost=step.cost
+                peer.id, [piece], now, parent_id=parent_id, cost=cost
             ),
             "finish": lambda: state.finish_download(peer.id, now),
             "fail": lambda: state.fail_download(peer.id, now),
             "leave": lambda: state.leave_peer(peer.id, now),
             "schedule": lambda: state.schedule_peer(peer.id, now),
-            "reschedule": lambda: state.reschedule_peer(peer.id, parents[:1], now),
+            "reschedule": lambda: state.reschedule_peer(peer.id, failed_parents, now),
         }
         try:
             events = actions[action]()
@@ -214,6 +289,8 @@ class Simulation:
                 error = type(exc).__name__
                 raise InvariantError(f"{error} changed state: {before} -> {after}") from exc
             return
+        if action == "reschedule" and failed_parents:
+            self.failed_parent_reports += 1
         self._record(events, allowed={Reason.LEAVE})
 
     def _obey(self, peer: Peer, task: Task) -> str:
@@ -239,6 +316,18 @@ class Simulation:
 
     def _on_advance(self, step: Advance) -> None:
         self.advance_to(self.now + step.seconds)
+
+    def _on_elapse(self, step: Elapse) -> None:
+        until = self.now + step.seconds
+        while True:
+            due = [(t, i) for i, t in enumerate(self.next_announce) if t is not None and t <= until]
+            if not due:
+                break
+            when, index = min(due)
+            self.advance_to(max(when, self.now))
+            self._on_announce(Announce(index, self._jitter.uniform(-1.0, 1.0)))
+            self.run_gc()
+        self.advance_to(until)
 
     def _on_nextannounce(self, step: NextAnnounce) -> None:
         pending = [(t, i) for i, t in enumerate(self.next_announce) if t is not None]
@@ -339,7 +428,7 @@ class Simulation:
     # --- invariants --------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Every core invariant, at the current time."""
+        """Every core invariant at the current time, and no unexpected plugin error."""
         state, now = self.state, self.now
         problems = state.invariant_violations()
         if problems:
@@ -383,6 +472,25 @@ class Simulation:
                 raise InvariantError(
                     f"host {host_id} was evicted at {evicted_at} but is still kept"
                 )
+        self._check_plugin_errors()
+
+    def _check_plugin_errors(self) -> None:
+        """Fail on the first error a plugin raised since the last check, unless expected.
+
+        The core contains a plugin's error (the other plugins still decide), which is
+        right in production and wrong in a plugin's tests: a hook that raises on every
+        call would pass them with the built-ins deciding in its place.
+        """
+        new = self.plugin_errors[self._errors_checked :]
+        self._errors_checked = len(self.plugin_errors)
+        unexpected = [e for e in new if (e[0], e[1]) not in self.expected_plugin_errors]
+        if unexpected:
+            plugin, hook, exc = unexpected[0]
+            more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+            raise InvariantError(
+                f"plugin {plugin} raised in {hook}: {exc!r}{more}; a test that expects it "
+                f"passes expected_plugin_errors={{({plugin!r}, {hook!r})}}"
+            ) from exc
 
 
 def register_task(index: int) -> TaskInfo:

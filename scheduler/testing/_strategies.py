@@ -96,6 +96,25 @@ def host_profiles(allow_no_interval: bool = True) -> st.SearchStrategy[HostProfi
     )
 
 
+def host_fleets(min_hosts: int = 2, max_hosts: int = 6) -> st.SearchStrategy[list[HostProfile]]:
+    """Host profiles of which, when there are two or more, the first two differ in hostname.
+
+    A parent must be on another host than its child, and hosts that share a hostname
+    supersede one another (the others may still collide: the supersede case).
+    """
+    fleets = st.lists(host_profiles(), min_size=min_hosts, max_size=max_hosts)
+    return fleets.map(_two_hostnames)
+
+
+def _two_hostnames(profiles: list[HostProfile]) -> list[HostProfile]:
+    if len(profiles) < 2 or profiles[0].info.hostname != profiles[1].info.hostname:
+        return profiles
+    first, second, *rest = profiles
+    other = HOSTNAMES[(HOSTNAMES.index(first.info.hostname) + 1) % len(HOSTNAMES)]
+    renamed = attrs.evolve(second, info=attrs.evolve(second.info, hostname=other))
+    return [first, renamed, *rest]
+
+
 def announce_schedules(profile: HostProfile, *, count: int = 20) -> st.SearchStrategy[list[float]]:
     """Announce times of one host on the scheduler's clock, with its jitter and drift."""
     period = profile.period() or 3600.0
@@ -199,7 +218,46 @@ class EveryoneObeys(Step):
 
 @final
 @attrs.frozen
+class DownloadSwarm(Step):
+    """Up to ``size`` connected hosts (from the ``start``-th) download ``task`` together.
+
+    Each registers a peer and obeys its first decision twice: the first peer goes to
+    the origin and reports a piece, the later ones start on the parents they are
+    handed and report a piece from one of them. ``cost`` is the seconds a piece took.
+    """
+
+    task: TaskInfo
+    size: int
+    start: int = 0
+    cost: float | None = None
+
+
+@final
+@attrs.frozen
+class ReportFailedParent(Step):
+    """The ``peer``-th peer that holds parents reports its ``parent``-th one as failed.
+
+    It asks again (``reschedule``) with ``failed_parents`` naming a parent it was handed,
+    as a daemon does when a download from that parent breaks.
+    """
+
+    peer: int
+    parent: int = 0
+
+
+@final
+@attrs.frozen
 class Advance(Step):
+    """Time passes in silence: no host announces (the GC still runs at each deadline)."""
+
+    seconds: float
+
+
+@final
+@attrs.frozen
+class Elapse(Step):
+    """Time passes while every live host announces on its own schedule (with its jitter)."""
+
     seconds: float
 
 
@@ -214,6 +272,12 @@ class NextAnnounce(Step):
 class Sweep(Step):
     kind: str
 
+
+#: Seconds of an :class:`Elapse`: below the default TTLs, as time passes between events.
+ELAPSE_SECONDS = (0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
+#: Seconds of an :class:`Advance` (silence): mostly short; now and then long enough
+#: (600 s, 3,600 s) that hosts, peers and tasks expire.
+SILENCE_SECONDS = (0.5, 1.0, 2.0, 5.0) * 4 + (600.0, 3600.0)
 
 PEER_ACTIONS = (
     "start",
@@ -232,29 +296,56 @@ piece_costs = st.none() | st.sampled_from([0.1, 0.12, 0.5, 20.0]) | st.floats(0.
 
 
 def steps(host_count: int) -> st.SearchStrategy[Step]:
+    """Any step over ``host_count`` hosts; the steps that build swarms of downloading peers
+    (registers, obeys, downloads, failed-parent reports) and short waits come most often."""
     host = st.integers(0, max(0, host_count - 1))
-    return st.one_of(
+    swarm_size = st.integers(1, 6)
+    building = st.one_of(
+        st.builds(RegisterPeer, host, task_infos()),
+        st.builds(Swarm, task_infos(), swarm_size, host),
+        st.builds(DownloadSwarm, task_infos(), swarm_size, host, piece_costs),
+        st.builds(EveryoneObeys, piece_costs),
+        st.builds(PeerStep, st.integers(0, 50), st.just("obey"), piece_costs),
+        st.builds(ReportFailedParent, st.integers(0, 50), st.integers(0, 3)),
+        st.builds(Elapse, st.sampled_from(ELAPSE_SECONDS)),
+    )
+    churn = st.one_of(
         st.builds(Announce, host, st.floats(-0.3, 0.3)),
         st.builds(Leave, host),
         st.builds(Crash, host),
         st.builds(Hang, host),
         st.builds(Pong, host),
-        st.builds(RegisterPeer, host, task_infos()),
-        st.builds(Swarm, task_infos(), st.integers(1, 6), host),
-        st.builds(EveryoneObeys, piece_costs),
         st.builds(PeerStep, st.integers(0, 50), st.sampled_from(PEER_ACTIONS), piece_costs),
-        st.builds(Advance, st.sampled_from([0.5, 1.0, 5.0, 60.0, 3600.0]) | st.floats(0.0, 900.0)),
+        st.builds(Advance, st.sampled_from(SILENCE_SECONDS) | st.floats(0.0, 10.0)),
         st.just(NextAnnounce()),
         st.builds(Sweep, st.sampled_from(["host", "peer", "task"])),
     )
+    # one_of draws its first branch as often as the second: building steps stay frequent.
+    return st.one_of(building, churn)
 
 
 def event_streams(
-    *, min_hosts: int = 1, max_hosts: int = 6, max_steps: int = 60
+    *, min_hosts: int = 2, max_hosts: int = 6, max_steps: int = 60
 ) -> st.SearchStrategy[tuple[list[HostProfile], list[Step]]]:
-    """A set of host profiles and an interleaved stream of steps over them."""
-    return st.lists(host_profiles(), min_size=min_hosts, max_size=max_hosts).flatmap(
+    """A set of host profiles and an interleaved stream of steps over them.
+
+    With two hosts or more, at least two hostnames differ (a parent must be on another
+    host). The stream starts as daemons do: every host announces once, and then they
+    download a first task together (:class:`DownloadSwarm`); from ``max_steps`` // 2 to
+    ``max_steps`` steps follow.
+    """
+    return host_fleets(min_hosts, max_hosts).flatmap(
         lambda profiles: st.tuples(
-            st.just(profiles), st.lists(steps(len(profiles)), max_size=max_steps)
+            st.just(profiles),
+            st.builds(
+                _started,
+                st.just(len(profiles)),
+                st.builds(DownloadSwarm, task_infos(), st.just(len(profiles)), cost=piece_costs),
+                st.lists(steps(len(profiles)), min_size=max_steps // 2, max_size=max_steps),
+            ),
         )
     )
+
+
+def _started(host_count: int, first: DownloadSwarm, stream: list[Step]) -> list[Step]:
+    return [*(Announce(i) for i in range(host_count)), first, *stream]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from scheduler_dragonfly_compat import DragonflyCompat
 
 from scheduler.policies import builtin_plugins
-from scheduler.testing import SchedulerStateMachine
+from scheduler.testing import SchedulerStateMachine, measure_coverage
 
 
 class DragonflyCompatMachine(SchedulerStateMachine):
@@ -37,3 +38,13 @@ class DragonflyShortTimersMachine(DragonflyCompatMachine):
 
 TestDragonflyCompat = DragonflyCompatMachine.TestCase
 TestDragonflyShortTimers = DragonflyShortTimersMachine.TestCase
+
+
+@pytest.mark.parametrize("machine", [DragonflyCompatMachine, DragonflyShortTimersMachine])
+def test_the_machine_hands_out_parents_and_never_pushes(
+    machine: type[DragonflyCompatMachine],
+) -> None:
+    """Most runs schedule, so decisions are checked; dragonfly_compat disables pushes."""
+    coverage = measure_coverage(machine)
+    coverage.check(pushes=False)
+    assert coverage.share("evictions") > 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from scheduler_phi_accrual import PhiAccrual
 
 from scheduler.policies import builtin_plugins
-from scheduler.testing import SchedulerStateMachine
+from scheduler.testing import SchedulerStateMachine, measure_coverage
 
 
 class PhiAccrualMachine(SchedulerStateMachine):
@@ -38,3 +39,11 @@ class TwitchyPhiAccrualMachine(PhiAccrualMachine):
 
 TestPhiAccrual = PhiAccrualMachine.TestCase
 TestTwitchyPhiAccrual = TwitchyPhiAccrualMachine.TestCase
+
+
+@pytest.mark.parametrize("machine", [PhiAccrualMachine, TwitchyPhiAccrualMachine])
+def test_the_machine_hands_out_parents_and_pushes(machine: type[PhiAccrualMachine]) -> None:
+    """Most runs schedule, and some push, so decisions and pushes are checked."""
+    coverage = measure_coverage(machine)
+    coverage.check()
+    assert coverage.share("evictions") > 0
