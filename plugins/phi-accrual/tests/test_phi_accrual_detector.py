@@ -93,6 +93,7 @@ def test_the_largest_threshold_is_accepted_and_anything_above_is_not() -> None:
     [
         (0.0, 8.0, 1.0, 0.0),
         (-1.0, 8.0, 1.0, 0.0),
+        (0.5, 8.0, 1.0, 0.0625),  # any positive level counts, even below 1
         (4.0, 8.0, 1.0, 0.5),
         (8.0, 8.0, 1.0, 1.0),
         (80.0, 8.0, 1.0, 1.0),  # capped at the weight

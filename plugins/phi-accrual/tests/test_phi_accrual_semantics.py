@@ -18,6 +18,7 @@ from scheduler.core import (
     PolicySet,
     Reason,
     RecordKind,
+    TaskInfo,
     plugin_name,
 )
 from scheduler.policies import builtin_plugins
@@ -330,3 +331,48 @@ def test_a_bad_setting_is_a_config_error_naming_the_key(
 
 def test_every_declared_setting_rejects_bad_values_by_name() -> None:
     check_plugin_settings(PhiAccrual)
+
+
+# --- the hooks' plain methods ---------------------------------------------------------------
+
+
+def test_a_host_going_quiet_scores_lower_as_a_parent() -> None:
+    sim, detector = simulation()
+    sim.announce(0)
+    heartbeats(sim, 5)
+    sim.state.register_peer("p", ALPHA.id, TaskInfo("t"), sim.now)
+    peer, view = sim.state.peer("p"), sim.state.view
+    fresh = detector.candidate_score(peer, view, sim.now)
+    assert fresh is not None
+    assert fresh <= 0.0
+    quiet = detector.candidate_score(peer, view, sim.now + ONE_SECOND_DELAY / 2 + 1.0)
+    assert quiet is not None
+    assert quiet < fresh  # a penalty, subtracted: the quieter, the lower
+    assert detector.scheduler_candidate_score(peer, view, sim.now + 1.0) == (
+        detector.candidate_score(peer, view, sim.now + 1.0)
+    )
+
+
+def test_a_host_with_no_rhythm_yet_gets_no_score() -> None:
+    sim, detector = simulation()
+    sim.announce(0)
+    sim.state.register_peer("p", ALPHA.id, TaskInfo("t"), sim.now)
+    assert detector.candidate_score(sim.state.peer("p"), sim.state.view, sim.now) is None
+
+
+def test_min_samples_may_equal_max_samples_and_above_it_the_error_says_why() -> None:
+    detector = PhiAccrual()
+    detector.configure({"phi_accrual": {"max_samples": 5, "min_samples": 5}})
+    assert (detector.min_samples, detector.max_samples) == (5, 5)
+    with pytest.raises(ConfigError, match=r"must not exceed max_samples \(5\), got 6$"):
+        detector.configure({"phi_accrual": {"max_samples": 5, "min_samples": 6}})
+
+
+def test_evicting_a_host_it_never_heard_of_changes_nothing() -> None:
+    detector = PhiAccrual()
+    stranger = Eviction(
+        kind=RecordKind.HOST, record_id="10.9.9.9-stranger", reason=Reason.LEAVE, at=1.0,
+        last_contact=0.0, deadline=None,
+    )  # fmt: skip
+    detector.forget(stranger)
+    assert detector.tracked_hosts() == frozenset()

@@ -123,6 +123,10 @@ class PhiAccrual:
 
     @hookimpl
     def scheduler_configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        self.configure(config)
+
+    def configure(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        """Check ``[plugins.phi_accrual]`` whole, then apply it (nothing on an error)."""
         values = SETTINGS.values(config, self)
         if values["min_samples"] > values["max_samples"]:
             raise ConfigError(
@@ -158,6 +162,10 @@ class PhiAccrual:
 
     @hookimpl
     def scheduler_host_expiry(self, host: Host) -> Expiry | None:
+        return self.host_expiry(host)
+
+    def host_expiry(self, host: Host) -> Expiry | None:
+        """When a connected host whose rhythm is known becomes suspect (``phi_suspect``)."""
         if host.state is not HostState.CONNECTED:
             return None
         delay = self.suspicion_delay(host)
@@ -170,6 +178,9 @@ class PhiAccrual:
 
     @hookimpl
     def scheduler_candidate_score(self, parent: Peer, view: StateView, now: float) -> float | None:
+        return self.candidate_score(parent, view, now)
+
+    def candidate_score(self, parent: Peer, view: StateView, now: float) -> float | None:
         """A host going quiet is the last choice as a parent, before it is declared dead."""
         level = self.phi(view.host(parent.host_id), now)
         if level is None:
@@ -180,6 +191,10 @@ class PhiAccrual:
 
     @hookimpl
     def scheduler_host_contact(self, host: Host, source: ContactSource, now: float) -> None:
+        self.heard(host, source, now)
+
+    def heard(self, host: Host, source: ContactSource, now: float) -> None:
+        """A contact: a heartbeat (announce, pong, ping) adds its interval to the window."""
         if source not in HEARTBEAT_SOURCES:
             return
         history = self._history_of(host)
@@ -204,20 +219,27 @@ class PhiAccrual:
 
     @hookimpl
     def scheduler_host_disconnected(self, host: Host) -> None:
-        history = self._history_of(host)
-        if history is not None:
-            history.resume = True
+        self.resume_after_gap(host)
 
     @hookimpl
     def scheduler_host_reconnected(self, host: Host) -> None:
         # Normally already set by the disconnect; set it again in case that
         # notification was lost to another plugin's failure.
+        self.resume_after_gap(host)
+
+    def resume_after_gap(self, host: Host) -> None:
+        """The host's next heartbeat restarts its rhythm: the gap of a disconnect is no
+        interval."""
         history = self._history_of(host)
         if history is not None:
             history.resume = True
 
     @hookimpl
     def scheduler_evicted(self, eviction: Eviction) -> None:
+        self.forget(eviction)
+
+    def forget(self, eviction: Eviction) -> None:
+        """An evicted host's heartbeat state goes with it."""
         if eviction.kind is RecordKind.HOST:
             self._histories.pop(eviction.record_id, None)
 
