@@ -68,6 +68,7 @@ from collections.abc import (
 from typing import Any, Final, Protocol, TypeVar, final
 
 import attrs
+import h11
 import orjson
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -582,7 +583,12 @@ def make_admin_app(
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] == "websocket":
-            await _refuse_upgrade(backend, scope, receive, send)
+            try:
+                await _refuse_upgrade(backend, scope, receive, send)
+            except* h11.LocalProtocolError:
+                # The client sent a frame before the upgrade was answered, and hypercorn
+                # answered it on its own meanwhile; see serve_admin.
+                log.debug("WebSocket upgrade answered by the server itself")
             return
         if scope["type"] != "http":  # pragma: no cover - hypercorn only sends these
             return

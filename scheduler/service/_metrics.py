@@ -174,6 +174,12 @@ class Metrics:
             buckets=_DECISION_BUCKETS,
             registry=r,
         )
+        self.admin_restarts = Counter(
+            "scheduler_admin_restarts",
+            "Times the admin listener's HTTP server was started again after a connection's "
+            "error ended it",
+            registry=r,
+        )
         for manager in ("host", "peer", "task"):  # export every series from the start
             self.gc_runs.labels(manager)
             self.gc_duration.labels(manager)

@@ -84,6 +84,8 @@ class SchedulerService:
         self.admin_guard = AdminGuard.from_config(config, verifier)
         #: Refused admin requests are logged once per address per interval, all counted.
         self._admin_refusals = LogThrottle(AUTH_LOG_INTERVAL, AUTH_LOG_ADDRESSES)
+        #: Restarts of the admin listener: one line per interval, all counted.
+        self._admin_restarts = LogThrottle(AUTH_LOG_INTERVAL, 1)
         if policies is None:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
@@ -235,6 +237,7 @@ class SchedulerService:
                     stop=admin_stop,
                     done=admin_done,
                     ssl_context=self.admin_ssl,
+                    on_restart=self._admin_restarted,
                 )
             )
             root.start_soon(self.run_gc_loops)
@@ -382,6 +385,16 @@ class SchedulerService:
             trio.current_time(),
             reason=reason,
         )
+
+    def _admin_restarted(self, error: BaseException) -> None:
+        self.metrics.admin_restarts.inc()
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        for line in self._admin_restarts.event("admin", trio.current_time()):
+            admin_log.warning(
+                "admin listener served again after a connection's error dropped its connections",
+                extra=fields(error=repr(error)[:200], suppressed=line.suppressed),
+            )
 
     def _candidate_vetoed(self, plugin: str, reason: str) -> None:
         metrics = getattr(self, "metrics", None)
