@@ -18,6 +18,7 @@ Routes::
     GET    /api/v1/lease         ?nonce=HEX: whether and when this member last renewed its
                                  registry lease (404 without --registry); what other
                                  members ask while the registry fails
+    GET    /api/v1/evictions     the recent evictions, newest first: ?kind=host|peer|task
 
 **Paths.** An id is one path segment, percent-encoded as UTF-8 (RFC 3986): the
 route splits ``raw_path`` on ``/`` and decodes each segment once, so an id may
@@ -73,8 +74,9 @@ import orjson
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..core import Host, HostState, NotFound, Peer, Reason, Task
+from ..core import Host, HostState, NotFound, Peer, Reason, RecordKind, Task
 from ._auth import AdminGuard
+from ._evictions import EvictionLog, eviction_json
 from ._graph import task_graph_svg
 from ._logging import fields
 
@@ -87,6 +89,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("scheduler.admin")
 
 _STATES: Final = {s.value for s in (HostState.CONNECTED, HostState.DISCONNECTED)}
+_KINDS: Final = {k.value for k in RecordKind}
 #: The most records one page of a listing holds (and its default size).
 MAX_PAGE: Final = 1000
 #: The peers graph.svg draws by default (Dragonfly's task graph holds 300) and at most.
@@ -167,6 +170,10 @@ class AdminBackend(Protocol):
     def evict_host(self, host_id: str, reason: str) -> object:
         """Evict a host now; raises NotFound."""
 
+    @property
+    def evictions(self) -> EvictionLog:
+        """The recent evictions (``GET /api/v1/evictions``)."""
+
 
 def host_info_json(host: Host) -> dict[str, Any]:
     """What the host said about itself (every field of ``HostInfo``, so none is copied by hand)."""
@@ -194,6 +201,8 @@ def host_json(backend: AdminBackend, host: Host) -> dict[str, Any]:
         "disconnected_at": (
             None if host.disconnected_at is None else wall_time(host.disconnected_at)
         ),
+        # Uploads in progress now, of ``concurrent_upload_limit``.
+        "concurrent_upload_count": host.concurrent_upload_count,
         "upload_count": host.upload_count,
         "peers": backend.view.peer_count_of_host(host.id),
         "session": backend.has_session(host.id),
@@ -381,7 +390,23 @@ class AdminViews:
                 return self._lease(query)
             case ("api", "v1", "plugins"):
                 return _json(200, backend.plugins())
+            case ("api", "v1", "evictions"):
+                return self._evictions(query)
         return _problem(404, f"no route for {path}")
+
+    def _evictions(self, query: Mapping[str, list[str]]) -> Answer:
+        """The recent evictions, newest first: ``?kind=host|peer|task``, ``limit``."""
+        log = self.backend.evictions
+        most = log.size * len(RecordKind)
+        page_query = parse_page(query, default=most, maximum=most)
+        if isinstance(page_query, Answer):
+            return page_query
+        kind = query.get("kind", [None])[0]
+        if kind is not None and kind not in _KINDS:
+            return _problem(400, f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        recent = log.recent(None if kind is None else RecordKind(kind), page_query.limit)
+        wall_time = self.backend.wall_time
+        return _json(200, [eviction_json(event, wall_time) for event in recent])
 
     def _lease(self, query: Mapping[str, list[str]]) -> Answer:
         nonce = query.get("nonce", [None])[0]

@@ -48,6 +48,7 @@ from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, default_name, members_json, open_registrar
 from ._config import ServiceConfig, risky_modes
 from ._connections import Connections
+from ._evictions import EvictionLog
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
 from ._gc import GcLoops
@@ -121,6 +122,8 @@ class SchedulerService:
             placement=None if config.registry is None else self.task_owner_elsewhere,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
+        #: The last evictions of each kind (``GET /api/v1/evictions``).
+        self.evictions = EvictionLog()
         self.gc = GcLoops(
             self.state, self.metrics, self.apply, slice_size=config.evictions_per_slice
         )
@@ -355,6 +358,7 @@ class SchedulerService:
         self.gc.wake()
 
     def _on_eviction(self, event: Eviction) -> None:
+        self.evictions.record(event)
         if event.kind is not RecordKind.HOST:
             gc_log.debug(
                 "evicted %s",
