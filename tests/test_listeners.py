@@ -14,6 +14,7 @@ from trio_websocket import ConnectionRejected
 
 from scheduler import cli
 from scheduler.service import ListenError, SchedulerService, ServiceConfig
+from scheduler.service._console import STREAM_PATH
 from scheduler.service._gate import check_request
 from tests.service_support import (
     LOOPBACK,
@@ -127,11 +128,11 @@ async def test_an_upgrade_that_speaks_before_its_answer_does_not_stop_the_schedu
     answer 400 on its own; when the app answers the upgrade at the same moment, the
     connection's task raises and ends hypercorn's whole server. The admin listener serves
     again on the same socket, and the sessions never notice."""
-    frame = client_frame(0x1, b"{}")
+    frame = client_frame(0x1, b'{"type": "hello", "token": null}')
     with trio.fail_after(30):
         async with serving() as live, open_client(live.ws_url) as ws:
             await announce(ws)
-            for path in ("/elsewhere", "/ws") * 10:
+            for path in ("/elsewhere", STREAM_PATH) * 10:
                 stream = await trio.open_tcp_stream(*live.admin_address)
                 async with stream:
                     await stream.send_all(upgrade_head(path).encode() + frame)
@@ -143,6 +144,7 @@ async def test_an_upgrade_that_speaks_before_its_answer_does_not_stop_the_schedu
             reply = await raw_http(live.admin_address, "GET /healthz HTTP/1.0\r\n\r\n")
             assert (reply.status, reply.body) == (200, "ok\n")
             assert (await announce(ws))["type"] == "host_accepted"
+            assert live.service.console.open == 0
 
 
 # --- bind failures ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 Routes::
 
+    GET    /                     the web console (and its files under /console/; _console.py)
     GET    /healthz              liveness of the process
     GET    /readyz               200 once the listeners are up, 503 while shutting down
     GET    /metrics              Prometheus text exposition
@@ -19,6 +20,8 @@ Routes::
                                  registry lease (404 without --registry); what other
                                  members ask while the registry fails
     GET    /api/v1/evictions     the recent evictions, newest first: ?kind=host|peer|task
+    GET    /api/v1/summary       counters: records by state, sessions, decisions, evictions
+    WS     /api/v1/console/stream   the console's live stream (see _console.py)
 
 **Paths.** An id is one path segment, percent-encoded as UTF-8 (RFC 3986): the
 route splits ``raw_path`` on ``/`` and decodes each segment once, so an id may
@@ -45,9 +48,9 @@ name, an IP literal, the bind address or in ``auth.allowed_hosts`` gets 403.
 Every answer, refusals and errors included, carries ``X-Content-Type-Options:
 nosniff`` and a ``Content-Security-Policy`` chosen per route (:data:`CSP`).
 
-A WebSocket upgrade gets 400 and a body naming the peers' URL. The app sees
-only an :class:`AdminBackend` (a read-only view and a few actions), never the
-service object.
+A WebSocket upgrade anywhere but the console's stream gets 400 and a body naming
+the peers' URL. The app sees only an :class:`AdminBackend` (a read-only view and a
+few actions), never the service object.
 """
 
 from __future__ import annotations
@@ -76,8 +79,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..core import Host, HostState, NotFound, Peer, Reason, RecordKind, Task
 from ._auth import AdminGuard
+from ._config import ServiceConfig
+from ._console import ASSETS, STREAM_PATH, ConsoleStreams, serve_stream
 from ._evictions import EvictionLog, eviction_json
 from ._graph import task_graph_svg
+from ._headers import security_headers
 from ._logging import fields
 
 Scope = MutableMapping[str, Any]
@@ -108,16 +114,6 @@ WORKERS: Final = 1
 #: Views being prepared at once (each holds a copy of the ids it pages through);
 #: more requests wait their turn without holding anything.
 VIEWS_IN_FLIGHT: Final = 4
-
-#: ``Content-Security-Policy`` per kind of answer. Nothing the API sends runs
-#: script or loads anything; the SVG may carry inline styles. A route that
-#: serves a page (a console) gets an entry of its own, relaxed for it alone.
-CSP: Final[Mapping[str, str]] = {
-    "default": "default-src 'none'; frame-ancestors 'none'",
-    "svg": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-}
-#: Sent with every answer, refusals and errors included.
-SECURITY_HEADERS: Final = ((b"x-content-type-options", b"nosniff"),)
 
 R = TypeVar("R")
 _NONCE: Final = re.compile(r"[0-9a-f]{16,64}")
@@ -173,6 +169,9 @@ class AdminBackend(Protocol):
     @property
     def evictions(self) -> EvictionLog:
         """The recent evictions (``GET /api/v1/evictions``)."""
+
+    def summary(self) -> dict[str, Any]:
+        """``GET /api/v1/summary``: counters of records, sessions, decisions and evictions."""
 
 
 def host_info_json(host: Host) -> dict[str, Any]:
@@ -373,6 +372,9 @@ class AdminViews:
                 return self._host(method, host_id)
         if method != "GET":
             return _problem(405, f"{method} not allowed on {path}")
+        asset = ASSETS.get(path)
+        if asset is not None:
+            return Answer(200, asset.body, asset.content_type, csp=asset.csp)
         match segments:
             case ("api", "v1", "hosts"):
                 return await self._listing(self._hosts, self._host_json, raw_path, query)
@@ -392,6 +394,8 @@ class AdminViews:
                 return _json(200, backend.plugins())
             case ("api", "v1", "evictions"):
                 return self._evictions(query)
+            case ("api", "v1", "summary"):
+                return _json(200, backend.summary())
         return _problem(404, f"no route for {path}")
 
     def _evictions(self, query: Mapping[str, list[str]]) -> Answer:
@@ -593,10 +597,14 @@ def make_admin_app(
     backend: AdminBackend,
     guard: AdminGuard | None = None,
     on_refusal: Callable[[str, str], None] | None = None,
+    console: ConsoleStreams | None = None,
 ) -> ASGIApp:
     """The ASGI app; ``guard`` checks ``Host`` and tokens (``on_refusal(reason, address)``
-    counts and logs refusals)."""
+    counts and logs refusals); ``console`` runs the console's live streams (by default,
+    streams with the default limits)."""
     views = AdminViews(backend)
+    if console is None:
+        console = ConsoleStreams.from_config(ServiceConfig(), backend.summary)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -609,7 +617,12 @@ def make_admin_app(
                     return
         if scope["type"] == "websocket":
             try:
-                await _refuse_upgrade(backend, scope, receive, send)
+                if scope.get("path") == STREAM_PATH:
+                    await serve_stream(
+                        scope, receive, send, streams=console, guard=guard, on_refusal=on_refusal
+                    )
+                else:
+                    await _refuse_upgrade(backend, scope, receive, send)
             except* h11.LocalProtocolError:
                 # The client sent a frame before the upgrade was answered, and hypercorn
                 # answered it on its own meanwhile; see serve_admin.
@@ -639,11 +652,6 @@ def make_admin_app(
         await send({"type": "http.response.body", "body": answer.body})
 
     return app
-
-
-def security_headers(csp: str = "default") -> tuple[tuple[bytes, bytes], ...]:
-    """``nosniff`` and the ``Content-Security-Policy`` of :data:`CSP` ``[csp]``."""
-    return (*SECURITY_HEADERS, (b"content-security-policy", CSP[csp].encode()))
 
 
 async def _answer(

@@ -16,6 +16,8 @@ import hypercorn.config
 import hypercorn.trio
 import trio
 
+from ._console import MAX_MESSAGE
+
 
 @final
 class ListenError(OSError):
@@ -150,6 +152,8 @@ class _HypercornConfig(hypercorn.config.Config):
         self.errorlog = logging.getLogger("scheduler.admin")
         self.graceful_timeout = 1.0
         self.keep_alive_timeout = 5.0
+        # The only WebSocket here is the console's stream: a hello and acks.
+        self.websocket_max_message_size = MAX_MESSAGE
 
     def create_sockets(self) -> hypercorn.config.Sockets:
         return self._sockets

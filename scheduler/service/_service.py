@@ -48,6 +48,7 @@ from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, default_name, members_json, open_registrar
 from ._config import ServiceConfig, risky_modes
 from ._connections import Connections
+from ._console import ConsoleStreams, summarize
 from ._evictions import EvictionLog
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
@@ -122,8 +123,10 @@ class SchedulerService:
             placement=None if config.registry is None else self.task_owner_elsewhere,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
-        #: The last evictions of each kind (``GET /api/v1/evictions``).
+        #: The last evictions of each kind (``GET /api/v1/evictions``, the console).
         self.evictions = EvictionLog()
+        #: The web console's live streams on the admin listener.
+        self.console = ConsoleStreams.from_config(config, self.summary, self.metrics)
         self.gc = GcLoops(
             self.state, self.metrics, self.apply, slice_size=config.evictions_per_slice
         )
@@ -155,6 +158,10 @@ class SchedulerService:
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/schedulers``: the cluster's active members, or this process alone."""
         return members_json(self.registrar, self.identity())
+
+    def summary(self) -> dict[str, Any]:
+        """``GET /api/v1/summary`` and the console's stream: counters only, O(1)."""
+        return summarize(self.state.view, len(self.sessions), self.metrics, self.evictions)
 
     def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
         """``GET /api/v1/lease``: this member's lease (None without a registry)."""
@@ -234,7 +241,9 @@ class SchedulerService:
             binds: list[str] = await root.start(
                 functools.partial(
                     serve_admin,
-                    make_admin_app(self, self.admin_guard, self._admin_refused),
+                    make_admin_app(
+                        self, self.admin_guard, self._admin_refused, console=self.console
+                    ),
                     config.admin_host,
                     config.admin_port,
                     stop=admin_stop,
@@ -263,6 +272,7 @@ class SchedulerService:
                 # timeout), so that no one is sent here while the sessions close.
                 await self.registrar.leave()
             listener_scope.cancel()
+            self.console.stop()
             self.connections.end_all(EndCause.SHUTDOWN)
             # One deadline for the whole graceful part; what is left is cancelled.
             with trio.move_on_after(config.shutdown_timeout):
