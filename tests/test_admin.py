@@ -27,8 +27,9 @@ from scheduler.client._hosts import quote_id
 from scheduler.core import HostInfo, TaskInfo
 from scheduler.policies import load_policies
 from scheduler.service import SchedulerService, Scope, ServiceConfig, issue_token
-from scheduler.service._admin import CSP, GRAPH_DEFAULT, AdminViews, make_admin_app
+from scheduler.service._admin import GRAPH_DEFAULT, AdminViews, make_admin_app
 from scheduler.service._graph import depths
+from scheduler.service._headers import CSP
 from tests.service_support import announce, open_client, request, serving
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ from trio_websocket import ConnectionRejected
 
 from scheduler import cli
 from scheduler.service import ListenError, SchedulerService, ServiceConfig
+from scheduler.service._console import STREAM_PATH
 from scheduler.service._gate import check_request
 from tests.service_support import (
     LOOPBACK,
     announce,
+    client_frame,
     open_client,
     raw_http,
     serving,
@@ -118,6 +121,30 @@ async def test_a_websocket_upgrade_on_the_admin_port_gets_400_naming_the_peers_u
                 "this is the admin HTTP API, not a WebSocket endpoint; "
                 f"peers connect to {live.ws_url}\n"
             )
+
+
+async def test_an_upgrade_that_speaks_before_its_answer_does_not_stop_the_scheduler() -> None:
+    """A client's frame sent with its upgrade request, before any answer, makes hypercorn
+    answer 400 on its own; when the app answers the upgrade at the same moment, the
+    connection's task raises and ends hypercorn's whole server. The admin listener serves
+    again on the same socket, and the sessions never notice."""
+    frame = client_frame(0x1, b'{"type": "hello", "token": null}')
+    with trio.fail_after(30):
+        async with serving() as live, open_client(live.ws_url) as ws:
+            await announce(ws)
+            for path in ("/elsewhere", STREAM_PATH) * 10:
+                stream = await trio.open_tcp_stream(*live.admin_address)
+                async with stream:
+                    await stream.send_all(upgrade_head(path).encode() + frame)
+                    head = bytearray()
+                    # Its own connection may be reset: the server it broke is gone.
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        while b"\r\n\r\n" not in head and (chunk := await stream.receive_some()):
+                            head += chunk
+            reply = await raw_http(live.admin_address, "GET /healthz HTTP/1.0\r\n\r\n")
+            assert (reply.status, reply.body) == (200, "ok\n")
+            assert (await announce(ws))["type"] == "host_accepted"
+            assert live.service.console.open == 0
 
 
 # --- bind failures ----------------------------------------------------------------------

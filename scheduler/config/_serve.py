@@ -160,7 +160,9 @@ LIVENESS: Final = Section(
             5,
             "bound on every send to a client",
             details="(replies, and the handshake's accept or reject). A send that takes "
-            "longer drops the session: close 1001, cause `send_timeout`.",
+            "longer drops the session: close 1001, cause `send_timeout`. A web console "
+            "stream whose browser does not acknowledge an update within this long is "
+            "closed with 4408.",
             positive=True,
         ),
         duration(
@@ -239,7 +241,8 @@ LIMITS: Final = Section(
             "bound on reading the upgrade request of a new TCP connection and "
             "completing the WebSocket handshake",
             details="A connection that sends no complete request in time is closed "
-            '(`scheduler_connection_rejections_total{reason="handshake_timeout"}`).',
+            '(`scheduler_connection_rejections_total{reason="handshake_timeout"}`). '
+            "Also the bound on a web console stream's first message (its hello).",
             positive=True,
         ),
         number(
@@ -289,6 +292,16 @@ LIMITS: Final = Section(
             "flag adds to the list.",
             flag="--refuse-host-network",
             metavar="NETWORK",
+        ),
+        integer(
+            "console_streams",
+            8,
+            "most web console live streams open at once on the admin listener",
+            details="One per open console page (`GET /`). Past it a stream is closed "
+            "with 1013 at once and the page retries "
+            '(`scheduler_console_stream_ends_total{cause="full"}`); the page still '
+            "works, without live updates.",
+            minimum=1,
         ),
     ),
 )

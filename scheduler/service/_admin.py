@@ -2,6 +2,7 @@
 
 Routes::
 
+    GET    /                     the web console (and its files under /console/; _console.py)
     GET    /healthz              liveness of the process
     GET    /readyz               200 once the listeners are up, 503 while shutting down
     GET    /metrics              Prometheus text exposition
@@ -18,6 +19,9 @@ Routes::
     GET    /api/v1/lease         ?nonce=HEX: whether and when this member last renewed its
                                  registry lease (404 without --registry); what other
                                  members ask while the registry fails
+    GET    /api/v1/evictions     the recent evictions, newest first: ?kind=host|peer|task
+    GET    /api/v1/summary       counters: records by state, sessions, decisions, evictions
+    WS     /api/v1/console/stream   the console's live stream (see _console.py)
 
 **Paths.** An id is one path segment, percent-encoded as UTF-8 (RFC 3986): the
 route splits ``raw_path`` on ``/`` and decodes each segment once, so an id may
@@ -44,9 +48,9 @@ name, an IP literal, the bind address or in ``auth.allowed_hosts`` gets 403.
 Every answer, refusals and errors included, carries ``X-Content-Type-Options:
 nosniff`` and a ``Content-Security-Policy`` chosen per route (:data:`CSP`).
 
-A WebSocket upgrade gets 400 and a body naming the peers' URL. The app sees
-only an :class:`AdminBackend` (a read-only view and a few actions), never the
-service object.
+A WebSocket upgrade anywhere but the console's stream gets 400 and a body naming
+the peers' URL. The app sees only an :class:`AdminBackend` (a read-only view and a
+few actions), never the service object.
 """
 
 from __future__ import annotations
@@ -68,13 +72,18 @@ from collections.abc import (
 from typing import Any, Final, Protocol, TypeVar, final
 
 import attrs
+import h11
 import orjson
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..core import Host, HostState, NotFound, Peer, Reason, Task
+from ..core import Host, HostState, NotFound, Peer, Reason, RecordKind, Task
 from ._auth import AdminGuard
+from ._config import ServiceConfig
+from ._console import ASSETS, STREAM_PATH, ConsoleStreams, serve_stream
+from ._evictions import EvictionLog, eviction_json
 from ._graph import task_graph_svg
+from ._headers import security_headers
 from ._logging import fields
 
 Scope = MutableMapping[str, Any]
@@ -86,6 +95,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("scheduler.admin")
 
 _STATES: Final = {s.value for s in (HostState.CONNECTED, HostState.DISCONNECTED)}
+_KINDS: Final = {k.value for k in RecordKind}
 #: The most records one page of a listing holds (and its default size).
 MAX_PAGE: Final = 1000
 #: The peers graph.svg draws by default (Dragonfly's task graph holds 300) and at most.
@@ -104,16 +114,6 @@ WORKERS: Final = 1
 #: Views being prepared at once (each holds a copy of the ids it pages through);
 #: more requests wait their turn without holding anything.
 VIEWS_IN_FLIGHT: Final = 4
-
-#: ``Content-Security-Policy`` per kind of answer. Nothing the API sends runs
-#: script or loads anything; the SVG may carry inline styles. A route that
-#: serves a page (a console) gets an entry of its own, relaxed for it alone.
-CSP: Final[Mapping[str, str]] = {
-    "default": "default-src 'none'; frame-ancestors 'none'",
-    "svg": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-}
-#: Sent with every answer, refusals and errors included.
-SECURITY_HEADERS: Final = ((b"x-content-type-options", b"nosniff"),)
 
 R = TypeVar("R")
 _NONCE: Final = re.compile(r"[0-9a-f]{16,64}")
@@ -166,6 +166,13 @@ class AdminBackend(Protocol):
     def evict_host(self, host_id: str, reason: str) -> object:
         """Evict a host now; raises NotFound."""
 
+    @property
+    def evictions(self) -> EvictionLog:
+        """The recent evictions (``GET /api/v1/evictions``)."""
+
+    def summary(self) -> dict[str, Any]:
+        """``GET /api/v1/summary``: counters of records, sessions, decisions and evictions."""
+
 
 def host_info_json(host: Host) -> dict[str, Any]:
     """What the host said about itself (every field of ``HostInfo``, so none is copied by hand)."""
@@ -193,6 +200,8 @@ def host_json(backend: AdminBackend, host: Host) -> dict[str, Any]:
         "disconnected_at": (
             None if host.disconnected_at is None else wall_time(host.disconnected_at)
         ),
+        # Uploads in progress now, of ``concurrent_upload_limit``.
+        "concurrent_upload_count": host.concurrent_upload_count,
         "upload_count": host.upload_count,
         "peers": backend.view.peer_count_of_host(host.id),
         "session": backend.has_session(host.id),
@@ -363,6 +372,9 @@ class AdminViews:
                 return self._host(method, host_id)
         if method != "GET":
             return _problem(405, f"{method} not allowed on {path}")
+        asset = ASSETS.get(path)
+        if asset is not None:
+            return Answer(200, asset.body, asset.content_type, csp=asset.csp)
         match segments:
             case ("api", "v1", "hosts"):
                 return await self._listing(self._hosts, self._host_json, raw_path, query)
@@ -380,7 +392,25 @@ class AdminViews:
                 return self._lease(query)
             case ("api", "v1", "plugins"):
                 return _json(200, backend.plugins())
+            case ("api", "v1", "evictions"):
+                return self._evictions(query)
+            case ("api", "v1", "summary"):
+                return _json(200, backend.summary())
         return _problem(404, f"no route for {path}")
+
+    def _evictions(self, query: Mapping[str, list[str]]) -> Answer:
+        """The recent evictions, newest first: ``?kind=host|peer|task``, ``limit``."""
+        log = self.backend.evictions
+        most = log.size * len(RecordKind)
+        page_query = parse_page(query, default=most, maximum=most)
+        if isinstance(page_query, Answer):
+            return page_query
+        kind = query.get("kind", [None])[0]
+        if kind is not None and kind not in _KINDS:
+            return _problem(400, f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        recent = log.recent(None if kind is None else RecordKind(kind), page_query.limit)
+        wall_time = self.backend.wall_time
+        return _json(200, [eviction_json(event, wall_time) for event in recent])
 
     def _lease(self, query: Mapping[str, list[str]]) -> Answer:
         nonce = query.get("nonce", [None])[0]
@@ -567,10 +597,14 @@ def make_admin_app(
     backend: AdminBackend,
     guard: AdminGuard | None = None,
     on_refusal: Callable[[str, str], None] | None = None,
+    console: ConsoleStreams | None = None,
 ) -> ASGIApp:
     """The ASGI app; ``guard`` checks ``Host`` and tokens (``on_refusal(reason, address)``
-    counts and logs refusals)."""
+    counts and logs refusals); ``console`` runs the console's live streams (by default,
+    streams with the default limits)."""
     views = AdminViews(backend)
+    if console is None:
+        console = ConsoleStreams.from_config(ServiceConfig(), backend.summary)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -582,7 +616,17 @@ def make_admin_app(
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] == "websocket":
-            await _refuse_upgrade(backend, scope, receive, send)
+            try:
+                if scope.get("path") == STREAM_PATH:
+                    await serve_stream(
+                        scope, receive, send, streams=console, guard=guard, on_refusal=on_refusal
+                    )
+                else:
+                    await _refuse_upgrade(backend, scope, receive, send)
+            except* h11.LocalProtocolError:
+                # The client sent a frame before the upgrade was answered, and hypercorn
+                # answered it on its own meanwhile; see serve_admin.
+                log.debug("WebSocket upgrade answered by the server itself")
             return
         if scope["type"] != "http":  # pragma: no cover - hypercorn only sends these
             return
@@ -608,11 +652,6 @@ def make_admin_app(
         await send({"type": "http.response.body", "body": answer.body})
 
     return app
-
-
-def security_headers(csp: str = "default") -> tuple[tuple[bytes, bytes], ...]:
-    """``nosniff`` and the ``Content-Security-Policy`` of :data:`CSP` ``[csp]``."""
-    return (*SECURITY_HEADERS, (b"content-security-policy", CSP[csp].encode()))
 
 
 async def _answer(

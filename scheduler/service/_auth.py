@@ -327,6 +327,10 @@ def server_ssl_context(
 
 #: Admin paths answered to anyone, with any ``Host`` (probes use the pod's address).
 OPEN_PATHS: Final = frozenset({"/healthz", "/readyz"})
+#: The web console's page and files: no token (a browser cannot send one to load a
+#: page, and they hold no data), but the ``Host`` check. What the page reads needs
+#: ``admin:read`` like any other route.
+CONSOLE_PAGES: Final = frozenset({"/", "/console/console.js", "/console/console.css"})
 #: Routes a peer's ``host`` token may read as well as an ``admin:read`` one: the
 #: cluster's members, which a peer reads to find its schedulers, and a member's lease.
 PEER_READABLE: Final = frozenset({"/api/v1/schedulers", "/api/v1/lease"})
@@ -393,14 +397,9 @@ class AdminGuard:
         if path in OPEN_PATHS:
             return None
         headers = list(headers)
-        hosts = [value.decode("latin-1") for name, value in headers if name.lower() == b"host"]
-        host = hosts[0] if hosts else None
-        if not self.host_allowed(host):
-            return AdminRefusal(
-                403,
-                f"Host {host!r} is not allowed; add it to auth.allowed_hosts (--allowed-host)",
-                "host",
-            )
+        refusal = self.check_host(headers)
+        if refusal is not None:
+            return refusal
         scope = self._needed(method, path)
         if scope is None or self.verifier is None:
             return None
@@ -414,6 +413,18 @@ class AdminGuard:
             return AdminRefusal(exc.status, str(exc), exc.reason.value)
         return None
 
+    def check_host(self, headers: Iterable[tuple[bytes, bytes]]) -> AdminRefusal | None:
+        """The ``Host`` check alone: None lets the request through."""
+        hosts = [value.decode("latin-1") for name, value in headers if name.lower() == b"host"]
+        host = hosts[0] if hosts else None
+        if self.host_allowed(host):
+            return None
+        return AdminRefusal(
+            403,
+            f"Host {host!r} is not allowed; add it to auth.allowed_hosts (--allowed-host)",
+            "host",
+        )
+
     def _verify_either(self, token: str, first: Scope, second: Scope) -> None:
         assert self.verifier is not None
         try:
@@ -426,4 +437,6 @@ class AdminGuard:
     def _needed(self, method: str, path: str) -> Scope | None:
         if path == "/metrics":
             return Scope.ADMIN_READ if self.private_metrics else None
+        if path in CONSOLE_PAGES and method == "GET":
+            return None
         return Scope.ADMIN_READ if method in ("GET", "HEAD") else Scope.ADMIN_WRITE

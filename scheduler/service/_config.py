@@ -70,6 +70,7 @@ class ServiceConfig:
     rate_violation_limit: int = _default("rate_violation_limit")
     allowed_origins: tuple[str, ...] = _default("allowed_origins")
     refused_host_networks: tuple[str, ...] = _default("refused_host_networks")
+    console_streams: int = _default("console_streams")
     # [gc]
     sweep_interval: float = _default("sweep_interval")
     evictions_per_slice: int = _default("evictions_per_slice")

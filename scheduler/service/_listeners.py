@@ -10,11 +10,13 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import final
+from typing import Final, final
 
 import hypercorn.config
 import hypercorn.trio
 import trio
+
+from ._console import MAX_MESSAGE
 
 
 @final
@@ -74,21 +76,42 @@ async def serve_admin(
     stop: trio.Event,
     done: trio.Event,
     ssl_context: ssl.SSLContext | None = None,
+    on_restart: Callable[[BaseException], None] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the admin ASGI app with hypercorn until ``stop`` is set; then set ``done``.
 
     With ``ssl_context`` it serves HTTPS. Reports the bound URLs.
+
+    One connection's error ends hypercorn's whole server: hypercorn 0.18 answers a
+    WebSocket frame that arrives before the upgrade is answered with a 400 of its own,
+    and when the app answers the upgrade at the same moment, its HTTP state machine
+    raises in the connection's task. So hypercorn is started again on the same
+    listening socket (``on_restart`` hears the error): the admin connections open at
+    that moment are dropped, nothing else is, and no connection attempt is refused
+    meanwhile (the socket keeps listening; hypercorn is handed a duplicate of it).
     """
     try:
         # We bind, not hypercorn: its bind error names no address and leaks the socket.
-        sock = _bind(host, port, "admin")
-        await hypercorn.trio.serve(
-            app,
-            _HypercornConfig(sock, ssl_context),
-            shutdown_trigger=stop.wait,
-            task_status=task_status,
-        )
+        with _bind(host, port, "admin") as sock:
+            sock.listen(_BACKLOG)
+            status = task_status
+            while True:
+                try:
+                    await hypercorn.trio.serve(
+                        app,
+                        _HypercornConfig(sock.dup(), ssl_context),
+                        shutdown_trigger=stop.wait,
+                        task_status=status,
+                    )
+                except Exception as exc:
+                    if stop.is_set():
+                        raise
+                    if on_restart is not None:
+                        on_restart(exc)
+                else:
+                    return
+                status = trio.TASK_STATUS_IGNORED
     finally:
         done.set()
 
@@ -112,6 +135,10 @@ def _bind(host: str, port: int, listener: str) -> socket.socket:
     return sock
 
 
+#: hypercorn's default backlog.
+_BACKLOG: Final = 100
+
+
 @final
 class _HypercornConfig(hypercorn.config.Config):
     """Hypercorn's settings for the admin API, serving on a socket we bound."""
@@ -125,6 +152,8 @@ class _HypercornConfig(hypercorn.config.Config):
         self.errorlog = logging.getLogger("scheduler.admin")
         self.graceful_timeout = 1.0
         self.keep_alive_timeout = 5.0
+        # The only WebSocket here is the console's stream: a hello and acks.
+        self.websocket_max_message_size = MAX_MESSAGE
 
     def create_sockets(self) -> hypercorn.config.Sockets:
         return self._sockets

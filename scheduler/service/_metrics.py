@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Final, final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -180,6 +180,23 @@ class Metrics:
             "scheduler_event_loop_lag_seconds",
             "How late a wake-up of the loop-lag probe came (something else held the event loop)",
             buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.admin_restarts = Counter(
+            "scheduler_admin_restarts",
+            "Times the admin listener's HTTP server was started again after a connection's "
+            "error ended it",
+            registry=r,
+        )
+        self.console_streams = Gauge(
+            "scheduler_console_streams",
+            "Web console live streams open on the admin listener",
+            registry=r,
+        )
+        self.console_stream_ends = Counter(
+            "scheduler_console_stream_ends",
+            "Web console live streams ended, by cause",
+            ["cause"],
             registry=r,
         )
         for manager in ("host", "peer", "task"):  # export every series from the start

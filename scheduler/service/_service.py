@@ -48,6 +48,8 @@ from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, default_name, members_json, open_registrar
 from ._config import ServiceConfig, risky_modes
 from ._connections import Connections
+from ._console import ConsoleStreams, summarize
+from ._evictions import EvictionLog
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
 from ._gc import GcLoops
@@ -86,6 +88,8 @@ class SchedulerService:
         self.admin_guard = AdminGuard.from_config(config, verifier)
         #: Refused admin requests are logged once per address per interval, all counted.
         self._admin_refusals = LogThrottle(AUTH_LOG_INTERVAL, AUTH_LOG_ADDRESSES)
+        #: Restarts of the admin listener: one line per interval, all counted.
+        self._admin_restarts = LogThrottle(AUTH_LOG_INTERVAL, 1)
         if policies is None:
             policies = build_policies(config)
         policies.on_error = self._plugin_error
@@ -121,6 +125,10 @@ class SchedulerService:
             placement=None if config.registry is None else self.task_owner_elsewhere,
         )
         self.connections = Connections(env, sessions, peer_guard(config, verifier))
+        #: The last evictions of each kind (``GET /api/v1/evictions``, the console).
+        self.evictions = EvictionLog()
+        #: The web console's live streams on the admin listener.
+        self.console = ConsoleStreams.from_config(config, self.summary, self.metrics)
         self.gc = GcLoops(
             self.state, self.metrics, self.apply, slice_size=config.evictions_per_slice
         )
@@ -152,6 +160,10 @@ class SchedulerService:
     def schedulers(self) -> list[dict[str, Any]]:
         """``GET /api/v1/schedulers``: the cluster's active members, or this process alone."""
         return members_json(self.registrar, self.identity())
+
+    def summary(self) -> dict[str, Any]:
+        """``GET /api/v1/summary`` and the console's stream: counters only, O(1)."""
+        return summarize(self.state.view, len(self.sessions), self.metrics, self.evictions)
 
     def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
         """``GET /api/v1/lease``: this member's lease (None without a registry)."""
@@ -231,12 +243,15 @@ class SchedulerService:
             binds: list[str] = await root.start(
                 functools.partial(
                     serve_admin,
-                    make_admin_app(self, self.admin_guard, self._admin_refused),
+                    make_admin_app(
+                        self, self.admin_guard, self._admin_refused, console=self.console
+                    ),
                     config.admin_host,
                     config.admin_port,
                     stop=admin_stop,
                     done=admin_done,
                     ssl_context=self.admin_ssl,
+                    on_restart=self._admin_restarted,
                 )
             )
             root.start_soon(self.run_gc_loops)
@@ -259,6 +274,7 @@ class SchedulerService:
                 # timeout), so that no one is sent here while the sessions close.
                 await self.registrar.leave()
             listener_scope.cancel()
+            self.console.stop()
             self.connections.end_all(EndCause.SHUTDOWN)
             # One deadline for the whole graceful part; what is left is cancelled.
             with trio.move_on_after(config.shutdown_timeout):
@@ -364,6 +380,7 @@ class SchedulerService:
         self.gc.wake()
 
     def _on_eviction(self, event: Eviction) -> None:
+        self.evictions.record(event)
         if event.kind is not RecordKind.HOST:
             gc_log.debug(
                 "evicted %s",
@@ -394,6 +411,16 @@ class SchedulerService:
             trio.current_time(),
             reason=reason,
         )
+
+    def _admin_restarted(self, error: BaseException) -> None:
+        self.metrics.admin_restarts.inc()
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        for line in self._admin_restarts.event("admin", trio.current_time()):
+            admin_log.warning(
+                "admin listener served again after a connection's error dropped its connections",
+                extra=fields(error=repr(error)[:200], suppressed=line.suppressed),
+            )
 
     def _candidate_vetoed(self, plugin: str, reason: str) -> None:
         metrics = getattr(self, "metrics", None)
