@@ -70,6 +70,7 @@ def test_encoding_leaves_out_exactly_the_fields_that_are_none() -> None:
             "idc": "",
             "location": "",
             "concurrent_upload_limit": 50,
+            "upload_bandwidth": 0,
         },
     }
     full = AnnounceHost(id=0, host=HostPayload(**HOST, stats={}), interval=1.5)

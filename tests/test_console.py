@@ -650,3 +650,11 @@ async def test_the_summary_counts_records_sessions_and_decisions() -> None:
             assert summary["evictions"] == []
             assert host["concurrent_upload_count"] == 0
             assert host["concurrent_upload_limit"] == 50
+            assert host["upload_bandwidth"] == 0  # not announced: unknown
+            assert host["upload"] == {
+                "rate": 0.0,
+                "window_seconds": 60.0,
+                "window_bytes": 0,
+                "window_pieces": 0,
+                "in_flight": 0,
+            }

@@ -339,6 +339,7 @@ def test_encode_omits_none_but_keeps_other_defaults() -> None:
             "idc": "",
             "location": "",
             "concurrent_upload_limit": 50,
+            "upload_bandwidth": 0,
         },
     }
 

@@ -490,8 +490,9 @@ def test_the_wire_and_the_core_declare_the_same_host_fields() -> None:
         idc="idc-1",
         location="cn|sh",
         concurrent_upload_limit=7,
+        upload_bandwidth=10**9,
         stats={"cpu": 0.5},
     )
     assert host_info_from(payload) == HostInfo(
-        "alpha", "10.0.0.1", 8002, 8001, HostType.SEED, "idc-1", "cn|sh", 7, {"cpu": 0.5}
+        "alpha", "10.0.0.1", 8002, 8001, HostType.SEED, "idc-1", "cn|sh", 7, 10**9, {"cpu": 0.5}
     )

@@ -63,6 +63,8 @@ from ._policy import plugin_name as plugin_name
 from ._rendezvous import rendezvous_owner as rendezvous_owner
 from ._scheduling import CHILD_STATES as CHILD_STATES
 from ._state import SchedulerState as SchedulerState
+from ._uploads import UPLOAD_WINDOW as UPLOAD_WINDOW
+from ._uploads import UploadLoad as UploadLoad
 from ._view import StateView as StateView
 
 __all__ = [
@@ -74,6 +76,7 @@ __all__ = [
     "PEER_TRANSITIONS",
     "RECEIVED_PEER_STATES",
     "TASK_TRANSITIONS",
+    "UPLOAD_WINDOW",
     "BackToSourceLimitReached",
     "ConfigError",
     "Conflict",
@@ -117,6 +120,7 @@ __all__ = [
     "TaskEvent",
     "TaskInfo",
     "TaskState",
+    "UploadLoad",
     "Verdict",
     "host_id_for",
     "is_bad_node",

@@ -55,6 +55,8 @@ class HostInfo:
     idc: str = ""
     location: str = ""
     concurrent_upload_limit: int = 50
+    #: Upload capacity in bits per second; 0 when the host did not say.
+    upload_bandwidth: int = 0
     stats: Mapping[str, float] = attrs.field(factory=dict, converter=_read_only, hash=False)
 
     @property

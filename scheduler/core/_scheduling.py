@@ -42,6 +42,7 @@ from ._origin import OriginBook, SeedFetch
 from ._policy import PolicySet
 from ._quota import Quota
 from ._rendezvous import rendezvous_owner
+from ._uploads import UploadLedger
 from ._view import StateView
 
 #: States in which a peer may ask for parents, and is pushed new ones ("still downloading").
@@ -88,6 +89,8 @@ class Scheduling:
         self.edges = ParentEdges(self._live_host)
         self.feeders = Feeders()
         self.costs = CostWindows()
+        #: Each host's upload load, from its children's reports.
+        self.uploads = UploadLedger()
         self.origin = OriginBook(limits.max_back_to_source_per_host)
         #: Per child, the parents handed to it and its blocklist (bounded).
         self.offered = Offered()
@@ -173,18 +176,29 @@ class Scheduling:
         return self._decide(child, now, ScheduleCause.RESCHEDULE)
 
     def pieces_finished(
-        self, peer_id: str, parent_id: str | None, added: int, pieces: int, cost: float | None
+        self,
+        peer_id: str,
+        parent_id: str | None,
+        added: int,
+        pieces: int,
+        cost: float | None,
+        *,
+        now: float,
     ) -> None:
         """After the peer ledger recorded a report: the parent, its uploads, the cost window.
 
         A parent counts only if the scheduler handed it to this peer: a client cannot
-        credit (or name) a peer of its choice.
+        credit (or name) a peer of its choice. Its host's upload load grows by the new
+        pieces (``added`` × the task's piece length; pieces it already had count nothing).
         """
         if parent_id is not None and parent_id in self.edges.parents_of(peer_id):
-            self._peers[peer_id].parents.add(parent_id)
+            child = self._peers[peer_id]
+            child.parents.add(parent_id)
             host = self._live_host(self._peers[parent_id].host_id)
             if host is not None:
                 host.upload_count += added
+                piece_length = self.view.task(child.task_id).piece_length
+                self.uploads.record(host.id, added * piece_length, added, now)
         if cost is not None:
             self.costs.record(peer_id, cost, pieces)
 
@@ -264,6 +278,7 @@ class Scheduling:
     def _on_eviction(self, event: Eviction, changes: _Changes) -> None:
         if event.kind is RecordKind.HOST:
             self._host_gone(event.record_id)
+            self.uploads.forget(event.record_id)
         elif event.kind is RecordKind.PEER:
             self._peer_gone(event.record_id, changes)
 

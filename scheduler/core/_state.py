@@ -28,6 +28,7 @@ from ._peers import PeerLedger
 from ._policy import PolicySet
 from ._scheduling import Scheduling
 from ._tasks import TaskLedger
+from ._uploads import UploadLoad
 
 _ALL_KINDS: Final = tuple(RecordKind)
 
@@ -158,6 +159,11 @@ class LedgerView:
     def feeder_count_of_task(self, task_id: str) -> int:
         """O(1): peers on connected hosts that can feed the task now."""
         return self._scheduling.feeders.count(task_id)
+
+    def upload_load(self, host_id: str, now: float) -> UploadLoad:
+        """The host's upload load at ``now``, counted from its children's reports."""
+        host = self._hosts.get(host_id)
+        return self._scheduling.uploads.load(host_id, now, host.concurrent_upload_count)
 
 
 @final
@@ -329,7 +335,7 @@ class SchedulerState(LedgerView):
         Every piece is checked before any is recorded (see ``RecordLimits``).
         """
         added = self._peers.finish_pieces(peer_id, pieces, now, cost=cost, as_host=as_host)
-        self._scheduling.pieces_finished(peer_id, parent_id, added, len(pieces), cost)
+        self._scheduling.pieces_finished(peer_id, parent_id, added, len(pieces), cost, now=now)
         return self._follow([], now, peer_id)
 
     def finish_download(

@@ -16,6 +16,7 @@ from typing import Protocol
 from ._events import Expiry
 from ._lifecycle import HostState, PeerState, TaskState
 from ._model import Host, Peer, RecordKind, Task
+from ._uploads import UploadLoad
 
 
 class StateView(Protocol):
@@ -103,3 +104,14 @@ class StateView(Protocol):
     def piece_costs_of(self, peer_id: str) -> tuple[float, ...]: ...
 
     def feeder_count_of_task(self, task_id: str) -> int: ...
+
+    # --- upload load (O(1)) ---------------------------------------------------------------
+
+    def upload_load(self, host_id: str, now: float) -> UploadLoad:
+        """The host's upload load at ``now``, counted from what its children report.
+
+        Bytes and pieces served in the last 60 s, the current rate (bits/s), and the
+        transfers in flight (children it feeds now). Its capacity is
+        ``host.info.upload_bandwidth`` (bits/s, 0: unknown).
+        """
+        ...

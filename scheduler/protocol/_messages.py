@@ -41,6 +41,9 @@ MAX_FAILED_PARENTS: Final = 100
 #: The most messages one ``batch`` frame may carry.
 MAX_BATCH_MESSAGES: Final = 1_000
 
+#: The most ``host.upload_bandwidth`` a host may announce (bits/s): 10 Tbit/s.
+MAX_UPLOAD_BANDWIDTH: Final = 10**13
+
 #: Bounds of ``announce_host``'s ``interval`` (seconds): a second to a day.
 MIN_ANNOUNCE_INTERVAL: Final = 1.0
 MAX_ANNOUNCE_INTERVAL: Final = 86_400.0
@@ -214,6 +217,10 @@ _port: _Validator[int] = _check(_is_port, "must be a port number in 1..65535")
 _at_least_minus_one: _Validator[int] = _check(lambda v: v >= -1, "must be >= -1 (-1: unknown)")
 _count: _Validator[int] = _check(lambda v: v >= 0, "must be >= 0")
 _positive_count: _Validator[int] = _check(lambda v: v > 0, "must be > 0")
+_bandwidth: _Validator[int] = _check(
+    lambda v: 0 <= v <= MAX_UPLOAD_BANDWIDTH,
+    f"must be between 0 (unknown) and {MAX_UPLOAD_BANDWIDTH:g} bits per second",
+)
 
 
 def _validate_pieces(
@@ -276,6 +283,8 @@ class HostPayload:
     idc: str = attrs.field(default="", validator=_plain)
     location: str = attrs.field(default="", validator=_plain)
     concurrent_upload_limit: int = attrs.field(default=50, validator=_count)
+    #: Upload capacity in bits per second (0: unknown), for the parent evaluators.
+    upload_bandwidth: int = attrs.field(default=0, validator=_bandwidth)
     #: Free-form load figures (cpu, memory, ...), for plugins; values must be finite.
     stats: dict[str, float] | None = attrs.field(default=None, validator=_optional_finite_values)
 

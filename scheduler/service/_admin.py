@@ -77,7 +77,17 @@ import orjson
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..core import Host, HostState, NotFound, Peer, Reason, RecordKind, Task
+from ..core import (
+    UPLOAD_WINDOW,
+    Host,
+    HostState,
+    NotFound,
+    Peer,
+    Reason,
+    RecordKind,
+    Task,
+    UploadLoad,
+)
 from ._auth import AdminGuard
 from ._config import ServiceConfig
 from ._console import ASSETS, STREAM_PATH, ConsoleStreams, serve_stream
@@ -154,6 +164,9 @@ class AdminBackend(Protocol):
         """A core timestamp as Unix time."""
 
     def has_session(self, host_id: str) -> bool: ...
+    def upload_load(self, host_id: str) -> UploadLoad:
+        """The host's upload load now, from its children's reports."""
+
     def schedulers(self) -> list[dict[str, Any]]:
         """The cluster's active members, as ``GET /api/v1/schedulers`` lists them."""
 
@@ -203,8 +216,20 @@ def host_json(backend: AdminBackend, host: Host) -> dict[str, Any]:
         # Uploads in progress now, of ``concurrent_upload_limit``.
         "concurrent_upload_count": host.concurrent_upload_count,
         "upload_count": host.upload_count,
+        # What its children report it served: capacity is ``upload_bandwidth``.
+        "upload": upload_json(backend.upload_load(host.id)),
         "peers": backend.view.peer_count_of_host(host.id),
         "session": backend.has_session(host.id),
+    }
+
+
+def upload_json(load: UploadLoad) -> dict[str, Any]:
+    return {
+        "rate": load.rate,
+        "window_seconds": UPLOAD_WINDOW,
+        "window_bytes": load.window_bytes,
+        "window_pieces": load.window_pieces,
+        "in_flight": load.in_flight,
     }
 
 

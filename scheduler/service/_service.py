@@ -32,6 +32,7 @@ from ..core import (
     Reason,
     RecordKind,
     SchedulerState,
+    UploadLoad,
 )
 from ..policies import load_policies, plugins_in_force
 from ..registry import Identity
@@ -204,6 +205,9 @@ class SchedulerService:
 
     def session_of(self, host_id: str) -> SessionOwner | None:
         return self.hosts.owner_of(host_id)
+
+    def upload_load(self, host_id: str) -> UploadLoad:
+        return self.state.view.upload_load(host_id, trio.current_time())
 
     def has_session(self, host_id: str) -> bool:
         return self.hosts.owner_of(host_id) is not None
