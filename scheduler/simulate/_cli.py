@@ -12,6 +12,7 @@ from rich.console import Console
 
 from ..core import ConfigError, parse_duration
 from ..policies import installed_plugins
+from ._bandwidth import BandwidthSpec, parse_bandwidth, parse_bits
 from ._metrics import SetResult
 from ._report import results_table, write_json, write_plot
 from ._runner import simulate
@@ -54,6 +55,39 @@ def _count(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
     return number
+
+
+def _bandwidth(value: str) -> BandwidthSpec:
+    try:
+        return parse_bandwidth(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bits(value: str) -> float:
+    try:
+        return parse_bits(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_SIZES: Final = {"": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def _piece_size(value: str) -> int:
+    """Bytes: ``4194304``, ``4MiB``, ``512KiB`` (1 byte to 1 GiB)."""
+    text = value.strip().lower()
+    number, unit = text, ""
+    for suffix in ("kib", "mib", "gib"):
+        if text.endswith(suffix):
+            number, unit = text.removesuffix(suffix).strip(), suffix
+    try:
+        size = int(number) * _SIZES[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected bytes like 4MiB, got {value!r}") from None
+    if not 1 <= size <= 2**30:
+        raise argparse.ArgumentTypeError(f"piece size must be 1 byte to 1 GiB, got {value!r}")
+    return size
 
 
 def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -114,6 +148,30 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=parse_rates,
         metavar="LIST",
         help="sweep crash rates, e.g. 1%%,5%%,10%%,20%% (crashes per host-hour)",
+    )
+    add(
+        "--bandwidth",
+        type=_bandwidth,
+        metavar="SPEC",
+        help="model links: each batch of pieces is a flow sharing the parent's uplink and "
+        "the child's downlink max-min fair. SPEC: mixed (1 Gbit/s, one host in five "
+        "10 Gbit/s, seeds 25 Gbit/s), uniform (1 Gbit/s) or "
+        "uplink=1G,downlink=1G[,seed-uplink=25G][,seed-downlink=25G]",
+    )
+    add(
+        "--origin-bandwidth",
+        type=_bits,
+        default=d.origin_bandwidth,
+        metavar="BITS/S",
+        help="the origin's capacity, shared by every download from it (with --bandwidth; "
+        f"default {d.origin_bandwidth / 1e9:g}G)",
+    )
+    add(
+        "--piece-size",
+        type=_piece_size,
+        default=d.piece_length,
+        metavar="BYTES",
+        help=f"bytes per piece, e.g. 4MiB ({d.piece_length // 2**20} MiB)",
     )
     add("--plot", type=Path, metavar="FILE.png", help="plot success and p99 against churn")
     add("--json", type=Path, metavar="FILE", help="write the raw figures as JSON")
@@ -201,6 +259,9 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         leave_rate=args.leave_rate,
         stop_rate=args.stop_rate,
         duration=args.duration,
+        bandwidth=args.bandwidth,
+        origin_bandwidth=args.origin_bandwidth,
+        piece_length=args.piece_size,
     )
 
 
@@ -260,6 +321,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         f"hang {100 * scenario.hang_rate:g} %/h, leave {100 * scenario.leave_rate:g} %/h, "
         f"stop {100 * scenario.stop_rate:g} %/h"
         + ("" if args.churn else f", crash {100 * scenario.crash_rate:g} %/h")
+        + (
+            ""
+            if scenario.bandwidth is None
+            else f", bandwidth {scenario.bandwidth.name}, "
+            f"origin {scenario.origin_bandwidth / 1e9:g} Gbit/s"
+        )
     )
     console.print(results_table(results, title=title))
     peak = max(r.peak_records for r in results)

@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import Final, final
 
+import attrs
+
 from ..core import (
     Event,
     Eviction,
@@ -35,10 +37,10 @@ from ._metrics import Metrics, SetResult
 from ._peers import PeerDriver
 from ._queue import Action, EventQueue
 from ._scenario import PolicySetSpec, Scenario, ping_detection_at
+from ._transfers import NetworkTransfers, TimedTransfers, Transfers
 from ._truth import GroundTruth, Mode, SimHost, SimPeer
 from ._workload import Cause, HostPlan, Request, task_ids
 
-PIECE_LENGTH: Final = 4 * 1024 * 1024
 #: A live host whose record was evicted reconnects and announces again this much later.
 RECONNECT_DELAY: Final = 1.0
 #: GC rounds at one instant before the engine gives up (a policy that never settles).
@@ -57,6 +59,11 @@ class ChurnSimulation:
         self.queue = EventQueue()
         self.truth = GroundTruth()
         self.metrics = Metrics()
+        self.transfers: Transfers
+        if scenario.bandwidth is None:
+            self.transfers = TimedTransfers(scenario, self.queue, self.truth)
+        else:
+            self.transfers = NetworkTransfers(scenario, scenario.bandwidth, self.queue, self.truth)
         self.peers = PeerDriver(
             scenario=scenario,
             state=self.state,
@@ -64,13 +71,14 @@ class ChurnSimulation:
             truth=self.truth,
             metrics=self.metrics,
             dispatch=self.dispatch,
+            transfers=self.transfers,
         )
         self.tasks = [
             TaskInfo(
                 id=task_id,
                 url=f"https://origin.invalid/{task_id}",
-                piece_length=PIECE_LENGTH,
-                content_length=scenario.pieces * PIECE_LENGTH,
+                piece_length=scenario.piece_length,
+                content_length=scenario.pieces * scenario.piece_length,
                 total_piece_count=scenario.pieces,
             )
             for task_id in task_ids(scenario)
@@ -158,7 +166,12 @@ class ChurnSimulation:
             location=plan.location,
         )
         host = SimHost(plan=plan, info=info, connected_at=at)
+        if isinstance(self.transfers, NetworkTransfers):
+            # The host announces its uplink, as a daemon that knows its NIC would.
+            uplink = int(self.transfers.links_of(host)[0])
+            host.info = attrs.evolve(info, upload_bandwidth=uplink)
         self.truth.add_host(host)
+        self.transfers.add_host(host)
         self._announce(host, at)
         if plan.death is not None:
             death = plan.death
@@ -184,6 +197,7 @@ class ChurnSimulation:
     def _die(self, host: SimHost, cause: Cause, at: float) -> None:
         host.dead, host.cause, host.died_at = True, cause, at
         self.metrics.deaths[str(cause)] += 1
+        self.transfers.host_died(host, at)
         for peer in host.peers.values():
             peer.epoch += 1  # its downloads stop where they are
             peer.batch = None
@@ -217,7 +231,7 @@ class ChurnSimulation:
         elif eviction.kind is RecordKind.PEER:
             peer = self.truth.peers.get(eviction.record_id)
             if peer is not None and peer.active:
-                self.peers.abandon(peer)
+                self.peers.abandon(peer, at)
 
     def _reannounce(self, host: SimHost, at: float) -> None:
         if host.dead or self.state.has_host(host.id):

@@ -50,6 +50,9 @@ class Metrics:
         self.deaths: Counter[str] = Counter()
         self.false_evictions = 0
         self.errors: Counter[str] = Counter()
+        self.origin_bytes = 0
+        #: Bytes each host uploaded to children (by host id).
+        self.uploaded: Counter[str] = Counter()
 
     def record_decision(self, action: str, cause: str, dead_causes: Sequence[str | None]) -> None:
         """One decision; ``dead_causes`` holds, per parent handed out, None (alive) or a cause."""
@@ -68,6 +71,20 @@ class Metrics:
         self.downloads_completed += 1
         self.download_times.append(seconds)
         self.completed_with_origin += used_origin
+
+    def record_bytes(self, source_host: str | None, nbytes: int) -> None:
+        """``nbytes`` reached a peer from ``source_host`` (None: the origin)."""
+        if source_host is None:
+            self.origin_bytes += nbytes
+        else:
+            self.uploaded[source_host] += nbytes
+
+    def uplink_imbalance(self) -> float | None:
+        """The busiest host's uploaded bytes over the mean of the hosts that uploaded."""
+        loads = [n for n in self.uploaded.values() if n > 0]
+        if not loads:
+            return None
+        return max(loads) / (sum(loads) / len(loads))
 
     def observe_records(self, count: int) -> None:
         self.peak_records = max(self.peak_records, count)
@@ -97,6 +114,10 @@ class SetResult:
     back_to_source_share: float | None
     reschedules_per_download: float | None
     peak_records: int
+    origin_bytes: int = 0
+    """Bytes the origin served (to peers that went back to source, seeds included)."""
+    uplink_imbalance: float | None = None
+    """The busiest host's uploaded bytes over the mean of the hosts that uploaded (>= 1)."""
     false_evictions: int
     errors: Mapping[str, int]
     elapsed: float
@@ -133,6 +154,8 @@ class SetResult:
                 m.reschedules / m.downloads_started if m.downloads_started else None
             ),
             peak_records=m.peak_records,
+            origin_bytes=m.origin_bytes,
+            uplink_imbalance=m.uplink_imbalance(),
             false_evictions=m.false_evictions,
             errors=dict(sorted(m.errors.items())),
             elapsed=elapsed,

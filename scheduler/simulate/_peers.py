@@ -27,6 +27,7 @@ from ..core import (
 from ._metrics import Metrics
 from ._queue import EventQueue
 from ._scenario import Scenario
+from ._transfers import Transfers
 from ._truth import Batch, GroundTruth, Mode, SimHost, SimPeer
 
 #: Dispatches the events a core call returned; gives back the decisions that reply to it.
@@ -50,6 +51,7 @@ class PeerDriver:
         truth: GroundTruth,
         metrics: Metrics,
         dispatch: Dispatch,
+        transfers: Transfers,
     ) -> None:
         self.scenario = scenario
         self.state = state
@@ -57,6 +59,7 @@ class PeerDriver:
         self.truth = truth
         self.metrics = metrics
         self.dispatch = dispatch
+        self.transfers = transfers
 
     # --- messages to the scheduler ---------------------------------------------------
 
@@ -73,7 +76,7 @@ class PeerDriver:
         try:
             events = self.state.schedule_peer(peer.id, at, as_host=peer.host.id)
         except SchedulerError as exc:
-            self._error(peer, exc)
+            self._error(peer, exc, at)
             return
         for decision in self.dispatch(events, at):
             self.apply(peer, decision.decision, at)
@@ -84,7 +87,7 @@ class PeerDriver:
         try:
             events = self.state.reschedule_peer(peer.id, failed, at, as_host=peer.host.id)
         except SchedulerError as exc:
-            self._error(peer, exc)
+            self._error(peer, exc, at)
             return
         for decision in self.dispatch(events, at):
             self.apply(peer, decision.decision, at)
@@ -119,7 +122,7 @@ class PeerDriver:
                 self._wait(peer, DEFAULT_RETRY_AFTER, at)
                 return
             except SchedulerError as exc:
-                self._error(peer, exc)
+                self._error(peer, exc, at)
                 return
             peer.started = True
             peer.used_origin = True
@@ -151,7 +154,7 @@ class PeerDriver:
             return
         if peer.mode is Mode.ORIGIN:
             count = min(self.scenario.report_batch, total - peer.pieces)
-            self._start_batch(peer, Batch(None, at, count, self.scenario.origin_piece_time), at)
+            self._start_batch(peer, self.transfers.batch(peer, None, count, at), at)
             return
         parents = peer.parents
         for turn in range(len(parents)):
@@ -164,10 +167,9 @@ class PeerDriver:
             ahead = parent.pieces - peer.pieces
             if ahead > 0:
                 count = min(self.scenario.report_batch, ahead)
-                piece_time = self.scenario.piece_time * parent.host.plan.speed
                 peer.stalled_since = None
                 peer.cursor = index + 1
-                self._start_batch(peer, Batch(parent_id, at, count, piece_time), at)
+                self._start_batch(peer, self.transfers.batch(peer, parent_id, count, at), at)
                 return
         self._stall(peer, at)
 
@@ -179,7 +181,7 @@ class PeerDriver:
             if peer.epoch == epoch and peer.active:
                 self._batch_done(peer, now)
 
-        self.queue.schedule(at + batch.count * batch.piece_time, done)
+        self.transfers.start(peer, batch, at, done)
 
     def _batch_done(self, peer: SimPeer, at: float) -> None:
         batch = peer.batch
@@ -190,7 +192,7 @@ class PeerDriver:
             died_at = self.truth.peers[parent_id].host.died_at
             if died_at is not None:
                 # The parent went mid-batch: what it sent before is kept, then it times out.
-                self._report(peer, batch, batch.done_by(died_at), at)
+                self._report(peer, batch, self.transfers.pieces_by(peer, batch, died_at), at)
                 timeout_at = max(at, died_at + self.scenario.piece_timeout)
                 if peer.active:
                     self._parent_failed(peer, parent_id, timeout_at)
@@ -239,7 +241,9 @@ class PeerDriver:
             died_at = self.truth.peers[batch.parent_id].host.died_at
             if died_at is not None:
                 until = min(until, died_at)
-        self._report(peer, batch, batch.done_by(until), at)
+        count = self.transfers.pieces_by(peer, batch, until)
+        self.transfers.stop(peer, at)
+        self._report(peer, batch, count, at)
 
     def _report(self, peer: SimPeer, batch: Batch, count: int, at: float) -> None:
         if count <= 0:
@@ -252,13 +256,14 @@ class PeerDriver:
                 pieces,
                 at,
                 parent_id=batch.parent_id,
-                cost=count * batch.piece_time,
+                cost=self.transfers.cost(batch, count, at),
                 as_host=peer.host.id,
             )
         except SchedulerError as exc:
-            self._error(peer, exc)
+            self._error(peer, exc, at)
             return
         peer.pieces += count
+        self.metrics.record_bytes(self._source_host(batch), count * self.scenario.piece_length)
 
     def _finish(self, peer: SimPeer, at: float) -> None:
         if not self._call(peer, self.state.finish_download, at):
@@ -274,18 +279,26 @@ class PeerDriver:
         try:
             method(peer.id, at, as_host=peer.host.id)
         except SchedulerError as exc:
-            self._error(peer, exc)
+            self._error(peer, exc, at)
             return False
         return True
 
-    def _error(self, peer: SimPeer, exc: SchedulerError) -> None:
+    def _source_host(self, batch: Batch) -> str | None:
+        """The host a batch came from (None: the origin)."""
+        if batch.parent_id is None:
+            return None
+        return self.truth.peers[batch.parent_id].host.id
+
+    def _error(self, peer: SimPeer, exc: SchedulerError, at: float) -> None:
         """The scheduler refused a peer's message: count it; the download is over."""
         self.metrics.errors[type(exc).__name__] += 1
         if peer.active:
-            self.abandon(peer)
+            self.abandon(peer, at)
 
-    def abandon(self, peer: SimPeer) -> None:
+    def abandon(self, peer: SimPeer, at: float) -> None:
         peer.epoch += 1
+        if peer.batch is not None:
+            self.transfers.stop(peer, at)
         peer.batch = None
         peer.mode = Mode.ABANDONED
         self.metrics.downloads_abandoned += not peer.seed

@@ -33,6 +33,8 @@ def results_table(results: Sequence[SetResult], *, title: str = "") -> Table:
     table.add_column("p50", justify="right")
     table.add_column("p99", justify="right")
     table.add_column("to origin", justify="right")
+    table.add_column("origin GiB", justify="right")
+    table.add_column("imbalance", justify="right")
     table.add_column("resched /dl", justify="right")
     table.add_column("pushes", justify="right")
     table.add_column("peak records", justify="right")
@@ -48,6 +50,8 @@ def results_table(results: Sequence[SetResult], *, title: str = "") -> Table:
             _num(r.download_time_p50, 1, " s"),
             _num(r.download_time_p99, 1, " s"),
             _pct(r.back_to_source_share),
+            _num(r.origin_bytes / 2**30, 1),
+            _num(r.uplink_imbalance, 1),
             _num(r.reschedules_per_download, 2),
             f"{r.pushes:,}",
             f"{r.peak_records:,}",

@@ -12,6 +12,7 @@ from typing import Any, Final, final
 import attrs
 
 from ..config import LIVENESS
+from ._bandwidth import MAX_LINK, BandwidthSpec
 
 HOUR: Final = 3600.0
 
@@ -58,6 +59,13 @@ class Scenario:
     """The service's: ``scheduler serve``'s default ``liveness.ping_interval``."""
     ping_timeout: float = LIVENESS["ping_timeout"].default
     idcs: int = 4
+    piece_length: int = 4 * 1024 * 1024
+    """Bytes per piece (the tasks' ``piece_length``; with ``bandwidth``, a batch's size)."""
+    bandwidth: BandwidthSpec | None = None
+    """Links per host (``--bandwidth``); None: the fixed piece times above."""
+    origin_bandwidth: float = 5e9
+    """The origin's capacity in bits per second, shared by every download from it (with
+    ``bandwidth`` only)."""
 
     def __attrs_post_init__(self) -> None:
         if self.hosts <= self.seeds or self.seeds < 0:
@@ -81,6 +89,10 @@ class Scenario:
         )
         if min(positive) <= 0:
             raise ValueError("durations and intervals must be > 0")
+        if self.piece_length < 1:
+            raise ValueError("piece_length must be >= 1 byte")
+        if not 0 < self.origin_bandwidth <= MAX_LINK:
+            raise ValueError("origin_bandwidth must be > 0 and at most 10 Tbit/s")
 
 
 @final
