@@ -189,7 +189,13 @@ def test_the_simulated_service_pings_as_the_shipped_one() -> None:
 
 
 def test_the_policy_sets_are_the_issues() -> None:
-    assert list(POLICY_SETS) == ["dragonfly-2.0", "dragonfly-compat", "default", "phi-accrual"]
+    assert list(POLICY_SETS) == [
+        "dragonfly-2.0",
+        "dragonfly-compat",
+        "dragonfly-2.4",
+        "default",
+        "phi-accrual",
+    ]
     before, after = POLICY_SETS["dragonfly-2.0"], POLICY_SETS["dragonfly-compat"]
     assert not (before.disconnect_signal)
     assert not (before.pings)
@@ -205,6 +211,10 @@ def test_the_policy_sets_are_the_issues() -> None:
     assert POLICY_SETS["default"].disconnect_signal
     assert POLICY_SETS["default"].pings
     assert POLICY_SETS["phi-accrual"].enable == ("phi_accrual",)
+    current = POLICY_SETS["dragonfly-2.4"]
+    assert current.enable == ("dragonfly_compat", "dragonfly_evaluator")
+    assert not (current.disconnect_signal)
+    assert not (current.pings)
 
 
 # --- ground truth and metrics --------------------------------------------------------------------
@@ -520,10 +530,11 @@ def test_the_sets_whose_plugins_are_missing_are_left_out_in_one_line(
 ) -> None:
     # A machine with the base install only: no plugin distribution.
     monkeypatch.setattr(simulate_cli, "installed_plugins", dict)
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "300")
     assert simulate_cli.left_out_sets() == {
         "dragonfly-2.0": ["dragonfly_compat"],
         "dragonfly-compat": ["dragonfly_compat"],
+        "dragonfly-2.4": ["dragonfly_compat", "dragonfly_evaluator"],
         "phi-accrual": ["phi_accrual"],
     }
     argv = ["simulate", "--hosts", "20", "--tasks", "2", "--duration", "1m"]
@@ -531,7 +542,8 @@ def test_the_sets_whose_plugins_are_missing_are_left_out_in_one_line(
     out = capsys.readouterr().out
     (line,) = [line for line in out.splitlines() if line.startswith("left out:")]
     assert line == (
-        "left out: dragonfly-2.0, dragonfly-compat, phi-accrual (they need the "
-        "dragonfly_compat, phi_accrual plugins: from a checkout, pip install "
+        "left out: dragonfly-2.0, dragonfly-compat, dragonfly-2.4, phi-accrual (they need "
+        "the dragonfly_compat, dragonfly_evaluator, phi_accrual plugins: from a checkout, "
+        "pip install "
         "./plugins/dragonfly-compat ./plugins/phi-accrual)"
     )

@@ -242,6 +242,7 @@ def left_out_sets() -> dict[str, list[str]]:
 #: Where each plugin of the built-in sets comes from, for the hint.
 PLUGIN_SOURCES: Final = {
     "dragonfly_compat": "./plugins/dragonfly-compat",
+    "dragonfly_evaluator": "./plugins/dragonfly-compat",
     "phi_accrual": "./plugins/phi-accrual",
 }
 
@@ -288,7 +289,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         policies = [name for name in POLICY_SETS if name not in missing]
         if missing:
             lacking = sorted({plugin for names in missing.values() for plugin in names})
-            sources = " ".join(PLUGIN_SOURCES.get(p, p) for p in lacking)
+            sources = " ".join(dict.fromkeys(PLUGIN_SOURCES.get(p, p) for p in lacking))
             console.print(
                 f"left out: {', '.join(missing)} (they need the {', '.join(lacking)} plugin"
                 f"{'s' if len(lacking) > 1 else ''}: from a checkout, pip install {sources})",

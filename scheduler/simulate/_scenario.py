@@ -115,7 +115,7 @@ class PolicySetSpec:
 
 SIX_HOURS: Final = 6 * HOUR
 
-#: The four built-in policy sets, in the order the table prints them.
+#: The built-in policy sets, in the order the table prints them.
 POLICY_SETS: Final[Mapping[str, PolicySetSpec]] = {
     spec.name: spec
     for spec in (
@@ -134,6 +134,14 @@ POLICY_SETS: Final[Mapping[str, PolicySetSpec]] = {
             description="TTL = 2 × interval, host GC every 5 min; no disconnect signal, "
             "no pings, no pushes (the dragonfly_compat plugin's defaults)",
             enable=("dragonfly_compat",),
+            disconnect_signal=False,
+            pings=False,
+        ),
+        PolicySetSpec(
+            name="dragonfly-2.4",
+            description="dragonfly-compat with Dragonfly v2.4's load-aware evaluator "
+            "(the dragonfly_evaluator plugin: 60 % on free upload bandwidth, 3 parents)",
+            enable=("dragonfly_compat", "dragonfly_evaluator"),
             disconnect_signal=False,
             pings=False,
         ),

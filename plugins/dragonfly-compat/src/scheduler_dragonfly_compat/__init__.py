@@ -3,9 +3,12 @@
 Install the distribution and the ``dragonfly_compat`` plugin is loaded through
 the ``scheduler.plugins`` entry point; it replaces the built-in
 ``announce_ttl``, ``disconnect_grace``, ``peer_lifetime`` and ``task_idle``
-policies. See the README for the exact semantics and the configuration.
+policies. The ``dragonfly_evaluator`` plugin is Dragonfly v2.4's load-aware
+parent evaluator; it replaces the built-in ``evaluator``. See the README for the
+exact semantics and the configuration.
 """
 
+from ._evaluator import DragonflyEvaluator as DragonflyEvaluator
 from ._plugin import ANNOUNCE_INTERVAL_MULTIPLIER as ANNOUNCE_INTERVAL_MULTIPLIER
 from ._plugin import DEFAULT_HOST_SWEEP_INTERVAL as DEFAULT_HOST_SWEEP_INTERVAL
 from ._plugin import DEFAULT_HOST_TTL as DEFAULT_HOST_TTL
@@ -31,6 +34,7 @@ __all__ = [
     "REPLACED_PLUGINS",
     "SETTINGS",
     "DragonflyCompat",
+    "DragonflyEvaluator",
     "__version__",
     "next_sweep_tick",
 ]
