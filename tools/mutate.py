@@ -173,6 +173,8 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     "scheduler/core/_scheduling.py": _SCHEDULING_TESTS,
     "scheduler/core/_peers.py": _PEER_LEDGER_TESTS,
     "scheduler/policies/_evaluator.py": ("tests/test_evaluator.py", *_SCHEDULING_TESTS),
+    # Each host's upload load, counted from its children's reports.
+    "scheduler/core/_uploads.py": ("tests/test_uploads.py",),
     **dict.fromkeys(
         sorted(
             f"scheduler/session/{path.name}"
