@@ -56,6 +56,8 @@ def test_a_report_with_nothing_in_it_keeps_nothing() -> None:
     ledger = UploadLedger()
     ledger.record("h", 0, 0, now=1.0)
     assert len(ledger) == 0
+    ledger.record("h", 7, 1, now=1.0)  # one piece counts
+    assert ledger.load("h", 1.0).window_pieces == 1
 
 
 def test_memory_is_bounded_per_host() -> None:
@@ -103,13 +105,20 @@ def test_forget_drops_the_host() -> None:
 
 @pytest.mark.parametrize("bad", [{"window": 0}, {"buckets": 0}, {"time_constant": 0}])
 def test_the_ledger_refuses_empty_windows(bad: dict[str, float]) -> None:
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match=r"^window, buckets and time_constant must be > 0$"):
         UploadLedger(**bad)  # type: ignore[arg-type]
+
+
+def test_a_short_window_of_one_bucket_and_a_short_time_constant_work() -> None:
+    ledger = UploadLedger(window=0.5, buckets=1, time_constant=0.5)
+    ledger.record("h", 10, 1, now=0.0)
+    assert ledger.load("h", 0.25) == UploadLoad(80 / 0.5 * math.exp(-0.5), 10, 1, 0)
+    assert ledger.load("h", 0.5).window_bytes == 0
 
 
 @given(
     st.lists(
-        st.tuples(st.floats(0, 600, allow_nan=False), st.integers(0, 10**9), st.integers(0, 100)),
+        st.tuples(st.floats(0, 600, allow_nan=False), st.integers(0, 10**9), st.integers(1, 100)),
         max_size=50,
     ),
     st.floats(0, 700, allow_nan=False),

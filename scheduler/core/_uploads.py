@@ -76,9 +76,9 @@ class UploadLedger:
         return len(self._hosts)
 
     def record(self, host_id: str, nbytes: int, pieces: int, now: float) -> None:
-        """The host served ``pieces`` pieces (``nbytes`` bytes) to a child, reported at ``now``."""
-        if nbytes <= 0 and pieces <= 0:
-            return
+        """The host served ``pieces`` new pieces (``nbytes`` bytes) to a child, reported at ``now``."""
+        if pieces <= 0:
+            return  # nothing new (a report of pieces the child had)
         uploads = self._hosts.get(host_id)
         if uploads is None:
             uploads = self._hosts[host_id] = _HostUploads(now)
@@ -110,7 +110,4 @@ class UploadLedger:
         self._hosts.pop(host_id, None)
 
     def _decayed(self, uploads: _HostUploads, now: float) -> float:
-        elapsed = now - uploads.rate_at
-        if elapsed <= 0:
-            return uploads.rate
-        return uploads.rate * math.exp(-elapsed / self._tau)
+        return uploads.rate * math.exp(-max(0.0, now - uploads.rate_at) / self._tau)
