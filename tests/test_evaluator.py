@@ -1,9 +1,11 @@
-"""The default evaluator: Dragonfly's six figures, their weights, and the decision limits.
+"""The default evaluator: six figures, their weights, seeds last, and the decision limits.
 
-Dragonfly's weights: finished pieces 0.2, upload success rate 0.2, free upload slots 0.15, host type
-0.15 (seed preferred), IDC affinity 0.15, location affinity 0.15 (shared prefix of
-``|``-separated elements, up to 5); ``candidate_parent_limit`` 4, ``filter_parent_limit``
-15, ``retry_after`` 0.5 s, ``retry_back_to_source_limit`` 4, ``retry_limit`` 5.
+Weights: finished pieces 0.15, upload success rate 0.15, upload load 0.4
+(``1 / (1 + in flight + recent share of the uplink)``), host type 0.1 (normal hosts
+first), IDC affinity 0.1, location affinity 0.1 (shared prefix of ``|``-separated
+elements, up to 5). Seeds are left out when a normal host can feed the child. Limits
+(Dragonfly's): ``candidate_parent_limit`` 4, ``filter_parent_limit`` 15, ``retry_after``
+0.5 s, ``retry_back_to_source_limit`` 4, ``retry_limit`` 5.
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ from scheduler.core import (
     SchedulerState,
     Task,
     TaskInfo,
+    UploadLoad,
 )
 from scheduler.policies import load_policies
 from scheduler.policies._evaluator import (
     Evaluator,
     evaluate,
     finished_piece_score,
-    free_upload_score,
     host_type_score,
     idc_affinity_score,
     location_affinity_score,
     score_candidates,
+    upload_load_score,
     upload_success_score,
+    without_seeds,
 )
 
 
@@ -61,9 +65,16 @@ def host(
     type: HostType = HostType.NORMAL,
     idc: str = "",
     location: str = "",
+    bandwidth: int = 0,
 ) -> Host:
     info = HostInfo(
-        "h", "10.0.0.1", concurrent_upload_limit=limit, type=type, idc=idc, location=location
+        "h",
+        "10.0.0.1",
+        concurrent_upload_limit=limit,
+        type=type,
+        idc=idc,
+        location=location,
+        upload_bandwidth=bandwidth,
     )
     record = Host("h", info, None, 0.0, 0.0, 0.0)
     record.concurrent_upload_count = used
@@ -100,17 +111,34 @@ def test_upload_success_rate_of_the_parents_host() -> None:
     assert upload_success_score(host(failed=1, ok=4)) == 0.8
 
 
-def test_free_upload_slots_over_the_limit() -> None:
-    assert free_upload_score(host(4)) == 1.0
-    assert free_upload_score(host(4, used=1)) == 0.75
-    assert free_upload_score(host(4, used=4)) == 0.0
-    assert free_upload_score(host(1)) == 1.0
-    assert free_upload_score(host(0)) == 0.0  # a host that uploads nothing
+GBIT = 10**9
+#: What a 1 Gbit/s uplink carries in the 60 s window.
+MINUTE_AT_GBIT = GBIT * 60 // 8
 
 
-def test_seeds_are_preferred() -> None:
-    assert host_type_score(host(type=HostType.SEED)) == 1.0
-    assert host_type_score(host(type=HostType.NORMAL)) == 0.5
+@pytest.mark.parametrize(
+    ("bandwidth", "load", "score"),
+    [
+        (0, UploadLoad(), 1.0),
+        (0, UploadLoad(in_flight=1), 0.5),
+        (0, UploadLoad(in_flight=3), 0.25),
+        (0, UploadLoad(window_bytes=10**12), 1.0),  # no bandwidth: the bytes say nothing
+        (GBIT, UploadLoad(window_bytes=MINUTE_AT_GBIT), 0.5),  # a full minute: a child's worth
+        (GBIT, UploadLoad(window_bytes=MINUTE_AT_GBIT // 2), 1 / 1.5),
+        (GBIT, UploadLoad(window_bytes=MINUTE_AT_GBIT, in_flight=2), 0.25),
+        (10 * GBIT, UploadLoad(window_bytes=MINUTE_AT_GBIT), 1 / 1.1),
+        (GBIT, UploadLoad(rate=1e9), 1.0),  # the rate is not a figure of this score
+    ],
+)
+def test_upload_load_is_what_the_children_report(
+    bandwidth: int, load: UploadLoad, score: float
+) -> None:
+    assert upload_load_score(host(bandwidth=bandwidth), load) == pytest.approx(score, abs=1e-12)
+
+
+def test_normal_hosts_are_preferred_to_seeds() -> None:
+    assert host_type_score(host(type=HostType.SEED)) == 0.5
+    assert host_type_score(host(type=HostType.NORMAL)) == 1.0
 
 
 def test_idc_affinity_needs_the_same_named_idc() -> None:
@@ -154,15 +182,15 @@ def _score(
     parent_pieces: int = 0,
     ok: int = 0,
     failed: int = 1,
-    used: int = 2,
-    seed: bool = False,
+    in_flight: int = 3,
+    seed: bool = True,
     idc: bool = False,
     location: str = "",
 ) -> float:
-    """evaluate() with every figure at its lowest, except those asked for."""
+    """evaluate() with every figure low (the load at 1/4, a seed's type at 0.5), except
+    those asked for."""
     parent_host = host(
         2,
-        used=used,
         ok=ok,
         failed=failed,
         type=HostType.SEED if seed else HostType.NORMAL,
@@ -170,35 +198,38 @@ def _score(
         location=location or "p",
     )
     child_host = host(idc="idc-1", location="a|b|c|d|e")
-    return evaluate(peer("p", parent_pieces), parent_host, peer("c"), child_host, task(10))
+    load = UploadLoad(in_flight=in_flight)
+    return evaluate(
+        peer("p", parent_pieces), parent_host, peer("c"), child_host, task(10), load=load
+    )
 
 
 def test_each_figure_has_its_weight() -> None:
-    floor = 0.15 * 0.5  # a normal host's type figure is never below 0.5
+    floor = 0.4 * 0.25 + 0.1 * 0.5  # the load and the host type are never 0
     assert _score() == pytest.approx(floor)
-    assert _score(parent_pieces=10) - floor == pytest.approx(0.2)
-    assert _score(parent_pieces=5) - floor == pytest.approx(0.1)
-    assert _score(ok=1, failed=0) - floor == pytest.approx(0.2)
-    assert _score(ok=1, failed=1) - floor == pytest.approx(0.1)
-    assert _score(used=0) - floor == pytest.approx(0.15)
-    assert _score(used=1) - floor == pytest.approx(0.075)
-    assert _score(seed=True) - floor == pytest.approx(0.075)
-    assert _score(idc=True) - floor == pytest.approx(0.15)
-    assert _score(location="a|b|c|d|e") - floor == pytest.approx(0.15)
-    assert _score(location="a|b|x") - floor == pytest.approx(0.06)
+    assert _score(parent_pieces=10) - floor == pytest.approx(0.15)
+    assert _score(parent_pieces=5) - floor == pytest.approx(0.075)
+    assert _score(ok=1, failed=0) - floor == pytest.approx(0.15)
+    assert _score(ok=1, failed=1) - floor == pytest.approx(0.075)
+    assert _score(in_flight=0) - floor == pytest.approx(0.3)
+    assert _score(in_flight=1) - floor == pytest.approx(0.1)
+    assert _score(seed=False) - floor == pytest.approx(0.05)
+    assert _score(idc=True) - floor == pytest.approx(0.1)
+    assert _score(location="a|b|c|d|e") - floor == pytest.approx(0.1)
+    assert _score(location="a|b|x") - floor == pytest.approx(0.04)
 
 
 def test_for_a_task_of_unknown_size_the_weight_applies_to_the_lead_on_the_child() -> None:
     parent_host, child_host = host(2, used=2, failed=1), host()
     ahead = evaluate(peer("p", 3), parent_host, peer("c", 2), child_host, task(-1))
     level = evaluate(peer("p", 2), parent_host, peer("c", 2), child_host, task(-1))
-    assert level == pytest.approx(0.15 * 0.5)
-    assert ahead - level == pytest.approx(0.2)
+    assert level == pytest.approx(0.4 + 0.1)  # nobody reported a load: the whole weight
+    assert ahead - level == pytest.approx(0.15)
 
 
 def test_the_best_parent_scores_one() -> None:
     best = _score(
-        parent_pieces=10, ok=1, failed=0, used=0, seed=True, idc=True, location="a|b|c|d|e"
+        parent_pieces=10, ok=1, failed=0, in_flight=0, seed=False, idc=True, location="a|b|c|d|e"
     )
     assert best == pytest.approx(1.0)
 
@@ -272,16 +303,17 @@ def test_the_batch_score_hook_reads_the_records_from_the_view() -> None:
     state.back_to_source("p", 0.0)
     state.finish_pieces("p", [0, 1], 0.0)
     view = state.view
-    (answer,) = Evaluator().scheduler_candidate_scores(view.peer("c"), [view.peer("p")], view)
+    (answer,) = Evaluator().scheduler_candidate_scores(view.peer("c"), [view.peer("p")], view, 0.0)
     assert answer == evaluate(
         view.peer("p"),
         view.host(parent_host),
         view.peer("c"),
         view.host(child_host),
         view.task("t"),
+        load=view.upload_load(parent_host, 0.0),
     )
-    # 2 of 4 pieces, never tried, 4 free of 4, a seed, same IDC, no location
-    assert answer == pytest.approx(0.2 * 0.5 + 0.2 + 0.15 + 0.15 + 0.15)
+    # 2 of 4 pieces, never tried, feeding nobody, a seed, same IDC, no location
+    assert answer == pytest.approx(0.15 * 0.5 + 0.15 + 0.4 + 0.1 * 0.5 + 0.1)
 
 
 # --- one pass over a decision's candidates -----------------------------------------------------
@@ -297,6 +329,8 @@ _HOSTS = st.fixed_dictionaries(
         "ok": st.integers(0, 3),
         "failed": st.integers(0, 3),
         "pieces": st.integers(0, 9),
+        "bandwidth": st.sampled_from([0, 10**6, 10**9]),
+        "served": st.integers(0, 10**9),
     }
 )
 
@@ -321,6 +355,7 @@ def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
             location=figures["location"],
             type=HostType.SEED if figures["seed"] else HostType.NORMAL,
             concurrent_upload_limit=figures["limit"],
+            upload_bandwidth=figures["bandwidth"],
         )
         state.announce_host(host_info, 0.0)
         state.register_peer(f"p{index}", host_info.id, info, 0.0)
@@ -330,6 +365,7 @@ def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
         record = state.view.host(host_info.id)
         record.concurrent_upload_count = figures["used"]  # as if handed out
         record.upload_count, record.upload_failed_count = figures["ok"], figures["failed"]
+        state._scheduling.uploads.record(host_info.id, figures["served"], 1, 0.0)
         peers.append(state.view.peer(f"p{index}"))
     view = state.view
     child_peer, candidates = peers[0], peers[1:]
@@ -340,11 +376,12 @@ def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
             child_peer,
             view.host(child_peer.host_id),
             view.task("t"),
+            load=view.upload_load(parent.host_id, 1.0),
         )
         for parent in candidates
     ]
-    assert score_candidates(child_peer, candidates, view) == expected
-    assert Evaluator().scheduler_candidate_scores(child_peer, candidates, view) == expected
+    assert score_candidates(child_peer, candidates, view, 1.0) == expected
+    assert Evaluator().scheduler_candidate_scores(child_peer, candidates, view, 1.0) == expected
 
 
 def _feeding_state(total: int, child_pieces: int, parent_pieces: list[int]) -> SchedulerState:
@@ -365,10 +402,17 @@ def _batch_and_reference(state: SchedulerState) -> tuple[list[float], list[float
     child = view.peer("c")
     parents = sorted((p for p in view.peers() if p.id != "c"), key=lambda p: p.id)
     reference = [
-        evaluate(p, view.host(p.host_id), child, view.host(child.host_id), view.task("t"))
+        evaluate(
+            p,
+            view.host(p.host_id),
+            child,
+            view.host(child.host_id),
+            view.task("t"),
+            load=view.upload_load(p.host_id, 0.0),
+        )
         for p in parents
     ]
-    return score_candidates(child, parents, view), reference
+    return score_candidates(child, parents, view, 0.0), reference
 
 
 @pytest.mark.parametrize("total", [-1, 0])
@@ -379,7 +423,7 @@ def test_for_a_task_of_unknown_size_the_batch_scores_the_lead_on_the_child(total
     assert batch == reference
     behind, level, ahead, far_ahead = batch
     assert behind == level
-    assert ahead - level == pytest.approx(0.2)  # the whole weight for any lead
+    assert ahead - level == pytest.approx(0.15)  # the whole weight for any lead
     assert far_ahead == ahead
 
 
@@ -387,20 +431,80 @@ def test_the_batch_caps_the_share_of_pieces_at_the_whole_task() -> None:
     state = _feeding_state(8, 0, [4, 8])
     batch, reference = _batch_and_reference(state)
     assert batch == reference
-    assert batch[1] - batch[0] == pytest.approx(0.2 * 0.5)
+    assert batch[1] - batch[0] == pytest.approx(0.15 * 0.5)
     state.view.task("t").total_piece_count = 4  # more pieces held than the task now counts
     batch, reference = _batch_and_reference(state)
     assert batch == reference
     assert batch[0] == batch[1]  # both hold the whole task: 1, not 2
 
 
-def test_the_batch_gives_a_host_that_uploads_nothing_no_free_slot_score() -> None:
+def test_the_batch_reads_the_children_reports_over_the_announced_bandwidth() -> None:
     state = _feeding_state(8, 0, [4, 4])
     view = state.view
-    for peer_id, limit in (("p0", 0), ("p1", 2)):
+    for peer_id, bandwidth in (("p0", 0), ("p1", GBIT)):
         host = view.host(view.peer(peer_id).host_id)
-        host.info = attrs.evolve(host.info, concurrent_upload_limit=limit)
-        host.concurrent_upload_count = -1  # whatever the count says: nothing to divide by
+        host.info = attrs.evolve(host.info, upload_bandwidth=bandwidth)
+        state._scheduling.uploads.record(host.id, MINUTE_AT_GBIT, 1, 0.0)
     batch, reference = _batch_and_reference(state)
     assert batch == reference
-    assert batch[1] - batch[0] == pytest.approx(0.15 * 1.5)
+    # Unknown bandwidth: the bytes count nothing; 1 Gbit/s full for a minute: halved.
+    assert batch[0] - batch[1] == pytest.approx(0.4 * 0.5)
+
+
+# --- seeds last --------------------------------------------------------------------------------
+
+
+def _seeded_state(child_pieces: int, normal_pieces: list[int]) -> SchedulerState:
+    """A child "c", a seed peer "s" with the whole task, and normal peers "n0", "n1", ..."""
+    state = SchedulerState(load_policies(entrypoints=False), now=0.0)
+    info = TaskInfo("t", total_piece_count=8)
+    members = [("c", child_pieces, False), ("s", 8, True)]
+    members += [(f"n{i}", n, False) for i, n in enumerate(normal_pieces)]
+    for index, (name, pieces, seed) in enumerate(members):
+        host_info = HostInfo(
+            f"host-{name}", f"10.2.0.{index + 1}", type=HostType.SEED if seed else HostType.NORMAL
+        )
+        state.announce_host(host_info, 0.0)
+        state.register_peer(name, host_info.id, info, 0.0)
+        state.back_to_source(name, 0.0)
+        state.finish_pieces(name, range(pieces), 0.0)
+    return state
+
+
+def _ranked(state: SchedulerState, *names: str) -> list[Peer]:
+    return [state.view.peer(name) for name in names]
+
+
+def test_seeds_are_left_out_when_a_normal_host_holds_a_piece_the_child_lacks() -> None:
+    state = _seeded_state(2, [3, 1])
+    ranked = _ranked(state, "n1", "s", "n0")
+    assert without_seeds(state.view.peer("c"), ranked, state.view) == ["n1", "n0"]
+
+
+def test_seeds_stay_when_no_normal_host_is_ahead_of_the_child() -> None:
+    state = _seeded_state(2, [2, 1])
+    ranked = _ranked(state, "s", "n0", "n1")
+    assert without_seeds(state.view.peer("c"), ranked, state.view) is None
+    # A child holding nothing: any piece is one it lacks.
+    state = _seeded_state(0, [1])
+    assert without_seeds(state.view.peer("c"), _ranked(state, "s", "n0"), state.view) == ["n0"]
+    state = _seeded_state(0, [0])
+    assert without_seeds(state.view.peer("c"), _ranked(state, "s", "n0"), state.view) is None
+
+
+def test_without_a_seed_among_the_candidates_the_ranking_stands() -> None:
+    state = _seeded_state(0, [3, 1])
+    ranked = _ranked(state, "n0", "n1")
+    assert without_seeds(state.view.peer("c"), ranked, state.view) is None
+    assert without_seeds(state.view.peer("c"), [], state.view) is None
+
+
+def test_a_decision_hands_out_the_seed_only_as_the_last_resort() -> None:
+    state = _seeded_state(0, [])
+    events = state.schedule_peer("c", 1.0)
+    (decision,) = [e.decision for e in events if hasattr(e, "decision")]
+    assert decision.parents == ("s",)  # nobody else holds a piece: the seed
+    state = _seeded_state(0, [1])
+    events = state.schedule_peer("c", 1.0)
+    (decision,) = [e.decision for e in events if hasattr(e, "decision")]
+    assert decision.parents == ("n0",)

@@ -298,7 +298,7 @@ def test_sampling_looks_at_no_more_than_filter_parent_limit_candidates() -> None
 # --- seeds ----------------------------------------------------------------------------------
 
 
-def test_a_seed_fetches_the_task_and_is_preferred() -> None:
+def test_a_seed_fetches_the_task_and_is_the_last_resort() -> None:
     state = new_state()
     state.announce_host(SEED, 0.0)
     state.announce_host(HOSTS[0], 0.0)
@@ -318,13 +318,16 @@ def test_a_seed_fetches_the_task_and_is_preferred() -> None:
     assert decide(state, fetch.peer_id, 2.0).action is ScheduleAction.BACK_TO_SOURCE
     state.back_to_source(fetch.peer_id, 2.0)
     state.finish_pieces(fetch.peer_id, [0], 3.0)
+    (event,) = scheduled(state.reschedule_peer("child", [], 3.0))
+    assert event.decision.parents == (fetch.peer_id,)  # only the seed holds a piece
     feeding_normal = "normal"
     state.announce_host(HOSTS[2], 0.0)
     state.register_peer(feeding_normal, HOSTS[2].id, TASK, 3.0)
     state.start_download(feeding_normal, 3.0)
     state.finish_pieces(feeding_normal, [0], 3.0)
     (event,) = scheduled(state.reschedule_peer("child", [], 4.0))
-    assert event.decision.parents[0] == fetch.peer_id  # seeds score higher
+    # A normal host holds a piece the child lacks: the seed is the last resort.
+    assert event.decision.parents == (feeding_normal,)
 
 
 def join_events(state: SchedulerState, host: HostInfo, peer_id: str) -> list[object]:

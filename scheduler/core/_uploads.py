@@ -76,7 +76,7 @@ class UploadLedger:
         return len(self._hosts)
 
     def record(self, host_id: str, nbytes: int, pieces: int, now: float) -> None:
-        """The host served ``pieces`` new pieces (``nbytes`` bytes) to a child, reported at ``now``."""
+        """The host served ``pieces`` new pieces (``nbytes`` bytes), reported at ``now``."""
         if pieces <= 0:
             return  # nothing new (a report of pieces the child had)
         uploads = self._hosts.get(host_id)
