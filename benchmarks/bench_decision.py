@@ -56,6 +56,7 @@ def build(peers: int, seed: int, dense: bool = False) -> SchedulerState:
             idc=f"idc-{i % 4}",
             location=f"cn|zone-{i % 3}|rack-{i % 7}",
             concurrent_upload_limit=1_000,
+            upload_bandwidth=10**9 if i % 5 else 10**10,
         )
         state.announce_host(info, 0.0, interval=300.0)
         peer_id = f"peer-{i}"
@@ -68,6 +69,10 @@ def build(peers: int, seed: int, dense: bool = False) -> SchedulerState:
     if dense:
         for i in range(0, peers, 2):
             state.reschedule_peer(f"peer-{i}", (), 0.5)
+            # Its first parent served it a piece: that host has an upload load to read.
+            parents = state.view.parents_of(f"peer-{i}")
+            if parents:
+                state.finish_pieces(f"peer-{i}", [63], 0.6, parent_id=parents[0], cost=0.1)
     child = HostInfo("child", "192.168.0.1", idc="idc-1", location="cn|zone-1")
     state.announce_host(child, 0.0, interval=300.0)
     state.register_peer("child", child.id, TASK, 0.0)

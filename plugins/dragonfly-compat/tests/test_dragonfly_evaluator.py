@@ -50,6 +50,8 @@ FOUR_PIECES = 4 * 16 * 1024 * 1024 * 8
     ("capacity", "rate", "score"),
     [
         (GBIT, 0.0, 1.0),
+        (1.0, 0.0, 1.0),  # 1 bit/s is a capacity
+        (1.0, 0.5, 0.5),
         (GBIT, 0.25 * GBIT, 0.75),
         (GBIT, GBIT, 0.0),
         (GBIT, 2 * GBIT, 0.0),
@@ -68,6 +70,8 @@ def test_peak_bandwidth_usage(capacity: float, rate: float, score: float) -> Non
         (GBIT, 7_500_000_000, 0.0),  # exactly saturated
         (GBIT, 9_000_000_000, 0.0),
         (GBIT, 750_000_000, 0.9),
+        (1.0, 0, 1.0),  # 1 bit/s is a capacity
+        (480.0, 1, 1 - 8 / 480 / 60),  # one byte counts
         (0.0, 0, 0.0),  # unknown capacity: 0, even when nothing was uploaded
         (0.0, 100, 0.0),
     ],
@@ -91,6 +95,7 @@ def test_the_duration_window_is_the_core_s() -> None:
         (FOUR_PIECES / 4, 0, 0.0),  # one piece's worth: never enough
         (FOUR_PIECES / 2, 2, 1.0),
         (FOUR_PIECES / 2, 4, 0.5),
+        (FOUR_PIECES / 2, 3, 2 / 3),
         (0.0, 0, 0.0),
     ],
 )
@@ -123,6 +128,9 @@ def test_idc_affinity(mine: str, theirs: str, score: float) -> None:
         ("China|Beijing|Haidian|Zone-A|Cluster-1", "China|Beijing|Chaoyang|Zone-B|Cluster-2", 0.4),
         ("a|b", "A|B", 1.0),
         ("a|b|c|d|e|f", "a|b|c|d|e|g", 1.0),  # five elements at most
+        ("a|b|c|d|e|f|g", "a|b|c|d|e|f|h", 1.0),
+        ("", "|x", 0.0),  # no location shares nothing, not even an empty first element
+        ("|x", "", 0.0),
         ("a|b|c", "a|b", 0.4),
         ("x|b", "a|b", 0.0),
         ("a", "", 0.0),
@@ -167,6 +175,12 @@ def test_the_whole_score() -> None:
     assert evaluate(running, parent_host, child_host, busy) == pytest.approx(
         0.6 * (0.5 * 0.0 + 0.3 * 1.0 + 0.2 * 0.5) + 0.2 + 0.1 * 0.2 + 0.1 * 0.5
     )
+    seed = host("s", idc="a", location="x|y", type=HostType.SEED, upload_bandwidth=FOUR_PIECES)
+    assert evaluate(running, seed, child_host, UploadLoad()) == pytest.approx(
+        0.6 + 0.2 + 0.1 * 0.2 + 0.1 * 1.0
+    )
+    done = peer(PeerState.SUCCEEDED)
+    assert evaluate(done, seed, child_host, UploadLoad()) == pytest.approx(0.6 + 0.2 + 0.02)
     unknown = host("u", idc="a", location="x|y")
     assert evaluate(running, unknown, child_host, UploadLoad()) == pytest.approx(
         0.2 + 0.1 * 0.2 + 0.1 * 0.5
@@ -224,6 +238,36 @@ def test_a_parent_its_children_report_busy_ranks_below_an_idle_one() -> None:
     child = state.view.peer("c0")
     scores = plugin.scores(child, [state.view.peer(busy), state.view.peer(idle)], state.view, 2.0)
     assert scores[1] > scores[0]
+
+
+def test_the_scores_are_evaluate_s_for_each_candidate() -> None:
+    state = new_state()
+    normal = feeder(state, "normal", "10.0.1.1", 10**9)
+    seed_info = HostInfo("seed", "10.0.1.9", type=HostType.SEED, upload_bandwidth=10**10)
+    state.announce_host(seed_info, 0.0, interval=3600)
+    state.register_peer("seed-peer", seed_info.id, TASK, 0.0)
+    state.back_to_source("seed-peer", 0.0)
+    state.finish_pieces("seed-peer", range(4), 0.0)
+    child = HostInfo("child", "10.0.2.1")
+    state.announce_host(child, 0.0, interval=3600)
+    state.register_peer("c", child.id, TASK, 1.0)
+    view = state.view
+    candidates = [view.peer(normal), view.peer("seed-peer")]
+    expected = [
+        evaluate(p, view.host(p.host_id), view.host(child.id), view.upload_load(p.host_id, 1.0))
+        for p in candidates
+    ]
+    assert DragonflyEvaluator().scores(view.peer("c"), candidates, view, 1.0) == expected
+    assert (
+        DragonflyEvaluator().scheduler_candidate_scores(view.peer("c"), candidates, view, 1.0)
+        == expected
+    )
+    # A seed's peer fetching from the origin is not running: its type scores 0.
+    assert expected[1] == pytest.approx(0.6 * 1.0)
+
+
+def test_a_fresh_plugin_answers_its_own_limits() -> None:
+    assert DragonflyEvaluator().scheduler_schedule_limits().candidate_parent_limit == 3
 
 
 def test_the_parent_limit_is_a_setting() -> None:

@@ -66,8 +66,8 @@ SEED_PREFERRED_STATES: Final = frozenset({PeerState.RECEIVED_NORMAL, PeerState.R
 
 
 def peak_bandwidth_usage_score(capacity: float, rate: float) -> float:
-    """``1 - rate / capacity``; 0 for an unknown capacity or a saturated host."""
-    if capacity <= 0 or rate >= capacity:
+    """``1 - rate / capacity``; 0 for an unknown capacity (0) or a saturated host."""
+    if rate >= capacity:
         return 0.0
     return 1.0 - rate / capacity
 
@@ -78,25 +78,15 @@ def bandwidth_duration_score(capacity: float, window_bytes: int) -> float:
         return 0.0
     if window_bytes == 0:
         return 1.0
-    ratio = window_bytes * 8 / capacity / DURATION_WINDOW
-    if ratio >= 1.0:
-        return 0.0
-    return 1.0 - ratio
+    return max(0.0, 1.0 - window_bytes * 8 / capacity / DURATION_WINDOW)
 
 
 def concurrency_score(capacity: float, in_flight: int) -> float:
     """1 while the uploads in flight fit ``capacity`` in 16 MiB pieces, else the ratio."""
-    if capacity <= 0:
-        return 0.0
     needed = capacity / CONCURRENCY_PIECE_LENGTH / 8
     if needed <= 1.0:
-        return 0.0
-    if in_flight == 0:
-        return 1.0
-    ratio = in_flight / needed
-    if ratio <= 1.0:
-        return 1.0
-    return 1.0 / ratio
+        return 0.0  # an unknown capacity (0), or one that holds a piece at most
+    return 1.0 if in_flight == 0 else min(1.0, needed / in_flight)
 
 
 def load_quality_score(capacity: float, load: UploadLoad) -> float:
@@ -108,9 +98,7 @@ def load_quality_score(capacity: float, load: UploadLoad) -> float:
 
 
 def idc_affinity_score(parent_idc: str, child_idc: str) -> float:
-    if not parent_idc or not child_idc:
-        return 0.0
-    return 1.0 if parent_idc.casefold() == child_idc.casefold() else 0.0
+    return 1.0 if parent_idc and parent_idc.casefold() == child_idc.casefold() else 0.0
 
 
 def location_affinity_score(parent_location: str, child_location: str) -> float:
@@ -119,13 +107,10 @@ def location_affinity_score(parent_location: str, child_location: str) -> float:
     mine, theirs = parent_location.casefold(), child_location.casefold()
     if mine == theirs:
         return 1.0
+    mine_elements, their_elements = mine.split("|"), theirs.split("|")
     shared = 0
-    for a, b in zip(
-        mine.split("|")[:MAX_LOCATION_ELEMENTS],
-        theirs.split("|")[:MAX_LOCATION_ELEMENTS],
-        strict=False,
-    ):
-        if a != b:
+    for i in range(min(len(mine_elements), len(their_elements), MAX_LOCATION_ELEMENTS)):
+        if mine_elements[i] != their_elements[i]:
             break
         shared += 1
     return shared / MAX_LOCATION_ELEMENTS
