@@ -132,6 +132,7 @@ def test_idc_affinity(mine: str, theirs: str, score: float) -> None:
         ("", "|x", 0.0),  # no location shares nothing, not even an empty first element
         ("|x", "", 0.0),
         ("a|b|c", "a|b", 0.4),
+        ("a|b", "a|b|c", 0.4),
         ("x|b", "a|b", 0.0),
         ("a", "", 0.0),
         ("", "a", 0.0),
