@@ -94,6 +94,26 @@ def test_a_clock_that_steps_back_counts_in_the_newest_bucket() -> None:
     assert len(ledger._hosts["h"].buckets) == 1
 
 
+def test_the_kept_window_sum_follows_reports_and_new_buckets() -> None:
+    ledger = UploadLedger()
+    assert ledger.window_bytes("h", 0.0) == 0
+    ledger.record("h", 100, 1, now=0.0)
+    assert ledger.window_bytes("h", 1.0) == 100
+    ledger.record("h", 50, 1, now=2.0)  # the same bucket: the kept sum is stale
+    assert ledger.window_bytes("h", 2.0) == 150
+    assert ledger.window_bytes("h", 59.0) == 150
+    assert ledger.window_bytes("h", 60.0) == 0  # a new bucket: summed again
+    assert ledger.window_bytes("h", 30.0) == 150
+
+
+def test_the_view_answers_the_window_bytes_of_a_host() -> None:
+    state = new_state()
+    parent, _ = parent_and_child(state)
+    state.finish_pieces("c", [0, 1], 3.0, parent_id="p")
+    assert state.view.upload_window_bytes(parent, 3.0) == 2 * 4 * MIB
+    assert state.view.upload_window_bytes("no-such-host", 3.0) == 0
+
+
 def test_forget_drops_the_host() -> None:
     ledger = UploadLedger()
     ledger.record("h", 100, 1, now=0.0)
@@ -130,6 +150,8 @@ def test_the_window_never_counts_more_than_was_reported(
     for now, nbytes, pieces in sorted(reports):
         ledger.record("h", nbytes, pieces, now)
     load = ledger.load("h", at)
+    assert ledger.window_bytes("h", at) == load.window_bytes
+    assert ledger.window_bytes("h", at) == load.window_bytes  # kept: the same answer
     assert 0 <= load.window_bytes <= sum(r[1] for r in reports)
     assert 0 <= load.window_pieces <= sum(r[2] for r in reports)
     assert load.rate >= 0

@@ -165,6 +165,10 @@ class LedgerView:
         host = self._hosts.get(host_id)
         return self._scheduling.uploads.load(host_id, now, host.concurrent_upload_count)
 
+    def upload_window_bytes(self, host_id: str, now: float) -> int:
+        """``upload_load(host_id, now).window_bytes``, cheaply (0 for an unknown host)."""
+        return self._scheduling.uploads.window_bytes(host_id, now)
+
 
 @final
 class SchedulerState(LedgerView):

@@ -9,8 +9,10 @@ scheduler handed to that child). Per host the ledger keeps, in bounded memory:
 * the current upload rate, an exponentially decayed average of the bytes served
   with time constant :data:`RATE_TIME_CONSTANT` (one number and its time).
 
-Reads are pure (they never drop a bucket); :meth:`UploadLedger.load` costs at
-most :data:`UPLOAD_BUCKETS` additions.
+Reads never drop a bucket; :meth:`UploadLedger.load` costs at most
+:data:`UPLOAD_BUCKETS` additions, and :meth:`UploadLedger.window_bytes` (read for every
+candidate of a decision) is O(1) while the newest bucket stays the same: the sum is
+kept until a report or a new bucket changes it.
 """
 
 from __future__ import annotations
@@ -46,13 +48,16 @@ class UploadLoad:
 
 @final
 class _HostUploads:
-    __slots__ = ("buckets", "rate", "rate_at")
+    __slots__ = ("buckets", "rate", "rate_at", "summed_at", "summed_bytes")
 
     def __init__(self, now: float) -> None:
         #: ``[bucket index, bytes, pieces]``, oldest first, at most ``UPLOAD_BUCKETS``.
         self.buckets: deque[list[int]] = deque(maxlen=UPLOAD_BUCKETS)
         self.rate = 0.0  # bits/s at rate_at
         self.rate_at = now
+        #: The window's bytes as of bucket ``summed_at`` (None: to be summed again).
+        self.summed_at: int | None = None
+        self.summed_bytes = 0
 
 
 @final
@@ -90,6 +95,7 @@ class UploadLedger:
             buckets[-1][2] += pieces
         else:
             buckets.append([index, nbytes, pieces])
+        uploads.summed_at = None
         uploads.rate = self._decayed(uploads, now) + 8.0 * nbytes / self._tau
         uploads.rate_at = max(uploads.rate_at, now)
 
@@ -105,6 +111,18 @@ class UploadLedger:
                 nbytes += b
                 pieces += p
         return UploadLoad(self._decayed(uploads, now), nbytes, pieces, in_flight)
+
+    def window_bytes(self, host_id: str, now: float) -> int:
+        """``load(host_id, now).window_bytes``, in O(1) while the newest bucket is the same."""
+        uploads = self._hosts.get(host_id)
+        if uploads is None:
+            return 0
+        index = math.floor(now / self._width)
+        if uploads.summed_at != index:
+            oldest = index - self._buckets
+            uploads.summed_bytes = sum(b for i, b, _ in uploads.buckets if i > oldest)
+            uploads.summed_at = index
+        return uploads.summed_bytes
 
     def forget(self, host_id: str) -> None:
         self._hosts.pop(host_id, None)

@@ -115,3 +115,8 @@ class StateView(Protocol):
         ``host.info.upload_bandwidth`` (bits/s, 0: unknown).
         """
         ...
+
+    def upload_window_bytes(self, host_id: str, now: float) -> int:
+        """``upload_load(host_id, now).window_bytes`` in O(1), for a per-candidate score
+        (0 for a host nobody reported an upload from)."""
+        ...

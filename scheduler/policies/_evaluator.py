@@ -153,7 +153,7 @@ def score_candidates(
     ``min``/``max`` (slow builtins on CPython 3.11) are written as comparisons.
     """
     host_of = view.host
-    load_of = view.upload_load
+    window_bytes_of = view.upload_window_bytes
     child_info = host_of(child.host_id).info
     child_idc = child_info.idc
     child_location = child_info.location
@@ -172,14 +172,14 @@ def score_candidates(
             finished = 1.0 if pieces - child_pieces > 0 else 0.0
         attempts = host.upload_count + host.upload_failed_count
         success = 1.0 if attempts == 0 else host.upload_count / attempts
-        load = load_of(host.id, now)
         capacity = info.upload_bandwidth
-        recent = load.window_bytes * 8 / (capacity * window) if capacity > 0 else 0.0
+        recent = window_bytes_of(host.id, now) * 8 / (capacity * window) if capacity > 0 else 0.0
         idc = info.idc
         scores.append(
             FINISHED_PIECE_WEIGHT * finished
             + UPLOAD_SUCCESS_WEIGHT * success
-            + UPLOAD_LOAD_WEIGHT * (1.0 / (1.0 + load.in_flight + recent))
+            # The children in flight are the host's held upload slots (UploadLoad.in_flight).
+            + UPLOAD_LOAD_WEIGHT * (1.0 / (1.0 + host.concurrent_upload_count + recent))
             + HOST_TYPE_WEIGHT * (0.5 if info.type is seed else 1.0)
             + IDC_AFFINITY_WEIGHT * (1.0 if idc and idc == child_idc else 0.0)
             + LOCATION_AFFINITY_WEIGHT * _location_affinity(info.location, child_location)
