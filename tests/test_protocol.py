@@ -22,6 +22,7 @@ from scheduler.protocol import (
     CLIENT_MESSAGES,
     MAX_ANNOUNCE_INTERVAL,
     MAX_PIECES_PER_MESSAGE,
+    MAX_UPLOAD_BANDWIDTH,
     MIN_ANNOUNCE_INTERVAL,
     SERVER_MESSAGES,
     SUBPROTOCOL,
@@ -99,6 +100,7 @@ host_payloads = st.builds(
     idc=st.text(plain, max_size=10),
     location=st.text(plain, max_size=10),
     concurrent_upload_limit=st.integers(min_value=0, max_value=10_000),
+    upload_bandwidth=st.integers(min_value=0, max_value=MAX_UPLOAD_BANDWIDTH),
     stats=st.none() | st.dictionaries(st.text(plain, max_size=10), finite, max_size=5),
 )
 

@@ -72,6 +72,7 @@ def host_infos() -> st.SearchStrategy[HostInfo]:
         idc=st.sampled_from(["", "idc-a", "idc-b"]),
         location=st.sampled_from(["", "cn|hz", "cn|sh|1"]),
         concurrent_upload_limit=st.integers(1, 100),
+        upload_bandwidth=st.sampled_from([0, 10**9, 10**10, 25 * 10**9]),
         stats=st.dictionaries(
             st.sampled_from(["cpu", "memory", "upload_bandwidth"]),
             st.floats(0.0, 1e9, allow_nan=False, allow_infinity=False),
