@@ -498,6 +498,11 @@ class Scheduling:
             if should != (peer.id in self.feeders):
                 problems.append(f"peer {peer.id}: feeder index says {not should}")
         problems.extend(self.origin.violations(live))
+        problems.extend(
+            f"host {host_id}: an upload load kept after its record went"
+            for host_id in self.uploads.host_ids()
+            if not view.has_host(host_id)
+        )
         return problems
 
 

@@ -124,6 +124,10 @@ class UploadLedger:
             uploads.summed_at = index
         return uploads.summed_bytes
 
+    def host_ids(self) -> list[str]:
+        """The hosts some child reported an upload from (for the invariants)."""
+        return list(self._hosts)
+
     def forget(self, host_id: str) -> None:
         self._hosts.pop(host_id, None)
 
