@@ -128,6 +128,7 @@ MINUTE_AT_GBIT = GBIT * 60 // 8
         (GBIT, UploadLoad(window_bytes=MINUTE_AT_GBIT, in_flight=2), 0.25),
         (10 * GBIT, UploadLoad(window_bytes=MINUTE_AT_GBIT), 1 / 1.1),
         (GBIT, UploadLoad(rate=1e9), 1.0),  # the rate is not a figure of this score
+        (1, UploadLoad(window_bytes=15), 1 / 3),  # 1 bit/s is a bandwidth: 120 bits, 2 minutes
     ],
 )
 def test_upload_load_is_what_the_children_report(
@@ -439,9 +440,9 @@ def test_the_batch_caps_the_share_of_pieces_at_the_whole_task() -> None:
 
 
 def test_the_batch_reads_the_children_reports_over_the_announced_bandwidth() -> None:
-    state = _feeding_state(8, 0, [4, 4])
+    state = _feeding_state(8, 0, [4, 4, 4])
     view = state.view
-    for peer_id, bandwidth in (("p0", 0), ("p1", GBIT)):
+    for peer_id, bandwidth in (("p0", 0), ("p1", GBIT), ("p2", 1)):
         host = view.host(view.peer(peer_id).host_id)
         host.info = attrs.evolve(host.info, upload_bandwidth=bandwidth)
         state._scheduling.uploads.record(host.id, MINUTE_AT_GBIT, 1, 0.0)
@@ -449,6 +450,8 @@ def test_the_batch_reads_the_children_reports_over_the_announced_bandwidth() -> 
     assert batch == reference
     # Unknown bandwidth: the bytes count nothing; 1 Gbit/s full for a minute: halved.
     assert batch[0] - batch[1] == pytest.approx(0.4 * 0.5)
+    # 1 bit/s: 7.5 GB is a thousand million minutes' worth.
+    assert batch[2] == pytest.approx(batch[0] - 0.4, abs=1e-6)
 
 
 # --- seeds last --------------------------------------------------------------------------------
