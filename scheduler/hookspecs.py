@@ -191,7 +191,7 @@ def scheduler_candidate_score(
 
     The scores of every plugin are summed; candidates are ranked by the sum,
     highest first, and the top ``candidate_parent_limit`` are handed out. The
-    built-in ``evaluator`` scores in ``[0, 1]`` with Dragonfly's weights; a
+    built-in ``evaluator`` scores in ``[0, 1]`` (a load-aware weighted sum); a
     penalty is a negative number (``phi_accrual`` subtracts up to 1 for a
     suspected host). A result that is not a finite number is ignored and counted
     as a plugin error.

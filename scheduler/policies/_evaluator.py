@@ -248,7 +248,8 @@ SETTINGS: Final = Section.plugin(
 
 @final
 class Evaluator:
-    """Dragonfly's parent evaluator: scores candidates and sets the decision limits.
+    """The load-aware parent evaluator: scores candidates, keeps seeds for last, and sets
+    the decision limits.
 
     Scores with :func:`evaluate` (in ``[0, 1]``); other plugins' scores add to it.
     Config ``[plugins.evaluator]``: see :data:`SETTINGS`.
