@@ -52,6 +52,16 @@ _port = _int_between(0, 65535, "port")
 _positive_int = _int_between(1, sys.maxsize, "the value")
 
 
+def _bits_per_second(value: str) -> int:
+    """An argparse type: a bandwidth such as ``10G``, ``500M`` or ``1e9`` (bits/s, > 0)."""
+    from .simulate._bandwidth import parse_bits
+
+    try:
+        return int(parse_bits(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def installed_version() -> str:
     """The version of the installed distribution (the package's own when not installed)."""
     try:
@@ -224,6 +234,13 @@ def build_parser() -> CommandParser:
     _add_credential_flags(peer, client_certificate=True)
     peer.add_argument("--idc", default="")
     peer.add_argument("--location", default="")
+    peer.add_argument(
+        "--upload-bandwidth",
+        type=_bits_per_second,
+        default=0,
+        metavar="BITS/S",
+        help="announce this upload capacity, e.g. 10G or 1e9 (default: none)",
+    )
     peer.add_argument("--log-format", choices=["text", "json"], default="text")
     peer.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
 
@@ -455,6 +472,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "announce_interval": args.announce_interval,
         "idc": args.idc,
         "location": args.location,
+        "upload_bandwidth": args.upload_bandwidth,
         "tasks": tuple(args.task),
         "seed": args.seed,
         "batch_linger": args.batch_linger,

@@ -123,6 +123,14 @@ def test_a_bad_flag_value_is_one_line_naming_the_rule(capsys: pytest.CaptureFixt
         (["serve", "--reconnect-grace", "-1s"], "argument --reconnect-grace: expected a duration"),
         (["serve", "--port", "-5"], "argument --port: port must be 0-65535, got -5"),
         (["peer", "--scheduler", "ws://x/ws", "--announce-interval", "-3s"], "expected a duration"),
+        (
+            ["peer", "--scheduler", "ws://x/ws", "--upload-bandwidth", "fast"],
+            "argument --upload-bandwidth: expected bits per second like 1G",
+        ),
+        (
+            ["peer", "--scheduler", "ws://x/ws", "--upload-bandwidth", "20T"],
+            "bandwidth must be > 0 and at most 10 Tbit/s",
+        ),
     ],
 )
 def test_a_value_that_starts_with_a_dash_reaches_the_flags_own_check(

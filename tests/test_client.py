@@ -673,6 +673,8 @@ def test_peer_config_builds_the_announced_host() -> None:
     )
     assert (config.announce_interval, config.leave_timeout) == (30.0, 3.0)
     assert (config.backoff_base, config.backoff_cap) == (0.1, 5.0)
+    announced = attrs.evolve(config, upload_bandwidth=10**10).host_payload()
+    assert announced.upload_bandwidth == 10**10
     assert not config.cluster
     with pytest.raises(ValueError, match="ws://"):
         PeerConfig(scheduler_url="ftp://scheduler:8002/", port=8002, download_port=8001)

@@ -122,7 +122,7 @@ async def start_scheduler(procs: Processes) -> tuple[str, str]:
 
 
 def start_peer(
-    procs: Processes, ws_url: str, name: str, announce: float = ANNOUNCE
+    procs: Processes, ws_url: str, name: str, announce: float = ANNOUNCE, *extra: str
 ) -> subprocess.Popen[str]:
     return procs.start(
         "peer",
@@ -130,6 +130,7 @@ def start_peer(
         "--hostname", name,
         "--announce-interval", f"{announce}s",
         "--task", TASK_URL,
+        *extra,
     )  # fmt: skip
 
 
@@ -145,7 +146,12 @@ async def test_exit_scenario(processes: Processes) -> None:
     # p-kill announces every 3 s: its TTL (6 s) cannot beat the grace (1 s) after the
     # kill, however loaded the machine, so its eviction is `disconnected` for sure.
     intervals = {"p-term": ANNOUNCE, "p-kill": 3.0, "p-stop": ANNOUNCE}
-    peers = {name: start_peer(processes, ws_url, name, every) for name, every in intervals.items()}
+    # p-stop also announces its upload capacity, as a daemon that knows its NIC would.
+    extra = {"p-stop": ("--upload-bandwidth", "10G")}
+    peers = {
+        name: start_peer(processes, ws_url, name, every, *extra.get(name, ()))
+        for name, every in intervals.items()
+    }
 
     def all_three_with_their_peer() -> dict[str, dict[str, Any]] | None:
         now = hosts(admin)
@@ -153,6 +159,12 @@ async def test_exit_scenario(processes: Processes) -> None:
 
     listed = await poll(all_three_with_their_peer, 20, "3 hosts, each with its peer")
     assert {h["state"] for h in listed.values()} == {"connected"}
+    assert {name: h["upload_bandwidth"] for name, h in listed.items()} == {
+        "p-term": 0,
+        "p-kill": 0,
+        "p-stop": 10**10,
+    }
+    assert listed["p-stop"]["upload"]["window_bytes"] == 0  # nobody reported an upload
     tasks = get(f"{admin}/api/v1/tasks")
     assert [t["peers"] for t in tasks] == [3]
 

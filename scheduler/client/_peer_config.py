@@ -46,6 +46,8 @@ class PeerConfig:
     ip: str = "127.0.0.1"
     idc: str = ""
     location: str = ""
+    #: Announced as ``host.upload_bandwidth``: the upload capacity, bits/s (0: unknown).
+    upload_bandwidth: int = 0
     #: Seconds between announces; the scheduler expires the host after twice this.
     announce_interval: float = 30.0
     #: Reconnect backoff: full jitter between 0 and ``min(cap, base * 2 ** attempt)``.
@@ -119,4 +121,5 @@ class PeerConfig:
             type="seed" if self.seed else "normal",
             idc=self.idc,
             location=self.location,
+            upload_bandwidth=self.upload_bandwidth,
         )
