@@ -16,9 +16,9 @@ Rules of this file:
   ``finished_kept`` of them;
 * **the origin is spared.** Until some host holds the whole task (a peer of the
   task succeeded, in this job or before it), a job has at most
-  ``min(origin_fetches, origin room)`` hosts fetching, where the origin room is
-  what the task's back-to-source limit leaves (the scheduler's own rule); once a
-  copy is in the swarm, up to ``hosts_in_flight`` fetch at once, from their
+  ``min(origin_fetches, hosts_in_flight, origin room)`` hosts fetching, where the
+  origin room is what the task's back-to-source limit leaves (the scheduler's own
+  rule); once a copy is in the swarm, up to ``hosts_in_flight`` fetch at once, from their
   parents. Seeds are asked first;
 * a job finishes within ``deadline`` seconds: then every host not done yet
   fails with ``deadline``. It *succeeds* when every host it chose succeeded and
