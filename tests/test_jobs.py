@@ -325,13 +325,19 @@ def test_reports_move_progress_and_end_hosts() -> None:
     assert job.hosts[b].state is HostJobState.FAILED
 
 
-def test_a_peer_not_registered_yet_keeps_its_host_fetching() -> None:
+def test_a_peer_not_registered_yet_keeps_its_host_fetching_but_one_gone_fails() -> None:
     ledger = JobLedger()
     job = submit(ledger, candidates=hosts(0, 1))
     ledger.dispatches(0.0, plenty)
     ledger.report("j1", "n0", HostReport(), 1.0)
-    assert job.hosts["n0"].state is HostJobState.FETCHING
-    assert job.hosts["n0"].total_pieces == -1
+    host = job.hosts["n0"]
+    assert (host.state, host.total_pieces, host.registered) == (HostJobState.FETCHING, -1, False)
+    ledger.report("j1", "n0", HostReport(peer_state="running"), 2.0)
+    assert (host.state, host.registered) == (HostJobState.FETCHING, True)
+    ledger.report("j1", "n0", HostReport(peer_state="back_to_source"), 2.5)
+    assert (host.state, host.registered) == (HostJobState.FETCHING, True)
+    ledger.report("j1", "n0", HostReport(), 3.0)
+    assert (host.state, host.error) == (HostJobState.FAILED, "peer gone")
 
 
 def test_a_job_whose_hosts_all_succeed_succeeds() -> None:

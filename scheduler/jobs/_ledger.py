@@ -156,6 +156,8 @@ class HostProgress:
     total_pieces: int = -1
     #: Why it failed (None unless ``failed``).
     error: str | None = None
+    #: The live state showed its peer once (a peer gone after that failed).
+    registered: bool = False
     dispatched_at: float | None = None
     finished_at: float | None = None
 
@@ -373,6 +375,10 @@ class JobLedger:
             self.host_failed(job_id, host_id, f"peer {report.peer_state}", now)
         elif report.host_gone:
             self.host_failed(job_id, host_id, "host gone", now)
+        elif report.peer_state is None and host.registered:
+            self.host_failed(job_id, host_id, "peer gone", now)
+        else:
+            host.registered = report.peer_state is not None or host.registered
 
     def host_succeeded(self, job_id: str, host_id: str, now: float) -> None:
         job = self._jobs[job_id]
