@@ -10,6 +10,7 @@ import argparse
 import difflib
 import importlib.metadata
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -46,6 +47,20 @@ def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|k|ki|m|mi|g|gi)b?(?:/s)?\s*$", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 1e3, "ki": 1024, "m": 1e6, "mi": 1024**2, "g": 1e9, "gi": 1024**3}
+
+
+def _rate(value: str) -> float:
+    """An argparse type: bytes per second, ``33554432``, ``32MiB``, ``32MiB/s``, ``50MB``."""
+    match = _RATE.match(value)
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive rate such as 32MiB, 100MB or 1048576 (bytes/s), got {value!r}"
+        )
+    return float(match[1]) * _RATE_UNITS[match[2].lower()]
 
 
 _port = _int_between(0, 65535, "port")
@@ -200,6 +215,14 @@ def build_parser() -> CommandParser:
         "--seed",
         action="store_true",
         help="announce a seed host: fetch tasks from the origin when the scheduler asks",
+    )
+    peer.add_argument(
+        "--download-rate",
+        type=_rate,
+        default=32 * 1024**2,
+        metavar="RATE",
+        help="bytes per second at which a fetch_task (a seed fetch or a preheat) is simulated: "
+        "32MiB (the default), 100MB, 1GiB/s; the reference peer moves no real bytes",
     )
     peer.add_argument(
         "--batch-linger",
@@ -457,6 +480,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "location": args.location,
         "tasks": tuple(args.task),
         "seed": args.seed,
+        "download_rate": args.download_rate,
         "batch_linger": args.batch_linger,
         "batch_max": args.batch_max,
     }
