@@ -70,7 +70,7 @@ class HostJobEvent(enum.Enum):
 
 
 JOB_TRANSITIONS: Final = {
-    JobState.PENDING: {JobEvent.START: JobState.RUNNING, JobEvent.FAIL: JobState.FAILED},
+    JobState.PENDING: {JobEvent.START: JobState.RUNNING},
     JobState.RUNNING: {JobEvent.SUCCEED: JobState.SUCCEEDED, JobEvent.FAIL: JobState.FAILED},
     JobState.SUCCEEDED: {},
     JobState.FAILED: {},
