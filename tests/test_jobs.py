@@ -28,6 +28,7 @@ from scheduler.jobs import (
     choose_hosts,
     parse_job_request,
 )
+from scheduler.rendezvous import rendezvous_weight
 
 URL = "https://origin.example/blob"
 TASK = "task-1"
@@ -103,6 +104,38 @@ def test_a_bad_body_is_refused_with_its_reason(body: object, message: str) -> No
         parse_job_request(body, max_hosts=10, max_piece_count=1000)
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "the body must be a JSON object"),
+        ({"type": "sync"}, "type must be 'preheat', got 'sync'"),
+        (
+            {"type": "preheat", "url": URL, "scope": "all_peers", "zz": 1},
+            "unknown field 'zz' (known: content_length, count, ips, percentage, piece_length, "
+            "scope, type, url)",
+        ),
+        ({"type": "preheat", "url": ""}, "url must be a non-empty string"),
+        (
+            {"type": "preheat", "url": URL, "scope": "x"},
+            "scope must be one of single_seed, all_seeds, all_peers, got 'x'",
+        ),
+        (
+            {"type": "preheat", "url": URL, "scope": "all_peers", "ips": []},
+            "ips must be a non-empty list of IP addresses",
+        ),
+    ],
+)
+def test_the_messages_say_exactly_what_is_wrong(body: object, message: str) -> None:
+    with pytest.raises(JobRequestError) as refused:
+        parse_job_request(body, max_hosts=10, max_piece_count=1000)
+    assert str(refused.value) == message
+
+
+def test_as_many_ips_as_max_hosts_are_taken() -> None:
+    ips = [f"10.0.0.{i}" for i in range(10)]
+    assert parse(ips=ips).ips == tuple(ips)
+
+
 def test_the_longest_url_is_taken() -> None:
     assert parse(url="a" * 4096).url == "a" * 4096
 
@@ -148,6 +181,22 @@ def test_single_seed_is_the_seed_a_seed_fetch_would_ask() -> None:
     chosen = choose_hosts(parse(scope="single_seed"), TASK, candidates)
     owner = rendezvous_owner(TASK, ["s0", "s1", "s2"])
     assert [c.host_id for c in chosen] == [owner]
+
+
+def test_the_order_is_the_tasks_rendezvous_order() -> None:
+    candidates = hosts(6, 8)
+    for task_id in (f"task-{i}" for i in range(10)):
+        seed = choose_hosts(parse(scope="single_seed"), task_id, candidates)
+        assert [c.host_id for c in seed] == [rendezvous_owner(task_id, [f"s{i}" for i in range(6)])]
+        chosen = [c.host_id for c in choose_hosts(parse(), task_id, candidates)]
+        weight = {c: rendezvous_weight(task_id, c) for c in chosen}
+        assert chosen[:6] == sorted(chosen[:6], key=weight.__getitem__, reverse=True)
+        assert chosen[6:] == sorted(chosen[6:], key=weight.__getitem__, reverse=True)
+
+
+def test_a_whole_percentage_of_many_hosts_takes_them_all() -> None:
+    assert len(choose_hosts(parse(percentage=100), TASK, hosts(0, 202))) == 202
+    assert len(choose_hosts(parse(percentage=50), TASK, hosts(0, 202))) == 101
 
 
 def test_single_seed_without_seeds_chooses_nobody() -> None:
@@ -202,6 +251,17 @@ def test_a_job_runs_at_once_and_names_a_peer_per_host() -> None:
     assert ledger.get("j1") is job
     assert ledger.get("nope") is None
     assert len(ledger) == 1
+    assert (job.request, job.task_id, job.type) == (parse(), TASK, "preheat")
+    order = [c.host_id for c in choose_hosts(parse(), TASK, hosts(1, 3))]
+    assert list(job.hosts) == order
+    n0 = job.hosts["n0"]
+    assert (n0.host_id, n0.ip, n0.hostname, n0.seed) == ("n0", "10.0.1.1", "node0", False)
+
+
+def test_a_large_job_keeps_the_tasks_order() -> None:
+    candidates = hosts(0, 12)
+    job = JobLedger().submit("j", parse(), TASK, candidates, 0.0)
+    assert list(job.hosts) == [c.host_id for c in choose_hosts(parse(), TASK, candidates)]
 
 
 def test_sizes_come_from_the_request() -> None:
@@ -258,6 +318,21 @@ def test_jobs_past_max_running_wait_and_past_max_jobs_are_refused() -> None:
     submit(ledger, "c", candidates=hosts(0, 1))  # a finished job leaves room
 
 
+def test_a_freed_slot_starts_exactly_one_pending_job_in_order() -> None:
+    ledger = JobLedger(JobLimits(max_running=3))
+    jobs = [submit(ledger, name, candidates=hosts(0, 1)) for name in "abcde"]
+    assert [j.state for j in jobs] == [JobState.RUNNING] * 3 + [JobState.PENDING] * 2
+    ledger.host_succeeded("a", "n0", 1.0)
+    assert [j.state for j in jobs[3:]] == [JobState.RUNNING, JobState.PENDING]
+    ledger.host_failed("b", "n0", "peer failed", 2.0)
+    ledger.host_failed("c", "n0", "peer failed", 2.0)
+    assert jobs[4].state is JobState.RUNNING
+    assert ledger.host_failures == {"peer failed": 2}
+    ledger.host_succeeded("d", "n0", 3.0)
+    ledger.host_succeeded("e", "n0", 3.0)
+    assert ledger.jobs_finished == {"succeeded": 3, "failed": 2}
+
+
 def plenty(_task: str) -> Sources:
     return PLENTY
 
@@ -265,7 +340,8 @@ def plenty(_task: str) -> Sources:
 def test_nobody_holds_the_task_so_one_host_fetches_at_a_time() -> None:
     ledger = JobLedger(JobLimits(origin_fetches=2, hosts_in_flight=3))
     job = submit(ledger, candidates=hosts(1, 5))
-    sent = ledger.dispatches(1.0, plenty)
+    other_task = Sources(complete_copies=5, origin_room=200)
+    sent = ledger.dispatches(1.0, lambda task: PLENTY if task == TASK else other_task)
     assert [d.host.host_id for d in sent] == list(job.hosts)[:2]
     assert sent[0].host.seed  # seeds first
     assert all(d.job is job and d.host.dispatched_at == 1.0 for d in sent)
@@ -299,6 +375,8 @@ def test_reports_move_progress_and_end_hosts() -> None:
     job = submit(ledger, candidates=hosts(0, 4))
     ledger.dispatches(0.0, lambda _t: Sources(complete_copies=1, origin_room=0))
     a, b, c, d = job.hosts
+    ledger.report("j1", a, HostReport(peer_state="running", total_pieces=0), 0.5)
+    assert job.hosts[a].total_pieces == 0
     ledger.report("j1", a, HostReport(peer_state="running", finished_pieces=3, total_pieces=8), 1)
     assert (job.hosts[a].finished_pieces, job.hosts[a].total_pieces) == (3, 8)
     ledger.report("j1", a, HostReport(peer_state="running", finished_pieces=2), 2.0)
@@ -311,6 +389,7 @@ def test_reports_move_progress_and_end_hosts() -> None:
     assert job.state is JobState.RUNNING
     ledger.report("j1", d, HostReport(peer_state="leave", host_gone=True), 5.0)
     assert [job.hosts[h].error for h in (b, c, d)] == ["peer failed", "host gone", "peer leave"]
+    assert [job.hosts[h].finished_at for h in (b, c, d)] == [4.0, 4.0, 5.0]
     assert (job.state, job.finished_at) == (JobState.FAILED, 5.0)
     ip = {h.host_id: h.ip for h in job.hosts.values()}
     assert job.reasons == [
@@ -337,14 +416,15 @@ def test_a_peer_not_registered_yet_keeps_its_host_fetching_but_one_gone_fails() 
     ledger.report("j1", "n0", HostReport(peer_state="back_to_source"), 2.5)
     assert (host.state, host.registered) == (HostJobState.FETCHING, True)
     ledger.report("j1", "n0", HostReport(), 3.0)
-    assert (host.state, host.error) == (HostJobState.FAILED, "peer gone")
+    assert (host.state, host.error, host.finished_at) == (HostJobState.FAILED, "peer gone", 3.0)
 
 
 def test_a_job_whose_hosts_all_succeed_succeeds() -> None:
     ledger = JobLedger()
-    job = submit(ledger, candidates=hosts(1, 1))
+    job = submit(ledger, candidates=hosts(1, 1), content_length=0)
     for host_id in job.hosts:
         ledger.host_succeeded("j1", host_id, 2.0)
+    assert {(h.finished_pieces, h.total_pieces) for h in job.hosts.values()} == {(0, 0)}
     assert (job.state, job.reasons, job.finished_at) == (JobState.SUCCEEDED, [], 2.0)
     assert ledger.jobs_finished == {"succeeded": 1}
 
@@ -353,7 +433,7 @@ def test_an_illegal_transition_raises_and_changes_nothing() -> None:
     ledger = JobLedger()
     job = submit(ledger, candidates=hosts(0, 2))
     ledger.host_succeeded("j1", "n0", 1.0)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransition, match=r"^job host: event fail is not allowed in state"):
         ledger.host_failed("j1", "n0", "late", 2.0)
     host = job.hosts["n0"]
     assert (host.state, host.error, host.finished_at) == (HostJobState.SUCCEEDED, None, 1.0)
@@ -393,6 +473,7 @@ def test_the_deadline_fails_what_is_not_done() -> None:
     done = {h.host_id: (h.state, h.error) for h in job.hosts.values()}
     assert all(state is not HostJobState.QUEUED for state, _ in done.values())
     assert done[first] == (HostJobState.SUCCEEDED, None)
+    assert {h.finished_at for h in job.hosts.values() if h.error} == {10.0}
     assert sorted(error or "" for _, error in done.values()) == ["", "deadline", "deadline"]
     assert ledger.host_failures == {"deadline": 2}
     assert ledger.expire(11.0) == []
@@ -402,9 +483,9 @@ def test_the_deadline_fails_what_is_not_done() -> None:
 def test_finished_jobs_are_kept_for_a_while_and_at_most_so_many() -> None:
     ledger = JobLedger(JobLimits(keep_finished=100.0, finished_kept=2))
     assert ledger.next_wakeup() is None
-    for i, job_id in enumerate("abc"):
-        submit(ledger, job_id, now=float(i), candidates=hosts(0, 1))
-        ledger.host_succeeded(job_id, "n0", float(i))
+    for i, job_id in enumerate("xyzabc"):
+        submit(ledger, job_id, now=float(i - 3), candidates=hosts(0, 1))
+        ledger.host_succeeded(job_id, "n0", float(i - 3))
     ledger.expire(50.0)
     assert [job.id for job in ledger.recent(10)] == ["c", "b"]  # the oldest went first
     ledger.expire(100.9)

@@ -335,7 +335,6 @@ class JobLedger:
 
     def dispatches(self, now: float, sources: Callable[[str], Sources]) -> list[Dispatch]:
         """The hosts to send ``fetch_task`` now, each marked ``fetching``."""
-        self._start_pending(now)
         out: list[Dispatch] = []
         for job in list(self.running()):
             out.extend(self._dispatch_job(job, now, sources(job.task_id)))
@@ -349,15 +348,12 @@ class JobLedger:
         else:
             room = min(limits.origin_fetches, limits.hosts_in_flight, sources.origin_room)
             room -= fetching
+        queued = [host for host in job.hosts.values() if host.state is HostJobState.QUEUED]
         out: list[Dispatch] = []
-        for host in job.hosts.values():
-            if room <= 0:
-                break
-            if host.state is HostJobState.QUEUED:
-                self._host_event(job, host, HostJobEvent.DISPATCH, now)
-                host.dispatched_at = now
-                out.append(Dispatch(job, host))
-                room -= 1
+        for host in queued[: max(room, 0)]:
+            host.state = transition("job host", HOST_TRANSITIONS, host.state, HostJobEvent.DISPATCH)
+            host.dispatched_at = now
+            out.append(Dispatch(job, host))
         return out
 
     def report(self, job_id: str, host_id: str, report: HostReport, now: float) -> None:
@@ -383,15 +379,14 @@ class JobLedger:
     def host_succeeded(self, job_id: str, host_id: str, now: float) -> None:
         job = self._jobs[job_id]
         host = job.hosts[host_id]
-        self._host_event(job, host, HostJobEvent.SUCCEED, now)
-        if host.total_pieces >= 0:
-            host.finished_pieces = host.total_pieces
+        self._end_host(host, HostJobEvent.SUCCEED, now)
+        host.finished_pieces = max(host.finished_pieces, host.total_pieces)
         self._maybe_finish(job, now)
 
     def host_failed(self, job_id: str, host_id: str, reason: str, now: float) -> None:
         job = self._jobs[job_id]
         host = job.hosts[host_id]
-        self._host_event(job, host, HostJobEvent.FAIL, now)
+        self._end_host(host, HostJobEvent.FAIL, now)
         host.error = reason
         self.host_failures[reason] += 1
         self._maybe_finish(job, now)
@@ -406,7 +401,7 @@ class JobLedger:
             if deadline is not None and now >= deadline:
                 for host in job.hosts.values():
                     if host.state not in _HOST_DONE:
-                        self._host_event(job, host, HostJobEvent.FAIL, now)
+                        self._end_host(host, HostJobEvent.FAIL, now)
                         host.error = "deadline"
                         self.host_failures["deadline"] += 1
                 self._maybe_finish(job, now)
@@ -435,28 +430,27 @@ class JobLedger:
     # --- internals -----------------------------------------------------------------------
 
     def _start_pending(self, now: float) -> None:
-        running = sum(1 for _ in self.running())
-        for job in self._jobs.values():
-            if running >= self.limits.max_running:
-                return
-            if job.state is JobState.PENDING:
-                job.state = transition("job", JOB_TRANSITIONS, job.state, JobEvent.START)
-                job.started_at = now
-                running += 1
+        free = self.limits.max_running - sum(1 for _ in self.running())
+        pending = [job for job in self._jobs.values() if job.state is JobState.PENDING]
+        for job in pending[: max(free, 0)]:
+            self._job_event(job, JobEvent.START)
+            job.started_at = now
 
-    def _host_event(self, job: Job, host: HostProgress, event: HostJobEvent, now: float) -> None:
+    def _job_event(self, job: Job, event: JobEvent) -> None:
+        job.state = transition("job", JOB_TRANSITIONS, job.state, event)
+
+    def _end_host(self, host: HostProgress, event: HostJobEvent, now: float) -> None:
+        """A host's part is over (``event`` succeed or fail)."""
         host.state = transition("job host", HOST_TRANSITIONS, host.state, event)
-        if host.state in _HOST_DONE:
-            host.finished_at = now
-            self.hosts_finished[host.state.value] += 1
+        host.finished_at = now
+        self.hosts_finished[host.state.value] += 1
 
     def _maybe_finish(self, job: Job, now: float) -> None:
         hosts: Sequence[HostProgress] = list(job.hosts.values())
         if any(host.state not in _HOST_DONE for host in hosts):
             return
         failed = [host for host in hosts if host.state is HostJobState.FAILED]
-        event = JobEvent.FAIL if failed else JobEvent.SUCCEED
-        job.state = transition("job", JOB_TRANSITIONS, job.state, event)
+        self._job_event(job, JobEvent.FAIL if failed else JobEvent.SUCCEED)
         job.finished_at = now
         job.reasons = [f"{host.host_id} ({host.ip}): {host.error}" for host in failed]
         self.jobs_finished[job.state.value] += 1

@@ -64,13 +64,17 @@ class PreheatRequest:
         return -(-self.content_length // self.piece_length)
 
 
-def _integer(body: Mapping[str, Any], key: str, default: int | None) -> int | None:
+def _optional_integer(body: Mapping[str, Any], key: str) -> int | None:
+    """``body[key]`` as an integer; None when absent or null."""
     value = body.get(key)
-    if value is None:  # absent or null: the default
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise JobRequestError(f"{key} must be an integer, got {value!r}")
     return value
+
+
+def _integer(body: Mapping[str, Any], key: str, default: int) -> int:
+    value = _optional_integer(body, key)
+    return default if value is None else value
 
 
 def parse_job_request(body: object, *, max_hosts: int, max_piece_count: int) -> PreheatRequest:
@@ -80,8 +84,9 @@ def parse_job_request(body: object, *, max_hosts: int, max_piece_count: int) -> 
     unknown = sorted(set(body) - _KEYS)
     if unknown:
         raise JobRequestError(f"unknown field {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})")
-    if body.get("type") != "preheat":
-        raise JobRequestError(f"type must be 'preheat', got {body.get('type')!r}")
+    kind = body.get("type")
+    if kind != "preheat":
+        raise JobRequestError(f"type must be 'preheat', got {kind!r}")
     url = body.get("url")
     if not isinstance(url, str) or not url:
         raise JobRequestError("url must be a non-empty string")
@@ -89,17 +94,18 @@ def parse_job_request(body: object, *, max_hosts: int, max_piece_count: int) -> 
         raise JobRequestError(
             f"url must be at most {MAX_URL_LENGTH} characters, without control characters"
         )
+    given_scope = body.get("scope")
     try:
-        scope = Scope(body.get("scope"))
+        scope = Scope(given_scope)
     except ValueError:
         names = ", ".join(s.value for s in Scope)
-        raise JobRequestError(f"scope must be one of {names}, got {body.get('scope')!r}") from None
+        raise JobRequestError(f"scope must be one of {names}, got {given_scope!r}") from None
     given = [key for key in ("count", "percentage", "ips") if body.get(key) is not None]
     if len(given) > 1:
         raise JobRequestError(f"give at most one of count, percentage and ips, got {given}")
     if given and scope is Scope.SINGLE_SEED:
         raise JobRequestError(f"{given[0]} goes with all_seeds or all_peers, not single_seed")
-    count = _integer(body, "count", None)
+    count = _optional_integer(body, "count")
     if count is not None and not 1 <= count <= max_hosts:
         raise JobRequestError(f"count must be between 1 and max_hosts ({max_hosts}), got {count}")
     percentage = body.get("percentage")
@@ -110,9 +116,8 @@ def parse_job_request(body: object, *, max_hosts: int, max_piece_count: int) -> 
             raise JobRequestError(f"percentage must be in (0, 100], got {percentage!r}")
         percentage = float(percentage)
     ips = _ips(body.get("ips"), max_hosts)
-    piece_length = _integer(body, "piece_length", DEFAULT_PIECE_LENGTH) or 0
+    piece_length = _integer(body, "piece_length", DEFAULT_PIECE_LENGTH)
     content_length = _integer(body, "content_length", -1)
-    content_length = -1 if content_length is None else content_length
     if piece_length < 1:
         raise JobRequestError(f"piece_length must be at least 1, got {piece_length}")
     if content_length < -1:
