@@ -363,6 +363,34 @@ def test_the_origin_room_bounds_the_first_fetches() -> None:
     assert len(ledger.dispatches(0.0, lambda _t: Sources(complete_copies=0, origin_room=2))) == 2
 
 
+def test_the_sources_are_asked_only_while_the_job_has_no_copy_and_hosts_wait() -> None:
+    ledger = JobLedger(JobLimits(origin_fetches=1, hosts_in_flight=5))
+    submit(ledger, candidates=hosts(0, 3))
+    asked: list[str] = []
+
+    def sources(task_id: str) -> Sources:
+        asked.append(task_id)
+        return PLENTY
+
+    (first,) = ledger.dispatches(0.0, sources)
+    assert asked == [TASK]
+    ledger.host_succeeded("j1", first.host.host_id, 1.0)
+    assert len(ledger.dispatches(1.0, sources)) == 2
+    assert ledger.dispatches(2.0, sources) == []
+    assert asked == [TASK]
+
+
+def test_a_job_with_nothing_queued_asks_nothing() -> None:
+    ledger = JobLedger(JobLimits(origin_fetches=2))
+    submit(ledger, candidates=hosts(0, 2))
+    ledger.dispatches(0.0, plenty)
+
+    def never(_task: str) -> Sources:
+        raise AssertionError("asked")
+
+    assert ledger.dispatches(1.0, never) == []
+
+
 def test_a_copy_elsewhere_in_the_swarm_lets_every_host_fetch() -> None:
     ledger = JobLedger(JobLimits(hosts_in_flight=3))
     submit(ledger, candidates=hosts(0, 4))

@@ -334,20 +334,27 @@ class JobLedger:
         return job
 
     def dispatches(self, now: float, sources: Callable[[str], Sources]) -> list[Dispatch]:
-        """The hosts to send ``fetch_task`` now, each marked ``fetching``."""
+        """The hosts to send ``fetch_task`` now, each marked ``fetching``.
+
+        ``sources`` is asked only about the tasks of jobs none of whose hosts has
+        succeeded yet (the live state's answer costs a pass over the task's peers).
+        """
         out: list[Dispatch] = []
         for job in list(self.running()):
-            out.extend(self._dispatch_job(job, now, sources(job.task_id)))
+            out.extend(self._dispatch_job(job, now, sources))
         return out
 
-    def _dispatch_job(self, job: Job, now: float, sources: Sources) -> list[Dispatch]:
+    def _dispatch_job(
+        self, job: Job, now: float, sources: Callable[[str], Sources]
+    ) -> list[Dispatch]:
         limits = self.limits
         fetching = job.count(HostJobState.FETCHING)
-        if sources.complete_copies > 0 or job.count(HostJobState.SUCCEEDED) > 0:
-            room = limits.hosts_in_flight - fetching
-        else:
-            room = min(limits.origin_fetches, limits.hosts_in_flight, sources.origin_room)
-            room -= fetching
+        room = limits.hosts_in_flight - fetching
+        if not job.count(HostJobState.SUCCEEDED) and job.count(HostJobState.QUEUED):
+            found = sources(job.task_id)
+            if not found.complete_copies:
+                room = min(limits.origin_fetches, limits.hosts_in_flight, found.origin_room)
+                room -= fetching
         queued = [host for host in job.hosts.values() if host.state is HostJobState.QUEUED]
         out: list[Dispatch] = []
         for host in queued[: max(room, 0)]:
