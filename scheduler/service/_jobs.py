@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
 import trio
@@ -175,7 +175,9 @@ class JobRunner:
         self.ledger.host_failed(job.id, host.host_id, delivery.value, now)
 
 
-def job_json(job: Job, ledger: JobLedger, wall_time: Any, *, hosts: bool) -> dict[str, Any]:
+def job_json(
+    job: Job, ledger: JobLedger, wall_time: Callable[[float], float], *, hosts: bool
+) -> dict[str, Any]:
     """A job as ``GET /api/v1/jobs`` (``hosts`` False) and ``/api/v1/jobs/{id}`` show it."""
     request = job.request
     counts = {state: 0 for state in ("queued", "fetching", "succeeded", "failed")}
@@ -207,7 +209,7 @@ def job_json(job: Job, ledger: JobLedger, wall_time: Any, *, hosts: bool) -> dic
     return out
 
 
-def _host_json(host: HostProgress, wall_time: Any) -> dict[str, Any]:
+def _host_json(host: HostProgress, wall_time: Callable[[float], float]) -> dict[str, Any]:
     return {
         "host_id": host.host_id,
         "ip": host.ip,
