@@ -116,6 +116,9 @@ async def test_the_reference_peer_follows_wait_parents_and_a_seed_fetch(
         await wait_until(lambda: download.state == "downloading")
         (seed_peer,) = seeds.peers
         assert download.parents == (seed_peer,)
+        # The seed's bytes take their time (--download-rate): alpha may start from it
+        # as soon as it holds a piece, and the seed finishes after.
+        await wait_until(lambda: seeds.peers[seed_peer].state == "finished")
         assert state.peer(seed_peer).state is PeerState.SUCCEEDED
         assert state.peer("pa").state is PeerState.RUNNING
         assert state.parents_of("pa") == (seed_peer,)
