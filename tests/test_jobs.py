@@ -324,10 +324,10 @@ def test_a_freed_slot_starts_exactly_one_pending_job_in_order() -> None:
     assert [j.state for j in jobs] == [JobState.RUNNING] * 3 + [JobState.PENDING] * 2
     ledger.host_succeeded("a", "n0", 1.0)
     assert [j.state for j in jobs[3:]] == [JobState.RUNNING, JobState.PENDING]
-    ledger.host_failed("b", "n0", "peer failed", 2.0)
-    ledger.host_failed("c", "n0", "peer failed", 2.0)
+    ledger.host_failed("b", "n0", "peer_failed", 2.0)
+    ledger.host_failed("c", "n0", "peer_failed", 2.0)
     assert jobs[4].state is JobState.RUNNING
-    assert ledger.host_failures == {"peer failed": 2}
+    assert ledger.host_failures == {"peer_failed": 2}
     ledger.host_succeeded("d", "n0", 3.0)
     ledger.host_succeeded("e", "n0", 3.0)
     assert ledger.jobs_finished == {"succeeded": 3, "failed": 2}
@@ -347,7 +347,7 @@ def test_nobody_holds_the_task_so_one_host_fetches_at_a_time() -> None:
     assert all(d.job is job and d.host.dispatched_at == 1.0 for d in sent)
     assert all(d.host.state is HostJobState.FETCHING for d in sent)
     assert ledger.dispatches(2.0, plenty) == []  # two in flight already
-    ledger.host_failed("j1", sent[0].host.host_id, "peer failed", 3.0)
+    ledger.host_failed("j1", sent[0].host.host_id, "peer_failed", 3.0)
     assert len(ledger.dispatches(3.0, plenty)) == 1  # still nobody holds it
     ledger.host_succeeded("j1", sent[1].host.host_id, 4.0)
     # a copy is in the swarm: up to hosts_in_flight fetch from it
@@ -416,17 +416,17 @@ def test_reports_move_progress_and_end_hosts() -> None:
     ledger.report("j1", c, HostReport(host_gone=True, peer_state="running"), 4.0)
     assert job.state is JobState.RUNNING
     ledger.report("j1", d, HostReport(peer_state="leave", host_gone=True), 5.0)
-    assert [job.hosts[h].error for h in (b, c, d)] == ["peer failed", "host gone", "peer leave"]
+    assert [job.hosts[h].error for h in (b, c, d)] == ["peer_failed", "host_gone", "peer_left"]
     assert [job.hosts[h].finished_at for h in (b, c, d)] == [4.0, 4.0, 5.0]
     assert (job.state, job.finished_at) == (JobState.FAILED, 5.0)
     ip = {h.host_id: h.ip for h in job.hosts.values()}
     assert job.reasons == [
-        f"{b} ({ip[b]}): peer failed",
-        f"{c} ({ip[c]}): host gone",
-        f"{d} ({ip[d]}): peer leave",
+        f"{b} ({ip[b]}): peer_failed",
+        f"{c} ({ip[c]}): host_gone",
+        f"{d} ({ip[d]}): peer_left",
     ]
     assert ledger.hosts_finished == {"succeeded": 1, "failed": 3}
-    assert ledger.host_failures == {"peer failed": 1, "host gone": 1, "peer leave": 1}
+    assert ledger.host_failures == {"peer_failed": 1, "host_gone": 1, "peer_left": 1}
     assert ledger.jobs_finished == {"failed": 1}
     ledger.report("j1", b, HostReport(peer_state="succeeded"), 6.0)  # over: ignored
     assert job.hosts[b].state is HostJobState.FAILED
@@ -444,7 +444,7 @@ def test_a_peer_not_registered_yet_keeps_its_host_fetching_but_one_gone_fails() 
     ledger.report("j1", "n0", HostReport(peer_state="back_to_source"), 2.5)
     assert (host.state, host.registered) == (HostJobState.FETCHING, True)
     ledger.report("j1", "n0", HostReport(), 3.0)
-    assert (host.state, host.error, host.finished_at) == (HostJobState.FAILED, "peer gone", 3.0)
+    assert (host.state, host.error, host.finished_at) == (HostJobState.FAILED, "peer_gone", 3.0)
 
 
 def test_a_job_whose_hosts_all_succeed_succeeds() -> None:
@@ -562,6 +562,6 @@ def test_in_flight_never_exceeds_the_rule(
             if what == "ok":
                 ledger.host_succeeded("j1", host.host_id, float(now))
             else:
-                ledger.host_failed("j1", host.host_id, "peer failed", float(now))
+                ledger.host_failed("j1", host.host_id, "peer_failed", float(now))
     done = job.count(HostJobState.SUCCEEDED) + job.count(HostJobState.FAILED)
     assert (job.state in (JobState.SUCCEEDED, JobState.FAILED)) == (done == len(job.hosts))

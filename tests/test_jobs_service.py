@@ -222,8 +222,8 @@ async def test_a_host_that_leaves_fails_its_part_and_the_job_says_why(
             done = service.job(job["id"])
             assert done is not None
             assert done["state"] == "failed"
-            assert done["reasons"] == ["10.0.0.1-alpha (10.0.0.1): host gone"]
-            assert done["hosts"][0]["error"] == "host gone"
+            assert done["reasons"] == ["10.0.0.1-alpha (10.0.0.1): host_gone"]
+            assert done["hosts"][0]["error"] == "host_gone"
 
 
 async def test_a_job_nobody_finishes_fails_at_its_deadline_and_is_forgotten_later(

@@ -253,7 +253,8 @@ def _peer_id(job_id: str, index: int) -> str:
 
 #: Peer states that end a host's part well, and badly (``scheduler.core.PeerState`` values).
 PEER_SUCCEEDED: Final = "succeeded"
-PEER_ENDED_BADLY: Final = frozenset({"failed", "leave"})
+#: Why a host failed when its peer ended badly, by the peer's state.
+PEER_ENDED_BADLY: Final = {"failed": "peer_failed", "leave": "peer_left"}
 
 
 @final
@@ -375,11 +376,11 @@ class JobLedger:
         if report.peer_state == PEER_SUCCEEDED:
             self.host_succeeded(job_id, host_id, now)
         elif report.peer_state in PEER_ENDED_BADLY:
-            self.host_failed(job_id, host_id, f"peer {report.peer_state}", now)
+            self.host_failed(job_id, host_id, PEER_ENDED_BADLY[report.peer_state], now)
         elif report.host_gone:
-            self.host_failed(job_id, host_id, "host gone", now)
+            self.host_failed(job_id, host_id, "host_gone", now)
         elif report.peer_state is None and host.registered:
-            self.host_failed(job_id, host_id, "peer gone", now)
+            self.host_failed(job_id, host_id, "peer_gone", now)
         else:
             host.registered = report.peer_state is not None or host.registered
 
