@@ -447,6 +447,19 @@ def test_a_peer_not_registered_yet_keeps_its_host_fetching_but_one_gone_fails() 
     assert (host.state, host.error, host.finished_at) == (HostJobState.FAILED, "peer_gone", 3.0)
 
 
+def test_a_host_that_registers_no_peer_in_time_fails() -> None:
+    ledger = JobLedger(JobLimits(register_timeout=30.0, origin_fetches=2))
+    job = submit(ledger, candidates=hosts(0, 2))
+    ledger.dispatches(10.0, plenty)
+    ledger.report("j1", "n0", HostReport(), 39.9)
+    ledger.report("j1", "n1", HostReport(peer_state="running"), 39.9)
+    assert job.count(HostJobState.FETCHING) == 2
+    ledger.report("j1", "n0", HostReport(), 40.0)
+    ledger.report("j1", "n1", HostReport(peer_state="running"), 40.0)  # registered: waits
+    assert (job.hosts["n0"].state, job.hosts["n0"].error) == (HostJobState.FAILED, "not_registered")
+    assert job.hosts["n1"].state is HostJobState.FETCHING
+
+
 def test_a_job_whose_hosts_all_succeed_succeeds() -> None:
     ledger = JobLedger()
     job = submit(ledger, candidates=hosts(1, 1), content_length=0)
@@ -534,7 +547,9 @@ def test_a_pending_job_has_no_deadline_yet() -> None:
     assert pending.state is JobState.RUNNING
 
 
-@pytest.mark.parametrize("field", ["max_running", "max_jobs", "max_hosts", "deadline"])
+@pytest.mark.parametrize(
+    "field", ["max_running", "max_jobs", "max_hosts", "deadline", "register_timeout"]
+)
 def test_limits_must_be_positive(field: str) -> None:
     with pytest.raises(ValueError, match=f"{field} must be positive"):
         JobLimits(**{field: 0})

@@ -226,6 +226,27 @@ async def test_a_host_that_leaves_fails_its_part_and_the_job_says_why(
             assert done["hosts"][0]["error"] == "host_gone"
 
 
+async def test_a_host_that_refuses_the_task_fails_after_register_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    config = attrs.evolve(JOBS_FAST, jobs_register_timeout=2.0, max_tasks_per_host=1)
+    async with running_service(config) as harness:
+        service = harness.service
+        harness.nursery.start_soon(service.jobs.run)
+        ws = await harness.announced("alpha", "10.0.0.1")
+        other = {"type": "register_peer", "id": 2, "peer_id": "p", "task": {"url": "u"}}
+        assert (await request(ws, other))["type"] == "schedule"
+        job = service.submit_job({"type": "preheat", "url": URL, "scope": "all_peers"})
+        order = await next_fetch_task(ws)
+        task = order["task"]
+        refused = {"type": "register_peer", "id": 3, "peer_id": order["peer_id"], "task": task}
+        assert (await request(ws, refused))["code"] == "limit_exceeded"
+        await trio.sleep(2.5)
+        done = service.job(job["id"])
+        assert done is not None
+        assert (done["state"], done["hosts"][0]["error"]) == ("failed", "not_registered")
+
+
 async def test_a_job_nobody_finishes_fails_at_its_deadline_and_is_forgotten_later(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -405,6 +405,14 @@ JOBS: Final = Section(
             "task's back-to-source limit leaves.",
             minimum=1,
         ),
+        _job(
+            duration,
+            "register_timeout",
+            "a host asked to fetch must register its peer within this",
+            details="Else its part fails with `not_registered`: it refused the task (a "
+            "limit of `[records]`), or the message never reached it.",
+            positive=True,
+        ),
     ),
 )
 

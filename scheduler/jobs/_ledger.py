@@ -20,6 +20,8 @@ Rules of this file:
   origin room is what the task's back-to-source limit leaves (the scheduler's own
   rule); once a copy is in the swarm, up to ``hosts_in_flight`` fetch at once, from their
   parents. Seeds are asked first;
+* a host asked to fetch that registers no peer within ``register_timeout`` fails
+  with ``not_registered`` (it refused the task, or never got the message);
 * a job finishes within ``deadline`` seconds: then every host not done yet
   fails with ``deadline``. It *succeeds* when every host it chose succeeded and
   *fails* otherwise, naming each failure.
@@ -126,6 +128,8 @@ class JobLimits:
     hosts_in_flight: int = attrs.field(default=50, validator=_positive)
     #: Hosts of one job fetching at once while nobody holds the whole task.
     origin_fetches: int = attrs.field(default=1, validator=_positive)
+    #: Seconds a host asked to fetch has to register its peer; then it fails.
+    register_timeout: float = attrs.field(default=30.0, validator=_positive)
 
 
 @final
@@ -381,8 +385,14 @@ class JobLedger:
             self.host_failed(job_id, host_id, "host_gone", now)
         elif report.peer_state is None and host.registered:
             self.host_failed(job_id, host_id, "peer_gone", now)
+        elif report.peer_state is None and self._register_overdue(host, now):
+            self.host_failed(job_id, host_id, "not_registered", now)
         else:
             host.registered = report.peer_state is not None or host.registered
+
+    def _register_overdue(self, host: HostProgress, now: float) -> bool:
+        asked = host.dispatched_at
+        return asked is not None and now - asked >= self.limits.register_timeout
 
     def host_succeeded(self, job_id: str, host_id: str, now: float) -> None:
         job = self._jobs[job_id]

@@ -101,6 +101,7 @@ class ServiceConfig:
     jobs_finished_kept: int = _default("jobs_finished_kept")
     jobs_hosts_in_flight: int = _default("jobs_hosts_in_flight")
     jobs_origin_fetches: int = _default("jobs_origin_fetches")
+    jobs_register_timeout: float = _default("jobs_register_timeout")
     # [auth]
     auth_key_file: str | None = _default("auth_key_file")
     auth_previous_key_file: str | None = _default("auth_previous_key_file")
@@ -154,6 +155,7 @@ class ServiceConfig:
             finished_kept=self.jobs_finished_kept,
             hosts_in_flight=self.jobs_hosts_in_flight,
             origin_fetches=self.jobs_origin_fetches,
+            register_timeout=self.jobs_register_timeout,
         )
 
     def refused_networks(self) -> tuple[Network, ...]:
