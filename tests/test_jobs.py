@@ -456,7 +456,8 @@ def test_a_host_that_registers_no_peer_in_time_fails() -> None:
     assert job.count(HostJobState.FETCHING) == 2
     ledger.report("j1", "n0", HostReport(), 40.0)
     ledger.report("j1", "n1", HostReport(peer_state="running"), 40.0)  # registered: waits
-    assert (job.hosts["n0"].state, job.hosts["n0"].error) == (HostJobState.FAILED, "not_registered")
+    n0 = job.hosts["n0"]
+    assert (n0.state, n0.error, n0.finished_at) == (HostJobState.FAILED, "not_registered", 40.0)
     assert job.hosts["n1"].state is HostJobState.FETCHING
 
 
