@@ -356,6 +356,18 @@ def test_nobody_holds_the_task_so_one_host_fetches_at_a_time() -> None:
     assert ledger.dispatches(4.0, plenty) == []
 
 
+def test_two_jobs_of_one_task_share_the_origin_allowance() -> None:
+    ledger = JobLedger(JobLimits(origin_fetches=2))
+    first = submit(ledger, "a", candidates=hosts(0, 1))
+    second = submit(ledger, "b", candidates=hosts(0, 3))
+    other = ledger.submit("c", parse(url="https://o/other"), "task-2", hosts(0, 3), 0.0)
+    sent = ledger.dispatches(0.0, plenty)
+    assert [(d.job.id, d.host.host_id) for d in sent].count(("a", "n0")) == 1
+    assert first.count(HostJobState.FETCHING) + second.count(HostJobState.FETCHING) == 2
+    assert other.count(HostJobState.FETCHING) == 2  # another task: its own allowance
+    assert ledger.dispatches(1.0, plenty) == []
+
+
 def test_the_origin_room_bounds_the_first_fetches() -> None:
     ledger = JobLedger(JobLimits(origin_fetches=5))
     submit(ledger, candidates=hosts(0, 4))

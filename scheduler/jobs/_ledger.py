@@ -15,7 +15,7 @@ Rules of this file:
   refused); finished jobs are kept ``keep_finished`` seconds, and at most
   ``finished_kept`` of them;
 * **the origin is spared.** Until some host holds the whole task (a peer of the
-  task succeeded, in this job or before it), a job has at most
+  task succeeded, in this job or before it), the jobs of that task have at most
   ``min(origin_fetches, hosts_in_flight, origin room)`` hosts fetching, where the
   origin room is what the task's back-to-source limit leaves (the scheduler's own
   rule); once a copy is in the swarm, up to ``hosts_in_flight`` fetch at once, from their
@@ -358,8 +358,14 @@ class JobLedger:
         if not job.count(HostJobState.SUCCEEDED) and job.count(HostJobState.QUEUED):
             found = sources(job.task_id)
             if not found.complete_copies:
+                # Every job preheating this task shares the origin's allowance.
+                at_origin = sum(
+                    other.count(HostJobState.FETCHING)
+                    for other in self.running()
+                    if other.task_id == job.task_id
+                )
                 room = min(limits.origin_fetches, limits.hosts_in_flight, found.origin_room)
-                room -= fetching
+                room -= at_origin
         queued = [host for host in job.hosts.values() if host.state is HostJobState.QUEUED]
         out: list[Dispatch] = []
         for host in queued[: max(room, 0)]:
