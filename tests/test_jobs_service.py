@@ -15,6 +15,7 @@ import trio.testing
 from trio_websocket import WebSocketConnection
 
 from scheduler.jobs import JobRefused, JobRequestError
+from scheduler.protocol import task_id_for_url
 from scheduler.service import Scope, ServiceConfig, issue_token
 from scheduler.service._admin import MAX_BODY
 from tests.service_support import (
@@ -282,6 +283,22 @@ async def test_submit_refuses_what_the_ledger_refuses(
             service.submit_job(body)
         assert refused.value.status == 429
         assert len(service.recent_jobs(10)) == 1
+
+
+async def test_in_a_cluster_a_preheat_goes_to_the_member_that_owns_the_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with running_service(FAST) as harness:
+        service = harness.service
+        await harness.announced("alpha", "10.0.0.1")
+        owners = {task_id_for_url(URL): ("s2", "ws://10.0.0.2:8002/ws")}
+        service.jobs._owner_elsewhere = owners.get  # as --registry would say
+        body = {"type": "preheat", "url": URL, "scope": "all_peers"}
+        with pytest.raises(JobRefused, match="scheduled by cluster member s2") as refused:
+            service.submit_job(body)
+        assert refused.value.status == 409
+        assert service.recent_jobs(10) == []
+        assert service.submit_job(body | {"url": URL + "?mine"})["state"] == "running"
 
 
 def test_the_job_settings_reach_the_ledger() -> None:

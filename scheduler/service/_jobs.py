@@ -30,6 +30,7 @@ from ..jobs import (
     Job,
     JobLedger,
     JobLimits,
+    JobRefused,
     Sources,
     parse_job_request,
 )
@@ -54,8 +55,11 @@ class JobRunner:
         limits: JobLimits,
         *,
         max_piece_count: int,
+        owner_elsewhere: Callable[[str], tuple[str, str] | None] = lambda _task_id: None,
     ) -> None:
         self._state = state
+        #: In a cluster: the member (name, URL) that owns a task, if not this one.
+        self._owner_elsewhere = owner_elsewhere
         self._hosts = hosts
         self.ledger = JobLedger(limits)
         self._max_piece_count = max_piece_count
@@ -80,10 +84,17 @@ class JobRunner:
             for host in view.schedulable_hosts()
             if self._hosts.owner_of(host.id) is not None
         ]
+        task_id = task_id_for_url(request.url)
+        owner = self._owner_elsewhere(task_id)
+        if owner is not None:
+            # Its hosts would be told `moved`: the owner schedules the task's peers.
+            raise JobRefused(
+                409,
+                f"the task of this url is scheduled by cluster member {owner[0]}: "
+                "submit the preheat to that member's admin API",
+            )
         now = trio.current_time()
-        job = self.ledger.submit(
-            secrets.token_hex(8), request, task_id_for_url(request.url), candidates, now
-        )
+        job = self.ledger.submit(secrets.token_hex(8), request, task_id, candidates, now)
         log.info(
             "job submitted",
             extra=fields(

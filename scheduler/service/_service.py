@@ -136,7 +136,11 @@ class SchedulerService:
         )
         #: Preheat jobs (``/api/v1/jobs``) and the loop that runs them.
         self.jobs = JobRunner(
-            self.state, self.hosts, config.job_limits(), max_piece_count=config.max_piece_count
+            self.state,
+            self.hosts,
+            config.job_limits(),
+            max_piece_count=config.max_piece_count,
+            owner_elsewhere=self.task_owner_elsewhere,
         )
         self.metrics.registry.register(JobsCollector(self.jobs))
         self._serving = False
