@@ -630,8 +630,13 @@ async def _client_reader(
     try:
         async with trio.open_nursery() as reader:
             task_status.started(await handshake(reader))
-    except* LocalProtocolError:
-        await trio.aclose_forcefully(stream)
+    except BaseExceptionGroup as group:
+        _, rest = group.split(LocalProtocolError)
+        if rest is None:  # #184 alone: the connection is over, quietly
+            await trio.aclose_forcefully(stream)
+            return
+        _reraise_sole(rest)  # a rejected handshake: bare, as trio-websocket raises it
+        raise rest from None
 
 
 @asynccontextmanager
