@@ -153,6 +153,7 @@ class ServerConnection:
         "_message_opcode",
         "_message_parts",
         "_message_size",
+        "_needed",
         "_owed",
         "_received",
         "_text_decoder",
@@ -174,8 +175,10 @@ class ServerConnection:
         )
         self._key = b""
         self._head_read = False
-        #: Bytes received that do not make a whole frame yet.
-        self._received = b""
+        #: Bytes received that do not make a whole frame yet, and how many the frame
+        #: they start needs in all (0: its header is not whole yet).
+        self._received: bytes | bytearray = b""
+        self._needed = 0
         #: What the peer is owed (pongs, the close frame), see :meth:`data_to_send`.
         self._owed = b""
         #: The fragmented message being assembled (opcode None: none).
@@ -203,7 +206,7 @@ class ServerConnection:
         assert parser is not None
         if self._head_read:
             # The head is read: anything more waits for accept() (or is dropped by reject()).
-            self._received += data
+            self._received = bytes(self._received) + data
             return []
         parser.receive_data(data)
         try:
@@ -254,7 +257,7 @@ class ServerConnection:
         self._move(Action.ACCEPT)
         self.subprotocol = subprotocol
         # What the client sent after its head: the first frames.
-        self._received = parser.trailing_data[0] + self._received
+        self._received = parser.trailing_data[0] + bytes(self._received)
         self._h11 = None  # an idle session keeps nothing of its handshake
         self._key = b""
         return data
@@ -293,8 +296,14 @@ class ServerConnection:
             return self._receive_head(data)
         if state is State.CLOSED or state is State.REJECTED:
             return []
-        if self._received:
-            data = self._received + data
+        received = self._received
+        if received:
+            if isinstance(received, bytearray) and len(received) + len(data) < self._needed:
+                # The frame is not whole yet: keep the bytes (linear in the frame's size,
+                # however finely the peer cuts it).
+                received += data
+                return []
+            data = bytes(received) + data
             self._received = b""
         events: list[Event] = []
         pos, size = 0, len(data)
@@ -302,6 +311,7 @@ class ServerConnection:
             while pos < size:
                 header = read_header(data, pos)
                 if header is None:
+                    self._needed = 0  # not even the header yet: read again with the next bytes
                     break
                 opcode, final, key_at, length = header
                 if opcode <= BINARY and self._message_size + length > self._max_message_size:
@@ -310,6 +320,7 @@ class ServerConnection:
                     )
                 end = key_at + 4 + length
                 if end > size:
+                    self._needed = end - pos
                     break
                 payload = unmask(data, key_at, length)
                 pos = end
@@ -347,7 +358,7 @@ class ServerConnection:
             events.append(Closed(violation.code, violation.reason, by_peer=False))
             return events
         if pos < size:
-            self._received = data[pos:]
+            self._received = bytearray(data[pos:])
         return events
 
     def _fragment(self, opcode: int, final: bool, payload: bytes) -> Message | None:
