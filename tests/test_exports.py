@@ -38,6 +38,7 @@ PUBLIC = (
     "scheduler.testing",
     "scheduler.testing.coverage",
     "scheduler.testing.mutate",
+    "scheduler.transport",
 )
 
 

@@ -364,3 +364,34 @@ def test_a_peer_that_connects_and_leaves_is_not_a_request() -> None:
     connection = ServerConnection()
     assert connection.receive_data(b"GET /ws HTTP/1.1\r\n") == []
     assert connection.state is State.CONNECTING
+
+
+@pytest.mark.parametrize("module", ["_codec.py", "_connection.py", "_events.py"])
+def test_the_connection_and_its_codec_never_import_trio(module: str) -> None:
+    """The sans-IO rule, read from the source (the package's ``__init__`` also exports
+    the trio adapter, so importing the module would load trio anyway)."""
+    import ast  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import scheduler.transport  # noqa: PLC0415
+
+    source = Path(scheduler.transport.__file__).with_name(module).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    assert "trio" not in imported
+    assert imported <= {
+        "__future__",
+        "base64",
+        "codecs",
+        "collections",
+        "enum",
+        "hashlib",
+        "struct",
+        "typing",
+        "attrs",
+        "h11",
+    }

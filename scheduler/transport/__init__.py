@@ -26,3 +26,24 @@ from ._reader import batched_reads_supported as batched_reads_supported
 from ._stream import Listener as Listener
 from ._stream import StreamClosed as StreamClosed
 from ._stream import WebSocketStream as WebSocketStream
+
+__all__ = [
+    "MAX_CLOSE_REASON",
+    "READ_SIZE",
+    "BadRequest",
+    "Closed",
+    "Event",
+    "Listener",
+    "LocalProtocolError",
+    "Message",
+    "Ping",
+    "Pong",
+    "Request",
+    "ServerConnection",
+    "SharedReader",
+    "State",
+    "StreamClosed",
+    "WebSocketStream",
+    "batched_reads_supported",
+    "valid_close_code",
+]
