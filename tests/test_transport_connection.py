@@ -26,6 +26,7 @@ from scheduler.transport import (
     valid_close_code,
 )
 from scheduler.transport._codec import (
+    ProtocolViolation,
     close_frame,
     message_frame,
     parse_close,
@@ -390,8 +391,191 @@ def test_the_connection_and_its_codec_never_import_trio(module: str) -> None:
         "collections",
         "enum",
         "hashlib",
+        "http",
         "struct",
         "typing",
         "attrs",
         "h11",
     }
+
+
+# --- exact words and bytes (what a peer or a log reads) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "reason"),
+    [
+        (b"\x81\x00", 1002, "a client frame must be masked"),  # 2 bytes are enough to tell
+        (b"\x81\x01x", 1002, "a client frame must be masked"),  # an odd length, unmasked
+        (b"\x91\x80", 1002, "reserved bits set (no extension was agreed)"),
+        (b"\x83\x80", 1002, "reserved opcode 0x3"),
+        (b"\x09\x80", 1002, "a control frame must not be fragmented"),
+        (b"\x89\xfe", 1002, "a control frame's payload is over 125 bytes"),
+        (b"\x81\xfe\x00\x7d", 1002, "a frame length not in its shortest form"),  # 4 bytes
+        (b"\x82\xff" + struct.pack("!Q", 0xFFFF), 1002, "a frame length not in its shortest form"),
+        (b"\x88\x81abcd" + bytes((ord("x") ^ ord("a"),)), 1002, "a close frame's body of 1 byte"),
+        (b"\x80\x80abcd", 1002, "a continuation frame with no message"),
+        (b"\x01\x80abcd\x01\x80abcd", 1002, "a new message inside a fragmented message"),
+        (b"\x81\x81" + b"\x00" * 4 + b"\xff", 1007, "a text message that is not UTF-8"),
+        (b"\x01\x81" + b"\x00" * 4 + b"\xff", 1007, "a text message that is not UTF-8"),
+        (
+            b"\x88\x84" + b"\x00" * 4 + b"\x03\xe8\xff\xfe",
+            1007,
+            "a close reason that is not UTF-8",
+        ),
+        (
+            b"\x88\x82" + b"\x00" * 4 + b"\x03\xed",
+            1002,
+            "close code 1005 is not one a peer may send",
+        ),
+    ],
+)
+def test_each_violation_is_named(data: bytes, code: int, reason: str) -> None:
+    connection = opened()
+    assert connection.receive_data(data) == [Closed(code, reason, by_peer=False)]
+    assert connection.data_to_send() == close_frame(code, reason)
+
+
+def test_a_message_at_the_size_limit_is_read_and_one_byte_more_is_not() -> None:
+    connection = opened()
+    (message,) = connection.receive_data(frame(BINARY, b"m" * MAX_MESSAGE))
+    assert message == Message(b"m" * MAX_MESSAGE)
+    fragmented = frame(TEXT, b"a" * 10, fin=False) + frame(CONTINUATION, b"b" * (MAX_MESSAGE - 10))
+    assert connection.receive_data(fragmented) == [Message("a" * 10 + "b" * (MAX_MESSAGE - 10))]
+    # The counts start again after a fragmented message: the same again fits.
+    assert len(connection.receive_data(fragmented)) == 1
+    (closed,) = connection.receive_data(frame(BINARY, b"m" * (MAX_MESSAGE + 1)))
+    assert closed == Closed(1009, f"a message over {MAX_MESSAGE} bytes", by_peer=False)
+
+
+def test_a_message_of_max_frames_then_another() -> None:
+    connection = ServerConnection(max_frames=3)
+    connection.receive_data(HEAD)
+    connection.accept()
+    three = frame(TEXT, b"a", fin=False) + frame(CONTINUATION, b"b", fin=False)
+    three += frame(CONTINUATION, b"c")
+    assert connection.receive_data(three + three) == [Message("abc"), Message("abc")]
+    four = frame(TEXT, b"a", fin=False) + frame(CONTINUATION, b"b", fin=False) * 3
+    assert connection.receive_data(four) == [
+        Closed(1009, "a message of more than 3 frames", by_peer=False)
+    ]
+
+
+def test_a_fragmented_text_message_ending_inside_a_code_point_closes_1007() -> None:
+    connection = opened()
+    data = frame(TEXT, b'"caf', fin=False) + frame(CONTINUATION, b"\xc3")
+    assert connection.receive_data(data) == [
+        Closed(1007, "a text message that is not UTF-8", by_peer=False)
+    ]
+
+
+def test_a_frame_cut_after_another_is_read_once_the_rest_arrives() -> None:
+    connection = opened()
+    second = frame(TEXT, b"x" * 300)
+    assert connection.receive_data(frame(PING, b"p") + second[:1]) == [Ping(b"p")]
+    assert connection.receive_data(second[1:5]) == []
+    assert connection.receive_data(second[5:-1]) == []
+    assert connection.receive_data(second[-1:]) == [Message("x" * 300)]
+    assert connection.receive_data(frame(PING, b"q") + second[:9]) == [Ping(b"q")]
+    assert connection.receive_data(second[9:]) == [Message("x" * 300)]
+
+
+def test_what_is_owed_keeps_its_order_and_words() -> None:
+    connection = opened()
+    connection.receive_data(frame(PING, b"1") + frame(CLOSE, struct.pack("!H", 4000) + b"bye"))
+    assert connection.data_to_send() == b"\x8a\x011" + close_frame(4000, "bye")
+    failing = opened()
+    failing.receive_data(frame(PING, b"2") + frame(TEXT, b"x", rsv=4))
+    reason = "reserved bits set (no extension was agreed)"
+    assert failing.data_to_send() == b"\x8a\x012" + close_frame(1002, reason)
+    closing = opened()
+    assert closing.close() == b"\x88\x02\x03\xe8"
+
+
+def test_the_exact_handshake_answers() -> None:
+    connection = ServerConnection()
+    assert connection.subprotocol is None
+    connection.receive_data(HEAD)
+    assert connection.accept() == (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+    assert connection.subprotocol is None
+    with pytest.raises(LocalProtocolError, match=r"^reject\(\) only before the handshake is done$"):
+        connection.reject(400, "no")
+    with pytest.raises(
+        LocalProtocolError, match=r"^accept\(\) needs a valid WebSocket request head$"
+    ):
+        connection.accept()
+    refused = ServerConnection()
+    refused.receive_data(HEAD)
+    assert refused.reject(400, "no\n") == (
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: 3\r\nConnection: close\r\n\r\nno\n"
+    )
+    with pytest.raises(LocalProtocolError, match="accept"):
+        refused.accept()
+
+
+def test_the_request_as_read() -> None:
+    (request,) = ServerConnection().receive_data(HEAD)
+    assert request == Request(
+        method="GET",
+        target="/ws",
+        headers=(
+            (b"host", b"scheduler.test:8002"),
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+            (b"sec-websocket-version", b"13"),
+        ),
+        subprotocols=(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ((b"GET /ws", b"POST /ws"), (405, "a WebSocket handshake is a GET")),
+        (
+            (b"Upgrade: websocket", b"Upgrade: h2c"),
+            (426, "not a WebSocket upgrade (no Upgrade: websocket)"),
+        ),
+        (
+            (b"Connection: Upgrade", b"Connection: close"),
+            (400, "not a WebSocket upgrade (no Connection: Upgrade)"),
+        ),
+        (
+            (b"Version: 13", b"Version: 7"),
+            (426, "unsupported WebSocket version; this server speaks 13"),
+        ),
+        ((b"dGhlIHNhbXBsZSBub25jZQ==", b"!!"), (400, "missing or invalid Sec-WebSocket-Key")),
+    ],
+)
+def test_each_problem_is_named(change: tuple[bytes, bytes], problem: tuple[int, str]) -> None:
+    (request,) = ServerConnection().receive_data(HEAD.replace(*change))
+    assert isinstance(request, Request)
+    assert request.problem == problem
+
+
+def test_bad_heads_are_named() -> None:
+    assert ServerConnection().receive_data(b"\x16\x03\x01 not http\r\n\r\n") == [
+        BadRequest("illegal request line: bytearray(b'\\x16\\x03\\x01 not http')")
+    ]
+    assert ServerConnection().receive_data(b"") == [
+        BadRequest("the connection closed before a request head")
+    ]
+
+
+def test_each_refusal_of_this_side_is_named() -> None:
+    connection = opened()
+    connection.receive_data(frame(CLOSE))
+    connection.data_to_send()
+    with pytest.raises(LocalProtocolError, match=r"^cannot close a connection that is closed$"):
+        connection._move(Action.CLOSE)
+    with pytest.raises(LocalProtocolError, match=r"^cannot ping a connection that is closed$"):
+        connection.ping()
+    with pytest.raises(LocalProtocolError, match=r"^cannot send on a connection that is closed$"):
+        connection.send("x")
+    violation = ProtocolViolation(1002, "why")
+    assert (str(violation), violation.code, violation.reason) == ("why", 1002, "why")

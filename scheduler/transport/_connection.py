@@ -25,6 +25,7 @@ import base64
 import codecs
 import enum
 import hashlib
+import http
 from collections.abc import Sequence
 from typing import Final, final
 
@@ -130,13 +131,24 @@ def _problem(request: h11.Request) -> tuple[int, str] | None:
     if versions != [VERSION]:
         return 426, "unsupported WebSocket version; this server speaks 13"
     keys = [value for name, value in headers if name == b"sec-websocket-key"]
-    try:
-        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
-    except ValueError:
-        valid_key = False
-    if not valid_key:
+    if len(keys) != 1 or not _is_key(keys[0]):
         return 400, "missing or invalid Sec-WebSocket-Key"
     return None
+
+
+def _is_key(value: bytes) -> bool:
+    """A ``Sec-WebSocket-Key``: 16 bytes in base64 (§4.1)."""
+    try:
+        return len(base64.b64decode(value, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+def _sent(parser: h11.Connection, event: h11.Response | h11.Data | h11.EndOfMessage) -> bytes:
+    """The bytes h11 writes for ``event`` (never None here: the connection is open)."""
+    data = parser.send(event)
+    assert data is not None
+    return data
 
 
 @final
@@ -212,7 +224,7 @@ class ServerConnection:
         try:
             event = parser.next_event()
         except h11.RemoteProtocolError as exc:
-            return [BadRequest(str(exc) or "bad request head")]
+            return [BadRequest(str(exc))]
         if event is h11.NEED_DATA:
             return []
         if not isinstance(event, h11.Request):  # the peer closed, or no more data
@@ -240,7 +252,7 @@ class ServerConnection:
         :meth:`receive_data` (call it with ``b""``).
         """
         parser = self._h11
-        if self.state is not State.CONNECTING or parser is None or not self._key:
+        if parser is None or not self._key:
             raise LocalProtocolError("accept() needs a valid WebSocket request head")
         headers = [
             (b"Upgrade", b"websocket"),
@@ -259,7 +271,6 @@ class ServerConnection:
         # What the client sent after its head: the first frames.
         self._received = parser.trailing_data[0] + bytes(self._received)
         self._h11 = None  # an idle session keeps nothing of its handshake
-        self._key = b""
         return data
 
     def reject(self, status: int, body: str) -> bytes:
@@ -273,15 +284,13 @@ class ServerConnection:
             (b"Content-Length", str(len(encoded)).encode()),
             (b"Connection", b"close"),
         ]
+        phrase = http.HTTPStatus(status).phrase.encode()
         self._move(Action.REJECT)
         self._h11 = None
-        self._received = b""
-        return b"".join(
-            (
-                parser.send(h11.Response(status_code=status, headers=headers)) or b"",
-                parser.send(h11.Data(data=encoded)) or b"",
-                parser.send(h11.EndOfMessage()) or b"",
-            )
+        return (
+            _sent(parser, h11.Response(status_code=status, headers=headers, reason=phrase))
+            + _sent(parser, h11.Data(data=encoded))
+            + _sent(parser, h11.EndOfMessage())
         )
 
     # --- frames ----------------------------------------------------------------------
@@ -304,7 +313,6 @@ class ServerConnection:
                 received += data
                 return []
             data = bytes(received) + data
-            self._received = b""
         events: list[Event] = []
         pos, size = 0, len(data)
         try:
@@ -336,7 +344,6 @@ class ServerConnection:
                         if self.state is State.OPEN:
                             self._owed += close_frame(None if code == 1005 else code, reason)
                         self._move(Action.PEER_CLOSE)
-                        self._received = b""
                         events.append(Closed(code, reason, by_peer=True))
                         return events
                 elif final and opcode != CONTINUATION and self._message_opcode is None:
@@ -357,8 +364,7 @@ class ServerConnection:
             self._fail(violation)
             events.append(Closed(violation.code, violation.reason, by_peer=False))
             return events
-        if pos < size:
-            self._received = bytearray(data[pos:])
+        self._received = bytearray(data[pos:]) if pos < size else b""
         return events
 
     def _fragment(self, opcode: int, final: bool, payload: bytes) -> Message | None:
@@ -398,7 +404,6 @@ class ServerConnection:
         if self.state is State.OPEN:
             self._owed += close_frame(violation.code, violation.reason)
         self._move(Action.FAIL)
-        self._received = b""
         self._message_opcode, self._message_parts, self._text_decoder = None, [], None
 
     def data_to_send(self) -> bytes:
