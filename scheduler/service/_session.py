@@ -265,11 +265,15 @@ class Session:
             self.end(outcome.close)
 
     def on_ping(self) -> None:
+        if self._scope.cancel_called:
+            return  # the session is over: its host's state no longer follows its frames
         now = trio.current_time()
         self.env.timers.answered(self, now)
         self._apply(self.protocol.on_ping(now))
 
     def on_pong(self) -> None:
+        if self._scope.cancel_called:
+            return
         now = trio.current_time()
         self.env.timers.answered(self, now)
         self._apply(self.protocol.on_pong(now))
