@@ -161,9 +161,9 @@ def test_the_driver_wakes_at_the_cores_next_deadline_and_runs_the_gc_then() -> N
     assert driver.is_due(10.0)
     assert driver.run_due(0.0, 9.9) is None
     assert state.has_host(A.id)
-    run = driver.run_due(0.0, 50.0)
+    run = driver.run_due(0.0, 10.0)  # due at the bound itself
     assert isinstance(run, GcRun)
-    assert run.at == 10.0  # the deadline, not the bound
+    assert run.at == 10.0
     assert [(e.record_id, e.reason) for e in run.events if isinstance(e, Eviction)] == [
         (A.id, "ttl_expired")
     ]
@@ -175,6 +175,11 @@ def test_the_driver_wakes_at_the_cores_next_deadline_and_runs_the_gc_then() -> N
     late = driver.run_due(30.0, 50.0)
     assert late is not None
     assert late.at == 30.0
+    script.expiries[C.id] = Expiry(40.0, "ttl_expired")
+    state.announce_host(C, 30.0)
+    next_run = driver.run_due(30.0, 50.0)
+    assert next_run is not None
+    assert next_run.at == 40.0  # the deadline, not the bound
 
 
 def test_advancing_runs_every_deadline_on_the_way_in_order() -> None:

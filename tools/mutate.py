@@ -180,7 +180,6 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     ),
     "scheduler/core/_driver.py": (
         "tests/test_core_answers.py",
-        "tests/test_gc_slices.py",
         "tests/test_gc_loops.py",
     ),
     "scheduler/core/_peers.py": _PEER_LEDGER_TESTS,

@@ -65,16 +65,12 @@ class GcDriver:
 
     def run(self, now: float) -> GcRun:
         """Collect what has expired at ``now`` and run each sweep that is due."""
-        state, kinds = self._state, self.kinds
-        sweeps = [state.next_sweep_at(kind) for kind in kinds]
-        events = state.run_gc(now, kinds, self.max_count)
+        state = self._state
+        sweeps = {kind: state.next_sweep_at(kind) for kind in self.kinds}
+        events = state.run_gc(now, self.kinds, self.max_count)
         # A sweep that ran moved its kind's next sweep: read from the effect, so that
         # the rule of when a sweep is due stays in the GC engine alone.
-        swept = tuple(
-            kind
-            for kind, before in zip(kinds, sweeps, strict=True)
-            if state.next_sweep_at(kind) != before
-        )
+        swept = tuple(k for k, before in sweeps.items() if state.next_sweep_at(k) != before)
         return GcRun(now, tuple(events), swept)
 
     def run_due(self, now: float, until: float) -> GcRun | None:
