@@ -237,6 +237,7 @@ def test_a_driver_collects_at_most_max_count_records_per_run() -> None:
     assert not driver.is_due(5.0)
     with pytest.raises(ValueError, match=r"^max_count must be >= 1, got 0$"):
         GcDriver(state, max_count=0)
+    assert GcDriver(state, max_count=1).max_count == 1
 
 
 def test_a_run_carries_the_pushes_its_evictions_call_for() -> None:

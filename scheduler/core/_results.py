@@ -72,9 +72,10 @@ class Scheduled:
 
 def scheduled_parents(view: StateView, parents: Iterable[Peer]) -> tuple[ScheduledParent, ...]:
     """Each parent with its host's address, read from the view now."""
+    host = view.host
     out: list[ScheduledParent] = []
     for peer in parents:
-        info = view.host(peer.host_id).info
+        info = host(peer.host_id).info
         out.append(
             ScheduledParent(
                 peer.id,

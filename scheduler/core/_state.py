@@ -420,7 +420,7 @@ class SchedulerState(LedgerView):
 
     def _scheduled(self, events: list[Event], decided: Decided) -> Scheduled:
         parents = scheduled_parents(self.view, decided.parents)
-        return Scheduled(decided.event, parents, (*events, *decided.events()))
+        return Scheduled(decided.event, parents, (*events, decided.event, *decided.requests))
 
     def _follow(self, events: list[Event], now: float, changed: str | None = None) -> list[Event]:
         """The mutation's events, then the proactive pushes it calls for."""
