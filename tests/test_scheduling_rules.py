@@ -1127,6 +1127,11 @@ def test_invariant_violations_name_what_disagrees() -> None:
     scheduling.edges._parents["child"] = ("parent", "ghost")
     assert "child child holds evicted parent ghost" in state.invariant_violations()
     scheduling.edges._parents["child"] = ("parent",)
+    scheduling.edges._pair_slots[(HOSTS[0].id, HOSTS[2].id)] = 1
+    assert state.invariant_violations() == [
+        "slots held per (parent host, child host) disagree with the edges"
+    ]
+    del scheduling.edges._pair_slots[(HOSTS[0].id, HOSTS[2].id)]
     scheduling.peers["ghost"] = state.peer("child")
     assert state.invariant_violations() == ["scheduling tracks other peers than the ledger holds"]
 
