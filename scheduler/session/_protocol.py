@@ -29,10 +29,11 @@ Rules, in the order they apply to a frame:
 * every accepted message refreshes the host's last contact, at most once per
   ``touch_every`` seconds (a pong always does);
 * ``leave_host`` is acknowledged, removes the host and ends with ``leave``;
-* ``register_peer`` registers the peer and schedules it at once: the reply is
-  ``schedule`` (with the request's id), not ``ack``; ``reschedule`` asks the
-  core again (its failed parents are blocklisted) and is answered the same way;
-  the time the core took to decide is in :attr:`Outcome.decision_seconds`;
+* ``register_peer`` registers the peer and schedules it at once, in one core call
+  (``register_and_schedule``): the reply is ``schedule`` (with the request's id),
+  not ``ack``, built from the core's typed answer; ``reschedule`` asks the core
+  again (its failed parents are blocklisted) and is answered the same way; the
+  time the core took to answer is in :attr:`Outcome.decision_seconds`;
 * messages nobody asked for (a proactive ``schedule``, a ``fetch_task``) are
   handed to the session with :meth:`SessionProtocol.deliver` (through the host
   registry, see :mod:`._schedule`) and wait in :attr:`SessionProtocol.outbox`
