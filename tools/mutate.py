@@ -171,7 +171,13 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     "scheduler/core/_edges.py": _SCHEDULING_TESTS,
     "scheduler/core/_feeders.py": _SCHEDULING_TESTS,
     "scheduler/core/_origin.py": _SCHEDULING_TESTS,
-    "scheduler/core/_pipeline.py": (*_SCHEDULING_TESTS, "tests/test_core_answers.py"),
+    # A reschedule's failed parents: charged, blocklisted, heard by the plugins.
+    "scheduler/core/_pipeline.py": (
+        *_SCHEDULING_TESTS,
+        "tests/test_core_answers.py",
+        "tests/test_parent_reports.py",
+        "tests/test_plugin_notifications.py",
+    ),
     "scheduler/core/_followup.py": (*_SCHEDULING_TESTS, "tests/test_core_answers.py"),
     # --- the core's one-call answers and its GC driver
     "scheduler/core/_results.py": (
