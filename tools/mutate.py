@@ -183,6 +183,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_core_answers.py",
         "tests/test_parent_reports.py",
         "tests/test_plugin_notifications.py",
+        "tests/test_seed_scope.py",
     ),
     "scheduler/core/_followup.py": (*_SCHEDULING_TESTS, "tests/test_core_answers.py"),
     # --- the core's one-call answers and its GC driver
