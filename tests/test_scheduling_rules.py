@@ -1402,3 +1402,14 @@ def test_a_wait_after_a_push_is_answered_by_the_next_reschedule() -> None:
     assert push.decision.action is WAIT  # 1 attempt
     assert again(state, "child", now=3.0).action is WAIT  # its retry: then 2
     assert again(state, "child", now=4.0).action is FAIL
+
+
+def test_one_decision_takes_no_more_of_a_hosts_slots_than_the_childs_host_may_hold() -> None:
+    big = HostInfo("big", "10.0.2.1", concurrent_upload_limit=8)  # a quarter: 2 per host
+    state = new_state()
+    for peer_id in ("b1", "b2", "b3"):
+        feeder(state, big, peer_id)
+    decision = join(state, HOSTS[1], "child")
+    assert decision.action is PARENTS
+    assert len(decision.parents) == 2  # three could feed, the share stops the third
+    assert state.host(big.id).concurrent_upload_count == 2
