@@ -240,13 +240,11 @@ class SchedulerState(LedgerView):
     def announce(self, info: HostInfo, now: float, *, interval: float | None = None) -> Announced:
         """:meth:`announce_host`, answered in one call: the events with the host's
         deadline and reconnect grace as they stand after it (what a session replies)."""
-        events = self.announce_host(info, now, interval=interval)
+        hosts = self._hosts
+        events = self._follow(hosts.announce(info, now, interval), now)  # announce_host's
         host_id = info.id
         return Announced(
-            host_id,
-            self._hosts.deadline_of(host_id),
-            self._hosts.reconnect_grace(host_id, now),
-            tuple(events),
+            host_id, hosts.deadline_of(host_id), hosts.reconnect_grace(host_id, now), tuple(events)
         )
 
     def touch_host(
