@@ -240,9 +240,8 @@ class SchedulerState(LedgerView):
     def announce(self, info: HostInfo, now: float, *, interval: float | None = None) -> Announced:
         """:meth:`announce_host`, answered in one call: the events with the host's
         deadline and reconnect grace as they stand after it (what a session replies)."""
-        hosts = self._hosts
-        events = self._follow(hosts.announce(info, now, interval), now)  # announce_host's
-        host_id = info.id
+        events = self.announce_host(info, now, interval=interval)
+        host_id, hosts = info.id, self._hosts
         return Announced(
             host_id, hosts.deadline_of(host_id), hosts.reconnect_grace(host_id, now), tuple(events)
         )
