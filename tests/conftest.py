@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -19,6 +20,22 @@ load_profile_from_env()
 
 #: Every harness test fails after this much (mock-clock) time.
 HARNESS_DEADLINE = 60.0
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Put the ``scheduler`` logger back as it was after each test.
+
+    ``scheduler serve`` and ``scheduler peer`` run in-process by some tests configure
+    it (a handler, a level, no propagation); left in place, the next tests' ``caplog``
+    would see none of its lines.
+    """
+    logger = logging.getLogger("scheduler")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import orjson
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
@@ -495,17 +495,36 @@ def _frame(kind: str, request_id: int) -> bytes:
     return client_frame(PING, str(request_id).encode())
 
 
+#: The kinds whose reply is an ``error``: the session counts them against ``error_limit``.
+_REFUSED = ("unknown_peer", "bad_json")
+
+
+def _errors_sent(steps: list[tuple[list[str], int | None]]) -> int:
+    return sum(kind in _REFUSED for kinds, _ in steps for kind in kinds)
+
+
+#: The steps of one example: never more refused messages than the server tolerates
+#: (``error_limit``, read from the configuration the test serves), so that every
+#: example states the ordering and none of them the error limit.
+_STEPS = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(_KINDS), min_size=1, max_size=6),
+        st.sampled_from([None, 1, 5, 40]),
+    ),
+    min_size=1,
+    max_size=5,
+).filter(lambda steps: _errors_sent(steps) <= LOOPBACK.error_limit)
+
+
+def test_the_steps_reach_the_error_limit_and_stop_there() -> None:
+    """Unbounded, the steps could cross the limit; bounded, they still reach it exactly."""
+    assert _errors_sent([(["bad_json"] * 6, None)] * 5) > LOOPBACK.error_limit
+    at_limit = find(_STEPS, lambda steps: _errors_sent(steps) >= LOOPBACK.error_limit)
+    assert _errors_sent(at_limit) == LOOPBACK.error_limit
+
+
 @settings(max_examples=25, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.lists(st.sampled_from(_KINDS), min_size=1, max_size=6),
-            st.sampled_from([None, 1, 5, 40]),
-        ),
-        min_size=1,
-        max_size=5,
-    )
-)
+@given(_STEPS)
 def test_replies_keep_the_order_of_the_messages_whatever_the_socket_takes(
     steps: list[tuple[list[str], int | None]],
 ) -> None:
