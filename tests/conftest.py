@@ -98,10 +98,11 @@ def fresh_codec() -> Iterator[None]:
 
 
 @pytest.fixture
-def processes() -> Iterator[Processes]:
-    """Real ``python -m scheduler`` processes, each killed and reaped at the end."""
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
+def processes(request: pytest.FixtureRequest) -> Iterator[Processes]:
+    """Real ``python -m scheduler`` processes, each killed and reaped at the end; the
+    test fails at teardown if one logged a traceback or an ERROR line, unless the
+    ``server_errors(*patterns)`` marker lists it (a regular expression per line)."""
+    marker = request.node.get_closest_marker("server_errors")
+    started = Processes(allowed=() if marker is None else marker.args)
+    yield started
+    started.stop_all()

@@ -9,6 +9,7 @@ every process started is killed at the end.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -16,11 +17,13 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import IO, Any, TypeVar
 
 import pytest
 import trio
+
+from scheduler.service._logging import JsonFormatter, TextFormatter
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +35,38 @@ TASK_URL = "https://example.invalid/big.iso"
 T = TypeVar("T")
 
 
-class Processes:
-    """Every process a test starts, killed (and reaped) at the end."""
+#: A log line that says the process failed: a traceback, or a record at ERROR or above
+#: (the text format's level column, or the JSON format's ``level`` field).
+FAILURE_LINE = re.compile(
+    r"Traceback \(most recent call last\)"
+    r"|^\S+Z (ERROR|CRITICAL) "
+    r'|"level":"(error|critical)"'
+)
 
-    def __init__(self) -> None:
+
+def failure_lines(lines: Iterable[str], allowed: Sequence[re.Pattern[str]] = ()) -> list[str]:
+    """The lines of a process's stderr that show a failure, less the ``allowed`` ones."""
+    return [
+        line.rstrip("\n")
+        for line in lines
+        if FAILURE_LINE.search(line) and not any(a.search(line) for a in allowed)
+    ]
+
+
+class Processes:
+    """Every process a test starts, killed (and reaped) at the end.
+
+    Each process's stderr is kept (drained line by line, so a chatty process never
+    blocks on a full pipe); :meth:`stop_all` fails if any of them logged a traceback
+    or an ERROR line that ``allowed`` (the test's ``server_errors`` marker) does not
+    match.
+    """
+
+    def __init__(self, allowed: Sequence[str] = ()) -> None:
         self.started: list[subprocess.Popen[str]] = []
+        self.allowed = [re.compile(pattern) for pattern in allowed]
+        self._stderr: dict[int, list[str]] = {}
+        self._readers: list[threading.Thread] = []
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
@@ -47,23 +77,52 @@ class Processes:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.started.append(process)
-        # Drain stderr so a chatty process can never block on a full pipe.
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+        lines = self._stderr[process.pid] = []
+        assert process.stderr is not None
+        reader = threading.Thread(target=_drain, args=(process.stderr, lines), daemon=True)
+        reader.start()
+        self._readers.append(reader)
         return process
 
+    def stderr(self, process: subprocess.Popen[str]) -> list[str]:
+        """What ``process`` wrote to stderr so far, line by line."""
+        return list(self._stderr[process.pid])
+
     def stop_all(self) -> None:
-        kill_and_reap(self.started)
+        """Kill and reap every process, then fail on any failure line they logged."""
+        kill_and_reap(self.started, before_closing=self._join_readers)
+        failed = [
+            f"{' '.join(map(str, process.args[2:4]))} (pid {process.pid}): {line}"
+            for process in self.started
+            for line in failure_lines(self._stderr[process.pid], self.allowed)
+        ]
+        if failed:
+            shown = "\n".join(failed[:40])
+            raise AssertionError(f"{len(failed)} failure line(s) in stderr:\n{shown}")
+
+    def _join_readers(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=10)
 
 
-def kill_and_reap(processes: Sequence[subprocess.Popen[str]]) -> None:
+def _drain(pipe: IO[str], into: list[str]) -> None:
+    for line in pipe:
+        into.append(line)
+
+
+def kill_and_reap(
+    processes: Sequence[subprocess.Popen[str]], before_closing: Callable[[], None] = lambda: None
+) -> None:
     """SIGKILL every process still running (resumed first, if a test froze it), reap them
-    all, and close their pipes."""
+    all, and close their pipes (after ``before_closing``: the readers' last lines)."""
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGCONT)
             process.kill()
     for process in processes:
         process.wait(timeout=10)
+    before_closing()
+    for process in processes:
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
@@ -212,6 +271,30 @@ async def test_sigterm_stops_the_scheduler_gracefully(processes: Processes) -> N
     assert server.wait(timeout=10) == 0
     assert trio.current_time() - stopped < 5.0
     assert peer.poll() is None  # the peer survives and keeps trying to reconnect
+
+
+def _logged(formatter: logging.Formatter, level: int, *, exc: bool = False) -> list[str]:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        exc_info = sys.exc_info() if exc else None
+    record = logging.LogRecord("scheduler.x", level, __file__, 1, "a line", (), exc_info)
+    return [line + "\n" for line in formatter.format(record).split("\n")]
+
+
+@pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()])
+def test_a_failure_line_is_an_error_record_or_a_traceback(formatter: logging.Formatter) -> None:
+    """What the ``processes`` fixture fails on, in both log formats: ERROR and CRITICAL
+    records and any traceback (even under a WARNING); nothing else, nothing allowed."""
+    for level in (logging.ERROR, logging.CRITICAL):
+        assert len(failure_lines(_logged(formatter, level))) == 1
+    assert failure_lines(_logged(formatter, logging.WARNING)) == []
+    assert failure_lines(_logged(formatter, logging.INFO)) == []
+    assert len(failure_lines(_logged(formatter, logging.WARNING, exc=True))) == 1
+    assert failure_lines(["Traceback (most recent call last):\n"]) == [
+        "Traceback (most recent call last):"
+    ]
+    assert failure_lines(_logged(formatter, logging.ERROR), [re.compile("a line")]) == []
 
 
 @pytest.mark.parametrize(
