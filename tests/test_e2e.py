@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, TypeVar
@@ -32,6 +33,9 @@ PING_INTERVAL = 0.5
 PING_TIMEOUT = 0.5
 GRACE = 1.0
 TASK_URL = "https://example.invalid/big.iso"
+#: How long a poll waits for what the scheduler's log then times: generous, as the
+#: machine may be loaded; the bounds checked are the scheduler's own timestamps.
+WAIT = 30.0
 T = TypeVar("T")
 
 
@@ -192,6 +196,19 @@ def start_peer(
     )  # fmt: skip
 
 
+def logged(
+    processes: Processes, server: subprocess.Popen[str], message: str, **fields: object
+) -> dict[str, Any] | None:
+    """The first line of ``server``'s JSON log with ``message`` and ``fields``, if any."""
+    for line in processes.stderr(server):
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if record["msg"] == message and all(record.get(k) == v for k, v in fields.items()):
+            return record
+    return None
+
+
 def metric(admin: str, name: str, **labels: str) -> float:
     wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     pattern = re.compile(rf"^{re.escape(name)}(\{{{re.escape(wanted)}\}})? (\S+)$", re.M)
@@ -215,28 +232,48 @@ async def test_exit_scenario(processes: Processes) -> None:
     tasks = get(f"{admin}/api/v1/tasks")
     assert [t["peers"] for t in tasks] == [3]
 
+    # The bounds are read from the scheduler's own timestamps (its JSON log's `ts`, the
+    # wall clock this process reads too), not from how soon polling saw them: the
+    # polls' own bounds are generous, as a loaded machine makes them late.
+    server = processes.started[0]
+
     # (a) SIGTERM: the peer leaves; gone within 2 s; the others untouched.
     peers["p-term"].send_signal(signal.SIGTERM)
-    await poll(lambda: "p-term" not in hosts(admin), 2.0, "p-term to leave")
-    assert peers["p-term"].wait(timeout=5) == 0
+    termed = time.time()
+    left = await poll(lambda: logged(processes, server, "evicted host", hostname="p-term"),
+                      WAIT, "p-term to leave")  # fmt: skip
+    assert left["reason"] == "leave"
+    assert left["ts"] - termed <= 2.0
+    assert "p-term" not in hosts(admin)
+    assert peers["p-term"].wait(timeout=WAIT) == 0
     now = hosts(admin)
     for name in ("p-kill", "p-stop"):
         assert now[name]["state"] == "connected"
         assert now[name]["created_at"] == listed[name]["created_at"]
 
-    # (b) SIGKILL: disconnected within 1 s, evicted within grace + 1 s.
+    # (b) SIGKILL: disconnected within 1 s, evicted within grace + 1 s of that.
+    kill_id = listed["p-kill"]["id"]
     peers["p-kill"].kill()
-    killed = trio.current_time()
-    await poll(lambda: hosts(admin).get("p-kill", {}).get("state") != "connected", 1.0,
-         "p-kill to be disconnected")  # fmt: skip
-    await poll(lambda: "p-kill" not in hosts(admin), GRACE + 1.0, "p-kill to be evicted")
-    assert trio.current_time() - killed <= GRACE + 1.0 + 0.1
+    killed = time.time()
+    dropped = await poll(lambda: logged(processes, server, "HostDisconnected", host_id=kill_id),
+                         WAIT, "p-kill to be disconnected")  # fmt: skip
+    assert dropped["ts"] - killed <= 1.0
+    evicted = await poll(lambda: logged(processes, server, "evicted host", hostname="p-kill"),
+                         WAIT, "p-kill to be evicted")  # fmt: skip
+    assert evicted["reason"] == "disconnected"
+    assert GRACE <= evicted["ts"] - dropped["ts"] <= GRACE + 1.0
+    assert 0 <= evicted["lateness"] <= 1.0  # after the deadline the grace set, never before
+    assert "p-kill" not in hosts(admin)
 
     # (c) SIGSTOP: evicted within ping interval + ping timeout + grace + 1 s;
     #     after SIGCONT it reconnects and is listed again.
     peers["p-stop"].send_signal(signal.SIGSTOP)
+    stopped = time.time()
     bound = PING_INTERVAL + PING_TIMEOUT + GRACE + 1.0
-    await poll(lambda: "p-stop" not in hosts(admin), bound, "p-stop to be evicted")
+    gone = await poll(lambda: logged(processes, server, "evicted host", hostname="p-stop"),
+                      WAIT, "p-stop to be evicted")  # fmt: skip
+    assert gone["ts"] - stopped <= bound
+    assert "p-stop" not in hosts(admin)
     peers["p-stop"].send_signal(signal.SIGCONT)
     back = await poll(lambda: hosts(admin).get("p-stop"), 15, "p-stop to reconnect")
     assert back["state"] == "connected"
@@ -266,10 +303,11 @@ async def test_sigterm_stops_the_scheduler_gracefully(processes: Processes) -> N
     peer = start_peer(processes, ws_url, "p1")
     await poll(lambda: "p1" in hosts(admin), 20, "p1 to announce")
     server = processes.started[0]
-    stopped = trio.current_time()
     server.send_signal(signal.SIGTERM)
-    assert server.wait(timeout=10) == 0
-    assert trio.current_time() - stopped < 5.0
+    assert server.wait(timeout=WAIT) == 0  # it shut down (0), not killed on a timeout
+    shutting = logged(processes, server, "shutting down")
+    assert shutting is not None
+    assert shutting["sessions"] == 1
     assert peer.poll() is None  # the peer survives and keeps trying to reconnect
 
 
