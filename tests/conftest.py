@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Final
 
 import pytest
 import trio
@@ -18,8 +20,35 @@ from tests.test_e2e import Processes
 
 load_profile_from_env()
 
+#: Under ``CI=true`` a skipped test fails (a missing tool, package or service must not
+#: let CI pass without running what needs it), unless it carries the ``hardware``
+#: marker: a test that needs hardware the CI machine lacks, listed in docs/testing.md.
+IN_CI: Final = os.environ.get("CI") == "true"
+
 #: Every harness test fails after this much (mock-clock) time.
 HARNESS_DEADLINE = 60.0
+
+
+def _fail_a_skip_in_ci(report: pytest.CollectReport | pytest.TestReport, hardware: bool) -> None:
+    if IN_CI and report.skipped and not hardware and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    report = yield
+    _fail_a_skip_in_ci(report, item.get_closest_marker("hardware") is not None)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A module skipped as a whole (``pytest.importorskip`` at its top) is a skip too."""
+    report = yield
+    _fail_a_skip_in_ci(report, hardware=False)
+    return report
 
 
 @pytest.fixture(autouse=True)
