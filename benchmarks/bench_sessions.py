@@ -916,6 +916,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"RLIMIT_NOFILE is {soft} (hard {hard}); too low for {args.sessions} sessions")
 
     load_before = os.getloadavg()
+    # Every client is on 127.0.0.1: lift the per-address caps (1,000 by default) to the
+    # session cap, or the server refuses every session past the thousandth.
+    args.extra_flags = [
+        *("--max-connections-per-address", str(args.max_sessions)),
+        *("--max-sessions-per-address", str(args.max_sessions)),
+    ]
     server = Server(args)
     print(f"started: python {' '.join(server.command[1:])}  (pid {server.pid})")
     print(f"server: {server.ws_url}  admin {server.admin_url}", flush=True)
