@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Final
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from scheduler.core import PolicySet
 from scheduler.policies import builtin_plugins
@@ -65,6 +67,21 @@ def restore_logging() -> Iterator[None]:
         yield
     finally:
         logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, ssl.SSLContext]:
+    """A server certificate for 127.0.0.1 from a throwaway CA: its file, its key's file,
+    and a client context that trusts the CA."""
+    root = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = root / "server.pem", root / "server.key"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(str(key_file))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return str(cert_file), str(key_file), context
 
 
 @pytest.fixture
