@@ -366,7 +366,7 @@ def test_the_batch_scores_each_candidate_exactly_as_evaluate_does(
         record = state.view.host(host_info.id)
         record.concurrent_upload_count = figures["used"]  # as if handed out
         record.upload_count, record.upload_failed_count = figures["ok"], figures["failed"]
-        state._scheduling.uploads.record(host_info.id, figures["served"], 1, 0.0)
+        state._pipeline.uploads.record(host_info.id, figures["served"], 1, 0.0)
         peers.append(state.view.peer(f"p{index}"))
     view = state.view
     child_peer, candidates = peers[0], peers[1:]
@@ -445,7 +445,7 @@ def test_the_batch_reads_the_children_reports_over_the_announced_bandwidth() -> 
     for peer_id, bandwidth in (("p0", 0), ("p1", GBIT), ("p2", 1)):
         host = view.host(view.peer(peer_id).host_id)
         host.info = attrs.evolve(host.info, upload_bandwidth=bandwidth)
-        state._scheduling.uploads.record(host.id, MINUTE_AT_GBIT, 1, 0.0)
+        state._pipeline.uploads.record(host.id, MINUTE_AT_GBIT, 1, 0.0)
     batch, reference = _batch_and_reference(state)
     assert batch == reference
     # Unknown bandwidth: the bytes count nothing; 1 Gbit/s full for a minute: halved.

@@ -210,12 +210,12 @@ def test_the_load_goes_with_the_host_record() -> None:
     state = new_state()
     parent, _ = parent_and_child(state)
     state.finish_pieces("c", [0], 3.0, parent_id="p")
-    assert state._scheduling.uploads.host_ids() == [parent]
+    assert state._pipeline.uploads.host_ids() == [parent]
     state.leave_host(parent, 4.0)
-    assert len(state._scheduling.uploads) == 0
+    assert len(state._pipeline.uploads) == 0
     assert state.invariant_violations() == []
     # A load kept for a host that is gone is named.
-    state._scheduling.uploads.record("gone", 1, 1, 5.0)
+    state._pipeline.uploads.record("gone", 1, 1, 5.0)
     assert state.invariant_violations() == ["host gone: an upload load kept after its record went"]
 
 
