@@ -405,8 +405,10 @@ def test_a_parent_on_a_seed_host_is_described_as_a_seed_in_replies_and_pushes(
     for session, peer_id in ((seed, "ps"), (a, "pa")):
         world.send(session, register(peer_id), 0.0)
         world.send(session, {"type": "back_to_source", "id": 2, "peer_id": peer_id}, 0.0)
-        finished = {"type": "pieces_finished", "id": 3, "peer_id": peer_id, "pieces": [0]}
-        world.send(session, finished, 0.0)
+    # Only the seed holds a piece: the evaluator keeps seeds for when no normal host
+    # holds one the child lacks, so both are handed out.
+    finished = {"type": "pieces_finished", "id": 3, "peer_id": "ps", "pieces": [0]}
+    world.send(seed, finished, 0.0)
     reply = world.send(c, register("pc"), 1.0)
     assert {(p.peer_id, p.type) for p in reply.parents} == {("ps", "seed"), ("pa", "normal")}
     decision = Decision(ScheduleAction.PARENTS, ("ps", "pa"))
