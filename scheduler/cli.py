@@ -1,7 +1,10 @@
-"""The ``scheduler`` command: ``serve``, ``peer``, ``token``, and the admin tables.
+"""The ``scheduler`` command: ``serve``, ``peer``, ``token``, ``preheat``, and the admin tables.
 
 Exit status: 0 on a clean stop, 2 for a bad flag or a bad configuration
-(the message names the key), 1 for anything unexpected.
+(the message names the key), 1 for anything unexpected. ``preheat``: 0 when the
+job succeeded, 1 when it failed, 2 for a bad flag or a request the scheduler
+refused as invalid (400), 3 when no job ran (the admin API unreachable, a token
+refused, no host in scope, too many jobs).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import difflib
 import importlib.metadata
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +26,9 @@ from .core import ConfigError, parse_duration
 from .settings import Section
 
 EXIT_CONFIG = 2
+#: ``preheat``: the job failed; no job ran.
+EXIT_JOB_FAILED = 1
+EXIT_NO_JOB = 3
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -46,6 +53,20 @@ def _int_between(low: int, high: int, what: str) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|k|ki|m|mi|g|gi)b?(?:/s)?\s*$", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 1e3, "ki": 1024, "m": 1e6, "mi": 1024**2, "g": 1e9, "gi": 1024**3}
+
+
+def _rate(value: str) -> float:
+    """An argparse type: bytes per second, ``33554432``, ``32MiB``, ``32MiB/s``, ``50MB``."""
+    match = _RATE.match(value)
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive rate such as 32MiB, 100MB or 1048576 (bytes/s), got {value!r}"
+        )
+    return float(match[1]) * _RATE_UNITS[match[2].lower()]
 
 
 _port = _int_between(0, 65535, "port")
@@ -202,6 +223,14 @@ def build_parser() -> CommandParser:
         help="announce a seed host: fetch tasks from the origin when the scheduler asks",
     )
     peer.add_argument(
+        "--download-rate",
+        type=_rate,
+        default=32 * 1024**2,
+        metavar="RATE",
+        help="bytes per second at which a fetch_task (a seed fetch or a preheat) is simulated: "
+        "32MiB (the default), 100MB, 1GiB/s; the reference peer moves no real bytes",
+    )
+    peer.add_argument(
         "--batch-linger",
         type=_duration,
         default=0.005,
@@ -253,6 +282,7 @@ def build_parser() -> CommandParser:
             "table fits 100 columns)",
         )
         _add_credential_flags(table, client_certificate=False)
+    _add_preheat_parser(commands, admin)
     _add_token_parser(commands)
 
     from .loadgen import add_loadgen_parser
@@ -266,9 +296,11 @@ def build_parser() -> CommandParser:
     return parser
 
 
-def _add_credential_flags(parser: argparse.ArgumentParser, *, client_certificate: bool) -> None:
+def _add_credential_flags(
+    parser: argparse.ArgumentParser, *, client_certificate: bool, scope: str = "admin:read"
+) -> None:
     """``--token``/``--token-file`` and ``--ca-file`` (and a client certificate for peers)."""
-    what = "a host token" if client_certificate else "an admin:read token"
+    what = "a host token" if client_certificate else f"an {scope} token"
     parser.add_argument(
         "--token",
         metavar="TOKEN",
@@ -285,6 +317,61 @@ def _add_credential_flags(parser: argparse.ArgumentParser, *, client_certificate
     if client_certificate:
         parser.add_argument("--cert-file", metavar="FILE", help="client certificate (PEM)")
         parser.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
+
+
+def _add_preheat_parser(commands: Any, admin: str) -> None:
+    preheat = commands.add_parser(
+        "preheat",
+        help="warm the swarm: have hosts fetch a URL now, and follow the job",
+        description="Submit a preheat job (POST /api/v1/jobs, an admin:write token when "
+        "authentication is on) and show its progress until it finishes. Exit status: 0 "
+        "succeeded, 1 failed (each failed host on stderr), 2 bad flag or refused as invalid, "
+        "3 no job ran (admin API unreachable, token refused, no host in scope, too many jobs).",
+    )
+    preheat.add_argument("url", metavar="URL", help="the URL to fetch (the task's id is its hash)")
+    preheat.add_argument(
+        "--scope",
+        choices=["single_seed", "all_seeds", "all_peers"],
+        default="single_seed",
+        help="which hosts fetch it: the task's seed (the default), every seed, or every host",
+    )
+    which = preheat.add_mutually_exclusive_group()
+    which.add_argument("--count", type=_positive_int, help="only the first N hosts of the scope")
+    which.add_argument(
+        "--percentage", type=_percentage, metavar="P", help="only P %% of the scope's hosts"
+    )
+    which.add_argument(
+        "--ip", action="append", metavar="IP", help="only the host with this address (repeatable)"
+    )
+    preheat.add_argument(
+        "--piece-length", type=_positive_int, metavar="BYTES", help="default 4194304 (4 MiB)"
+    )
+    preheat.add_argument(
+        "--content-length",
+        type=_int_between(0, sys.maxsize, "bytes"),
+        metavar="BYTES",
+        help="the URL's size, when known: the hosts report pieces of it",
+    )
+    preheat.add_argument(
+        "--no-wait", action="store_true", help="print the job's id once it is accepted, and exit"
+    )
+    preheat.add_argument(
+        "--json", action="store_true", help="print the finished job as JSON (no progress bar)"
+    )
+    preheat.add_argument(
+        "--admin", default=admin, metavar="URL", help=f"admin API (default {admin})"
+    )
+    _add_credential_flags(preheat, client_certificate=False, scope="admin:write")
+
+
+def _percentage(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {value!r}") from None
+    if not 0 < number <= 100:
+        raise argparse.ArgumentTypeError(f"the percentage must be in (0, 100], got {value}")
+    return number
 
 
 def _add_token_parser(commands: Any) -> None:
@@ -457,6 +544,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
         "location": args.location,
         "tasks": tuple(args.task),
         "seed": args.seed,
+        "download_rate": args.download_rate,
         "batch_linger": args.batch_linger,
         "batch_max": args.batch_max,
     }
@@ -540,6 +628,77 @@ def cmd_task(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preheat(args: argparse.Namespace) -> int:
+    """``preheat URL``: submit the job, follow it with a progress bar, exit by its outcome."""
+    import json
+
+    from . import client
+
+    auth: dict[str, Any] = {"token": _token(args), "ca_file": args.ca_file}
+    request: dict[str, Any] = {"url": args.url, "scope": args.scope}
+    for key in ("count", "percentage", "piece_length", "content_length"):
+        if getattr(args, key) is not None:
+            request[key] = getattr(args, key)
+    if args.ip:
+        request["ips"] = args.ip
+    try:
+        job = client.submit_preheat(args.admin, request, **auth)
+    except client.HostsFetchError as exc:
+        print(f"scheduler: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if exc.status == 400 else EXIT_NO_JOB
+    if args.no_wait:
+        print(job["id"])
+        return 0
+    try:
+        job = _follow(args, job["id"], auth)
+    except client.HostsFetchError as exc:
+        print(f"scheduler: error: job {job['id']}: {exc}", file=sys.stderr)
+        return EXIT_NO_JOB
+    if args.json:
+        print(json.dumps(job, indent=2))
+    done = job["hosts_by_state"]["succeeded"]
+    print(
+        f"job {job['id']} {job['state']}: {done} of {job['host_count']} hosts hold {args.url}",
+        file=sys.stderr,
+    )
+    for reason in job["reasons"]:
+        print(f"  failed: {reason}", file=sys.stderr)
+    return 0 if job["state"] == "succeeded" else EXIT_JOB_FAILED
+
+
+def _follow(args: argparse.Namespace, job_id: str, auth: dict[str, Any]) -> dict[str, Any]:
+    """Follow the job to its end, drawing hosts done and pieces fetched on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from . import client
+
+    def read() -> dict[str, Any]:
+        return client.fetch_job(args.admin, job_id, **auth)
+
+    if args.json:
+        return client.follow_job(read, lambda _job: None)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        hosts = progress.add_task(f"job {job_id}: hosts", total=None)
+        pieces = progress.add_task("pieces", total=None)
+
+        def update(job: dict[str, Any]) -> None:
+            states = job["hosts_by_state"]
+            progress.update(
+                hosts,
+                completed=states["succeeded"] + states["failed"],
+                total=job["host_count"],
+                description=f"job {job_id} {job['state']}: hosts",
+            )
+            fetched = sum(h["finished_pieces"] for h in job.get("hosts", ()))
+            known = [h["total_pieces"] for h in job.get("hosts", ())]
+            total = sum(known) if known and min(known) >= 0 else None
+            progress.update(pieces, completed=fetched, total=total)
+
+        return client.follow_job(read, update)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line; an error is one line, the command's, with a suggestion."""
     parser = build_parser()
@@ -569,6 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "peers": cmd_table,
         "tasks": cmd_table,
         "task": cmd_task,
+        "preheat": cmd_preheat,
         "simulate": cmd_simulate,
         "loadgen": cmd_loadgen,
         "registry": cmd_registry,

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 from trio.testing import MockClock
 
 from scheduler.client import SchedulerSession
 from scheduler.client._connection import _session_on
-from scheduler.client._downloads import Downloads
+from scheduler.client._downloads import Downloads, piece_sizes
 from scheduler.core import PeerState
 from scheduler.protocol import FetchTask, HostPayload, Schedule, TaskPayload
 from tests.service_support import Freezable, Harness, announce, request
@@ -115,6 +116,9 @@ async def test_the_reference_peer_follows_wait_parents_and_a_seed_fetch(
         await wait_until(lambda: download.state == "downloading")
         (seed_peer,) = seeds.peers
         assert download.parents == (seed_peer,)
+        # The seed's bytes take their time (--download-rate): alpha may start from it
+        # as soon as it holds a piece, and the seed finishes after.
+        await wait_until(lambda: seeds.peers[seed_peer].state == "finished")
         assert state.peer(seed_peer).state is PeerState.SUCCEEDED
         assert state.peer("pa").state is PeerState.RUNNING
         assert state.parents_of("pa") == (seed_peer,)
@@ -133,7 +137,54 @@ async def test_the_reference_peer_obeys_back_to_source_fail_and_pushes(
         await peers.obey(Schedule(peer_id="pa", action="fail", message="given up"))
         assert download.state == "failed"
         assert state.peer("pa").state is PeerState.FAILED
-        ignored = FetchTask(task=TASK, peer_id="not-a-seed")
-        await peers.fetch(ignored)  # a normal host ignores fetch_task
-        assert not state.has_peer("not-a-seed")
         nursery.cancel_scope.cancel()
+
+
+async def test_a_fetch_task_on_any_host_is_downloaded_at_the_rate_and_reported(
+    autojump_clock: MockClock, harness: Harness
+) -> None:
+    """A preheat's ``fetch_task``: the normal host registers, goes where it is told and
+    reports its pieces in batches, each with its cost, then finishes."""
+    state = harness.service.state
+    mib = 1024 * 1024
+    task = TaskPayload(id="big", piece_length=mib, content_length=10 * mib + 1)
+    async with client(harness, "alpha", "10.0.0.1") as (a, _), trio.open_nursery() as nursery:
+        peers = Downloads(a, nursery, seed=False, download_rate=4 * mib)
+        start = trio.current_time()
+        await peers.fetch(FetchTask(task=task, peer_id="pre"))
+        download = peers.peers["pre"]
+        assert download.state == "back_to_source"  # nobody else has it
+        await wait_until(lambda: download.state == "finished")
+        peer = state.peer("pre")
+        assert peer.state is PeerState.SUCCEEDED
+        assert sorted(peer.finished_pieces) == list(range(11))
+        # 10 MiB + 1 byte at 4 MiB/s: the bytes took their time (virtual seconds)
+        assert trio.current_time() - start >= (10 * mib + 1) / (4 * mib)
+        assert 2.5 <= peer.cost_total <= 2.6
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_fetch_task_the_scheduler_refuses_fails_the_download(
+    autojump_clock: MockClock, harness: Harness
+) -> None:
+    async with client(harness, "alpha", "10.0.0.1") as (a, _), trio.open_nursery() as nursery:
+        peers = Downloads(a, nursery, seed=False)
+        await peers.register("taken", TASK)
+        await peers.fetch(FetchTask(task=TASK, peer_id="taken"))  # the id exists: conflict
+        assert peers.peers["taken"].state == "failed"
+        nursery.cancel_scope.cancel()
+
+
+def test_piece_sizes_cut_the_last_piece() -> None:
+    assert piece_sizes(TaskPayload(id="t", piece_length=4, content_length=10)) == [4, 4, 2]
+    assert piece_sizes(TaskPayload(id="t", piece_length=4, content_length=8)) == [4, 4]
+    assert piece_sizes(TaskPayload(id="t", piece_length=4, content_length=0)) == []
+    assert piece_sizes(TaskPayload(id="t", piece_length=4)) == [4]  # unknown size
+    sized = TaskPayload(id="t", piece_length=4, content_length=9, total_piece_count=3)
+    assert piece_sizes(sized) == [4, 4, 1]
+    assert piece_sizes(TaskPayload(id="t", piece_length=4, total_piece_count=2)) == [4, 4]
+
+
+def test_the_download_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="download_rate must be positive"):
+        Downloads(None, None, seed=False, download_rate=0)  # type: ignore[arg-type]

@@ -27,6 +27,7 @@ PUBLIC = (
     "scheduler.config",
     "scheduler.core",
     "scheduler.hookspecs",
+    "scheduler.jobs",
     "scheduler.loadgen",
     "scheduler.policies",
     "scheduler.protocol",

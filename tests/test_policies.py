@@ -174,7 +174,9 @@ def test_earliest_deadline_across_plugins_wins() -> None:
     assert state.deadline_of(RecordKind.HOST, A.id) == Expiry(7.0, "fixed")
 
 
-@pytest.mark.parametrize("module", ["scheduler.core", "scheduler.policies", "scheduler.protocol"])
+@pytest.mark.parametrize(
+    "module", ["scheduler.core", "scheduler.jobs", "scheduler.policies", "scheduler.protocol"]
+)
 def test_sans_io_layers_do_not_import_trio(module: str) -> None:
     code = f"import {module}, sys; assert 'trio' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -165,6 +165,7 @@ def test_every_command_of_run_it_runs_as_written(
             background.stop()
     hosts = next(out for cmd, out in outputs.items() if cmd.startswith("scheduler hosts"))
     assert "h1" in hosts
+    assert any(cmd.startswith("scheduler preheat") for cmd in outputs)  # it exited 0: succeeded
     simulated = next(out for cmd, out in outputs.items() if cmd.startswith("scheduler simulate"))
     assert "left out:" in simulated  # the base install has no plugin distribution
     assert "default" in simulated

@@ -37,6 +37,8 @@ MUTATED_ROOTS = (
     # The session rules: what one WebSocket session may do, and what follows (sans-IO).
     "scheduler/session",
     "scheduler/rendezvous.py",
+    # The job ledger: preheat jobs, their hosts, and the origin-sparing dispatch (sans-IO).
+    "scheduler/jobs",
     # The one sans-IO module of the service: the frames read and written without wsproto.
     "scheduler/service/_wire.py",
 )
@@ -83,6 +85,10 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_gc_slices.py",
     ),
     "scheduler/core/_bitset.py": ("tests/test_bitset.py",),
+    **dict.fromkeys(
+        ("scheduler/jobs/__init__.py", "scheduler/jobs/_ledger.py", "scheduler/jobs/_request.py"),
+        ("tests/test_jobs.py",),
+    ),
     "scheduler/core/_limits.py": ("tests/test_resource_bounds.py",),
     "scheduler/core/_errors.py": ("tests/test_errors.py",),
     "scheduler/core/_lifecycle.py": (

@@ -8,6 +8,8 @@
   ``boot_id`` says (:class:`BootWatch`), and leaves on shutdown;
 * :func:`fetch_hosts`, :func:`fetch_peers`, :func:`fetch_tasks`, their
   ``render_*_table`` and :func:`print_table` read the scheduler's admin API;
+* :func:`submit_preheat`, :func:`fetch_job` and :func:`follow_job` submit a
+  preheat job to the admin API and follow it (``scheduler preheat``);
 * :func:`fetch_schedulers` reads a cluster's members (``/api/v1/schedulers``) and
   :class:`Membership` keeps them; :class:`ClusterView` refreshes them in the
   background, :class:`ClusterRoutes` picks each task's scheduler (rendezvous over
@@ -47,6 +49,9 @@ from ._hosts import render_hosts_table as render_hosts_table
 from ._hosts import render_peers_table as render_peers_table
 from ._hosts import render_task_tree as render_task_tree
 from ._hosts import render_tasks_table as render_tasks_table
+from ._jobs import fetch_job as fetch_job
+from ._jobs import follow_job as follow_job
+from ._jobs import submit_preheat as submit_preheat
 from ._membership import Membership as Membership
 from ._membership import MembershipError as MembershipError
 from ._membership import SchedulerMember as SchedulerMember
@@ -77,10 +82,12 @@ __all__ = [
     "SessionLost",
     "client_ssl_context",
     "fetch_hosts",
+    "fetch_job",
     "fetch_peers",
     "fetch_schedulers",
     "fetch_task",
     "fetch_tasks",
+    "follow_job",
     "format_age",
     "open_scheduler_session",
     "parse_members",
@@ -93,4 +100,5 @@ __all__ = [
     "resolve_token",
     "run_cluster_host",
     "run_peer",
+    "submit_preheat",
 ]

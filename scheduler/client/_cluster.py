@@ -214,7 +214,9 @@ class _Link:
                 resume = host.boots.setdefault(member.name, BootWatch()).accepted(session.boot_id)
                 _log.info("announced to %s as %s", member.name, session.host_id)
                 async with trio.open_nursery() as nursery:
-                    downloads = Downloads(session, nursery, seed=config.seed)
+                    downloads = Downloads(
+                        session, nursery, seed=config.seed, download_rate=config.download_rate
+                    )
                     nursery.start_soon(downloads.follow)
                     await self._follow_routes(session, downloads, resume)
                     nursery.cancel_scope.cancel()

@@ -9,14 +9,18 @@ daemon keeps and sends what a real one sends:
 * ``fail``: it sends ``download_failed``;
 * an unsolicited ``schedule`` (a push) is obeyed the same way: the new parents
   replace the old ones;
-* ``fetch_task`` (seed hosts only): it registers the given peer id, goes back
-  to the source, reports every piece and finishes.
+* ``fetch_task`` (a seed fetch, or a preheat on any host): it registers the
+  given peer id and obeys the answer like any other peer's, then *simulates*
+  the bytes: the task's pieces arrive at ``download_rate`` bytes per second, from
+  its first parent or from the origin, reported in ``pieces_finished`` batches
+  of about :data:`REPORT_EVERY` seconds each (with the parent and the cost, as a
+  real download reports them), then ``download_finished``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import final
+from typing import Final, final
 
 import trio
 
@@ -29,16 +33,42 @@ _log = logging.getLogger("scheduler.peer")
 
 #: A task whose size is unknown (``total_piece_count`` -1) is reported as this many pieces.
 UNKNOWN_SIZE_PIECES = 1
+#: Bytes per second a fetch is simulated at by default: a 64 MiB preheat takes 2 s.
+DEFAULT_DOWNLOAD_RATE: Final = 32 * 1024 * 1024
+#: Seconds of simulated transfer between two ``pieces_finished`` reports of a fetch.
+REPORT_EVERY: Final = 0.25
+#: The most pieces one report names (well under the protocol's bound).
+REPORT_MAX_PIECES: Final = 1000
+
+
+def piece_sizes(task: TaskPayload) -> list[int]:
+    """The bytes of each piece of ``task``: ``piece_length`` each, the last one the rest.
+
+    A task of unknown size counts as :data:`UNKNOWN_SIZE_PIECES` whole pieces.
+    """
+    total = task.total_piece_count
+    if total < 0 and task.content_length >= 0:
+        total = -(-task.content_length // task.piece_length)
+    if total < 0:
+        return [task.piece_length] * UNKNOWN_SIZE_PIECES
+    sizes = [task.piece_length] * total
+    if sizes and task.content_length >= 0:
+        sizes[-1] = max(0, task.content_length - (total - 1) * task.piece_length)
+    return sizes
 
 
 @final
 class Download:
     """One peer of this host: what the scheduler last told it."""
 
-    __slots__ = ("parents", "peer_id", "started", "state", "waiting")
+    __slots__ = ("fetch", "parents", "peer_id", "started", "state", "transferring", "waiting")
 
     def __init__(self, peer_id: str) -> None:
         self.peer_id = peer_id
+        #: The task of a ``fetch_task``: its bytes are simulated to the end (None: a
+        #: configured task, which only follows the scheduler).
+        self.fetch: TaskPayload | None = None
+        self.transferring = False
         #: The parents it was given, best first (empty: none, or the origin).
         self.parents: tuple[str, ...] = ()
         #: ``registered``, ``downloading``, ``back_to_source``, ``failed`` or ``finished``.
@@ -52,10 +82,20 @@ class Download:
 class Downloads:
     """The peers of one session and how they follow the scheduler's decisions."""
 
-    def __init__(self, session: SchedulerSession, nursery: trio.Nursery, *, seed: bool) -> None:
+    def __init__(
+        self,
+        session: SchedulerSession,
+        nursery: trio.Nursery,
+        *,
+        seed: bool,
+        download_rate: float = DEFAULT_DOWNLOAD_RATE,
+    ) -> None:
+        if not download_rate > 0:
+            raise ValueError(f"download_rate must be positive, got {download_rate!r}")
         self._session = session
         self._nursery = nursery
         self._seed = seed
+        self._rate = download_rate
         self.peers: dict[str, Download] = {}
 
     async def register(self, peer_id: str, task: TaskPayload) -> Download:
@@ -100,7 +140,7 @@ class Downloads:
         """Obey what the scheduler sends unasked, until the session ends."""
         async for message in self._session.unsolicited():
             if isinstance(message, FetchTask):
-                await self.fetch(message)
+                self._nursery.start_soon(self.fetch, message)
             elif message.peer_id in self.peers:
                 _log.info("pushed a new schedule for %s", message.peer_id)
                 await self.obey(message)
@@ -120,12 +160,14 @@ class Downloads:
                     await session.download_started(peer_id)
                     download.started = True
                 download.state = "downloading"
+                self._transfer_soon(download)
             elif schedule.action == "back_to_source":
                 download.parents = ()
                 _log.info("%s downloads from the origin", peer_id)
                 if download.state != "back_to_source":
                     await session.back_to_source(peer_id)
                 download.started, download.state = True, "back_to_source"
+                self._transfer_soon(download)
             elif schedule.action == "wait":
                 self._reschedule_later(download, schedule.retry_after or 0.0)
             else:
@@ -153,23 +195,45 @@ class Downloads:
         await self.obey(reply)
 
     async def fetch(self, order: FetchTask) -> None:
-        """A seed host's job: fetch the task from the origin and serve it."""
-        if not self._seed:
-            _log.warning("fetch_task for %s ignored: this host is no seed", order.task.task_id)
-            return
+        """Fetch a task the scheduler asked for (a seed fetch or a preheat), to the end."""
         session, peer_id = self._session, order.peer_id
-        _log.info("fetching task %s as %s", order.task.task_id, peer_id)
-        total = order.task.total_piece_count
-        pieces = list(range(total if total >= 0 else UNKNOWN_SIZE_PIECES))
+        kind = "seed" if self._seed else "host"
+        _log.info("fetching task %s as %s (this %s was asked)", order.task.task_id, peer_id, kind)
+        download = self.peers.setdefault(peer_id, Download(peer_id))
+        download.fetch = order.task
         try:
             reply = await session.register_peer(peer_id, order.task)
-            _log.info("%s: the scheduler said %s; a seed goes to the origin", peer_id, reply.action)
-            await session.back_to_source(peer_id)
-            if pieces:
-                await session.pieces_finished(peer_id, pieces)
-            await session.download_finished(peer_id)
         except RequestError as exc:
             _log.warning("fetch of %s as %s failed: %s", order.task.task_id, peer_id, exc)
+            download.state = "failed"
             return
-        download = self.peers.setdefault(peer_id, Download(peer_id))
-        download.started, download.state = True, "finished"
+        await self.obey(reply)
+
+    def _transfer_soon(self, download: Download) -> None:
+        if download.fetch is not None and not download.transferring:
+            download.transferring = True
+            self._nursery.start_soon(self._transfer, download, download.fetch)
+
+    async def _transfer(self, download: Download, task: TaskPayload) -> None:
+        """The task's bytes at ``download_rate``, reported as a real download reports them."""
+        session, peer_id = self._session, download.peer_id
+        sizes = piece_sizes(task)
+        batch: list[int] = []
+        cost = 0.0
+        try:
+            for index, size in enumerate(sizes):
+                batch.append(index)
+                cost += size / self._rate
+                last = index == len(sizes) - 1
+                if cost >= REPORT_EVERY or len(batch) >= REPORT_MAX_PIECES or last:
+                    await trio.sleep(cost)
+                    parent = download.parents[0] if download.parents else None
+                    await session.pieces_finished(peer_id, batch, parent_id=parent, cost=cost)
+                    batch, cost = [], 0.0
+            await session.download_finished(peer_id)
+        except RequestError as exc:
+            _log.warning("%s: the download stopped: %s", peer_id, exc)
+            download.state = "failed"
+            return
+        _log.info("%s: fetched %d pieces", peer_id, len(sizes))
+        download.state = "finished"

@@ -43,7 +43,14 @@ _STATE_STYLES: Mapping[str, str] = {"connected": "green", "disconnected": "yello
 
 @final
 class HostsFetchError(SchedulerClientError):
-    """The admin API could not be reached, failed, or answered something else than records."""
+    """The admin API could not be reached, failed, or answered something else than records.
+
+    ``status`` is the HTTP status of an error answer (None: no answer, or not JSON).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def fetch_hosts(
@@ -200,8 +207,10 @@ def _get(
     *,
     token: str | None = None,
     ca_file: str | None = None,
+    method: str = "GET",
+    data: bytes | None = None,
 ) -> tuple[str, bytes, str | None]:
-    """``(url, body, the next page's after)`` of one GET."""
+    """``(url, body, the next page's after)`` of one GET (or ``method`` with ``data``)."""
     scheme = urllib.parse.urlsplit(admin_url).scheme
     if scheme not in ("http", "https"):
         raise HostsFetchError(f"the admin URL must be http:// or https://, got {admin_url!r}")
@@ -209,7 +218,9 @@ def _get(
     given = {key: value for key, value in query.items() if value is not None}
     if given:
         url += "?" + urllib.parse.urlencode(given, quote_via=urllib.parse.quote)
-    request = urllib.request.Request(url)
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -225,7 +236,8 @@ def _get(
         said = _error_body(exc)
         advice = " (pass --token or --token-file)" if exc.code in (401, 403) and not token else ""
         raise HostsFetchError(
-            f"GET {url}: HTTP {exc.code}{reason}{': ' + said if said else ''}{advice}"
+            f"{method} {url}: HTTP {exc.code}{reason}{': ' + said if said else ''}{advice}",
+            status=exc.code,
         ) from exc
     except urllib.error.URLError as exc:
         hint = ""
@@ -234,9 +246,9 @@ def _get(
                 f"; is `scheduler serve` running with its admin API at {admin_url}? "
                 "Start it, or pass --admin URL"
             )
-        raise HostsFetchError(f"GET {url}: {exc.reason}{hint}") from exc
+        raise HostsFetchError(f"{method} {url}: {exc.reason}{hint}") from exc
     except OSError as exc:  # e.g. a timeout while reading the body
-        raise HostsFetchError(f"GET {url}: {exc}") from exc
+        raise HostsFetchError(f"{method} {url}: {exc}") from exc
     return url, body, _next_after(link)
 
 

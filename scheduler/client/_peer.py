@@ -96,7 +96,9 @@ class _PeerDaemon:
                     _log.info("announced as %s", session.host_id)
                     resume = self._resume_as(session.boot_id)
                     async with trio.open_nursery() as nursery:
-                        downloads = Downloads(session, nursery, seed=config.seed)
+                        downloads = Downloads(
+                            session, nursery, seed=config.seed, download_rate=config.download_rate
+                        )
                         nursery.start_soon(downloads.follow)
                         await self._register_downloads(session, downloads, resume)
                         self._report_started()

@@ -14,6 +14,7 @@ from scheduler.protocol import HostPayload
 from ._batching import DEFAULT_BATCH_LINGER, DEFAULT_BATCH_MAX, Batching
 from ._connection import SchedulerSession, open_scheduler_session
 from ._credentials import client_ssl_context
+from ._downloads import DEFAULT_DOWNLOAD_RATE
 
 __all__ = ["PeerConfig"]
 
@@ -23,6 +24,13 @@ def _is_scheduler_url(_instance: object, _attribute: object, value: str) -> None
         raise ValueError(
             "scheduler_url must be a ws:// or wss:// URL (one scheduler), or a cluster"
             f" member's admin URL, http:// or https:// (every scheduler), got {value!r}"
+        )
+
+
+def _positive_rate(_instance: object, _attribute: object, value: float) -> None:
+    if not (isinstance(value, int | float) and 0 < value < float("inf")):
+        raise ValueError(
+            f"download_rate must be a positive number of bytes per second, got {value!r}"
         )
 
 
@@ -62,6 +70,9 @@ class PeerConfig:
     tasks: tuple[str, ...] = ()
     #: Announce a seed host, which fetches tasks from the origin when asked (``fetch_task``).
     seed: bool = False
+    #: Bytes per second the pieces of a ``fetch_task`` (a seed fetch, a preheat) are
+    #: simulated at: the reference peer moves no real bytes.
+    download_rate: float = attrs.field(default=DEFAULT_DOWNLOAD_RATE, validator=_positive_rate)
     #: Sent as ``Authorization: Bearer`` on every handshake (``scheduler token issue``).
     token: str | None = attrs.field(default=None, repr=False)
     #: For ``wss://``: the CA that signed the scheduler's certificate (default: the system's).

@@ -1,5 +1,5 @@
 """Every ``scheduler serve`` setting, declared once (the sections ``[server]``,
-``[liveness]``, ``[limits]``, ``[records]``, ``[gc]``, ``[plugins]``, ``[log]``,
+``[liveness]``, ``[limits]``, ``[records]``, ``[gc]``, ``[jobs]``, ``[plugins]``, ``[log]``,
 ``[auth]``, ``[tls]`` and ``[cluster]``), and what is generated from it: the TOML
 reading, the environment variables, the flags and their help, and the docs' tables
 (``python -m scheduler.config --markdown``).

@@ -1,7 +1,7 @@
 """The settings of ``scheduler serve``: every one declared here, once.
 
-Ten TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[records]``, ``[gc]``,
-``[plugins]``, ``[log]``, ``[auth]``, ``[tls]`` and ``[cluster]``. Each setting is
+Eleven TOML tables: ``[server]``, ``[liveness]``, ``[limits]``, ``[records]``, ``[gc]``,
+``[jobs]``, ``[plugins]``, ``[log]``, ``[auth]``, ``[tls]`` and ``[cluster]``. Each setting is
 also a ``serve`` flag and an environment variable ``SCHEDULER_<SECTION>_<KEY>``.
 Precedence: flag > environment > file > default.
 
@@ -20,6 +20,7 @@ from typing import Any, Final, final
 import attrs
 
 from ..core import DEFAULT_SWEEP_INTERVAL, ConfigError, RecordLimits
+from ..jobs import JobLimits
 from ..policies import (
     _announce_ttl,
     _disconnect_grace,
@@ -329,6 +330,89 @@ GC: Final = Section(
         _alias(_peer_lifetime.SETTINGS, "piece_timeout"),
         _alias(_peer_start.SETTINGS, "start_timeout"),
         _alias(_task_idle.SETTINGS, "task_idle_ttl"),
+    ),
+)
+
+_JOB_DEFAULTS: Final = JobLimits()
+
+
+def _job(make: Any, key: str, help: str, **options: Any) -> Setting:
+    """A ``[jobs]`` setting: its attribute and flag carry the section's name."""
+    default = getattr(_JOB_DEFAULTS, key)
+    setting: Setting = make(
+        key, default, help, attr=f"jobs_{key}", flag=f"--jobs-{key.replace('_', '-')}", **options
+    )
+    return setting
+
+
+JOBS: Final = Section(
+    "jobs",
+    (
+        _job(
+            integer,
+            "max_running",
+            "preheat jobs running at once",
+            details="A job submitted past it waits `pending`, in submission order.",
+            minimum=1,
+        ),
+        _job(
+            integer,
+            "max_jobs",
+            "unfinished jobs (pending and running) kept at once",
+            details="One more `POST /api/v1/jobs` is answered 429 and changes nothing.",
+            minimum=1,
+        ),
+        _job(
+            integer,
+            "max_hosts",
+            "most hosts one job may ask",
+            details="A scope that chooses more is answered 409; give `count` or "
+            "`percentage`. Also the bound of `count` and of the length of `ips`.",
+            minimum=1,
+        ),
+        _job(
+            duration,
+            "deadline",
+            "a running job finishes within this",
+            details="Then each host not done fails with `deadline`, and so does the job.",
+            positive=True,
+        ),
+        _job(
+            duration,
+            "keep_finished",
+            "how long a finished job stays in `GET /api/v1/jobs`",
+            positive=True,
+        ),
+        _job(
+            integer,
+            "finished_kept",
+            "most finished jobs kept; the oldest is forgotten first",
+            minimum=1,
+        ),
+        _job(
+            integer,
+            "hosts_in_flight",
+            "hosts of one job fetching at once, once a peer holds the whole task",
+            details="They download from their parents, as the scheduler decides.",
+            minimum=1,
+        ),
+        _job(
+            integer,
+            "origin_fetches",
+            "hosts of one job fetching at once while no peer holds the whole task",
+            details="Those go to the origin (or to a seed fetching it): a preheat adds at "
+            "most this many to the task's back-to-source peers, and never more than the "
+            "task's back-to-source limit leaves.",
+            minimum=1,
+        ),
+        _job(
+            duration,
+            "register_timeout",
+            "a host asked to fetch must register its peer within this",
+            details="Else its part fails with `not_registered`: it refused the task (a "
+            "limit of `[records]`), or the message never reached it.",
+            positive=True,
+        ),
     ),
 )
 
@@ -655,6 +739,7 @@ SECTIONS: Final[tuple[Section, ...]] = (
     LIMITS,
     RECORDS,
     GC,
+    JOBS,
     PLUGINS,
     LOG,
     AUTH,

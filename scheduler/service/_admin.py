@@ -21,6 +21,9 @@ Routes::
                                  members ask while the registry fails
     GET    /api/v1/evictions     the recent evictions, newest first: ?kind=host|peer|task
     GET    /api/v1/summary       counters: records by state, sessions, decisions, evictions
+    POST   /api/v1/jobs          submit a preheat job (JSON body): 202 and the job
+    GET    /api/v1/jobs          the recent jobs, newest first (?limit=N)
+    GET    /api/v1/jobs/{id}     one job: its state, hosts, each host's progress, failures
     WS     /api/v1/console/stream   the console's live stream (see _console.py)
 
 **Paths.** An id is one path segment, percent-encoded as UTF-8 (RFC 3986): the
@@ -78,6 +81,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ..core import Host, HostState, NotFound, Peer, Reason, RecordKind, Task
+from ..jobs import JobRefused, JobRequestError
 from ._auth import AdminGuard
 from ._config import ServiceConfig
 from ._console import ASSETS, STREAM_PATH, ConsoleStreams, serve_stream
@@ -114,6 +118,10 @@ WORKERS: Final = 1
 #: Views being prepared at once (each holds a copy of the ids it pages through);
 #: more requests wait their turn without holding anything.
 VIEWS_IN_FLIGHT: Final = 4
+#: The longest request body read (a job); a longer one is answered 413 unread.
+MAX_BODY: Final = 64 * 1024
+#: Jobs ``GET /api/v1/jobs`` lists by default and at most.
+JOBS_DEFAULT: Final = 100
 
 R = TypeVar("R")
 _NONCE: Final = re.compile(r"[0-9a-f]{16,64}")
@@ -172,6 +180,16 @@ class AdminBackend(Protocol):
 
     def summary(self) -> dict[str, Any]:
         """``GET /api/v1/summary``: counters of records, sessions, decisions and evictions."""
+
+    def submit_job(self, body: object) -> dict[str, Any]:
+        """``POST /api/v1/jobs``: the new job; JobRequestError (400) or JobRefused (its
+        status) when it cannot be taken, and then nothing changes."""
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """``GET /api/v1/jobs/{id}`` (None: no such job, or forgotten)."""
+
+    def recent_jobs(self, limit: int) -> list[dict[str, Any]]:
+        """``GET /api/v1/jobs``: the last ``limit`` jobs, newest first."""
 
 
 def host_info_json(host: Host) -> dict[str, Any]:
@@ -350,8 +368,10 @@ class AdminViews:
         self._workers = trio.CapacityLimiter(WORKERS)
         self._in_flight = trio.Semaphore(VIEWS_IN_FLIGHT)
 
-    async def answer(self, method: str, raw_path: bytes, query_string: bytes) -> Answer:
-        """Answer one request that passed the guard."""
+    async def answer(
+        self, method: str, raw_path: bytes, query_string: bytes, body: bytes | None = None
+    ) -> Answer:
+        """Answer one request that passed the guard (``body``: a POST's, None if too long)."""
         segments = path_segments(raw_path)
         query = parse_query(query_string)
         if segments is None or query is None:
@@ -370,6 +390,8 @@ class AdminViews:
                 return Answer(200, generate_latest(backend.metrics_registry), CONTENT_TYPE_LATEST)
             case ("api", "v1", "hosts", host_id):
                 return self._host(method, host_id)
+            case ("api", "v1", "jobs") if method == "POST":
+                return self._submit_job(body)
         if method != "GET":
             return _problem(405, f"{method} not allowed on {path}")
         asset = ASSETS.get(path)
@@ -396,7 +418,33 @@ class AdminViews:
                 return self._evictions(query)
             case ("api", "v1", "summary"):
                 return _json(200, backend.summary())
+            case ("api", "v1", "jobs"):
+                page_query = parse_page(query, default=JOBS_DEFAULT, maximum=JOBS_DEFAULT)
+                if isinstance(page_query, Answer):
+                    return page_query
+                return _json(200, backend.recent_jobs(page_query.limit))
+            case ("api", "v1", "jobs", job_id):
+                job = backend.job(job_id)
+                if job is None:
+                    return _problem(404, f"job {job_id!r} not found")
+                return _json(200, job)
         return _problem(404, f"no route for {path}")
+
+    def _submit_job(self, body: bytes | None) -> Answer:
+        """``POST /api/v1/jobs``: 202 and the job, or a 4xx that names the problem."""
+        if body is None:
+            return _problem(413, f"the body must be at most {MAX_BODY} bytes")
+        try:
+            decoded = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _problem(400, f"the body must be JSON: {exc}")
+        try:
+            job = self.backend.submit_job(decoded)
+        except JobRequestError as exc:
+            return _problem(400, str(exc))
+        except JobRefused as exc:
+            return _problem(exc.status, str(exc))
+        return _json(202, job, ((b"location", f"/api/v1/jobs/{job['id']}".encode()),))
 
     def _evictions(self, query: Mapping[str, list[str]]) -> Answer:
         """The recent evictions, newest first: ``?kind=host|peer|task``, ``limit``."""
@@ -631,7 +679,7 @@ def make_admin_app(
         if scope["type"] != "http":  # pragma: no cover - hypercorn only sends these
             return
         try:
-            answer = await _answer(views, guard, on_refusal, scope)
+            answer = await _answer(views, guard, on_refusal, scope, receive)
         except Exception:
             log.exception(
                 "admin request failed", extra=fields(method=scope["method"], path=scope["path"])
@@ -659,6 +707,7 @@ async def _answer(
     guard: AdminGuard | None,
     on_refusal: Callable[[str, str], None] | None,
     scope: Scope,
+    receive: Receive,
 ) -> Answer:
     method, path = scope["method"], scope["path"]
     refusal = None if guard is None else guard.check(method, path, scope.get("headers", ()))
@@ -668,7 +717,25 @@ async def _answer(
             on_refusal(refusal.reason, str(client[0]) if client else "")
         return attrs.evolve(_problem(refusal.status, refusal.message), headers=refusal.headers)
     raw_path = scope.get("raw_path") or path.encode()
-    return await views.answer(method, raw_path, scope.get("query_string", b""))
+    body = await _read_body(receive) if method == "POST" else b""
+    return await views.answer(method, raw_path, scope.get("query_string", b""), body)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request's body, or None once it passes :data:`MAX_BODY` (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client went away
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 async def _refuse_upgrade(

@@ -19,6 +19,7 @@ import attrs
 
 from .. import config as serve
 from ..core import ConfigError, RecordLimits
+from ..jobs import JobLimits
 from ..session import Network, parse_networks
 
 #: ServiceConfig attribute -> (section.key, default), for every service-owned setting.
@@ -91,6 +92,16 @@ class ServiceConfig:
     failure_report_window: float = _default("failure_report_window")
     seed_fetches_per_host: int = _default("seed_fetches_per_host")
     seed_fetch_window: float = _default("seed_fetch_window")
+    # [jobs]
+    jobs_max_running: int = _default("jobs_max_running")
+    jobs_max_jobs: int = _default("jobs_max_jobs")
+    jobs_max_hosts: int = _default("jobs_max_hosts")
+    jobs_deadline: float = _default("jobs_deadline")
+    jobs_keep_finished: float = _default("jobs_keep_finished")
+    jobs_finished_kept: int = _default("jobs_finished_kept")
+    jobs_hosts_in_flight: int = _default("jobs_hosts_in_flight")
+    jobs_origin_fetches: int = _default("jobs_origin_fetches")
+    jobs_register_timeout: float = _default("jobs_register_timeout")
     # [auth]
     auth_key_file: str | None = _default("auth_key_file")
     auth_previous_key_file: str | None = _default("auth_previous_key_file")
@@ -131,6 +142,20 @@ class ServiceConfig:
             failure_report_window=self.failure_report_window,
             seed_fetches_per_host=self.seed_fetches_per_host,
             seed_fetch_window=self.seed_fetch_window,
+        )
+
+    def job_limits(self) -> JobLimits:
+        """The bounds of the preheat jobs (``[jobs]``)."""
+        return JobLimits(
+            max_running=self.jobs_max_running,
+            max_jobs=self.jobs_max_jobs,
+            max_hosts=self.jobs_max_hosts,
+            deadline=self.jobs_deadline,
+            keep_finished=self.jobs_keep_finished,
+            finished_kept=self.jobs_finished_kept,
+            hosts_in_flight=self.jobs_hosts_in_flight,
+            origin_fetches=self.jobs_origin_fetches,
+            register_timeout=self.jobs_register_timeout,
         )
 
     def refused_networks(self) -> tuple[Network, ...]:

@@ -5,6 +5,7 @@
     ├── session nursery ── one nursery per session                     _connections.py, _session.py
     ├── admin HTTP (hypercorn, trio worker)                            _listeners.py, _admin.py
     ├── GC loops: host, peer, task manager                             _gc.py
+    ├── the job loop: preheat jobs (scheduler.jobs)                    _jobs.py
     └── with --registry: the cluster registrar (lease keeper)          _registrar.py, _cluster.py
 
 The service reads ``trio.current_time()`` and hands it to the core; it never
@@ -53,6 +54,7 @@ from ._evictions import EvictionLog
 from ._fds import raise_open_files_limit
 from ._gate import WS_PATH
 from ._gc import GcLoops
+from ._jobs import JobRunner, JobsCollector, job_json
 from ._listeners import serve_admin, serve_peers, url_host
 from ._logging import fields
 from ._metrics import Metrics
@@ -132,6 +134,15 @@ class SchedulerService:
         self.gc = GcLoops(
             self.state, self.metrics, self.apply, slice_size=config.evictions_per_slice
         )
+        #: Preheat jobs (``/api/v1/jobs``) and the loop that runs them.
+        self.jobs = JobRunner(
+            self.state,
+            self.hosts,
+            config.job_limits(),
+            max_piece_count=config.max_piece_count,
+            owner_elsewhere=self.task_owner_elsewhere,
+        )
+        self.metrics.registry.register(JobsCollector(self.jobs))
         self._serving = False
         self.ws_url = ""
         self.admin_url = ""
@@ -208,6 +219,21 @@ class SchedulerService:
     def has_session(self, host_id: str) -> bool:
         return self.hosts.owner_of(host_id) is not None
 
+    def submit_job(self, body: object) -> dict[str, Any]:
+        """``POST /api/v1/jobs``: JobRequestError (400) or JobRefused (its status)."""
+        job = self.jobs.submit(body)
+        return job_json(job, self.jobs.ledger, self.wall_time, hosts=True)
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        """``GET /api/v1/jobs/{id}``: the job with each host's progress (None: unknown)."""
+        job = self.jobs.ledger.get(job_id)
+        return None if job is None else job_json(job, self.jobs.ledger, self.wall_time, hosts=True)
+
+    def recent_jobs(self, limit: int) -> list[dict[str, Any]]:
+        """``GET /api/v1/jobs``: the last ``limit`` jobs, newest first, without their hosts."""
+        ledger = self.jobs.ledger
+        return [job_json(job, ledger, self.wall_time, hosts=False) for job in ledger.recent(limit)]
+
     def evict_host(self, host_id: str, reason: str = Reason.ADMIN) -> list[Event]:
         """Evict a host now (admin API). Raises NotFound."""
         events = self.state.evict(RecordKind.HOST, host_id, reason, trio.current_time())
@@ -255,6 +281,7 @@ class SchedulerService:
                 )
             )
             root.start_soon(self.run_gc_loops)
+            root.start_soon(self.jobs.run)
             self.admin_url = binds[0] if binds else ""
             if self.registrar is not None:
                 await root.start(self.registrar.run, self.identity())
