@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
 import trio.testing
+import trustme
 
 from scheduler.core import PolicySet
 from scheduler.policies import builtin_plugins
@@ -19,6 +21,21 @@ load_profile_from_env()
 
 #: Every harness test fails after this much (mock-clock) time.
 HARNESS_DEADLINE = 60.0
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, ssl.SSLContext]:
+    """A server certificate for 127.0.0.1 from a throwaway CA: its file, its key's file,
+    and a client context that trusts the CA."""
+    root = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file = root / "server.pem", root / "server.key"
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(str(key_file))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return str(cert_file), str(key_file), context
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -287,9 +288,17 @@ def client_frame(opcode: int, payload: bytes, *, masked: bool = True, rsv: int =
 
 
 @asynccontextmanager
-async def raw_websocket(live: Live) -> AsyncIterator[trio.SocketStream]:
-    """A TCP stream past a real upgrade handshake, for handcrafted frames."""
-    stream = await trio.open_tcp_stream(*live.ws_address)
+async def raw_websocket(
+    live: Live, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[trio.abc.Stream]:
+    """A TCP (or, with ``ssl_context``, TLS) stream past a real upgrade handshake, for
+    handcrafted frames."""
+    stream: trio.abc.Stream
+    if ssl_context is None:
+        stream = await trio.open_tcp_stream(*live.ws_address)
+    else:
+        host, port = live.ws_address
+        stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=ssl_context)
     async with stream:
         await stream.send_all(upgrade_head("/ws").encode())
         head = bytearray()
@@ -308,7 +317,7 @@ def announce_frame(request_id: int) -> bytes:
 class ServerFrames:
     """Reads the server's (unmasked) frames off a raw stream: (opcode, payload)."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.data = bytearray()
 

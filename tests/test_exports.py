@@ -39,6 +39,7 @@ PUBLIC = (
     "scheduler.testing",
     "scheduler.testing.coverage",
     "scheduler.testing.mutate",
+    "scheduler.transport",
 )
 
 

@@ -39,8 +39,9 @@ MUTATED_ROOTS = (
     "scheduler/rendezvous.py",
     # The job ledger: preheat jobs, their hosts, and the origin-sparing dispatch (sans-IO).
     "scheduler/jobs",
-    # The one sans-IO module of the service: the frames read and written without wsproto.
-    "scheduler/service/_wire.py",
+    # The transport's sans-IO connection object and its RFC 6455 codec.
+    "scheduler/transport/_codec.py",
+    "scheduler/transport/_connection.py",
 )
 
 #: The statements of the decision's rules (issue 8): filters, scores, limits, origin,
@@ -165,7 +166,8 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_settings.py",
     ),
     "scheduler/core/_policy.py": ("tests/test_policy_set.py", "tests/test_policies.py"),
-    "scheduler/service/_wire.py": ("tests/test_wire.py",),
+    "scheduler/transport/_codec.py": ("tests/test_transport_connection.py",),
+    "scheduler/transport/_connection.py": ("tests/test_transport_connection.py",),
     # --- end of the ledgers block
     # --- the scheduling core (issue 8) and the peer ledger: the rules of a decision ---
     "scheduler/core/_badnode.py": ("tests/test_badnode.py",),

@@ -23,17 +23,19 @@ the session), each reply (``request_timeout``) and the close (``close_timeout``)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import ssl
 import urllib.parse
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import final
+from typing import cast, final
 
 import attrs
 import trio
+import trio_websocket
 from trio_websocket import (
     CloseReason,
     ConnectionClosed,
@@ -41,9 +43,7 @@ from trio_websocket import (
     HandshakeError,
     WebSocketConnection,
 )
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import Ping
+from wsproto.utilities import LocalProtocolError
 
 from scheduler.protocol import (
     SUBPROTOCOL,
@@ -592,22 +592,6 @@ class _Target:
         )
 
 
-@final
-class ClientConnection(WebSocketConnection):
-    """trio-websocket's client connection, minus a crash while closing.
-
-    A ping that arrives after the client sent its Close (a frozen link that thaws, a
-    scheduler that pings while the client leaves) makes trio-websocket 0.12 answer
-    with a pong that wsproto refuses: ``LocalProtocolError`` out of the reader task
-    (python-trio/trio-websocket#184). RFC 6455 lets a closing end leave pings
-    unanswered, so this one does.
-    """
-
-    async def _handle_ping_event(self, event: Ping) -> None:
-        if self._wsproto.state is ConnectionState.OPEN:
-            await super()._handle_ping_event(event)
-
-
 async def wrap_client_stream(
     nursery: trio.Nursery,
     stream: trio.abc.Stream,
@@ -616,20 +600,43 @@ async def wrap_client_stream(
     *,
     subprotocols: Sequence[str] | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
-) -> ClientConnection:
-    """``trio_websocket.wrap_client_stream`` with :class:`ClientConnection`: the client's
-    handshake over ``stream``, its reader task in ``nursery``."""
-    connection = ClientConnection(
-        stream,
-        WSConnection(ConnectionType.CLIENT),
+) -> WebSocketConnection:
+    """``trio_websocket.wrap_client_stream``, its reader task contained in ``nursery``.
+
+    A ping that arrives after the client sent its Close (a frozen link that thaws, a
+    scheduler that pings while the client leaves) makes trio-websocket 0.12 answer
+    with a pong that wsproto refuses: ``LocalProtocolError`` out of the reader task
+    (python-trio/trio-websocket#184). RFC 6455 lets a closing end leave pings
+    unanswered; here the reader's task ends the connection quietly instead (the
+    stream is closed, so a close waiting for the handshake ends at its bound).
+    """
+    handshake = functools.partial(
+        trio_websocket.wrap_client_stream,
+        stream=cast("trio.SocketStream", stream),  # any trio stream serves, as in its tests
         host=host,
-        path=resource,
-        client_subprotocols=subprotocols,
-        client_extra_headers=extra_headers,
+        resource=resource,
+        subprotocols=list(subprotocols) if subprotocols is not None else None,
+        extra_headers=extra_headers,
     )
-    nursery.start_soon(connection._reader_task)
-    await connection._open_handshake.wait()
-    return connection
+    ws: WebSocketConnection = await nursery.start(_client_reader, handshake, stream)
+    return ws
+
+
+async def _client_reader(
+    handshake: Callable[..., Awaitable[WebSocketConnection]],
+    stream: trio.abc.Stream,
+    task_status: trio.TaskStatus[WebSocketConnection] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        async with trio.open_nursery() as reader:
+            task_status.started(await handshake(reader))
+    except BaseExceptionGroup as group:
+        _, rest = group.split(LocalProtocolError)
+        if rest is None:  # #184 alone: the connection is over, quietly
+            await trio.aclose_forcefully(stream)
+            return
+        _reraise_sole(rest)  # a rejected handshake: bare, as trio-websocket raises it
+        raise rest from None
 
 
 @asynccontextmanager

@@ -123,7 +123,7 @@ class _PeerDaemon:
                 _log.warning("could not announce: %s", error)
             # A backstop: trio-websocket can still raise this when a message is sent in
             # the instant the scheduler's Close arrives (python-trio/trio-websocket#175;
-            # the ping-while-closing case, #184, ClientConnection now handles). The
+            # the ping-while-closing case, #184, wrap_client_stream contains). The
             # session is over, the daemon is not.
             except* LocalProtocolError as closing:
                 _log.warning("session lost while closing: %s", first_leaf(closing))

@@ -107,9 +107,11 @@ SERVER: Final = Section(
         integer(
             "max_message_size",
             64 * 1024,
-            "longest frame a client may send",
-            unit="characters",
-            details="A longer frame closes the session with 1009.",
+            "longest message a client may send, fragments together",
+            unit="bytes",
+            details=(
+                "A longer message closes the session with 1009 (so does one of over 1,024 frames)."
+            ),
             minimum=1,
         ),
         integer(

@@ -18,17 +18,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import Sequence
 from typing import Final, final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from ..protocol import SUBPROTOCOL
 from ..session import Admission, AdmissionLimits, EndCause, Identity, Refused
+from ..transport import Request, ServerConnection, StreamClosed, WebSocketStream
 from ._auth import AuthError, PeerGuard
 from ._config import ServiceConfig
-from ._framing import ServerConnection, wrap_server_stream
-from ._gate import Refusal, Replay, read_upgrade
+from ._gate import Refusal, read_upgrade
 from ._session import Session, SessionEnv
 from ._throttle import AUTH_LOG_ADDRESSES, AUTH_LOG_INTERVAL, LogThrottle, log_throttled
 
@@ -55,8 +55,26 @@ def admission_limits(config: ServiceConfig) -> AdmissionLimits:
     )
 
 
+#: Frames one message may span (a client's messages are one frame each; browsers and
+#: libraries fragment only messages far larger than any of this protocol's).
+MAX_FRAMES: Final = 1024
+
+
 def peer_address(stream: trio.abc.Stream) -> str:
     """The client's IP address, or ``""`` for a stream without a socket (tests' memory streams)."""
+    peer = _peer_name(stream)
+    return str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+
+
+def peer_endpoint(stream: trio.abc.Stream) -> str:
+    """``address:port`` of the client (for logs), or ``""`` without a socket."""
+    peer = _peer_name(stream)
+    if isinstance(peer, tuple):
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "")
+
+
+def _peer_name(stream: trio.abc.Stream) -> object:
     inner: object = stream
     while (transport := getattr(inner, "transport_stream", None)) is not None:
         inner = transport  # TLS: the socket is under the SSL stream
@@ -67,7 +85,7 @@ def peer_address(stream: trio.abc.Stream) -> str:
         peer = sock.getpeername()
     except OSError:
         return ""
-    return str(peer[0]) if isinstance(peer, tuple) else str(peer)
+    return peer
 
 
 @final
@@ -124,57 +142,49 @@ class Connections:
     async def _handle_admitted(self, stream: trio.abc.Stream, address: str) -> None:
         """Gate, handshake and session of an admitted connection.
 
-        The connection's nursery is ours rather than trio-websocket's, so an
-        error in its background reader (e.g. wsproto refusing a pong while we
-        close) ends this session only, never the server.
+        The connection's reader task runs in a nursery of this connection's own, so
+        an error in it ends this session only, never the server.
         """
         config, metrics = self.env.config, self.env.metrics
         try:
-            async with trio.open_nursery() as nursery:
-                request: WebSocketRequest | None = None
-                upgrade: object = None
-                identity: Identity | None = None
-                with trio.move_on_after(config.handshake_timeout) as handshake:
-                    upgrade = await read_upgrade(stream, allowed_origins=config.allowed_origins)
-                    if isinstance(upgrade, Replay):
-                        identity_or_refusal = self.authenticate(upgrade, stream, address)
-                        if isinstance(identity_or_refusal, Refusal):
-                            upgrade = identity_or_refusal
-                        else:
-                            identity = identity_or_refusal
-                    if isinstance(upgrade, Refusal):
-                        metrics.handshake_rejections.labels(str(upgrade.status)).inc()
-                        with trio.move_on_after(config.send_timeout):
-                            await stream.send_all(upgrade.encode())
-                    elif upgrade is not None:
-                        request = await wrap_server_stream(
-                            nursery,
-                            upgrade,
-                            message_queue_size=4,
-                            max_message_size=config.max_message_size,
-                        )
-                if handshake.cancelled_caught:
-                    if upgrade is None:  # still reading the head: say why we hang up
-                        text = f"no complete request within {config.handshake_timeout:g}s\n"
-                        await self._refuse(stream, Refusal(408, text), HANDSHAKE_TIMEOUT)
+            connection = ServerConnection(
+                max_message_size=config.max_message_size, max_frames=MAX_FRAMES
+            )
+            upgrade: Request | Refusal | None = None
+            identity: Identity | None = None
+            with trio.move_on_after(config.handshake_timeout) as handshake:
+                upgrade = await read_upgrade(
+                    stream, connection, allowed_origins=config.allowed_origins
+                )
+                if isinstance(upgrade, Request):
+                    identity_or_refusal = self.authenticate(upgrade, stream, address)
+                    if isinstance(identity_or_refusal, Refusal):
+                        upgrade = identity_or_refusal
                     else:
-                        metrics.connection_rejections.labels(HANDSHAKE_TIMEOUT).inc()
-                    nursery.cancel_scope.cancel()
-                    return
-                if request is not None:
-                    # This frame lives as long as the session: hand the request over
-                    # and keep nothing of the handshake (the head, its headers).
-                    handoff: list[WebSocketRequest] = [request]
-                    request = upgrade = identity_or_refusal = None
-                    await self.handle_request(handoff, address, identity)
-                nursery.cancel_scope.cancel()
+                        identity = identity_or_refusal
+                if isinstance(upgrade, Refusal):
+                    metrics.handshake_rejections.labels(str(upgrade.status)).inc()
+                    with trio.move_on_after(config.send_timeout):
+                        await stream.send_all(upgrade.encode())
+            if handshake.cancelled_caught:
+                if upgrade is None:  # still reading the head: say why we hang up
+                    text = f"no complete request within {config.handshake_timeout:g}s\n"
+                    await self._refuse(stream, Refusal(408, text), HANDSHAKE_TIMEOUT)
+                else:
+                    metrics.connection_rejections.labels(HANDSHAKE_TIMEOUT).inc()
+                return
+            if isinstance(upgrade, Request):
+                # This frame lives as long as the session: keep nothing of the request.
+                subprotocols = upgrade.subprotocols
+                upgrade = identity_or_refusal = None
+                await self.handle_request(stream, connection, subprotocols, address, identity)
         except* trio.Cancelled:
             raise
         except* trio.BrokenResourceError as group:
             if any(isinstance(exc.__cause__, ssl.SSLError) for exc in group.exceptions):
                 # A failed TLS handshake: no certificate, an untrusted one, or not TLS.
                 metrics.auth_failures.labels("peers", "tls").inc()
-        except* (ConnectionClosed, trio.ClosedResourceError):
+        except* (StreamClosed, trio.ClosedResourceError):
             pass
         except* Exception as group:
             for exc in group.exceptions:
@@ -182,7 +192,7 @@ class Connections:
             metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
     def authenticate(
-        self, upgrade: Replay, stream: trio.abc.Stream, address: str = ""
+        self, upgrade: Request, stream: trio.abc.Stream, address: str = ""
     ) -> Identity | Refusal | None:
         """The identity the request head proves (None: authentication off), or a 401.
 
@@ -204,15 +214,16 @@ class Connections:
             return Refusal(401, f"{exc}\n", (challenge,))
 
     async def handle_request(
-        self, handoff: list[WebSocketRequest], address: str = "", identity: Identity | None = None
+        self,
+        stream: trio.abc.Stream,
+        connection: ServerConnection,
+        subprotocols: Sequence[str] = (),
+        address: str = "",
+        identity: Identity | None = None,
     ) -> None:
-        """Handshake and run one session; every exception is contained here.
-
-        ``handoff`` holds the request; the session takes it out once accepted, so that
-        no frame that lives as long as the session keeps the handshake's objects.
-        """
+        """Handshake and run one session; every exception is contained here."""
         try:
-            await self._accept_and_run(handoff, address, identity)
+            await self._accept_and_run(stream, connection, subprotocols, address, identity)
         except* trio.Cancelled:
             raise
         except* Exception as group:
@@ -221,7 +232,12 @@ class Connections:
             self.env.metrics.session_ends.labels(EndCause.INTERNAL.value).inc()
 
     async def _accept_and_run(
-        self, handoff: list[WebSocketRequest], address: str, identity: Identity | None
+        self,
+        stream: trio.abc.Stream,
+        connection: ServerConnection,
+        subprotocols: Sequence[str],
+        address: str,
+        identity: Identity | None,
     ) -> None:
         config, metrics = self.env.config, self.env.metrics
         # Counted from here, handshakes in flight included: the caps hold under
@@ -231,42 +247,37 @@ class Connections:
             metrics.connection_rejections.labels(refused).inc()
             metrics.handshake_rejections.labels("503").inc()
             with trio.move_on_after(config.send_timeout):
-                await handoff[0].reject(503, body=_REFUSAL_TEXT[refused].encode())
+                await stream.send_all(connection.reject(503, _REFUSAL_TEXT[refused]))
             return
         try:
-            proposed = handoff[0].proposed_subprotocols
-            if proposed and SUBPROTOCOL not in proposed:
+            if subprotocols and SUBPROTOCOL not in subprotocols:
                 metrics.handshake_rejections.labels("400").inc()
                 with trio.move_on_after(config.send_timeout):
-                    body = f"unsupported subprotocols {list(proposed)}; offer {SUBPROTOCOL}\n"
-                    await handoff[0].reject(400, body=body.encode())
+                    body = f"unsupported subprotocols {list(subprotocols)}; offer {SUBPROTOCOL}\n"
+                    await stream.send_all(connection.reject(400, body))
                 return
-            await self._run_session(handoff, identity)
+            with trio.move_on_after(config.send_timeout) as accept_scope:
+                await stream.send_all(
+                    connection.accept(subprotocol=SUBPROTOCOL if subprotocols else None)
+                )
+            if accept_scope.cancelled_caught:
+                return
+            await self._run_session(stream, connection, identity)
         finally:
             self.admission.close_session(address)
 
     async def _run_session(
-        self, handoff: list[WebSocketRequest], identity: Identity | None
+        self, stream: trio.abc.Stream, connection: ServerConnection, identity: Identity | None
     ) -> None:
-        config = self.env.config
-        request = handoff.pop()
-        with trio.move_on_after(config.send_timeout) as accept_scope:
-            proposed = request.proposed_subprotocols
-            ws = await request.accept(subprotocol=SUBPROTOCOL if proposed else None)
-        if accept_scope.cancelled_caught:
-            return
-        assert isinstance(ws, ServerConnection)  # wrap_server_stream made it
-        ws._stream = Replay.unwrap(ws._stream)  # the request head is consumed: drop a layer
-        ws.shed_handshake()
-        ws.shared_reader = self.env.reader
-        session = Session(self.env, ws, str(request.remote), identity)
-        # This frame lives as long as the session: keep no reference to the handshake's
-        # request (its headers and extension lists), which nothing reads any more.
-        del request
+        ws = WebSocketStream(stream, connection, self.env.reader)
+        session = Session(self.env, ws, peer_endpoint(stream), identity)
         self.sessions.add(session)
         self._no_sessions = trio.Event()
         try:
-            await session.run()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ws.read)
+                await session.run()
+                nursery.cancel_scope.cancel()
         finally:
             self.sessions.discard(session)
             if not self.sessions:

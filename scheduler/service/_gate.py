@@ -1,10 +1,8 @@
-"""The peers' port speaks WebSocket on ``/ws`` only: a gate in front of trio-websocket.
+"""The peers' port speaks WebSocket on ``/ws`` only: the gate before the handshake.
 
-trio-websocket upgrades on any path and answers plain HTTP with an empty 400
-(then keeps the connection until the handshake deadline). The gate reads the
-request head itself (h11, bounded in size), answers what is not an upgrade on
-:data:`WS_PATH` with one clear line, and hands an upgrade on, replaying the
-bytes it read:
+The connection (:class:`~scheduler.transport.ServerConnection`) reads the request
+head (h11, bounded in size); the gate answers what is not an upgrade on
+:data:`WS_PATH` with one clear line, and lets an upgrade on to the handshake:
 
 * another path: ``404``;
 * ``/ws`` with a method other than GET: ``405``;
@@ -12,9 +10,10 @@ bytes it read:
 * an upgrade carrying an ``Origin`` header not in ``limits.allowed_origins``:
   ``403``. Browsers send ``Origin`` with every WebSocket handshake and daemons
   do not, so without this any web page a user opens could open sessions;
-* a request head that does not parse: ``400``.
+* a request head that does not parse, or an upgrade without a valid
+  ``Sec-WebSocket-Key``: ``400``; another ``Sec-WebSocket-Version`` than 13: ``426``.
 
-The caller checks the credentials in :attr:`Replay.headers` before the
+The caller checks the credentials in :attr:`Request.headers` before the
 handshake (``401`` when authentication is on and they fail).
 """
 
@@ -26,12 +25,11 @@ from collections.abc import Collection, Sequence
 from typing import Final, final
 
 import attrs
-import h11
 import trio
 
+from ..transport import READ_SIZE, BadRequest, Request, ServerConnection
+
 WS_PATH: Final = "/ws"
-#: A request head larger than this is refused (a WebSocket upgrade is well under 1 KiB).
-MAX_HEAD: Final = 16 * 1024
 #: In ``limits.allowed_origins``: any ``Origin`` may open a session.
 ANY_ORIGIN: Final = "*"
 
@@ -101,73 +99,36 @@ def check_origin(
 
 
 async def read_upgrade(
-    stream: trio.abc.Stream, *, allowed_origins: Collection[str] = ()
-) -> Replay | Refusal | None:
-    """Read one request head from ``stream`` and judge it.
+    stream: trio.abc.Stream,
+    connection: ServerConnection,
+    *,
+    allowed_origins: Collection[str] = (),
+) -> Request | Refusal | None:
+    """Read one request head from ``stream`` into ``connection`` and judge it.
 
-    Returns a stream that replays the head for a WebSocket upgrade on ``/ws``,
-    the :class:`Refusal` to send otherwise, or None if the peer closed first.
-    The caller bounds the time.
+    Returns the WebSocket upgrade on ``/ws`` (``connection`` then waits for ``accept``),
+    the :class:`Refusal` to send otherwise, or None if the peer closed first. The head
+    is parsed once, by the connection. The caller bounds the time.
     """
-    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-    seen = bytearray()
     while True:
-        try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError:
-            return Refusal(400, "bad HTTP request head\n")
-        if event is not h11.NEED_DATA:
-            break
-        data = await stream.receive_some()
+        data = await stream.receive_some(READ_SIZE)
         if not data:
             return None
-        seen += data
-        parser.receive_data(bytes(data))
-    if not isinstance(event, h11.Request):
-        return None
-    method, target = event.method.decode("latin-1"), event.target.decode("latin-1")
-    refusal = check_request(method, target, event.headers, allowed_origins=allowed_origins)
+        for event in connection.receive_data(bytes(data)):
+            if isinstance(event, BadRequest):
+                return Refusal(400, "bad HTTP request head\n")
+            if isinstance(event, Request):
+                return _judge(event, allowed_origins)
+
+
+def _judge(request: Request, allowed_origins: Collection[str]) -> Request | Refusal:
+    refusal = check_request(
+        request.method, request.target, request.headers, allowed_origins=allowed_origins
+    )
     if refusal is not None:
         return refusal
-    return Replay(stream, bytes(seen), tuple((name, value) for name, value in event.headers))
-
-
-@final
-class Replay(trio.abc.Stream):
-    """A stream that first returns bytes already read from it."""
-
-    def __init__(
-        self,
-        inner: trio.abc.Stream,
-        prefix: bytes,
-        headers: tuple[tuple[bytes, bytes], ...] = (),
-    ) -> None:
-        self.inner = inner
-        self._prefix = prefix
-        #: The request head's headers (names in lower case), for the credential check.
-        self.headers = headers
-
-    @staticmethod
-    def unwrap(stream: trio.abc.Stream) -> trio.abc.Stream:
-        """The stream under a replay whose bytes were all read (one call less per read and
-        write); any other stream as it is."""
-        if isinstance(stream, Replay) and not stream._prefix:
-            return stream.inner
-        return stream
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if not self._prefix:
-            return await self.inner.receive_some(max_bytes)
-        cut = len(self._prefix) if max_bytes is None else max_bytes
-        data, self._prefix = self._prefix[:cut], self._prefix[cut:]
-        await trio.lowlevel.checkpoint()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    if request.problem is not None:
+        status, text = request.problem
+        extra = (("Sec-WebSocket-Version", "13"),) if status == 426 else ()
+        return Refusal(status, f"{text}\n", extra)
+    return request

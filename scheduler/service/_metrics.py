@@ -14,7 +14,7 @@ from ..core import Event, Eviction, PeerScheduled, RecordKind
 if TYPE_CHECKING:
     from ..core import SchedulerState
     from ..session import Routed
-    from ._reader import SharedReader
+    from ..transport import SharedReader
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900)
@@ -62,12 +62,12 @@ class _ReaderCollector(Collector):
         )
         yield CounterMetricFamily(
             "scheduler_reader_reads",
-            "Reads the shared reader handled whole (frames handled without a task switch)",
+            "Reads the shared reader fed with nothing left for the reader task",
             value=reader.handled,
         )
         yield CounterMetricFamily(
             "scheduler_reader_handbacks",
-            "Reads the shared reader handed back to a session's reader (in part or whole)",
+            "Reads after which the shared reader woke a session's reader task",
             value=reader.handed_back,
         )
 

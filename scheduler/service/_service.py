@@ -44,6 +44,7 @@ from ..session import (
     owner_elsewhere,
     route_unsolicited,
 )
+from ..transport import SharedReader, batched_reads_supported
 from ._admin import AdminView, make_admin_app
 from ._auth import AdminGuard, TokenVerifier, peer_guard, server_ssl_context
 from ._cluster import cluster_identity, default_name, members_json, open_registrar
@@ -58,7 +59,6 @@ from ._jobs import JobRunner, JobsCollector, job_json
 from ._listeners import serve_admin, serve_peers, url_host
 from ._logging import fields
 from ._metrics import Metrics
-from ._reader import SharedReader
 from ._registrar import Registrar
 from ._session import Session, SessionEnv, SessionTimers
 from ._throttle import AUTH_LOG_ADDRESSES, AUTH_LOG_INTERVAL, LogThrottle, log_throttled
@@ -110,7 +110,9 @@ class SchedulerService:
         #: that reconnects can tell a restarted scheduler (which lost its state).
         self.boot_id = secrets.token_hex(8)
         sessions: set[Session] = set()
-        self.reader = SharedReader()
+        #: Chosen at start-up: one task reads every plain-TCP session's socket where
+        #: ``epoll`` exists (Linux); elsewhere each session's reader task reads its own.
+        self.reader = SharedReader() if batched_reads_supported() else None
         self.metrics = Metrics(self.state, sessions, self.reader)
         self.timers = SessionTimers(config)
         #: Set when a dropped session deferred pushes (see :meth:`_push_deferred`).
@@ -351,7 +353,8 @@ class SchedulerService:
         sessions' shared reader and the deferred pushes; runs until cancelled."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.timers.run)
-            await nursery.start(self.reader.run)
+            if self.reader is not None:
+                await nursery.start(self.reader.run)
             nursery.start_soon(self._push_deferred)
             nursery.start_soon(self._probe_loop_lag)
             await self.gc.run()

@@ -1,28 +1,29 @@
-"""One task reads every session's socket: frames handled without a task switch each.
+"""One task reads every plain-TCP session's socket and feeds its connection.
 
 Read the usual way, each frame costs a wake-up of its connection's reader task, an
 ``epoll`` re-arm (trio's registrations are one-shot: one ``epoll_ctl`` per wait), and
 trio's scheduling around them: about 100 µs for an idle session's ping and pong,
 and a third syscall and a task switch for every message of a busy one.
 
-A reader at a frame boundary (the bytes it last read were all complete common frames,
-see :mod:`._wire`) waits here instead (:meth:`SharedReader.wait`): its socket joins
-this reader's own ``epoll`` set, where it stays (level-triggered: no re-arm) while the
-frames it brings are handled on the spot, and the one task of :meth:`SharedReader.run`
-reads whichever sockets are ready.
-:meth:`~scheduler.service._framing.ServerConnection.answer_now` handles the complete
-frames at the start of what was read, in order: a ping is answered, a pong is a sign
-of life, a message goes to the session's ``on_message_now``, which applies it and
-writes its replies when nothing has to wait. Whatever it cannot handle now (a message
-behind a reply still being sent, a partial frame, a close, the end of the stream, an
-error) is handed to the waiting reader with everything after it, and the reader goes
-on as if it had read those bytes itself. So the frames of one session are handled in
-the order they came, by one task at a time.
+A plain-TCP session's reader task waits here instead (:meth:`SharedReader.wait`): its
+socket joins this reader's own ``epoll`` set, where it stays (level-triggered: no
+re-arm), and the one task of :meth:`SharedReader.run` reads whichever sockets are
+ready and hands the bytes to :meth:`~scheduler.transport.WebSocketStream.feed`, the
+same synchronous call a reader task makes with what it reads itself: a ping is
+answered, a message applied and its replies written, there, without a task switch.
+The reader task is woken only when its connection needs it: the end of the stream, a
+socket error, a connection that closed, or replies the socket did not take whole (it
+waits for them to be written before anything more is read).
 
 Fairness: one wake-up serves at most :data:`MAX_EVENTS` sockets, one read of
 :data:`READ_SIZE` bytes each, and stops once it has held the loop for :data:`SLICE`;
-the sockets still ready (``epoll`` is level-triggered: they stay ready, and go to the
-back of its queue) are served after every other runnable task has run.
+the sockets still ready (level-triggered: they stay ready, and go to the back of the
+queue) are served after every other runnable task has run.
+
+Portability: the batch needs ``select.epoll`` (Linux). :func:`batched_reads_supported`
+says whether it is there; the service decides at start-up, and without it every
+session's reader task reads its own socket (trio's ``wait_readable``), through the same
+``feed``: slower per frame, the same behaviour.
 
 Nothing outlives its owner: a reader's wait is cancellable (its socket leaves the
 set), a socket that is closed leaves first (:meth:`SharedReader.release`), and the
@@ -41,7 +42,7 @@ import outcome
 import trio
 
 #: Bytes read per ready socket (a frame of a busy session is a few hundred bytes; a
-#: longer one is handed back in part, and its reader reads the rest).
+#: longer one is buffered by its connection until the rest arrives).
 READ_SIZE: Final = 4096
 #: Sockets served per wake-up at most (the rest are ready again at the next one).
 MAX_EVENTS: Final = 512
@@ -50,25 +51,35 @@ MAX_EVENTS: Final = 512
 SLICE: Final = 0.004
 
 
-class Reading(Protocol):
-    """A connection that may wait here (:class:`~scheduler.service._framing.ServerConnection`)."""
+def batched_reads_supported() -> bool:
+    """Whether this platform has ``epoll`` (Linux), which :class:`SharedReader` needs."""
+    return hasattr(select, "epoll")
 
-    def answer_now(self, data: bytes) -> int:
-        """Handle the frames at the start of ``data`` now; how many bytes were handled."""
+
+class Fed(Protocol):
+    """What the shared reader feeds (:class:`~scheduler.transport.WebSocketStream`)."""
+
+    def feed(self, data: bytes) -> None:
+        """Read ``data``: handle its frames and write what they need written."""
+        ...
+
+    @property
+    def wants_task(self) -> bool:
+        """Whether the connection's own reader task must act before more is read."""
         ...
 
 
 @final
 class SharedReader:
-    """The sockets of the sessions waiting for their next frame, read by one task."""
+    """The sockets of the plain-TCP sessions, read by one task."""
 
     def __init__(self) -> None:
         #: Made by :meth:`run` (a service that never runs holds no file for it).
         self._epoll: select.epoll | None = None
         #: fd -> the connection waiting on it, and its parked reader task.
-        self._waiting: dict[int, tuple[Reading, trio.lowlevel.Task]] = {}
-        #: Reads handled here whole, and reads handed back to their reader, in part or
-        #: whole (metrics, benchmarks, tests).
+        self._waiting: dict[int, tuple[Fed, trio.lowlevel.Task]] = {}
+        #: Reads fed here with nothing left for the reader task, and reads after which
+        #: the reader task was woken (metrics, benchmarks, tests).
         self.handled = 0
         self.handed_back = 0
 
@@ -84,6 +95,8 @@ class SharedReader:
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Read ready sockets until cancelled; then close the ``epoll`` object."""
+        if not batched_reads_supported():
+            raise RuntimeError("the shared reader needs select.epoll (Linux)")
         epoll = self._epoll = select.epoll()
         try:
             task_status.started()
@@ -101,11 +114,13 @@ class SharedReader:
             trio.lowlevel.notify_closing(epoll.fileno())
             epoll.close()
 
-    async def wait(self, connection: Reading, fd: int) -> bytes:
-        """Wait here for ``fd`` (``connection``'s socket): the bytes a reader would have read.
+    async def wait(self, connection: Fed, fd: int) -> bool:
+        """Feed what arrives on ``fd`` (``connection``'s socket) until the connection's
+        reader task must act: False at the end of the stream, True otherwise.
 
-        Raises ``trio.BrokenResourceError`` for a socket error and
-        ``trio.ClosedResourceError`` for a socket closed meanwhile.
+        Raises ``trio.BrokenResourceError`` for a socket error,
+        ``trio.ClosedResourceError`` for a socket closed meanwhile, and whatever
+        ``feed`` raised.
         """
         task = trio.lowlevel.current_task()
         assert self._epoll is not None, "wait() only while running"
@@ -119,10 +134,10 @@ class SharedReader:
             self._forget(fd, task)
             return trio.lowlevel.Abort.SUCCEEDED
 
-        data: bytes = await trio.lowlevel.wait_task_rescheduled(abort)
-        return data
+        more: bool = await trio.lowlevel.wait_task_rescheduled(abort)
+        return more
 
-    def release(self, connection: Reading, fd: int) -> None:
+    def release(self, connection: Fed, fd: int) -> None:
         """``connection``'s socket is about to close: its waiting reader gets
         ``trio.ClosedResourceError``."""
         entry = self._waiting.get(fd)
@@ -135,16 +150,16 @@ class SharedReader:
         entry = self._waiting.get(fd)
         if entry is None:  # not ours any more (handed back in this same batch)
             return
-        result: outcome.Outcome[bytes]
+        result: outcome.Outcome[bool]
         try:
             data = os.read(fd, READ_SIZE)
-            if data:  # (b"": the end of the stream, the reader's to handle)
-                done = entry[0].answer_now(data)
-                if done == len(data):
+            if data:
+                connection = entry[0]
+                connection.feed(data)
+                if not connection.wants_task:
                     self.handled += 1
                     return
-                data = data[done:]  # from the first frame not handled
-            result = outcome.Value(data)
+            result = outcome.Value(bool(data))  # False: the end of the stream
         except BlockingIOError:
             return
         except OSError as exc:
@@ -154,7 +169,7 @@ class SharedReader:
         self.handed_back += 1
         self._hand_back(fd, result)
 
-    def _hand_back(self, fd: int, result: outcome.Outcome[bytes]) -> None:
+    def _hand_back(self, fd: int, result: outcome.Outcome[bool]) -> None:
         _, task = self._waiting[fd]
         self._forget(fd, task)
         trio.lowlevel.reschedule(task, result)
