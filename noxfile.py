@@ -23,7 +23,7 @@ def install_project(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """Install the core and every plugin distribution, then run pytest."""
     # postgres: PostgreSQL binaries for the registry tests where the machine has none.
-    install_project(session, "testing", "plot", "cluster", "postgres")
+    install_project(session, "testing", "plot", "cluster", "postgres", "mutation")
     session.run("pytest", *session.posargs)
 
 

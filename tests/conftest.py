@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from typing import Final
 
 import pytest
 import trio
@@ -19,8 +22,51 @@ from tests.test_e2e import Processes
 
 load_profile_from_env()
 
+#: Under ``CI=true`` a skipped test fails (a missing tool, package or service must not
+#: let CI pass without running what needs it), unless it carries the ``hardware``
+#: marker: a test that needs hardware the CI machine lacks, listed in docs/testing.md.
+IN_CI: Final = os.environ.get("CI") == "true"
+
 #: Every harness test fails after this much (mock-clock) time.
 HARNESS_DEADLINE = 60.0
+
+
+def _fail_a_skip_in_ci(report: pytest.CollectReport | pytest.TestReport, hardware: bool) -> None:
+    if IN_CI and report.skipped and not hardware and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    report = yield
+    _fail_a_skip_in_ci(report, item.get_closest_marker("hardware") is not None)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A module skipped as a whole (``pytest.importorskip`` at its top) is a skip too."""
+    report = yield
+    _fail_a_skip_in_ci(report, hardware=False)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Put the ``scheduler`` logger back as it was after each test.
+
+    ``scheduler serve`` and ``scheduler peer`` run in-process by some tests configure
+    it (a handler, a level, no propagation); left in place, the next tests' ``caplog``
+    would see none of its lines.
+    """
+    logger = logging.getLogger("scheduler")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture(scope="session")
@@ -98,10 +144,11 @@ def fresh_codec() -> Iterator[None]:
 
 
 @pytest.fixture
-def processes() -> Iterator[Processes]:
-    """Real ``python -m scheduler`` processes, each killed and reaped at the end."""
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.stop_all()
+def processes(request: pytest.FixtureRequest) -> Iterator[Processes]:
+    """Real ``python -m scheduler`` processes, each killed and reaped at the end; the
+    test fails at teardown if one logged a traceback or an ERROR line, unless the
+    ``server_errors(*patterns)`` marker lists it (a regular expression per line)."""
+    marker = request.node.get_closest_marker("server_errors")
+    started = Processes(allowed=() if marker is None else marker.args)
+    yield started
+    started.stop_all()

@@ -280,7 +280,9 @@ async def test_an_admin_view_lets_other_tasks_run_between_its_slices() -> None:
 
 
 async def test_ten_thousand_hosts_come_in_pages_and_the_cli_reads_them_all() -> None:
-    with trio.fail_after(60):
+    # Ten pages of 1,000 hosts each: on a loaded machine one page may take seconds, so
+    # each call has a generous bound (the time a page takes is the benchmarks' business).
+    with trio.fail_after(300):
         async with serving(CONFIG) as live:
             hosted(live.service, 1)
             small = await call("GET", f"{live.admin_url}/metrics")
@@ -291,10 +293,10 @@ async def test_ten_thousand_hosts_come_in_pages_and_the_cli_reads_them_all() -> 
             assert status == 200
             assert [h["id"] for h in page] == host_ids[:1000]
             assert headers["link"] == f'</api/v1/hosts?after={host_ids[999]}>; rel="next"'
-            every = await trio.to_thread.run_sync(lambda: fetch_hosts(live.admin_url))
+            every = await trio.to_thread.run_sync(lambda: fetch_hosts(live.admin_url, timeout=60))
             assert [h["id"] for h in every] == host_ids
             connected = await trio.to_thread.run_sync(
-                lambda: fetch_hosts(live.admin_url, state="connected")
+                lambda: fetch_hosts(live.admin_url, state="connected", timeout=60)
             )
             assert len(connected) == 10_000
             # /metrics reads the core's counters: its size does not grow with the hosts.
@@ -303,7 +305,7 @@ async def test_ten_thousand_hosts_come_in_pages_and_the_cli_reads_them_all() -> 
 
 
 def get_with_headers(url: str) -> tuple[int, Any, dict[str, str]]:
-    with urllib.request.urlopen(url, timeout=10) as response:
+    with urllib.request.urlopen(url, timeout=60) as response:
         return response.status, json.loads(response.read()), dict(response.headers.items())
 
 

@@ -63,9 +63,7 @@ def browser_ready() -> None:
     missing = _missing()
     if missing is None:
         return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI runs the browser tests: {missing}")
-    pytest.skip(missing)
+    pytest.skip(missing)  # a failure under CI=true (tests/conftest.py)
 
 
 @attrs.frozen

@@ -21,7 +21,6 @@ skips functions, keywords, label matchers and ranges.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import Final
@@ -138,9 +137,7 @@ def registry_database() -> Iterator[str]:
                 return
         except Unavailable as exc:
             reason = str(exc)
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must check the registry metrics: {reason}")
-    pytest.skip(reason)
+    pytest.skip(reason)  # a failure under CI=true (tests/conftest.py)
 
 
 @pytest.mark.postgres

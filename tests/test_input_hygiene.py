@@ -7,9 +7,11 @@ escape whatever reaches them anyway (a plugin's eviction reason, a future field)
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import re
+import sys
 from typing import Any
 from xml.etree import ElementTree
 
@@ -22,6 +24,7 @@ from scheduler import hookimpl
 from scheduler.core import Expiry, SchedulerState
 from scheduler.policies import load_policies
 from scheduler.protocol import CONTROL_CHARACTERS, ErrorCode, ErrorReply, HostAccepted
+from scheduler.service import configure_logging
 from scheduler.service._graph import task_graph_svg
 from scheduler.service._logging import JsonFormatter, TextFormatter, escape, fields
 from scheduler.service._text import UNSAFE
@@ -42,6 +45,22 @@ def record(message: str, *args: object, **values: Any) -> logging.LogRecord:
 
 
 # --- the formatters ----------------------------------------------------------------------
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment_even_after_the_first_is_closed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A test runner (or an embedding program) replaces ``sys.stderr`` and closes the
+    one it replaced; the log goes on to the new one, with no ``Logging error``."""
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging("text", "info")
+    logging.getLogger("scheduler.test").info("one")
+    first.close()
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("scheduler.test").info("two")
+    assert second.getvalue().endswith(" two\n")
+    assert "Logging error" not in second.getvalue() + capsys.readouterr().err
 
 
 def test_text_lines_escape_control_characters_in_the_message_and_every_field() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 from collections.abc import Iterator
 from typing import TypeVar
@@ -175,18 +174,6 @@ async def test_a_bind_failure_names_the_listener_and_the_address(
     assert (error.listener, error.address) == (listener, f"127.0.0.1:{taken_port}")
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """``scheduler serve`` configures the ``scheduler`` logger; undo it after the test."""
-    logger = logging.getLogger("scheduler")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    try:
-        yield
-    finally:
-        logger.handlers[:], logger.level, logger.propagate = saved
-
-
-@pytest.mark.usefixtures("restore_logging")
 def test_serve_prints_which_listener_could_not_bind(
     taken_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:

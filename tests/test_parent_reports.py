@@ -82,7 +82,7 @@ def test_made_up_failed_parents_are_kept_nowhere() -> None:
     made_up = [f"{i:03d}" + "x" * 608 for i in range(100)]  # 611 characters each
     again(state, "child", made_up)
     assert state.view.blocked_parents_of("child") == frozenset()
-    assert state._scheduling.offered.sizes() == (1, 0)  # the one parent handed out
+    assert state._pipeline.offered.sizes() == (1, 0)  # the one parent handed out
     assert state.host(host(0).id).upload_failed_count == 0
     assert state.invariant_violations() == []
 
@@ -138,7 +138,7 @@ def test_the_blocklist_is_bounded_and_keeps_the_newest() -> None:
     for i in range(count):
         feeder(state, host(100 + i), f"p{i:03d}")
     join(state, host(1), "child")
-    offered = state._scheduling.offered
+    offered = state._pipeline.offered
     # Hand every feeder to the child in turn (as successive decisions would), then report.
     for i in range(count):
         offered.hand_out("child", [f"p{i:03d}"])
@@ -154,9 +154,9 @@ def test_the_blocklist_and_the_parents_handed_out_go_with_the_child() -> None:
     feeder(state, host(0), "parent")
     join(state, host(1), "child")
     again(state, "child", ["parent"])
-    assert state._scheduling.offered.sizes() == (1, 1)
+    assert state._pipeline.offered.sizes() == (1, 1)
     state.leave_peer("child", 3.0)
-    assert state._scheduling.offered.sizes() == (0, 0)
+    assert state._pipeline.offered.sizes() == (0, 0)
     assert state.invariant_violations() == []
 
 
@@ -256,7 +256,7 @@ def test_one_hosts_peers_hold_at_most_a_quarter_of_a_feeders_slots() -> None:
     for i in range(60):
         join(state, attacker, f"a{i}")
     for info in feeders:
-        assert state._scheduling.edges.pair_slots(info.id, attacker.id) <= 6
+        assert state._pipeline.edges.pair_slots(info.id, attacker.id) <= 6
         assert state.host(info.id).concurrent_upload_count <= 6
     decision = join(state, host(51), "legit")
     assert decision.action is ScheduleAction.PARENTS

@@ -2,8 +2,8 @@
 
 A real ``scheduler peer`` process against a real scheduler on loopback (in this
 process): a rejected token, a forbidden hostname and an untrusted certificate each
-end it with status 2 and one line, well within 10 s; a scheduler that is not
-there yet is retried with backoff.
+end it with status 2 and one line; a scheduler that is not there yet is retried with
+backoff.
 """
 
 from __future__ import annotations
@@ -23,10 +23,14 @@ from scheduler.client._connection import _connect_error
 from scheduler.client._errors import permanent_error
 from scheduler.service import Scope, issue_token
 from tests.service_support import LOOPBACK, serving
+from tests.test_e2e import Processes, poll
 
 pytestmark = pytest.mark.e2e
 
 KEY = b"0123456789abcdef" * 4
+#: How long a peer process may take to do what a test waits for: generous, since
+#: starting Python on a loaded machine alone can take seconds.
+WAIT = 60.0
 
 
 def peer(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -41,7 +45,7 @@ def peer(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def run_peer_process(*args: str, within: float = 10.0) -> subprocess.CompletedProcess[str]:
+async def run_peer_process(*args: str, within: float = WAIT) -> subprocess.CompletedProcess[str]:
     return await trio.to_thread.run_sync(lambda: peer(*args, timeout=within))
 
 
@@ -102,15 +106,18 @@ async def test_an_untrusted_certificate_stops_the_peer_with_one_line(tmp_path: P
     assert "--ca-file" in line
 
 
-async def test_a_scheduler_that_is_not_there_yet_is_retried() -> None:
+async def test_a_scheduler_that_is_not_there_yet_is_retried(processes: Processes) -> None:
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(subprocess.TimeoutExpired) as info:
-        await run_peer_process("--scheduler", f"ws://127.0.0.1:{port}/ws", within=4.0)
-    stderr = info.value.stderr
-    text = stderr.decode() if isinstance(stderr, bytes) else (stderr or "")
-    assert "reconnecting in" in text
+    url = f"ws://127.0.0.1:{port}/ws"
+    peer = processes.start("peer", "--scheduler", url, "--announce-interval", "30s")
+
+    def retried_twice() -> bool:
+        return sum("reconnecting in" in line for line in processes.stderr(peer)) >= 2
+
+    await poll(retried_twice, WAIT, "the peer to retry twice")
+    assert peer.poll() is None  # still trying, not stopped
 
 
 def test_which_errors_are_permanent() -> None:

@@ -36,12 +36,30 @@ class Listener:
     def __init__(self) -> None:
         self.failed: list[tuple[str, str, str, bool, float]] = []
         self.states: list[tuple[str, PeerState, PeerState, float]] = []
+        #: The view each failed-parent notification came with.
+        self.views: list[StateView] = []
+        #: ``(host id, now)`` of every host deadline asked for.
+        self.host_asks: list[tuple[str, float]] = []
+        #: ``(peer id, now)`` of every peer deadline asked for.
+        self.peer_asks: list[tuple[str, float]] = []
 
     @hookimpl
-    def scheduler_parent_failed(
-        self, child: Peer, parent: Peer, reporter: Host, charged: bool, now: float
+    def scheduler_parent_failed(  # noqa: PLR0917 - hooks are called by keyword
+        self,
+        child: Peer,
+        parent: Peer,
+        reporter: Host,
+        charged: bool,
+        view: StateView,
+        now: float,
     ) -> None:
         self.failed.append((child.id, parent.id, reporter.id, charged, now))
+        self.views.append(view)
+
+    @hookimpl
+    def scheduler_peer_expiry(self, peer: Peer, now: float) -> Expiry | None:
+        self.peer_asks.append((peer.id, now))
+        return None
 
     @hookimpl
     def scheduler_peer_state_changed(
@@ -52,6 +70,7 @@ class Listener:
 
     @hookimpl
     def scheduler_host_expiry(self, host: Host, now: float) -> Expiry | None:
+        self.host_asks.append((host.id, now))
         if host.upload_failed_count >= 2:
             return Expiry(now + 1.0, "quarantine")
         return None
@@ -85,6 +104,21 @@ def test_a_failed_parent_reaches_the_plugins_with_its_reporter_and_whether_it_wa
         ("c0", "parent", CHILDREN[0].id, False, 3.5),
         ("c1", "parent", CHILDREN[1].id, True, 4.0),
     ]
+    assert listener.views == [state.view] * 3
+    # Only a charged report moves what a policy reads: the host's deadline is asked
+    # again then, and not after the uncharged one.
+    assert (PARENT.id, 3.0) in listener.host_asks
+    assert (PARENT.id, 3.5) not in listener.host_asks
+
+
+def test_handing_out_parents_asks_for_the_childs_deadline_again_then() -> None:
+    listener = Listener()
+    state = new_state(listener)
+    parent_with_children(state, 0)
+    state.announce_host(CHILDREN[0], 0.0, interval=60)
+    state.register_peer("c0", CHILDREN[0].id, TASK, 2.0)
+    state.schedule_peer("c0", 2.5)  # the start timeout counts from here
+    assert listener.peer_asks[-1] == ("c0", 2.5)
 
 
 def test_a_reported_parent_not_handed_out_again_is_heard_uncharged() -> None:

@@ -456,7 +456,7 @@ def long_chain(state: SchedulerState, prefix: str, length: int) -> list[str]:
     for i, peer_id in enumerate(ids):
         ip = f"10.9.{i >> 8}.{i & 255}"
         origin_peer(state, peer_id, HostInfo(f"{prefix}-{i}", ip, concurrent_upload_limit=10**6))
-    edges = state._scheduling.edges
+    edges = state._pipeline.edges
     for child_id, parent_id in itertools.pairwise(ids):
         edges.hand_out(child_id, [state.peer(parent_id)], child_host=state.peer(child_id).host_id)
     return ids
@@ -469,7 +469,7 @@ def test_a_candidate_with_a_long_ancestry_is_a_parent_when_the_child_is_not_in_i
     chain = long_chain(state, "a", MAX_ANCESTOR_WALK + 44)
     child = origin_peer(state, "child", HOSTS[11])
     candidate = state.peer(chain[0])  # 299 ancestors, none of them the child
-    assert state._scheduling._fit(child, [candidate]) == [candidate]
+    assert state._pipeline._fit(child, [candidate]) == [candidate]
     assert state.invariant_violations() == []
 
 
@@ -478,17 +478,17 @@ def test_a_child_with_too_many_descendants_is_checked_by_walking_up() -> None:
     # child <- d_last <- ... <- d0: every d is below the child (the child is their ancestor).
     child = origin_peer(state, "child", HOSTS[11])
     chain = long_chain(state, "d", MAX_DESCENDANT_WALK + 10)
-    state._scheduling.edges.hand_out(chain[-1], [child], child_host=state.peer(chain[-1]).host_id)
-    assert state._scheduling.edges.descendants("child") is None  # past the bound
+    state._pipeline.edges.hand_out(chain[-1], [child], child_host=state.peer(chain[-1]).host_id)
+    assert state._pipeline.edges.descendants("child") is None  # past the bound
     below, stranger = state.peer(chain[-1]), origin_peer(state, "stranger", HOSTS[3])
     # The one right below the child closes a cycle; a stranger does not.
-    assert state._scheduling._fit(child, [below, stranger]) == [stranger]
+    assert state._pipeline._fit(child, [below, stranger]) == [stranger]
 
 
 def test_a_stale_record_in_the_feeder_index_is_a_violation() -> None:
     state = new_state()
     feeding(state, HOSTS[0], "p")
-    feeders = state._scheduling.feeders
+    feeders = state._pipeline.feeders
     feeders.discard("p")
     feeders.add(attrs.evolve(state.peer("p")))  # a copy: not the ledger's record
     assert "peer p: the feeder index holds a stale record" in state.invariant_violations()

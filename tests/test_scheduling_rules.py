@@ -45,8 +45,9 @@ from scheduler.core._candidates import PARENT_STATES, unfit_reason
 from scheduler.core._decision import _at_least
 from scheduler.core._edges import MAX_ANCESTOR_WALK, MAX_DESCENDANT_WALK, ParentEdges
 from scheduler.core._feeders import FEEDING_STATES, Feeders, IndexedSet, can_feed
+from scheduler.core._followup import FollowUp
 from scheduler.core._origin import OriginBook, SeedFetch
-from scheduler.core._scheduling import CHILD_STATES, Scheduling
+from scheduler.core._pipeline import CHILD_STATES, DecisionPipeline
 from scheduler.policies import load_policies
 from scheduler.testing import check_decision
 
@@ -1110,7 +1111,7 @@ def test_invariant_violations_name_what_disagrees() -> None:
     feeder(state, HOSTS[0], "parent")
     join(state, HOSTS[1], "child")
     assert state.invariant_violations() == []
-    scheduling = state._scheduling
+    scheduling = state._pipeline
     host = state.host(HOSTS[0].id)
     host.concurrent_upload_count += 2
     assert f"host {host.id}: 3 upload slots held, 1 handed-out edges" in (
@@ -1126,7 +1127,12 @@ def test_invariant_violations_name_what_disagrees() -> None:
     scheduling.edges._parents["child"] = ("parent", "ghost")
     assert "child child holds evicted parent ghost" in state.invariant_violations()
     scheduling.edges._parents["child"] = ("parent",)
-    scheduling._peers["ghost"] = state.peer("child")
+    scheduling.edges._pair_slots[(HOSTS[0].id, HOSTS[2].id)] = 1
+    assert state.invariant_violations() == [
+        "slots held per (parent host, child host) disagree with the edges"
+    ]
+    del scheduling.edges._pair_slots[(HOSTS[0].id, HOSTS[2].id)]
+    scheduling.peers["ghost"] = state.peer("child")
     assert state.invariant_violations() == ["scheduling tracks other peers than the ledger holds"]
 
 
@@ -1365,10 +1371,12 @@ def test_a_seed_peer_registered_unasked_ends_its_fetch_when_its_host_goes() -> N
     assert only_decision(state.schedule_peer("child", 3.0)).action is ORIGIN
 
 
-def test_scheduling_needs_a_view_before_it_decides() -> None:
-    scheduling = Scheduling(PolicySet.from_plugins([]), None, lambda host_id: None)
-    with pytest.raises(RuntimeError, match=r"^scheduling is not connected to a view$"):
-        _ = scheduling.view
+def test_the_pipeline_and_its_follow_up_need_a_view_before_they_act() -> None:
+    pipeline = DecisionPipeline(PolicySet.from_plugins([]), None, lambda host_id: None)
+    with pytest.raises(RuntimeError, match=r"^the decision pipeline is not connected to a view$"):
+        _ = pipeline.view
+    with pytest.raises(RuntimeError, match=r"^the follow-up is not connected to a view$"):
+        _ = FollowUp(pipeline).view
 
 
 def waits_with(rng: random.Random | None) -> list[float | None]:
@@ -1394,3 +1402,14 @@ def test_a_wait_after_a_push_is_answered_by_the_next_reschedule() -> None:
     assert push.decision.action is WAIT  # 1 attempt
     assert again(state, "child", now=3.0).action is WAIT  # its retry: then 2
     assert again(state, "child", now=4.0).action is FAIL
+
+
+def test_one_decision_takes_no_more_of_a_hosts_slots_than_the_childs_host_may_hold() -> None:
+    big = HostInfo("big", "10.0.2.1", concurrent_upload_limit=8)  # a quarter: 2 per host
+    state = new_state()
+    for peer_id in ("b1", "b2", "b3"):
+        feeder(state, big, peer_id)
+    decision = join(state, HOSTS[1], "child")
+    assert decision.action is PARENTS
+    assert len(decision.parents) == 2  # three could feed, the share stops the third
+    assert state.host(big.id).concurrent_upload_count == 2

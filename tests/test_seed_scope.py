@@ -166,6 +166,11 @@ def test_one_host_causes_at_most_its_quota_of_seed_fetches() -> None:
         (decision,) = [e.decision for e in events if isinstance(e, PeerScheduled)]
         origin += decision.action is ScheduleAction.BACK_TO_SOURCE
     assert (fetched, origin) == (20, 5)  # past the quota, the asker goes to the origin itself
+    # The quota is the asker's own: another host's peer still has a seed fetch.
+    state.announce_host(HostInfo("other", "10.0.0.2"), 30.0, interval=3600)
+    other = TaskInfo("tq", url="https://example.invalid/q")
+    state.register_peer("q", "10.0.0.2-other", other, 30.0)
+    assert any(isinstance(e, SeedFetchRequested) for e in state.schedule_peer("q", 30.0))
     # A minute after the first fetches, the window has room again.
     events = first_peer_of(state, 99, now=62.0)
     assert any(isinstance(e, SeedFetchRequested) for e in events)

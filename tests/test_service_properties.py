@@ -19,11 +19,14 @@ from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from scheduler.core import HostState, SchedulerState
+from scheduler.protocol import CloseCode
 from scheduler.service import SchedulerService
 from tests.service_support import FAST, Freezable, Harness, announce, request, running_service
 
 ACTIONS = ("announce", "announce", "announce", "crash", "leave", "hang", "resume", "peer")
 SLACK = 0.05  # mock-clock polling granularity
+#: The close codes a script's session may get from the server while it runs.
+_SERVER_ENDS = frozenset({CloseCode.EVICTED, CloseCode.REPLACED})
 
 
 @attrs.frozen
@@ -96,7 +99,8 @@ async def run_peer(harness: Harness, script: PeerScript, index: int) -> None:
                 if ws is None or ws.closed is not None:
                     ws, stream = await harness.connect()
                 reply = await announce(ws, script.hostname, script.ip, script.interval)
-                if reply["type"] == "host_accepted" and not state.is_schedulable(host_id):
+                assert (reply["type"], reply.get("id")) == ("host_accepted", 1), reply
+                if not state.is_schedulable(host_id):
                     # Superseded by a concurrent announce of its hostname (the server
                     # handles each frame as it reads it, so the other may get there
                     # first): the reply still went first, and the `evicted` notice follows.
@@ -107,11 +111,13 @@ async def run_peer(harness: Harness, script: PeerScript, index: int) -> None:
                 peers += 1
                 task = {"id": f"task-{peers % 2}", "total_piece_count": 4}
                 peer_id = f"{host_id}-p{index}-{peers}"
-                await request(ws, {"type": "register_peer", "peer_id": peer_id, "task": task})
+                message = {"type": "register_peer", "id": 2, "peer_id": peer_id, "task": task}
+                reply = await request(ws, message)
+                assert (reply["type"], reply.get("id")) == ("schedule", 2), reply
             elif action == "leave" and ws is not None and ws.closed is None:
                 reply = await request(ws, {"type": "leave_host", "id": 1})
-                if reply["type"] == "ack":
-                    assert not state.has_host(host_id)
+                assert (reply["type"], reply.get("id")) == ("ack", 1), reply
+                assert not state.has_host(host_id)
                 ws = None
             elif action == "crash" and ws is not None and stream is not None:
                 # Like a killed process: the connection just ends, no close frame.
@@ -136,7 +142,12 @@ async def run_peer(harness: Harness, script: PeerScript, index: int) -> None:
                 ws = None
             elif action == "resume" and stream is not None:
                 stream.thaw()
-        except ConnectionClosed:
+        except ConnectionClosed as closed:
+            # The server ends a session on its own only when its host goes: evicted (its
+            # announce TTL ran out while the script slept, or another script announced
+            # its hostname) or replaced. Anything else (an internal error, a policy
+            # violation) is a failure.
+            assert closed.reason.code in _SERVER_ENDS, closed.reason  # noqa: PT017
             ws = None
         check_invariants(service)
 

@@ -42,7 +42,6 @@ from scheduler.session import (
     route_unsolicited,
     schedule_message,
 )
-from scheduler.session._schedule import scheduled_for
 
 A_ID = "10.0.0.1-alpha"
 
@@ -341,16 +340,3 @@ def test_routing_counts_each_delivery_and_logs_each_drop(
         {"host_id": "h-none", "reason": "no_session"},
         {"host_id": "h-none", "reason": "no_session"},
     ]
-
-
-def test_the_decision_for_a_peer_is_found_by_peer_and_cause() -> None:
-    decision = Decision(ScheduleAction.WAIT, retry_after=1.0)
-    mine = PeerScheduled("pa", "h", "t", decision, 1.0, "register", False)
-    events = [
-        PeerScheduled("pb", "h", "t", decision, 1.0, "register", False),
-        PeerScheduled("pa", "h", "t", decision, 1.0, "parent_lost", True),
-        mine,
-    ]
-    assert scheduled_for(events, "pa", "register") is mine
-    with pytest.raises(RuntimeError, match=r"^the core made no reschedule decision for 'pa'$"):
-        scheduled_for(events, "pa", "reschedule")

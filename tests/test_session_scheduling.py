@@ -395,3 +395,20 @@ def test_seed_host_type_is_carried_to_the_child(world: World) -> None:
         (fetch.peer_id, "seed", 2)
     ]
     assert world.state.host(SEED_ID).info.type is HostType.SEED
+
+
+def test_a_parent_on_a_seed_host_is_described_as_a_seed_in_replies_and_pushes(
+    world: World,
+) -> None:
+    seed, a = world.open("seed", "10.0.0.9", seed=True), world.open("alpha", "10.0.0.1")
+    c = world.open("charlie", "10.0.0.3")
+    for session, peer_id in ((seed, "ps"), (a, "pa")):
+        world.send(session, register(peer_id), 0.0)
+        world.send(session, {"type": "back_to_source", "id": 2, "peer_id": peer_id}, 0.0)
+        finished = {"type": "pieces_finished", "id": 3, "peer_id": peer_id, "pieces": [0]}
+        world.send(session, finished, 0.0)
+    reply = world.send(c, register("pc"), 1.0)
+    assert {(p.peer_id, p.type) for p in reply.parents} == {("ps", "seed"), ("pa", "normal")}
+    decision = Decision(ScheduleAction.PARENTS, ("ps", "pa"))
+    push = schedule_message(world.state.view, "pc", decision)
+    assert [(p.peer_id, p.type) for p in push.parents] == [("ps", "seed"), ("pa", "normal")]

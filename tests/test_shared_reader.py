@@ -387,19 +387,43 @@ def _cuts(data: bytes, sizes: list[int]) -> list[bytes]:
     return parts
 
 
-@settings(max_examples=20, deadline=None)
-@given(
-    tls=st.booleans(),
-    steps=st.lists(
-        st.tuples(
-            st.lists(st.sampled_from(_KINDS), min_size=1, max_size=6),
-            st.sampled_from([None, 1, 5, 40]),
-            st.lists(st.integers(1, 300), max_size=4),
-        ),
-        min_size=1,
-        max_size=4,
+#: The kinds whose reply is an ``error``: the session counts them against ``error_limit``.
+_REFUSED = ("unknown_peer", "bad_json")
+
+
+def _errors_sent(steps: list[tuple[list[str], int | None, list[int]]]) -> int:
+    return sum(kind in _REFUSED for kinds, _, _ in steps for kind in kinds)
+
+
+def _within_error_limit(steps: list[tuple[list[str], int | None, list[int]]]) -> bool:
+    return _errors_sent(steps) <= LOOPBACK.error_limit
+
+
+#: The steps of one example: never more refused messages than the server tolerates
+#: (``error_limit``, read from the configuration the test serves), so that every
+#: example states the ordering and none of them the error limit.
+_STEPS = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(_KINDS), min_size=1, max_size=6),
+        st.sampled_from([None, 1, 5, 40]),
+        st.lists(st.integers(1, 300), max_size=4),
     ),
-)
+    min_size=1,
+    max_size=4,
+).filter(_within_error_limit)
+
+
+def test_the_steps_send_at_most_error_limit_refused_messages() -> None:
+    """Unbounded, the steps could cross the limit; the bound keeps the limit itself."""
+    limit = LOOPBACK.error_limit
+    assert _errors_sent([(["bad_json"] * 6, None, [])] * 4) > limit
+    at_limit = [(["unknown_peer"] * limit, None, []), (["announce", "ping"], 1, [])]
+    assert _within_error_limit(at_limit)
+    assert not _within_error_limit([*at_limit, (["bad_json"], None, [])])
+
+
+@settings(max_examples=20, deadline=None)
+@given(tls=st.booleans(), steps=_STEPS)
 def test_replies_keep_the_order_of_the_messages_whatever_the_socket_takes(
     tls_files: tuple[str, str, ssl.SSLContext],
     tls: bool,

@@ -146,6 +146,7 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
         "tests/test_state.py",
     ),
     "scheduler/core/_state.py": (
+        "tests/test_core_answers.py",
         "tests/test_resource_bounds.py",
         "tests/test_state_facade.py",
         "tests/test_gc_engine.py",
@@ -178,7 +179,24 @@ TESTS_FOR_MODULE: dict[str, tuple[str, ...]] = {
     "scheduler/core/_edges.py": _SCHEDULING_TESTS,
     "scheduler/core/_feeders.py": _SCHEDULING_TESTS,
     "scheduler/core/_origin.py": _SCHEDULING_TESTS,
-    "scheduler/core/_scheduling.py": _SCHEDULING_TESTS,
+    # A reschedule's failed parents: charged, blocklisted, heard by the plugins.
+    "scheduler/core/_pipeline.py": (
+        *_SCHEDULING_TESTS,
+        "tests/test_core_answers.py",
+        "tests/test_parent_reports.py",
+        "tests/test_plugin_notifications.py",
+        "tests/test_seed_scope.py",
+    ),
+    "scheduler/core/_followup.py": (*_SCHEDULING_TESTS, "tests/test_core_answers.py"),
+    # --- the core's one-call answers and its GC driver
+    "scheduler/core/_results.py": (
+        "tests/test_core_answers.py",
+        "tests/test_session_scheduling.py",
+    ),
+    "scheduler/core/_driver.py": (
+        "tests/test_core_answers.py",
+        "tests/test_gc_loops.py",
+    ),
     "scheduler/core/_peers.py": _PEER_LEDGER_TESTS,
     "scheduler/policies/_evaluator.py": ("tests/test_evaluator.py", *_SCHEDULING_TESTS),
     **dict.fromkeys(

@@ -1,4 +1,4 @@
-"""The sans-IO core: model, lifecycles, one ledger per record kind, and the GC engine.
+"""The sans-IO core: model, lifecycles, one ledger per record kind, decisions and the GC engine.
 
 Nothing here imports trio or does I/O. Every mutation takes ``now`` and
 returns events; the service layer owns the clock and the sockets.
@@ -14,6 +14,8 @@ from ._decision import Decision as Decision
 from ._decision import ScheduleAction as ScheduleAction
 from ._decision import ScheduleCause as ScheduleCause
 from ._decision import ScheduleLimits as ScheduleLimits
+from ._driver import GcDriver as GcDriver
+from ._driver import GcRun as GcRun
 from ._errors import BackToSourceLimitReached as BackToSourceLimitReached
 from ._errors import ConfigError as ConfigError
 from ._errors import Conflict as Conflict
@@ -57,11 +59,14 @@ from ._model import RecordKind as RecordKind
 from ._model import Task as Task
 from ._model import TaskInfo as TaskInfo
 from ._model import host_id_for as host_id_for
+from ._pipeline import CHILD_STATES as CHILD_STATES
 from ._policy import PolicySet as PolicySet
 from ._policy import new_plugin_manager as new_plugin_manager
 from ._policy import plugin_name as plugin_name
 from ._rendezvous import rendezvous_owner as rendezvous_owner
-from ._scheduling import CHILD_STATES as CHILD_STATES
+from ._results import Announced as Announced
+from ._results import Scheduled as Scheduled
+from ._results import ScheduledParent as ScheduledParent
 from ._state import SchedulerState as SchedulerState
 from ._view import StateView as StateView
 
@@ -74,6 +79,7 @@ __all__ = [
     "PEER_TRANSITIONS",
     "RECEIVED_PEER_STATES",
     "TASK_TRANSITIONS",
+    "Announced",
     "BackToSourceLimitReached",
     "ConfigError",
     "Conflict",
@@ -84,6 +90,8 @@ __all__ = [
     "Eviction",
     "Expiry",
     "Forbidden",
+    "GcDriver",
+    "GcRun",
     "Host",
     "HostDisconnected",
     "HostEvent",
@@ -108,6 +116,8 @@ __all__ = [
     "ScheduleAction",
     "ScheduleCause",
     "ScheduleLimits",
+    "Scheduled",
+    "ScheduledParent",
     "SchedulerError",
     "SchedulerState",
     "SeedFetchRequested",

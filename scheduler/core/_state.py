@@ -7,7 +7,9 @@ state only once it knows it will succeed, so a raised error changes nothing.
 Each record kind has its ledger (:mod:`._hosts`, :mod:`._peers`,
 :mod:`._tasks`) owning its records, indexes, counts and deadlines; the GC
 engine (:mod:`._gc`) evicts what is due through their common interface
-(:mod:`._ledger`). Policies see the state only through :attr:`SchedulerState.view`.
+(:mod:`._ledger`). The decisions are the :mod:`._pipeline`'s; :mod:`._followup` keeps
+their bookkeeping in step with each mutation and makes the pushes it calls for.
+Policies see the state only through :attr:`SchedulerState.view`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Final, final
 
 from ._deadlines import DeadlineQueue
 from ._events import ContactSource, Event, Expiry
+from ._followup import FollowUp
 from ._gc import DEFAULT_SWEEP_INTERVAL, GarbageCollector
 from ._hosts import HostLedger, require_finite_positive
 from ._ledger import Ledger
@@ -25,8 +28,9 @@ from ._lifecycle import HostState, PeerState, TaskState
 from ._limits import DEFAULT_LIMITS, RecordLimits
 from ._model import Host, HostInfo, Peer, RecordKind, Task, TaskInfo
 from ._peers import PeerLedger
+from ._pipeline import Decided, DecisionPipeline
 from ._policy import PolicySet
-from ._scheduling import Scheduling
+from ._results import Announced, Scheduled, scheduled_parents
 from ._tasks import TaskLedger
 
 _ALL_KINDS: Final = tuple(RecordKind)
@@ -35,21 +39,21 @@ __all__ = ["DEFAULT_SWEEP_INTERVAL", "LedgerView", "SchedulerState"]
 
 
 class LedgerView:
-    """The read-only :class:`~._view.StateView` over the three ledgers and the parent edges."""
+    """The read-only :class:`~._view.StateView` over the three ledgers and the decisions' books."""
 
     def __init__(
         self,
         hosts: HostLedger,
         peers: PeerLedger,
         tasks: TaskLedger,
-        scheduling: Scheduling,
+        pipeline: DecisionPipeline,
         wall_offset: float = 0.0,
     ) -> None:
         self._wall_offset = wall_offset
         self._hosts = hosts
         self._peers = peers
         self._tasks = tasks
-        self._scheduling = scheduling
+        self._pipeline = pipeline
         # One record by id: the ledgers' own look-ups (raising NotFound), bound once, so
         # that a policy's look-up is one call, not two (decisions make dozens).
         self.host: Callable[[str], Host] = hosts.get
@@ -141,23 +145,23 @@ class LedgerView:
 
     def parents_of(self, peer_id: str) -> tuple[str, ...]:
         """The parents currently handed out to ``peer_id``, best first (empty: none)."""
-        return self._scheduling.edges.parents_of(peer_id)
+        return self._pipeline.edges.parents_of(peer_id)
 
     def children_of(self, peer_id: str) -> tuple[str, ...]:
         """The children ``peer_id`` is currently handed out to (sorted)."""
-        return self._scheduling.edges.children_of(peer_id)
+        return self._pipeline.edges.children_of(peer_id)
 
     def blocked_parents_of(self, peer_id: str) -> frozenset[str]:
         """Peers ``peer_id`` reported as failed parents: never its parents again."""
-        return self._scheduling.blocked_parents_of(peer_id)
+        return self._pipeline.blocked_parents_of(peer_id)
 
     def piece_costs_of(self, peer_id: str) -> tuple[float, ...]:
         """The peer's recent costs per piece, oldest first (the bad-node rule's window)."""
-        return self._scheduling.costs.costs_of(peer_id)
+        return self._pipeline.costs.costs_of(peer_id)
 
     def feeder_count_of_task(self, task_id: str) -> int:
         """O(1): peers on connected hosts that can feed the task now."""
-        return self._scheduling.feeders.count(task_id)
+        return self._pipeline.feeders.count(task_id)
 
 
 @final
@@ -207,12 +211,13 @@ class SchedulerState(LedgerView):
         def recompute(kind: RecordKind, record_id: str, now: float) -> None:
             ledgers[kind].reschedule(record_id, now)
 
-        scheduling = Scheduling(policies, rng, hosts.find, limits, recompute)
-        super().__init__(hosts, peers, tasks, scheduling, wall_offset)
+        pipeline = DecisionPipeline(policies, rng, hosts.find, limits, recompute)
+        super().__init__(hosts, peers, tasks, pipeline, wall_offset)
         #: The read-only view the policies (and any observer) get.
-        self.view = LedgerView(hosts, peers, tasks, scheduling, wall_offset)
-        for ledger in (hosts, peers, tasks, scheduling):
-            ledger.connect(self.view)
+        self.view = LedgerView(hosts, peers, tasks, pipeline, wall_offset)
+        self._followup = FollowUp(pipeline)
+        for part in (hosts, peers, tasks, pipeline, self._followup):
+            part.connect(self.view)
         self._gc = GarbageCollector((hosts, peers, tasks), policies, self.view)
 
     @property
@@ -231,6 +236,15 @@ class SchedulerState(LedgerView):
         new address); those are evicted with reason ``superseded``.
         """
         return self._follow(self._hosts.announce(info, now, interval), now)
+
+    def announce(self, info: HostInfo, now: float, *, interval: float | None = None) -> Announced:
+        """:meth:`announce_host`, answered in one call: the events with the host's
+        deadline and reconnect grace as they stand after it (what a session replies)."""
+        events = self.announce_host(info, now, interval=interval)
+        host_id, hosts = info.id, self._hosts
+        return Announced(
+            host_id, hosts.deadline_of(host_id), hosts.reconnect_grace(host_id, now), tuple(events)
+        )
 
     def touch_host(
         self, host_id: str, now: float, source: ContactSource = ContactSource.PONG
@@ -255,12 +269,12 @@ class SchedulerState(LedgerView):
         pushing parents that are about to be marked dead themselves.
         """
         events = self._hosts.disconnect(host_id, now)
-        return [*events, *self._scheduling.follow(events, now, defer=defer_pushes)]
+        return [*events, *self._followup.follow(events, now, defer=defer_pushes)]
 
     @property
     def pushes_pending(self) -> bool:
         """Whether a deferred mutation left pushes for :meth:`flush_pushes`."""
-        return self._scheduling.pushes_pending
+        return self._followup.pushes_pending
 
     def flush_pushes(self, now: float, max_children: int | None = None) -> list[Event]:
         """The proactive pushes deferred so far (one per affected child, oldest first).
@@ -268,7 +282,7 @@ class SchedulerState(LedgerView):
         ``max_children`` bounds the call: the other children stay pending, so that a
         caller can let other work (more sessions ending) run between slices.
         """
-        return self._scheduling.flush_pushes(now, max_children)
+        return self._followup.flush_pushes(now, max_children)
 
     def leave_host(self, host_id: str, now: float) -> list[Event]:
         """A graceful leave: the host and its peers are evicted at once."""
@@ -329,7 +343,7 @@ class SchedulerState(LedgerView):
         Every piece is checked before any is recorded (see ``RecordLimits``).
         """
         added = self._peers.finish_pieces(peer_id, pieces, now, cost=cost, as_host=as_host)
-        self._scheduling.pieces_finished(peer_id, parent_id, added, len(pieces), cost)
+        self._pipeline.pieces_finished(peer_id, parent_id, added, len(pieces), cost)
         return self._follow([], now, peer_id)
 
     def finish_download(
@@ -354,7 +368,7 @@ class SchedulerState(LedgerView):
         and a :class:`~._events.SeedFetchRequested` when it asks a seed host to
         fetch the task.
         """
-        return self._scheduling.schedule(peer_id, now, as_host)
+        return self._pipeline.schedule(peer_id, now, as_host).events()
 
     def reschedule_peer(
         self,
@@ -369,11 +383,45 @@ class SchedulerState(LedgerView):
         Each failed parent that was handed to this peer counts an upload failure
         on its host. Returns one :class:`~._events.PeerScheduled` (``reschedule``).
         """
-        return self._scheduling.reschedule(peer_id, failed_parents, now, as_host)
+        return self._pipeline.reschedule(peer_id, failed_parents, now, as_host).events()
+
+    def register_and_schedule(
+        self,
+        peer_id: str,
+        host_id: str,
+        task_info: TaskInfo,
+        now: float,
+        *,
+        back_to_source_limit: int = 200,
+    ) -> Scheduled:
+        """:meth:`register_peer` and the peer's first decision, answered in one call.
+
+        A registration that raises changes nothing and decides nothing.
+        """
+        events = self.register_peer(
+            peer_id, host_id, task_info, now, back_to_source_limit=back_to_source_limit
+        )
+        return self._scheduled(events, self._pipeline.schedule(peer_id, now, host_id))
+
+    def reschedule(
+        self,
+        peer_id: str,
+        failed_parents: Sequence[str],
+        now: float,
+        *,
+        as_host: str | None = None,
+    ) -> Scheduled:
+        """:meth:`reschedule_peer`, answered as a :class:`~._results.Scheduled`."""
+        decided = self._pipeline.reschedule(peer_id, failed_parents, now, as_host)
+        return self._scheduled([], decided)
+
+    def _scheduled(self, events: list[Event], decided: Decided) -> Scheduled:
+        parents = scheduled_parents(self.view, decided.parents)
+        return Scheduled(decided.event, parents, (*events, decided.event, *decided.requests))
 
     def _follow(self, events: list[Event], now: float, changed: str | None = None) -> list[Event]:
         """The mutation's events, then the proactive pushes it calls for."""
-        return [*events, *self._scheduling.follow(events, now, changed)]
+        return [*events, *self._followup.follow(events, now, changed)]
 
     # --- GC ----------------------------------------------------------------------------
 
@@ -430,4 +478,4 @@ class SchedulerState(LedgerView):
         O(n): for tests and the admin API, not for the hot path.
         """
         problems = [p for ledger in self._gc.ledgers for p in ledger.invariant_violations()]
-        return problems + self._scheduling.invariant_violations()
+        return problems + self._followup.invariant_violations()

@@ -1,8 +1,10 @@
 """The GC loops: the host, peer and task managers, one trio task each.
 
-Each loop sleeps until the core's next deadline for its kind of record, or
-until :meth:`GcLoops.wake` sees that an earlier deadline appeared; then it runs
-the core's GC for that kind at ``trio.current_time()`` and hands the events on.
+Each loop drives the core's GC for its kind of record with a
+:class:`~scheduler.core.GcDriver` (the one the simulators use in virtual time):
+it sleeps until the driver's next wake, or until :meth:`GcLoops.wake` sees that an
+earlier deadline appeared; then it runs the GC at ``trio.current_time()`` and hands
+the events on.
 
 A mass expiry (100,000 hosts whose deadlines pass within seconds) must not stall
 the sessions: the loop collects in slices of at most ``slice_size`` due records,
@@ -18,7 +20,7 @@ from typing import Final, final
 
 import trio
 
-from ..core import Event, RecordKind, SchedulerState
+from ..core import Event, GcDriver, RecordKind, SchedulerState
 from ._metrics import Metrics
 
 MANAGERS: Final = {
@@ -40,8 +42,9 @@ class GcLoops:
     ) -> None:
         if slice_size < 1:
             raise ValueError(f"slice_size must be >= 1, got {slice_size!r}")
-        self._state = state
-        self._slice_size = slice_size
+        self._drivers = {
+            kind: GcDriver(state, (kind,), max_count=slice_size) for kind in RecordKind
+        }
         self._metrics = metrics
         self._apply = apply
         self._wakeups = {kind: trio.Event() for kind in RecordKind}
@@ -56,14 +59,14 @@ class GcLoops:
     def wake(self) -> None:
         """Wake each loop whose next deadline is now earlier than the one it sleeps until."""
         for kind, event in self._wakeups.items():
-            wake = self._state.next_deadline((kind,))
+            wake = self._drivers[kind].next_wake()
             if wake is not None and wake < self._sleeping_until[kind]:
                 event.set()
 
     async def _loop(self, manager: str, kind: RecordKind) -> None:
-        state, metrics = self._state, self._metrics
+        driver, metrics = self._drivers[kind], self._metrics
         while True:
-            wake = state.next_deadline((kind,))
+            wake = driver.next_wake()
             self._sleeping_until[kind] = math.inf if wake is None else wake
             event = self._wakeups[kind] = trio.Event()
             with trio.move_on_at(self._sleeping_until[kind]):
@@ -72,12 +75,11 @@ class GcLoops:
             while True:
                 now = trio.current_time()
                 started = time.perf_counter()
-                events = state.run_gc(now, (kind,), self._slice_size)
+                run = driver.run(now)
                 metrics.gc_duration.labels(manager).observe(time.perf_counter() - started)
                 metrics.gc_runs.labels(manager).inc()
-                if events:
-                    self._apply(events)
+                if run.events:
+                    self._apply(run.events)
                 await trio.lowlevel.checkpoint()
-                wake = state.next_deadline((kind,))
-                if wake is None or wake > trio.current_time():
+                if not driver.is_due(trio.current_time()):
                     break

@@ -89,9 +89,23 @@ def _text(value: Any) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each line to ``sys.stderr`` as it is when the line is logged.
+
+    A handler that kept the stream current at configure time would write to a closed
+    file once ``sys.stderr`` is replaced and the old one closed (an embedding program
+    or a test runner capturing output), and print ``--- Logging error ---`` for every
+    line instead.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(log_format: str, level: str) -> None:
     """Send every ``scheduler.*`` log line to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger("scheduler")
     root.handlers[:] = [handler]

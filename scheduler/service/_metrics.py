@@ -172,7 +172,8 @@ class Metrics:
         )
         self.decision_seconds = Histogram(
             "scheduler_schedule_decision_seconds",
-            "Time the core took for one register or reschedule decision",
+            "Time the core took to answer one register_peer (registration and decision) "
+            "or reschedule",
             buckets=_DECISION_BUCKETS,
             registry=r,
         )

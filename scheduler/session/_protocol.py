@@ -29,10 +29,11 @@ Rules, in the order they apply to a frame:
 * every accepted message refreshes the host's last contact, at most once per
   ``touch_every`` seconds (a pong always does);
 * ``leave_host`` is acknowledged, removes the host and ends with ``leave``;
-* ``register_peer`` registers the peer and schedules it at once: the reply is
-  ``schedule`` (with the request's id), not ``ack``; ``reschedule`` asks the
-  core again (its failed parents are blocklisted) and is answered the same way;
-  the time the core took to decide is in :attr:`Outcome.decision_seconds`;
+* ``register_peer`` registers the peer and schedules it at once, in one core call
+  (``register_and_schedule``): the reply is ``schedule`` (with the request's id),
+  not ``ack``, built from the core's typed answer; ``reschedule`` asks the core
+  again (its failed parents are blocklisted) and is answered the same way; the
+  time the core took to answer is in :attr:`Outcome.decision_seconds`;
 * messages nobody asked for (a proactive ``schedule``, a ``fetch_task``) are
   handed to the session with :meth:`SessionProtocol.deliver` (through the host
   registry, see :mod:`._schedule`) and wait in :attr:`SessionProtocol.outbox`
@@ -68,8 +69,6 @@ from ..core import (
     IllegalTransition,
     LimitExceeded,
     NotFound,
-    RecordKind,
-    ScheduleCause,
     SchedulerState,
     TaskInfo,
 )
@@ -104,7 +103,7 @@ from ._networks import Network, refused_network
 from ._placement import Placement
 from ._rate import MessageRate, Verdict
 from ._registry import HostRegistry, SessionOwner
-from ._schedule import schedule_message, scheduled_for
+from ._schedule import schedule_reply
 
 log = logging.getLogger("scheduler.session")
 
@@ -490,18 +489,15 @@ class SessionProtocol:
             owner = None if self.placement is None else self.placement(message.task.task_id)
             if owner is not None:
                 return self._moved(message, owner, events)
-            events += state.register_peer(peer_id, host_id, task_info_from(message.task), now)
-            cause = ScheduleCause.REGISTER
+            task_info = task_info_from(message.task)
             started = self.timer()
-            decided = state.schedule_peer(peer_id, now, as_host=host_id)
+            scheduled = state.register_and_schedule(peer_id, host_id, task_info, now)
         else:
-            cause = ScheduleCause.RESCHEDULE
             started = self.timer()
-            decided = state.reschedule_peer(peer_id, message.failed_parents, now, as_host=host_id)
+            scheduled = state.reschedule(peer_id, message.failed_parents, now, as_host=host_id)
         seconds = self.timer() - started
-        events += decided
-        scheduled = scheduled_for(decided, peer_id, cause)
-        reply = schedule_message(state.view, peer_id, scheduled.decision, message.id)
+        events += scheduled.events
+        reply = schedule_reply(scheduled, message.id)
         return Outcome(
             replies=(reply,),
             events=tuple(events),
@@ -545,12 +541,12 @@ class SessionProtocol:
                 self.hosts.identity_of,
                 seed=info.type is HostType.SEED,
             )
-        events = state.announce_host(info, now, interval=message.interval)
+        announced = state.announce(info, now, interval=message.interval)
         self._last_touch = now
         if self.host_id is None:
             self.host_id = host_id
             self.hosts.claim(host_id, self.owner, self.identity)
-        expiry = state.deadline_of(RecordKind.HOST, host_id)
+        expiry = announced.expiry
         limits = self.limits
         # Built so that it cannot fail: the announce is applied already.
         ttl = _finite(None if expiry is None else max(expiry.at - now, 1e-3))
@@ -560,10 +556,10 @@ class SessionProtocol:
             ttl=ttl,
             ping_interval=limits.ping_interval,
             ping_timeout=limits.ping_timeout,
-            reconnect_grace=_finite(self.hosts.reconnect_grace(host_id, now)),
+            reconnect_grace=_finite(announced.reconnect_grace),
             boot_id=limits.boot_id,
         )
-        return Outcome(replies=(accepted,), events=tuple(events), message_type=message.tag)
+        return Outcome(replies=(accepted,), events=announced.events, message_type=message.tag)
 
     def _touch(self, source: ContactSource, now: float, *, force: bool = False) -> list[Event]:
         """Count a sign of life (rate-limited for ordinary messages)."""

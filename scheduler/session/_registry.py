@@ -64,9 +64,6 @@ class HostRegistry(Protocol):
     def release(self, owner: SessionOwner, host_id: str) -> bool:
         """``owner`` ended: forget it if it still owns the host; True if it did."""
 
-    def reconnect_grace(self, host_id: str, now: float) -> float | None:
-        """Seconds a drop at ``now`` leaves the host before the policies evict it."""
-
     def deliver(self, host_id: str, message: ServerMessage) -> Delivery:
         """Queue an unsolicited message on the host's session, without blocking."""
 
@@ -124,9 +121,6 @@ class HostSessions:
         self._identities.pop(host_id, None)
         if owner is not None and reason != Reason.LEAVE:
             owner.end(EndCause.EVICTED, evicted_reason=reason)
-
-    def reconnect_grace(self, host_id: str, now: float) -> float | None:
-        return self._state.reconnect_grace(host_id, now)
 
     def deliver(self, host_id: str, message: ServerMessage) -> Delivery:
         owner = self._owners.get(host_id)

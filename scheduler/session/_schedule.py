@@ -2,9 +2,11 @@
 
 Sans-IO, like the rest of the session rules. Two jobs:
 
-* :func:`schedule_message` is the one copy of a core :class:`~scheduler.core.Decision`
-  into a protocol ``schedule``; each parent is described from the view (host
-  address, download port, finished pieces, host type);
+* :func:`schedule_reply` is the answer to a request: the core's typed
+  :class:`~scheduler.core.Scheduled` copied into a protocol ``schedule`` (each
+  parent as the core described it in the decision's turn); :func:`schedule_message`
+  is a push's, each parent described from the view (host address, download port,
+  finished pieces, host type) when the push is routed;
 * :func:`route_unsolicited` takes the events of *any* mutation (a session's
   message, a GC pass, an admin eviction, a dropped session) and hands every
   proactive push (``PeerScheduled`` with ``pushed``) to the session of the
@@ -25,8 +27,10 @@ import attrs
 from ..core import (
     Decision,
     Event,
+    HostType,
     PeerScheduled,
     ScheduleAction,
+    Scheduled,
     SeedFetchRequested,
     StateView,
 )
@@ -37,6 +41,8 @@ log = logging.getLogger("scheduler.session")
 
 #: The ``retry_after`` of the fallback when every parent of a decision vanished.
 _GONE_RETRY_AFTER: Final = 0.0
+#: Read per parent of every reply: a module constant is faster to reach than an enum member.
+_SEED: Final = HostType.SEED
 
 
 def parent_payload(view: StateView, peer_id: str) -> ParentPayload | None:
@@ -66,21 +72,48 @@ def schedule_message(
     there; should one be missing anyway it is left out, and a ``parents``
     decision left with none becomes ``wait`` with ``retry_after`` 0.
     """
-    action = decision.action
     parents: list[ParentPayload] = []
-    if action is ScheduleAction.PARENTS:
+    if decision.action is ScheduleAction.PARENTS:
         parents = [p for p in (parent_payload(view, pid) for pid in decision.parents) if p]
-        if not parents:
-            log.warning(
-                "every parent vanished before the reply", extra={"fields": {"peer_id": peer_id}}
-            )
-            return Schedule(
-                id=request_id,
-                peer_id=peer_id,
-                action=ScheduleAction.WAIT.value,
-                retry_after=_GONE_RETRY_AFTER,
-                message="the parents chosen are gone; ask again",
-            )
+    return _schedule(peer_id, decision, parents, request_id)
+
+
+def schedule_reply(scheduled: Scheduled, request_id: str | int | None) -> Schedule:
+    """The ``schedule`` that answers a request, from the core's one-call answer."""
+    parents = [
+        ParentPayload(
+            peer_id=parent.peer_id,
+            host_id=parent.host_id,
+            ip=parent.ip,
+            download_port=parent.download_port,
+            finished_piece_count=parent.finished_piece_count,
+            type="seed" if parent.host_type is _SEED else "normal",
+        )
+        for parent in scheduled.parents
+    ]
+    event = scheduled.scheduled
+    return _schedule(event.peer_id, event.decision, parents, request_id)
+
+
+def _schedule(
+    peer_id: str,
+    decision: Decision,
+    parents: list[ParentPayload],
+    request_id: str | int | None,
+) -> Schedule:
+    """The one copy of a core :class:`~scheduler.core.Decision` into a ``schedule``."""
+    action = decision.action
+    if action is ScheduleAction.PARENTS and not parents:
+        log.warning(
+            "every parent vanished before the reply", extra={"fields": {"peer_id": peer_id}}
+        )
+        return Schedule(
+            id=request_id,
+            peer_id=peer_id,
+            action=ScheduleAction.WAIT.value,
+            retry_after=_GONE_RETRY_AFTER,
+            message="the parents chosen are gone; ask again",
+        )
     return Schedule(
         id=request_id,
         peer_id=peer_id,
@@ -101,14 +134,6 @@ def fetch_task_message(event: SeedFetchRequested) -> FetchTask:
         total_piece_count=event.total_piece_count,
     )
     return FetchTask(task=task, peer_id=event.peer_id)
-
-
-def scheduled_for(events: Iterable[Event], peer_id: str, cause: str) -> PeerScheduled:
-    """The decision the core made for ``peer_id`` with ``cause`` among ``events``."""
-    for event in events:
-        if isinstance(event, PeerScheduled) and event.peer_id == peer_id and event.cause == cause:
-            return event
-    raise RuntimeError(f"the core made no {cause} decision for {peer_id!r}")
 
 
 @final

@@ -5,8 +5,8 @@ service's session rules, modelled analytically: a crash is a ``disconnect_host``
 at once when the policy set has a disconnect signal; a hang is one at the first
 ping after it plus ``ping_timeout`` when the set pings; a graceful leave is a
 ``leave_host``; a host that stops announcing sends nothing more. Between
-events, the GC runs at every deadline the core names (``next_deadline`` /
-``run_gc``), like the service's GC loops.
+events, the GC runs at every deadline the core names, through the same
+:class:`~scheduler.core.GcDriver` as the service's GC loops.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Final, final
 from ..core import (
     Event,
     Eviction,
+    GcDriver,
     HostInfo,
     HostState,
     HostType,
@@ -54,6 +55,7 @@ class ChurnSimulation:
         self.spec = spec
         policies = load_policies(enable=spec.enable, disable=spec.disable, config=spec.config)
         self.state = SchedulerState(policies, now=0.0, rng=random.Random(scenario.seed))
+        self.gc = GcDriver(self.state)
         self.queue = EventQueue()
         self.truth = GroundTruth()
         self.metrics = Metrics()
@@ -85,22 +87,18 @@ class ChurnSimulation:
     def run(self) -> SetResult:
         started, cpu_started = time.perf_counter(), time.process_time()
         end = self.scenario.duration
-        queue, state = self.queue, self.state
+        queue, gc = self.queue, self.gc
         rounds, last_gc = 0, -1.0
         while True:
             next_event = queue.peek()
-            deadline = state.next_deadline()
-            if (
-                deadline is not None
-                and deadline <= end
-                and (next_event is None or deadline <= next_event)
-            ):
-                at = max(deadline, queue.now)
+            run = gc.run_due(queue.now, end if next_event is None else min(end, next_event))
+            if run is not None:
+                at = run.at
                 rounds = rounds + 1 if at == last_gc else 0
                 if rounds > MAX_GC_ROUNDS_AT_ONCE:
                     raise RuntimeError(f"the GC does not settle at t={at}")
                 last_gc = queue.now = at
-                self.dispatch(state.run_gc(at), at)
+                self.dispatch(run.events, at)
                 continue
             if next_event is None or next_event > end:
                 break

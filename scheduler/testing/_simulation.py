@@ -2,10 +2,10 @@
 
 Many simulated hosts, each with its own announce interval, jitter and clock
 drift, are interleaved on one timeline. Time only moves forward; whenever it
-moves, the harness wakes the GC at every deadline on the way, exactly as the
-service's GC loop does, and after every step it checks the core invariants, the
-decisions and pushes the step made, and that no plugin raised (the core contains a
-plugin's error; a test must not).
+moves, the harness wakes the GC at every deadline on the way, through the same
+:class:`~scheduler.core.GcDriver` as the service's GC loops, and after every step
+it checks the core invariants, the decisions and pushes the step made, and that no
+plugin raised (the core contains a plugin's error; a test must not).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from ..core import (
     Event,
     Eviction,
     Expiry,
+    GcDriver,
+    GcRun,
     HostState,
     IllegalTransition,
     Peer,
@@ -106,6 +108,7 @@ class Simulation:
         self.state = SchedulerState(
             policies, now=start, sweep_interval=sweep_interval, rng=random.Random(seed)
         )
+        self._gc = GcDriver(self.state)
         self.unique_hostnames = unique_hostnames
         #: Per host: when it will next announce on its own (None: silent, crashed or left).
         self.next_announce: list[float | None] = [None] * len(profiles)
@@ -192,9 +195,9 @@ class Simulation:
             return None
         self._peer_seq += 1
         peer_id = f"peer-{self._peer_seq}"
-        self._record(self.state.register_peer(peer_id, host_id, step.task, self.now), allowed=set())
-        # The session answers register_peer with the peer's first decision.
-        self._record(self.state.schedule_peer(peer_id, self.now), allowed=set())
+        # The session answers register_peer with the peer's first decision, in one call.
+        scheduled = self.state.register_and_schedule(peer_id, host_id, step.task, self.now)
+        self._record(list(scheduled.events), allowed=set())
         return peer_id
 
     def _connected(self, start: int, size: int) -> list[int]:
@@ -347,20 +350,18 @@ class Simulation:
         """Move the clock to ``when``, waking the GC at every deadline on the way."""
         if when < self.now or math.isnan(when):
             raise ValueError(f"time cannot go backwards ({self.now} -> {when})")
-        while True:
-            wake = self.state.next_deadline()
-            if wake is None or wake > when:
-                break
-            self.now = max(self.now, wake)
-            self.run_gc()
+        for run in self._gc.advance(self.now, when):
+            self.now = run.at
+            self._record_gc(run)
         self.now = when
 
     def run_gc(self) -> None:
-        # Evictions here must come from a held deadline, except sweep verdicts.
-        kinds = [k for k in RecordKind if self.state.next_sweep_at(k) <= self.now]
-        self._record(self.state.collect_expired(self.now))
-        for kind in kinds:
-            self._record(self.state.sweep(self.now, kind), any_reason=True)
+        """Run the GC now: what has expired, and each sweep that is due."""
+        self._record_gc(self._gc.run(self.now))
+
+    def _record_gc(self, run: GcRun) -> None:
+        # Evictions here must come from a held deadline, except a due sweep's verdicts.
+        self._record(list(run.events), swept=run.swept)
 
     def record(self, events: list[Event]) -> None:
         """Judge and keep the events of a mutation made on :attr:`state` directly.
@@ -377,6 +378,7 @@ class Simulation:
         *,
         allowed: set[Reason] | None = None,
         any_reason: bool = False,
+        swept: Collection[RecordKind] = (),
     ) -> None:
         """Check each eviction against why it was allowed to happen, and keep it.
 
@@ -407,7 +409,11 @@ class Simulation:
             if event.deadline is not None:
                 if event.deadline > event.at:
                     raise InvariantError(f"evicted before its deadline: {event}")
-            elif not any_reason and (allowed is None or event.reason not in allowed):
+            elif (
+                not any_reason
+                and event.kind not in swept
+                and (allowed is None or event.reason not in allowed)
+            ):
                 raise InvariantError(f"evicted with no deadline and no verdict: {event}")
 
     def _fetch(self, request: SeedFetchRequested) -> None:
@@ -422,8 +428,9 @@ class Simulation:
         state = self.state
         if not state.is_schedulable(request.seed_host_id) or state.has_peer(request.peer_id):
             raise InvariantError(f"a seed fetch names a host that cannot register: {request}")
-        self._record(state.register_peer(request.peer_id, request.seed_host_id, task, self.now))
-        self._record(state.schedule_peer(request.peer_id, self.now))
+        host_id = request.seed_host_id
+        scheduled = state.register_and_schedule(request.peer_id, host_id, task, self.now)
+        self._record(list(scheduled.events))
 
     # --- invariants --------------------------------------------------------------------------
 

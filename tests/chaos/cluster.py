@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from tests.test_e2e import kill_and_reap
+from tests.test_e2e import failure_lines, kill_and_reap
 
 T = TypeVar("T")
 
@@ -50,12 +50,18 @@ class Scheduler:
 
 @attrs.define
 class Cluster:
-    """Every process a scenario starts; :meth:`stop_all` kills and reaps them."""
+    """Every process a scenario starts; :meth:`stop_all` kills and reaps them, then fails
+    on a traceback in any process's log, or an ERROR line in a scheduler's log, unless
+    a pattern of ``allowed`` (set by the scenario) matches it."""
 
     workdir: Path
     started: list[subprocess.Popen[str]] = attrs.Factory(list)
+    #: Every log written: (path, whether a scheduler wrote it).
+    logs: list[tuple[Path, bool]] = attrs.Factory(list)
+    allowed: list[re.Pattern[str]] = attrs.Factory(list)
 
     def _start(self, args: Sequence[str], log: Path, *, stdout: bool) -> subprocess.Popen[str]:
+        self.logs.append((log, args[0] == "serve"))
         with log.open("w") as err:
             process = subprocess.Popen(
                 [sys.executable, "-m", "scheduler", *args],
@@ -140,6 +146,18 @@ class Cluster:
 
     def stop_all(self) -> None:
         kill_and_reap(self.started)
+        failed = [f"{log.name}: {line}" for log, _ in self.logs for line in self.failures(log)]
+        if failed:
+            shown = "\n".join(failed[:40])
+            raise AssertionError(f"{len(failed)} failure line(s) in the logs:\n{shown}")
+
+    def failures(self, log: Path) -> list[str]:
+        """A log's failure lines: any traceback; in a scheduler's log, ERROR lines too.
+        (The hosts log at ERROR when their scheduler goes, which some scenarios do.)"""
+        scheduler = dict(self.logs)[log]
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        found = failure_lines(lines, self.allowed)
+        return found if scheduler else [line for line in found if "Traceback" in line]
 
 
 def new_workdir() -> Path:
@@ -181,6 +199,17 @@ def metric(admin: str, name: str, **labels: str) -> float:
     pattern = re.compile(rf"^{re.escape(name)}(\{{{re.escape(wanted)}\}})? (\S+)$", re.M)
     match = pattern.search(get(f"{admin}/metrics"))
     return float(match.group(2)) if match else 0.0
+
+
+def log_records(log: Path, message: str) -> list[dict[str, Any]]:
+    """The records of a JSON-format log (``--log-format json``) with ``message``."""
+    records = []
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("msg") == message:
+                records.append(record)
+    return records
 
 
 def rss_bytes(pid: int) -> int:

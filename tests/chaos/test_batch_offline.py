@@ -5,8 +5,9 @@ peer of three of the ``TASKS`` tasks; the probe (a host in the test process) kee
 asking for parents throughout. We SIGKILL the three processes whose hosts were
 handed out as parents most often (30 % of the hosts), and check: every killed host
 is unschedulable within 0.1 s (the server's own ``disconnected_at``), evicted within
-grace + 1 s, the survivors are untouched, and no parent handed out after the
-detection belongs to a killed host.
+1 s of its deadline (disconnected_at + grace: the server's eviction lateness), the
+survivors are untouched, and no parent handed out after the detection (a reply or
+a push) belongs to a killed host, nor is any parent still held on one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import pytest
 import trio
 
-from .cluster import FULL, Cluster, get, hosts, metric, percentile, poll, scaled
+from .cluster import FULL, Cluster, get, histogram, hosts, metric, percentile, poll, scaled
 from .conftest import Figures
 from .probe import Probe
 
@@ -31,12 +32,15 @@ GRACE = 2.0
 DETECTION_BOUND = 0.1
 
 
+#: Below full scale (CI, a plain pytest run, on a shared machine): a fixed, generous
+#: bound; the issue's 0.1 s is held by the full-scale run (``nox -s chaos``).
+CI_DETECTION_BOUND = 5 * DETECTION_BOUND
+#: How long the test waits for what the server's timestamps then measure.
+WAIT = 30.0
+
+
 def detection_bound() -> float:
-    """The issue's 0.1 s; below full scale, five times that while the machine is overloaded
-    (load average above its cores: a starved scheduler reads the 90 ends late). The
-    full-scale run (``nox -s chaos``) always holds the issue's bound."""
-    overloaded = os.getloadavg()[0] > (os.cpu_count() or 1)
-    return DETECTION_BOUND if FULL or not overloaded else 5 * DETECTION_BOUND
+    return DETECTION_BOUND if FULL else CI_DETECTION_BOUND
 
 
 def group_tasks(group: int) -> list[str]:
@@ -81,6 +85,7 @@ async def test_seed000_batch_offline(cluster: Cluster, figures: Figures) -> None
         survivors = set(before) - killed
         assert len(killed) == total * KILLED_GROUPS // GROUPS
 
+        lateness_before = histogram(admin, "scheduler_eviction_lateness_seconds")
         killed_at = time.time()
         reaped = cluster.kill([groups[g] for g in sorted(killed_groups)])
         began = trio.current_time()
@@ -98,20 +103,25 @@ async def test_seed000_batch_offline(cluster: Cluster, figures: Figures) -> None
         down = await poll(all_unschedulable, 5, "every killed host to be disconnected", 0.05)
         seen_down_at = time.time()
         detection = [float(h["disconnected_at"]) - killed_at for h in down.values()]  # type: ignore[arg-type]
-        await poll(lambda: not killed & set(hosts(admin)), GRACE + 1.0, "every killed host evicted")
+        await poll(lambda: not killed & set(hosts(admin)), WAIT, "every killed host evicted")
         evicted_after = trio.current_time() - began
+        lateness = histogram(admin, "scheduler_eviction_lateness_seconds").since(lateness_before)
         after = hosts(admin)
         nursery.cancel_scope.cancel()
 
-    for name in survivors:
-        assert after[name]["state"] == "connected", name
-        assert after[name]["created_at"] == before[name]["created_at"], name
-        assert after[name]["peers"] == before[name]["peers"], name
+    # Untouched: still connected, the same record (not a new announce), the same peers.
+    fields = ("state", "created_at", "peers")
+    touched = sorted(
+        name
+        for name in survivors
+        if [after.get(name, {}).get(f) for f in fields] != [before[name][f] for f in fields]
+    )
+    assert all(before[name]["state"] == "connected" for name in survivors)
     killed_ids = {f"127.0.0.1-{n}" for n in killed}
-    # Replies to requests sent after the detection was seen: decided after it. (A push
-    # is decided when a parent goes; one may still name a host whose end the server
-    # has not read yet, and arrive later: pushes are counted, and the final state below
-    # is checked instead.)
+    # Replies to requests sent after the detection was seen: decided after it. Pushes
+    # arriving after it were decided once the server had marked every killed host (a
+    # dropped session defers its pushes until the ends read in that turn are marked):
+    # none may name a killed host either.
     late = [
         h
         for h in probe.parents_since(seen_down_at)
@@ -142,6 +152,8 @@ async def test_seed000_batch_offline(cluster: Cluster, figures: Figures) -> None
     bound = detection_bound()
     figures.add("detection bound applied", f"{bound * 1000:.0f} ms (load {os.getloadavg()[0]:.1f})")
     figures.add("all killed hosts evicted after", f"{evicted_after:.2f} s (grace {GRACE:g} s)")
+    figures.add("evictions after their deadline (server)", f"{lateness.count:.0f}, all <= "
+                f"{lateness.upper_bound() * 1000:g} ms")  # fmt: skip
     figures.add("decisions before the kill naming a killed host", fed_by_killed)
     figures.add("decisions between kill and detection seen", f"{len(in_window)} "
                 f"({len(window_killed)} naming a killed host)")  # fmt: skip
@@ -150,12 +162,16 @@ async def test_seed000_batch_offline(cluster: Cluster, figures: Figures) -> None
                 f"naming a killed host: {len(late)}")  # fmt: skip
     figures.add("pushes arriving after detection naming a killed host", len(late_pushes))
     figures.add("parents held after eviction on a killed host", len(held))
-    figures.add("survivors untouched", f"{len(survivors)}/{len(survivors)}")
+    figures.add("survivors untouched", f"{len(survivors) - len(touched)}/{len(survivors)}")
     disconnected = metric(admin, "scheduler_host_evictions_total", reason="disconnected")
     figures.add("evictions counted (reason disconnected)", int(disconnected))
 
     assert max(detection) <= bound, sorted(detection)[-5:]
-    assert evicted_after <= GRACE + 1.0
+    assert lateness.count >= len(killed)
+    assert lateness.upper_bound() <= 1.0
     assert late == [], [(h.at - seen_down_at, h.latency, h.hosts) for h in late[:8]]
+    assert late_pushes == [], [(h.at - seen_down_at, h.hosts) for h in late_pushes[:8]]
+    assert held == [], held[:8]
+    assert touched == [], [(before[n], after.get(n)) for n in touched[:5]]
     assert fed_by_killed > 0, "the killed hosts were never parents: the check would be vacuous"
     assert disconnected >= len(killed)

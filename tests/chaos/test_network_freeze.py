@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from .cluster import Cluster, histogram, hosts, percentile, poll, scaled
+from .cluster import FULL, Cluster, histogram, hosts, log_records, percentile, poll, scaled
 from .conftest import Figures
 from .probe import Probe
 from .proxy import FaultProxy
@@ -30,9 +30,18 @@ pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 GROUPS = 4
 TASKS = [f"https://example.invalid/freeze-{n}.iso" for n in range(4)]
 PING_INTERVAL, PING_TIMEOUT, GRACE = 2.0, 2.0, 2.0
-EVICTION_BOUND = PING_INTERVAL + PING_TIMEOUT + GRACE + 1.0
+#: Eviction after the last contact: ping + timeout + grace, and 1 s for the timers at
+#: full scale; below it (CI on a shared machine) a fixed 3 s.
+EVICTION_BOUND = PING_INTERVAL + PING_TIMEOUT + GRACE + (1.0 if FULL else 3.0)
 #: A call that waited on a frozen session would take a ping or send timeout (2 s, 5 s).
 RESPONSIVE = 1.0
+#: What this process sees of an admin call or a decision includes its own wait for a
+#: core; below full scale (CI on a shared machine, a dozen processes on two cores) the
+#: bound on it is fixed and generous. The server's own loop lag is held to RESPONSIVE
+#: at every scale: nothing inside the scheduler waited on a frozen session.
+SEEN_RESPONSIVE = RESPONSIVE if FULL else 5.0
+#: How long the test waits for what the server's own figures then measure.
+WAIT = 60.0
 
 
 def timed(method: str, url: str) -> float:
@@ -55,6 +64,8 @@ async def test_seed004_network_freeze(cluster: Cluster, figures: Figures) -> Non
         "--ping-timeout", f"{PING_TIMEOUT:g}s",
         "--reconnect-grace", f"{GRACE:g}s",
         "--sweep-interval", "1s",
+        "--log-level", "info",  # each eviction, timed by the server
+        "--log-format", "json",
     )  # fmt: skip
     admin = scheduler.admin
     proxy = FaultProxy(("127.0.0.1", scheduler.port), seed=4)
@@ -84,11 +95,11 @@ async def test_seed004_network_freeze(cluster: Cluster, figures: Figures) -> Non
         frozen = sorted(random.Random(4).sample(sorted(before), max(1, total // 10)))
         deleted, watched = frozen[0], set(frozen[1:])
         gc_before = histogram(admin, "scheduler_gc_duration_seconds")
+        lag_before = histogram(admin, "scheduler_event_loop_lag_seconds")
         nursery.start_soon(admin_load)
         probe_mark = len(probe.handed)
 
         proxy.freeze(frozen)
-        frozen_at = trio.current_time()
         # An admin eviction of a frozen host must not wait on its session either.
         host_id = before[deleted]["id"]
         delete_latency = await trio.to_thread.run_sync(
@@ -97,12 +108,15 @@ async def test_seed004_network_freeze(cluster: Cluster, figures: Figures) -> Non
         read_latency = await trio.to_thread.run_sync(
             timed, "GET", f"{admin}/api/v1/hosts/{before[frozen[-1]]['id']}"
         )
-        await poll(lambda: not watched & set(hosts(admin)), EVICTION_BOUND, "frozen hosts evicted")
-        evicted_after = trio.current_time() - frozen_at
+        await poll(lambda: not watched & set(hosts(admin)), WAIT, "frozen hosts evicted")
+        evictions = [
+            r for r in log_records(scheduler.log, "evicted host") if r["hostname"] in watched
+        ]
         during = hosts(admin)
         decisions = [h.latency for h in probe.handed[probe_mark:] if h.latency is not None]
         admin_during = list(admin_latency)
         gc = histogram(admin, "scheduler_gc_duration_seconds").since(gc_before)
+        lag = histogram(admin, "scheduler_event_loop_lag_seconds").since(lag_before)
 
         proxy.thaw(frozen)
         thawed_at = trio.current_time()
@@ -120,15 +134,19 @@ async def test_seed004_network_freeze(cluster: Cluster, figures: Figures) -> Non
         rejoin_after = trio.current_time() - thawed_at
         nursery.cancel_scope.cancel()
 
-    untouched = [n for n in before if n not in frozen]
-    for name in untouched:
-        assert during[name]["state"] == "connected", name
-        assert during[name]["created_at"] == before[name]["created_at"], name
+    others = [n for n in before if n not in frozen]
+    untouched = [
+        name
+        for name in others
+        if during.get(name, {}).get("state") == "connected"
+        and during[name]["created_at"] == before[name]["created_at"]
+    ]
 
     figures.add("hosts through the proxy / frozen", f"{total} / {len(frozen)}")
-    figures.add("frozen hosts evicted after", f"{evicted_after:.2f} s "
-                f"(bound {EVICTION_BOUND:g} s = ping {PING_INTERVAL:g} + timeout "
-                f"{PING_TIMEOUT:g} + grace {GRACE:g} + 1)")  # fmt: skip
+    detection = [r["detection_latency"] for r in evictions]
+    figures.add("frozen hosts evicted after their last contact (server log)",
+                f"max {max(detection):.2f} s (bound {EVICTION_BOUND:g} s = ping {PING_INTERVAL:g} "
+                f"+ timeout {PING_TIMEOUT:g} + grace {GRACE:g} + slack)")  # fmt: skip
     figures.add("admin calls during the freeze", f"{len(admin_during)}, p50 "
                 f"{percentile(admin_during, 0.5) * 1000:.1f} ms, p99 "
                 f"{percentile(admin_during, 0.99) * 1000:.1f} ms, max "
@@ -141,12 +159,19 @@ async def test_seed004_network_freeze(cluster: Cluster, figures: Figures) -> Non
                 f"{max(decisions) * 1000:.1f} ms")  # fmt: skip
     figures.add("GC runs during the freeze", f"{gc.count:.0f}, mean {gc.mean() * 1000:.2f} ms, "
                 f"all <= {gc.upper_bound() * 1000:g} ms")  # fmt: skip
+    figures.add("event loop lag during the freeze (server)", f"{lag.count:.0f} wake-ups, all <= "
+                f"{lag.upper_bound() * 1000:g} ms")  # fmt: skip
     figures.add("frozen hosts rejoined after thaw", f"{rejoin_after:.2f} s")
-    figures.add("untouched hosts", f"{len(untouched)}/{len(untouched)}")
+    figures.add("untouched hosts", f"{len(untouched)}/{len(others)}")
 
-    assert evicted_after <= EVICTION_BOUND
-    assert max([*admin_during, delete_latency, read_latency]) < RESPONSIVE
+    assert len(untouched) == len(others), sorted(set(others) - set(untouched))[:8]
+    # The server's own figure: each frozen host's eviction minus its last contact.
+    assert {r["hostname"] for r in evictions} == watched
+    assert max(detection) <= EVICTION_BOUND
+    assert lag.count > 0
+    assert lag.upper_bound() <= RESPONSIVE
+    assert max([*admin_during, delete_latency, read_latency]) < SEEN_RESPONSIVE
     assert decisions
-    assert max(decisions) < RESPONSIVE
+    assert max(decisions) < SEEN_RESPONSIVE
     assert gc.count > 0
     assert gc.upper_bound() < RESPONSIVE

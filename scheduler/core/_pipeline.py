@@ -1,12 +1,14 @@
-"""The decision: hand a child live parents, or tell it to go to the origin, wait or fail.
+"""The decision pipeline: hand a child live parents, or send it to the origin, a wait or a fail.
 
-:class:`Scheduling` owns what the scheduler remembers between decisions: the
-parent edges it handed out (:mod:`._edges`), the feeders of every task
-(:mod:`._feeders`), each child's blocklist and attempts, each peer's piece
-costs (:mod:`._costs`), and the reserved back-to-source slots and seed fetches
-(:mod:`._origin`). The facade tells it about every mutation through
-:meth:`Scheduling.follow`, with the events the mutation returned; it answers
-with the proactive pushes that mutation calls for.
+:class:`DecisionPipeline` answers a child's request (``schedule``, ``reschedule``)
+and decides the proactive pushes :class:`~._followup.FollowUp` asks for: sample
+the task's feeders, filter, let the policies score and select, keep within the
+hosts' upload slots, else the origin, a seed fetch, a wait or a fail. It owns
+what a decision reads and writes: the parent edges it handed out (:mod:`._edges`),
+the feeders of every task (:mod:`._feeders`), each child's blocklist and attempts,
+each peer's piece costs (:mod:`._costs`), and the reserved back-to-source slots and
+seed fetches (:mod:`._origin`). Keeping that bookkeeping in step with the records
+after each mutation is :class:`~._followup.FollowUp`'s job.
 
 A decision costs O(sample): it samples ``filter_parent_limit`` feeders at
 random, never scanning the task's peers.
@@ -15,29 +17,20 @@ random, never scanning the task's peers.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final, final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, NamedTuple, final
 
 from ._candidates import unfit_reason
 from ._costs import CostWindows
 from ._decision import Decision, ScheduleAction, ScheduleCause, ScheduleLimits
 from ._edges import ParentEdges
 from ._errors import IllegalTransition, NotFound
-from ._events import (
-    Event,
-    Eviction,
-    HostDisconnected,
-    HostReconnected,
-    HostRegistered,
-    PeerRegistered,
-    PeerScheduled,
-    SeedFetchRequested,
-)
+from ._events import Event, PeerScheduled, SeedFetchRequested
 from ._failures import FailureReports, Offered
-from ._feeders import Feeders, can_feed
+from ._feeders import Feeders
 from ._lifecycle import RECEIVED_PEER_STATES, PeerState
 from ._limits import DEFAULT_LIMITS, RecordLimits
-from ._model import Host, HostType, Peer, RecordKind, Task
+from ._model import Host, Peer, RecordKind, Task
 from ._origin import OriginBook, SeedFetch
 from ._policy import PolicySet
 from ._quota import Quota
@@ -55,8 +48,6 @@ CHILD_STATES: Final = frozenset(
         PeerState.BACK_TO_SOURCE,
     }
 )
-#: States after which a child holds no parent and no reservation.
-_ENDED: Final = frozenset({PeerState.SUCCEEDED, PeerState.FAILED})
 #: ``retry_after`` is jittered by up to this share either way.
 RETRY_JITTER: Final = 0.2
 # Read on every decision: module constants, since an enum member read off its class
@@ -65,9 +56,23 @@ _PARENTS: Final = ScheduleAction.PARENTS
 _WAIT: Final = ScheduleAction.WAIT
 
 
+class Decided(NamedTuple):
+    """One decision as the pipeline made it: the event, what it asks of others, the parents."""
+
+    event: PeerScheduled
+    #: A :class:`~._events.SeedFetchRequested` when the decision asked a seed to fetch.
+    requests: list[Event]
+    #: The parents handed out, best first (empty unless the action is ``parents``).
+    parents: list[Peer]
+
+    def events(self) -> list[Event]:
+        """What the decision returns to the facade's caller: the decision, then requests."""
+        return [self.event, *self.requests]
+
+
 @final
-class Scheduling:
-    """Decisions, and the bookkeeping they rely on."""
+class DecisionPipeline:
+    """Decisions, and the bookkeeping they read and write."""
 
     def __init__(
         self,
@@ -98,21 +103,13 @@ class Scheduling:
         self._attempts: dict[str, int] = {}
         #: Children whose last answer was ``wait``: their next reschedule is that wait's retry.
         self._waiting: set[str] = set()
-        #: Connected seed hosts (candidates for seed fetches).
-        self._seeds: set[str] = set()
-        #: Every live peer, so that a push can name a parent after its eviction.
-        self._peers: dict[str, Peer] = {}
+        #: Connected seed hosts (candidates for seed fetches); the follow-up keeps it.
+        self.seeds: set[str] = set()
+        #: Every live peer, so that a push can name a parent after its eviction; the
+        #: follow-up keeps it.
+        self.peers: dict[str, Peer] = {}
         self._fetch_seq = 0
-        #: Children who lost parents in deferred mutations, until :meth:`flush_pushes`.
-        self._deferred = _Changes()
         self._view: StateView | None = None
-        self._handlers: Mapping[type[Event], Callable[[Event, _Changes], None]] = {
-            PeerRegistered: self._on_peer_registered,  # type: ignore[dict-item]
-            HostRegistered: self._on_host_registered,  # type: ignore[dict-item]
-            HostDisconnected: self._on_host_disconnected,  # type: ignore[dict-item]
-            HostReconnected: self._on_host_reconnected,  # type: ignore[dict-item]
-            Eviction: self._on_eviction,  # type: ignore[dict-item]
-        }
 
     def connect(self, view: StateView) -> None:
         self._view = view
@@ -120,7 +117,7 @@ class Scheduling:
     @property
     def view(self) -> StateView:
         if self._view is None:
-            raise RuntimeError("scheduling is not connected to a view")
+            raise RuntimeError("the decision pipeline is not connected to a view")
         return self._view
 
     # --- queries -----------------------------------------------------------------------
@@ -130,14 +127,14 @@ class Scheduling:
 
     # --- requests ----------------------------------------------------------------------
 
-    def schedule(self, peer_id: str, now: float, as_host: str | None) -> list[Event]:
+    def schedule(self, peer_id: str, now: float, as_host: str | None) -> Decided:
         """The child's first decision (right after ``register_peer``)."""
         child = self._schedulable_child(peer_id, as_host, "schedule")
-        return self._decide(child, now, ScheduleCause.REGISTER)
+        return self.decide(child, now, ScheduleCause.REGISTER)
 
     def reschedule(
         self, peer_id: str, failed_parents: Sequence[str], now: float, as_host: str | None
-    ) -> list[Event]:
+    ) -> Decided:
         """The child asks again; ``failed_parents`` are blocklisted and charged a failure.
 
         Only a live peer of the child's task that was handed to this child counts
@@ -148,7 +145,7 @@ class Scheduling:
         if any(not isinstance(p, str) for p in failed_parents):
             raise TypeError("failed_parents must be peer ids")
         for parent_id in dict.fromkeys(failed_parents):
-            parent = self._peers.get(parent_id)
+            parent = self.peers.get(parent_id)
             if (
                 parent is None
                 or parent.task_id != child.task_id
@@ -170,7 +167,7 @@ class Scheduling:
                 self._recompute(RecordKind.HOST, parent.host_id, now)
         if child.id not in self._waiting:
             self._attempts[child.id] = self._attempts.get(child.id, 0) + 1
-        return self._decide(child, now, ScheduleCause.RESCHEDULE)
+        return self.decide(child, now, ScheduleCause.RESCHEDULE)
 
     def pieces_finished(
         self, peer_id: str, parent_id: str | None, added: int, pieces: int, cost: float | None
@@ -181,127 +178,24 @@ class Scheduling:
         credit (or name) a peer of its choice.
         """
         if parent_id is not None and parent_id in self.edges.parents_of(peer_id):
-            self._peers[peer_id].parents.add(parent_id)
-            host = self._live_host(self._peers[parent_id].host_id)
+            self.peers[peer_id].parents.add(parent_id)
+            host = self._live_host(self.peers[parent_id].host_id)
             if host is not None:
                 host.upload_count += added
         if cost is not None:
             self.costs.record(peer_id, cost, pieces)
 
-    # --- following mutations -----------------------------------------------------------
-
-    def follow(
-        self, events: list[Event], now: float, changed: str | None = None, *, defer: bool = False
-    ) -> list[Event]:
-        """Catch up with a mutation (``changed``: the peer whose state moved); return pushes.
-
-        ``defer``: keep the pushes the mutation calls for until :meth:`flush_pushes`
-        (returning none now), coalesced with those of other deferred mutations.
-        """
-        changes = self._deferred if defer else _Changes()
-        if changed is not None:
-            self._peer_changed(self.view.peer(changed), changes)
-        for event in events:
-            handler = self._handlers.get(type(event))
-            if handler is not None:
-                handler(event, changes)
-        return [] if defer else self._push(changes, now)
-
-    @property
-    def pushes_pending(self) -> bool:
-        """Whether deferred mutations left children to push to (see :meth:`flush_pushes`)."""
-        return bool(self._deferred.children)
-
-    def flush_pushes(self, now: float, max_children: int | None = None) -> list[Event]:
-        """The pushes of the deferred mutations so far: one per child, oldest first.
-
-        ``max_children`` bounds the call (the rest stay pending, for the next call).
-        """
-        changes, self._deferred = self._deferred, _Changes()
-        if max_children is not None and len(changes.children) > max_children:
-            later = list(changes.children.items())[max_children:]
-            for child_id, _ in later:
-                del changes.children[child_id]
-            # Kept in order, ahead of anything deferred meanwhile (nothing can be: the
-            # facade's calls do not interleave).
-            self._deferred.children.update(later)
-        return self._push(changes, now)
-
-    def _peer_changed(self, peer: Peer, changes: _Changes) -> None:
-        self.feeders.refresh(peer, self.view.is_schedulable(peer.host_id))
-        if peer.finished_pieces:
-            self.origin.end_fetch_of_peer(peer.id)  # a seed peer holding a piece: done
-        if peer.state is PeerState.BACK_TO_SOURCE or peer.state in _ENDED:
-            self.origin.release(peer.id)  # the reservation is used, or no longer needed
-            # Downloading from the origin, or done: it holds no parent (nor their slots),
-            # so a parent's death no longer concerns it.
-            self.edges.release_child(peer.id)
-        if peer.state in _ENDED:
-            self.origin.end_fetch_of_peer(peer.id)
-        if peer.state is PeerState.FAILED:
-            changes.lost(peer, self.edges.drop_parent(peer.id))
-
-    def _on_peer_registered(self, event: PeerRegistered, changes: _Changes) -> None:
-        peer = self._peers[event.peer_id] = self.view.peer(event.peer_id)
-        if event.host_id in self._seeds and self.origin.fetch_of(event.task_id) is None:
-            self.origin.start_fetch(SeedFetch(event.task_id, event.host_id, peer.id, event.at))
-
-    def _on_host_registered(self, event: HostRegistered, changes: _Changes) -> None:
-        if self.view.host(event.host_id).info.type is HostType.SEED:
-            self._seeds.add(event.host_id)
-
-    def _on_host_disconnected(self, event: HostDisconnected, changes: _Changes) -> None:
-        self._host_gone(event.host_id)
-        for peer in self.view.peers_of_host(event.host_id):
-            self.feeders.discard(peer.id)
-            changes.lost(peer, self.edges.children_of(peer.id))
-
-    def _on_host_reconnected(self, event: HostReconnected, changes: _Changes) -> None:
-        self._on_host_registered(HostRegistered(event.host_id, event.at), changes)
-        for peer in self.view.peers_of_host(event.host_id):
-            self.feeders.refresh(peer, True)
-
-    def _on_eviction(self, event: Eviction, changes: _Changes) -> None:
-        if event.kind is RecordKind.HOST:
-            self._host_gone(event.record_id)
-        elif event.kind is RecordKind.PEER:
-            self._peer_gone(event.record_id, changes)
-
-    def _host_gone(self, host_id: str) -> None:
-        self._seeds.discard(host_id)
-        self.origin.end_fetches_of_host(host_id)
-
-    def _peer_gone(self, peer_id: str, changes: _Changes) -> None:
-        peer = self._peers.pop(peer_id)
-        self.feeders.discard(peer_id)
-        self.edges.release_child(peer_id)
-        changes.lost(peer, self.edges.drop_parent(peer_id))
-        self.origin.release(peer_id)
-        self.origin.end_fetch_of_peer(peer_id)
+    def forget(self, peer_id: str) -> None:
+        """The peer is gone: drop what the decisions kept of it as a child."""
         self.costs.forget(peer_id)
         self.offered.forget(peer_id)
         self._attempts.pop(peer_id, None)
         self._waiting.discard(peer_id)
 
-    def _push(self, changes: _Changes, now: float) -> list[Event]:
-        """One fresh decision per affected child still downloading, unless a plugin objects."""
-        events: list[Event] = []
-        view = self.view
-        for child_id, lost_parents in changes.children.items():
-            if not view.has_peer(child_id):
-                continue
-            child = view.peer(child_id)
-            if child.state not in CHILD_STATES or not view.is_schedulable(child.host_id):
-                continue
-            # Every plugin hears about every lost parent (no short cut), then one vote.
-            votes = [self.policies.proactive_push(child, p, view, now) for p in lost_parents]
-            if all(votes):
-                events.extend(self._decide(child, now, ScheduleCause.PARENT_LOST))
-        return events
-
     # --- the decision ------------------------------------------------------------------
 
-    def _decide(self, child: Peer, now: float, cause: ScheduleCause) -> list[Event]:
+    def decide(self, child: Peer, now: float, cause: ScheduleCause) -> Decided:
+        """Decide for ``child`` now: parents, the origin, a wait or a fail."""
         limits = self.policies.schedule_limits()
         # The child moves away from what it held: its parents' slots, its reservation.
         self.edges.release_child(child.id)
@@ -330,7 +224,7 @@ class Scheduling:
         event = PeerScheduled(
             child.id, child.host_id, child.task_id, decision, now, cause.value, pushed
         )
-        return [event, *extra]
+        return Decided(event, extra, parents)
 
     def _select(self, child: Peer, limits: ScheduleLimits, now: float) -> list[Peer]:
         view, policies = self.view, self.policies
@@ -424,9 +318,9 @@ class Scheduling:
 
     def _request_seed_fetch(self, child: Peer, task: Task, now: float) -> SeedFetchRequested | None:
         """Ask the task's seed host (rendezvous over connected seeds) to fetch it."""
-        if child.host_id in self._seeds:
+        if child.host_id in self.seeds:
             return None  # a child on a seed host fetches from the origin itself
-        seed_host_id = rendezvous_owner(task.id, self._seeds)
+        seed_host_id = rendezvous_owner(task.id, self.seeds)
         if seed_host_id is None or not self.seed_fetches.take(child.host_id, now):
             # No seed, or the child's host used its quota: the origin or a wait, as
             # when there is no seed (the task's URL is the requesting host's word).
@@ -455,36 +349,6 @@ class Scheduling:
             raise IllegalTransition("peer", peer.state.value, request)
         return peer
 
-    def invariant_violations(self) -> list[str]:
-        """Edges, slots, feeders and reservations against the records. O(n)."""
-        view = self.view
-        problems: list[str] = []
-        live = {peer.id for peer in view.peers()}
-        if set(self._peers) != live:
-            problems.append("scheduling tracks other peers than the ledger holds")
-        slots = self.edges.slots_by_host()
-        if self.edges.pair_slot_counts() != self.edges.held_pair_slots():
-            problems.append("slots held per (parent host, child host) disagree with the edges")
-        for host in view.hosts():
-            if host.concurrent_upload_count != slots.get(host.id, 0):
-                problems.append(
-                    f"host {host.id}: {host.concurrent_upload_count} upload slots held, "
-                    f"{slots.get(host.id, 0)} handed-out edges"
-                )
-        for child_id in live:
-            for parent_id in self.edges.parents_of(child_id):
-                if parent_id not in live:
-                    problems.append(f"child {child_id} holds evicted parent {parent_id}")
-        for feeder in self.feeders.peers():
-            if not view.has_peer(feeder.id) or view.peer(feeder.id) is not feeder:
-                problems.append(f"peer {feeder.id}: the feeder index holds a stale record")
-        for peer in view.peers():
-            should = view.is_schedulable(peer.host_id) and can_feed(peer)
-            if should != (peer.id in self.feeders):
-                problems.append(f"peer {peer.id}: feeder index says {not should}")
-        problems.extend(self.origin.violations(live))
-        return problems
-
 
 def _among(below: set[str]) -> Callable[[str, str], bool]:
     """The cycle check against the child's descendants (itself included), known at once."""
@@ -493,17 +357,3 @@ def _among(below: set[str]) -> Callable[[str, str], bool]:
         return candidate_id in below
 
     return closes_cycle
-
-
-@final
-class _Changes:
-    """What one mutation did to the parents handed out: affected children, in order."""
-
-    __slots__ = ("children",)
-
-    def __init__(self) -> None:
-        self.children: dict[str, list[Peer]] = {}
-
-    def lost(self, parent: Peer, children: Iterable[str]) -> None:
-        for child_id in children:
-            self.children.setdefault(child_id, []).append(parent)
