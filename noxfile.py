@@ -44,9 +44,12 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Check the docs: every ```python example in README.md and docs/ runs."""
+    """Check the docs: every ```python example runs, every relative link and anchor resolves."""
     install_project(session, "testing")
-    session.run("pytest", "-p", "no:cacheprovider", "tests/test_docs.py", *session.posargs)
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "tests/test_docs.py", "tests/test_docs_links.py",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session

@@ -19,8 +19,8 @@
    warm-up): ``--idle`` connections, each announced once, held open; VmRSS after minus
    before, over the connections;
 6. ``scheduler loadgen`` (our Python generator) against the three, as a second view;
-7. prints the table and the ratios of issue 10; ``--plot FILE.png`` draws throughput and
-   p99 latency against connections; ``--json FILE`` writes every figure;
+7. prints the table and the ratios (per frame, per update, memory); ``--plot FILE.png``
+   draws throughput and p99 latency against connections; ``--json FILE`` writes every figure;
 8. with ``--rounds N``: N more rounds at ``--main`` connections, each running the tracker,
    the floor, the scheduler and the scheduler's batch frames back to back (in the reverse
    order every other round), and the two ratios of each round with their median. On
@@ -511,8 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--main",
         type=int,
         default=100,
-        help="the connection count of the ratios, the batch run and the Python view (100, "
-        "as in issue 10); added to --connections if missing",
+        help="the connection count of the ratios, the batch run and the Python view (100); "
+        "added to --connections if missing",
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (2)")

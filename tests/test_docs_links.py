@@ -8,8 +8,9 @@ made hyphens, and ``-1``, ``-2``... added to repeated slugs. Links inside code (
 blocks and inline spans) are not links.
 
 The same documents must not read as a development diary: no session numbers, no issue
-numbers, no "this session" (history belongs in CHANGELOG.md and git). An upstream
-reference names its project (``Dragonfly's issue #3566``, ``owner/repo#184``).
+numbers, no "this session", no path of the machine the project is developed on (history
+belongs in CHANGELOG.md and git). An upstream reference names its project
+(``Dragonfly's issue #3566``, ``owner/repo#184``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ DIARY = re.compile(
     r" (?:development |work )?session's\b"
     r"|\b(?:fourth|fifth|sixth|seventh|eighth|ninth|tenth) session\b"
     r"|\bissues? \d+"
-    r"|\b(?:this|the) issue\b(?!s)",
+    r"|\b(?:this|the) issue\b(?!s)"
+    r"|/work/(?:shared|main|wt-)",  # a path of the machine the project is developed on
     re.IGNORECASE,
 )
 
@@ -199,5 +201,6 @@ def test_diary_phrases_are_reported_and_product_phrases_are_not(
         "Dragonfly's issue #3566 and python-trio/trio-websocket#184 are upstream.\n"
         "`scheduler token issue` issues a token; a second session takes over the host.\n"
         "The session owns its host; issues of the past are in CHANGELOG.md.\n"
+        "Run python3 /work/shared/tools/import_cycles.py scheduler.\n"
     )
-    assert [line.split(":")[1] for line in diary_lines(doc)] == ["1", "2", "3", "4", "5"]
+    assert [line.split(":")[1] for line in diary_lines(doc)] == ["1", "2", "3", "4", "5", "9"]

@@ -147,6 +147,44 @@ async def test_a_wake_up_past_its_slice_leaves_the_other_ready_sockets_for_the_n
             assert (reader.handed_back, reader.waiting) == (0, 3)
 
 
+async def test_sockets_a_spent_slice_left_unserved_go_first_at_the_next_wake_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One byte per read and one socket per wake-up: the three sockets take turns.
+
+    Level-triggered epoll lists ready sockets in the same order at every wake-up; served
+    in that order, the first socket would be drained before the second got a byte, and
+    its frame done a whole frame's length of wake-ups before the others'.
+    """
+    monkeypatch.setattr(reader_module, "SLICE", -1.0)
+    monkeypatch.setattr(reader_module, "READ_SIZE", 1)
+    frame = client_frame(TEXT, b'{"type": "x"}')
+    with trio.fail_after(10):
+        async with socket_pairs(3) as (reader, pairs):
+            await settle(reader, 3)
+            served: list[int] = []
+            done: dict[int, int] = {}
+            serve = reader._serve
+
+            def recording(fd: int) -> None:
+                serve(fd)
+                served.append(fd)
+                for index, (_, heard, _) in enumerate(pairs):
+                    if heard.heard and index not in done:
+                        done[index] = len(served)
+
+            monkeypatch.setattr(reader, "_serve", recording)
+            for _, _, peer in pairs:
+                await peer.send(frame)
+            while len(done) < 3:
+                await trio.testing.wait_all_tasks_blocked()
+            assert [heard.heard for _, heard, _ in pairs] == [['{"type": "x"}']] * 3
+            assert len(served) == 3 * len(frame)
+            # Each frame completes within a few wake-ups of the others (the first socket
+            # may be a byte or two ahead, read before the others' bytes arrived).
+            assert max(done.values()) - min(done.values()) <= 5
+
+
 async def test_a_protocol_error_wakes_the_reader_task_after_the_close_frame() -> None:
     with trio.fail_after(5):
         async with socket_pairs(1) as (reader, [(ws, heard, peer)]):

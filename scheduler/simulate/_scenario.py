@@ -37,7 +37,8 @@ class Scenario:
     """Graceful leaves per host-hour."""
     stop_rate: float = 0.0
     """Stops per host-hour: the daemon stops announcing and serving but keeps its session
-    (and answers pings), so only the announce TTL catches it. Off by default (no issue rate)."""
+    (and answers pings), so only the announce TTL catches it. Off by default (no rate is
+    assumed)."""
     duration: float = 2 * HOUR
     zipf_exponent: float = 1.0
     """Task popularity: the k-th task is requested with weight 1 / k**s."""

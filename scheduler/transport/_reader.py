@@ -76,6 +76,9 @@ class SharedReader:
     def __init__(self) -> None:
         #: Made by :meth:`run` (a service that never runs holds no file for it).
         self._epoll: select.epoll | None = None
+        #: Ready sockets the last wake-up stopped before (its slice was spent): the next
+        #: wake-up serves them first.
+        self._unserved: list[int] = []
         #: fd -> the connection waiting on it, and its parked reader task.
         self._waiting: dict[int, tuple[Fed, trio.lowlevel.Task]] = {}
         #: Reads fed here with nothing left for the reader task, and reads after which
@@ -103,9 +106,18 @@ class SharedReader:
             while True:
                 await trio.lowlevel.wait_readable(epoll.fileno())
                 until = time.perf_counter() + SLICE
-                for fd, _ in epoll.poll(0, MAX_EVENTS):
+                ready = [fd for fd, _ in epoll.poll(0, MAX_EVENTS)]
+                if self._unserved:
+                    # Level-triggered epoll lists the sockets in the same order again:
+                    # those a past wake-up left unserved go first, so none waits for
+                    # the same few to be served before it, wake-up after wake-up.
+                    first = set(self._unserved)
+                    ready = self._unserved + [fd for fd in ready if fd not in first]
+                self._unserved = []
+                for index, fd in enumerate(ready):
                     self._serve(fd)
                     if time.perf_counter() > until:
+                        self._unserved = ready[index + 1 :]
                         break
         finally:
             for fd in list(self._waiting):
