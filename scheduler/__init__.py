@@ -12,6 +12,6 @@ The package is layered:
 from .hookspecs import hookimpl as hookimpl
 from .logfields import log_fields as log_fields
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "hookimpl", "log_fields"]
