@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +52,9 @@ class Background:
     def __init__(self, command: str, cwd: Path, env: dict[str, str]) -> None:
         self.command = command
         self.lines: list[str] = []
+        #: Notified at each line and at the end of the output.
+        self._changed = threading.Condition()
+        self._ended = False
         self.process = subprocess.Popen(
             ["bash", "-c", f"exec {command}"],
             cwd=cwd,
@@ -67,16 +69,21 @@ class Background:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
 
     def wait_for(self, text: str, within: float) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
+        def printed() -> bool:
+            return any(text in line for line in self.lines)
+
+        with self._changed:
+            self._changed.wait_for(lambda: self._ended or printed(), timeout=within)
+            if printed():
                 return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
         output = "\n".join(self.lines[-40:])
         pytest.fail(f"`{self.command}` did not print {text!r} within {within} s:\n{output}")
 
