@@ -10,9 +10,15 @@ default ``liveness`` settings on 127.0.0.1 and:
    figure scaled linearly to 50,000 sessions;
 2. **detection**: ``--trials`` times, opens one more session, freezes its node process
    (SIGSTOP) and polls the admin API until the host is no longer ``connected``
-   (unschedulable); prints each time from the freeze.
+   (unschedulable); prints each time from the freeze;
+3. with ``--floor``, the same clients against ``ping_floor_server.py`` (a bare epoll
+   loop with the same ping schedule, nothing else) in the same run: its system CPU per
+   ping and pong is the kernel's cost of the workload, the floor the scheduler's CPU is
+   compared to; the user and system CPU of both are printed apart.
 
     NODE_PATH=/tmp/wsload/node_modules python benchmarks/bench_pings.py --sessions 15000 --clients 3
+    NODE_PATH=/tmp/wsload/node_modules python benchmarks/bench_pings.py --sessions 2000 \
+        --clients 2 --window 15 --settle 6 --trials 0 --floor
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_sessions import Lines, Server, metric_sum, proc_cpu_seconds, raise_fd_limit  # noqa: E402
+from bench_sessions import CLK_TCK, Lines, Server, metric_sum, raise_fd_limit  # noqa: E402
 
 
 def idle_clients(url: str, n: int, prefix: str) -> tuple[subprocess.Popen[str], int]:
@@ -56,6 +62,48 @@ def close(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process, in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def floor_run(args: argparse.Namespace, per_client: int) -> tuple[float, float, float]:
+    """``ping_floor_server.py`` under the same clients: (pongs/s, user, system µs per pair)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "ping_floor_server.py"), "--ping-interval", "2.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().split()[-1]
+    clients: list[subprocess.Popen[str]] = []
+
+    def sample() -> tuple[int, float, float]:
+        assert proc.stdout is not None
+        os.kill(proc.pid, signal.SIGUSR1)
+        words = proc.stdout.readline().split()
+        return int(words[1]), float(words[3]), float(words[5])
+
+    try:
+        for c in range(args.clients):
+            clients.append(idle_clients(url, per_client, f"floor{c}")[0])
+        time.sleep(args.settle)
+        pongs0, user0, system0 = sample()
+        t0 = time.monotonic()
+        time.sleep(args.window)
+        pongs1, user1, system1 = sample()
+        seconds = time.monotonic() - t0
+    finally:
+        for client in clients:
+            close(client)
+        proc.kill()
+        proc.wait()
+    pongs = max(pongs1 - pongs0, 1)
+    return pongs / seconds, 1e6 * (user1 - user0) / pongs, 1e6 * (system1 - system0) / pongs
+
+
 def host_id(server: Server, hostname: str) -> str:
     """The id of the host named ``hostname`` (one listing of every host)."""
     for host in json.loads(server.get("/api/v1/hosts")):
@@ -77,6 +125,9 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument(
+        "--floor", action="store_true", help="also run ping_floor_server.py, side by side"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     per_client = -(-args.sessions // args.clients)
@@ -110,10 +161,11 @@ def main() -> int:
         first = server.metrics()
         before = metric_sum(first, "scheduler_sessions")
         reads0 = metric_sum(first, "scheduler_reader_reads_total")
-        cpu0, t0 = proc_cpu_seconds(server.pid), time.monotonic()
+        (user0, system0), t0 = cpu_split(server.pid), time.monotonic()
         time.sleep(args.window)
         seconds = time.monotonic() - t0
-        cpu = (proc_cpu_seconds(server.pid) - cpu0) / seconds
+        user1, system1 = cpu_split(server.pid)
+        cpu = (user1 - user0 + system1 - system0) / seconds
         after = server.metrics()
         sessions = metric_sum(after, "scheduler_sessions")
         reads = (metric_sum(after, "scheduler_reader_reads_total") - reads0) / seconds
@@ -124,6 +176,9 @@ def main() -> int:
             f"read by the shared reader per second, {1e6 * cpu / max(reads, 1):.1f} µs of "
             "server CPU each"
         )
+        pairs = max(reads, 1) * seconds
+        ours = (1e6 * (user1 - user0) / pairs, 1e6 * (system1 - system0) / pairs)
+        print(f"scheduler per ping and pong: user {ours[0]:.1f} µs, system {ours[1]:.1f} µs")
         ends = {k: v for k, v in after.items() if k.startswith("scheduler_session_ends_total")}
         print(f"session ends during the run: {ends}")
         for trial in range(args.trials):
@@ -144,6 +199,18 @@ def main() -> int:
         for proc in clients:
             close(proc)
         server.stop()
+    if args.floor:
+        rate, user, system = floor_run(args, per_client)
+        total = sum(ours)
+        print(
+            f"SUMMARY floor (bare epoll loop, same clients): {rate:,.0f} pongs per second, "
+            f"user {user:.1f} µs, system {system:.1f} µs per ping and pong"
+        )
+        print(
+            f"SUMMARY ping CPU against the kernel: scheduler {total:.1f} µs per pair = "
+            f"{total / system:.1f} x the kernel's {system:.1f} µs "
+            f"({total / (user + system):.1f} x the bare loop's {user + system:.1f} µs)"
+        )
     return 0
 
 
