@@ -8,6 +8,7 @@ under ``CI=true``, where a missing browser fails them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import urllib.request
@@ -22,7 +23,15 @@ import trio
 from scheduler.client import open_scheduler_session
 from scheduler.protocol import HostPayload
 from scheduler.service import Scope, issue_token
-from tests.service_support import LOOPBACK, Live, announce, open_client, request, serving
+from tests.service_support import (
+    LOOPBACK,
+    Live,
+    announce,
+    host_payload,
+    open_client,
+    request,
+    serving,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -77,6 +86,11 @@ class Loop:
         """Open a session in the loop and keep it open; announce; register ``peer``."""
         trio.from_thread.run(self.nursery.start, _hold_session, self.live, hostname, ip, peer)
 
+    def announce_host(self, hostname: str, ip: str, **fields: Any) -> None:
+        """Open a session in the loop and keep it open, announcing a host with ``fields``."""
+        host = host_payload(hostname, ip, **fields)
+        trio.from_thread.run(self.nursery.start, _hold_host, self.live, host)
+
     def announce_with(self, token: str, hostname: str, ip: str) -> None:
         """The same through the client library, with a host token (authentication on)."""
         trio.from_thread.run(self.nursery.start, _hold_client, self.live, token, hostname, ip)
@@ -93,6 +107,17 @@ async def _hold_client(
     async with open_scheduler_session(live.ws_url, payload, interval=None, token=token):
         task_status.started()
         await trio.sleep_forever()
+
+
+async def _hold_host(
+    live: Live, host: dict[str, Any], task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    async with open_client(live.ws_url) as ws:
+        message = {"type": "announce_host", "id": 1, "host": host, "interval": 3600.0}
+        reply = await request(ws, message)
+        assert reply["type"] == "host_accepted", reply
+        task_status.started()
+        await trio.sleep_forever()  # a fetch_task it gets waits unread: the job runs on
 
 
 async def _hold_session(
@@ -121,6 +146,13 @@ def admin_request(method: str, url: str, token: str | None = None) -> int:
     with urllib.request.urlopen(req, timeout=5) as response:
         status: int = response.status
         return status
+
+
+def admin_post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=5) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return response.status, answer
 
 
 def text_of(element_id: str, needle: str) -> str:
@@ -233,6 +265,39 @@ async def test_the_console_shows_a_new_host_and_its_eviction_without_a_reload(
 
     await run_in_browser(LOOPBACK, steps, tmp_path / "console.png")
     assert (tmp_path / "console.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.usefixtures("browser_ready")
+async def test_the_console_shows_a_hosts_uplink_and_a_new_job_without_a_reload(
+    tmp_path: Path,
+) -> None:
+    def steps(page: Page, loop: Loop) -> None:
+        admin = loop.live.admin_url
+        page.goto(f"{admin}/", timeout=LOAD_MS)
+        page.wait_for_function(STATUS_LIVE, timeout=LOAD_MS)
+        assert "no jobs" in page.inner_text("#jobs")
+
+        # A host that announced its uplink: the page shows what it served against it.
+        loop.announce_host("uplink-host", "10.0.0.9", upload_bandwidth=1_000_000_000)
+        host_id = "10.0.0.9-uplink-host"
+        page.wait_for_function(text_of("hosts", host_id), arg=host_id, timeout=LIVE_MS)
+        row = page.locator("#hosts tbody tr", has_text=host_id)
+        assert "0 bit/s of 1.0 Gbit/s" in row.inner_text()
+
+        # A preheat job submitted through the admin API shows, running, with its hosts.
+        body = {"type": "preheat", "url": "https://example.invalid/warm.iso", "scope": "all_peers"}
+        status, job = admin_post(f"{admin}/api/v1/jobs", body | {"content_length": 8})
+        assert status == 202
+        page.wait_for_function(text_of("jobs", job["id"]), arg=job["id"], timeout=LIVE_MS)
+        job_row = page.locator("#jobs tbody tr", has_text=job["id"]).inner_text()
+        assert "running" in job_row
+        assert "0 ok, 0 failed of 1" in job_row
+        assert "https://example.invalid/warm.iso" in job_row
+        cards = page.inner_text("#summary")
+        assert re.search(r"jobs running or queued\s+1", cards), cards
+
+    await run_in_browser(LOOPBACK, steps, tmp_path / "jobs.png")
+    assert (tmp_path / "jobs.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.usefixtures("browser_ready")

@@ -106,6 +106,8 @@ async def test_a_preheat_asks_the_seed_first_then_the_others_from_it() -> None:
                 job["task_id"],
             )
             assert [h["seed"] for h in job["hosts"]] == [True, False]
+            _, summary = await call("GET", f"{live.admin_url}/api/v1/summary")
+            assert (summary["jobs"]["submitted"], summary["jobs"]["unfinished"]) == (1, 1)
             order = await next_fetch_task(seed)  # only the seed: nobody holds the task yet
             assert order["peer_id"] == job["hosts"][0]["peer_id"]
             assert order["task"] == {
@@ -127,6 +129,16 @@ async def test_a_preheat_asks_the_seed_first_then_the_others_from_it() -> None:
             ]
             assert progress == [("succeeded", 3, 3), ("succeeded", 3, 3)]
             assert done["hosts_by_state"]["succeeded"] == 2
+            # The console's summary counts the job and its hosts (counters only).
+            _, summary = await call("GET", f"{live.admin_url}/api/v1/summary")
+            assert summary["jobs"] == {
+                "submitted": 1,
+                "unfinished": 0,
+                "succeeded": 1,
+                "failed": 0,
+                "hosts_succeeded": 2,
+                "hosts_failed": 0,
+            }
             status, listed = await call("GET", jobs)
             assert [j["id"] for j in listed] == [job["id"]]
             assert "hosts" not in listed[0]

@@ -273,6 +273,8 @@ class JobLedger:
         self.host_failures: Counter[str] = Counter()
         #: Jobs submitted and finished, by state (for the metrics).
         self.jobs_finished: Counter[str] = Counter()
+        #: Jobs accepted since start (the console's summary: counters only).
+        self.jobs_submitted = 0
 
     # --- reading -------------------------------------------------------------------------
 
@@ -335,6 +337,7 @@ class JobLedger:
                 total_pieces=request.total_piece_count,
             )
         self._jobs[job_id] = job
+        self.jobs_submitted += 1
         self._start_pending(now)
         return job
 

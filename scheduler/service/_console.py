@@ -5,7 +5,7 @@ HTML, one script, one style sheet, no build step) that reads the admin API with
 the operator's token. What keeps it live is a WebSocket,
 ``/api/v1/console/stream``, which carries no records: only a *summary* of
 counters the core and the metrics already keep (hosts, peers and tasks by state,
-sessions, messages handled, scheduling decisions, evictions). When the summary
+sessions, messages handled, scheduling decisions, evictions, jobs). When the summary
 changes, the page re-reads the pages of the tables it shows.
 
 The stream's conversation (JSON text messages)::
@@ -63,6 +63,7 @@ from ._headers import security_headers
 
 if TYPE_CHECKING:
     from ..core import StateView
+    from ..jobs import JobLedger
     from ._evictions import EvictionLog
     from ._metrics import Metrics
 
@@ -112,7 +113,11 @@ ASSETS: Final[Mapping[str, Asset]] = {
 
 
 def summarize(
-    view: StateView, sessions: int, metrics: Metrics, evictions: EvictionLog
+    view: StateView,
+    sessions: int,
+    metrics: Metrics,
+    evictions: EvictionLog,
+    jobs: JobLedger,
 ) -> dict[str, Any]:
     """What the console's header shows, from counters only: O(1) in the records."""
     decisions = sorted(_counted(metrics.schedule_decisions), key=lambda c: sorted(c[0].items()))
@@ -137,6 +142,16 @@ def summarize(
             for labels, value in sorted(_counted(counter), key=lambda c: c[0]["reason"])
         ],
         "evictions_recorded": evictions.total,
+        # Since start: jobs accepted and finished, and their hosts done (any change of a
+        # job's state or of a host's part moves one of these).
+        "jobs": {
+            "submitted": jobs.jobs_submitted,
+            "unfinished": jobs.jobs_submitted - sum(jobs.jobs_finished.values()),
+            "succeeded": jobs.jobs_finished["succeeded"],
+            "failed": jobs.jobs_finished["failed"],
+            "hosts_succeeded": jobs.hosts_finished["succeeded"],
+            "hosts_failed": jobs.hosts_finished["failed"],
+        },
     }
 
 

@@ -177,7 +177,9 @@ class SchedulerService:
 
     def summary(self) -> dict[str, Any]:
         """``GET /api/v1/summary`` and the console's stream: counters only, O(1)."""
-        return summarize(self.state.view, len(self.sessions), self.metrics, self.evictions)
+        return summarize(
+            self.state.view, len(self.sessions), self.metrics, self.evictions, self.jobs.ledger
+        )
 
     def lease_report(self, nonce: str | None) -> dict[str, Any] | None:
         """``GET /api/v1/lease``: this member's lease (None without a registry)."""

@@ -14,6 +14,7 @@
   const RETRY_MAX_MS = 10000;
   const FULL_RETRY_MS = 10000;
   const EVICTIONS_SHOWN = 100;
+  const JOBS_SHOWN = 25;
 
   const $ = (id) => document.getElementById(id);
 
@@ -34,6 +35,7 @@
     refreshing: false,
     dirty: false,
     evictionsShown: null,
+    jobsShown: null,
     hosts: { cursor: null, back: [], next: null },
     tasks: { cursor: null, back: [], next: null },
     task: { id: null, cursor: null, back: [], next: null, graphKey: "", graphUrl: null },
@@ -88,6 +90,17 @@
 
   function count(n) {
     return Number(n).toLocaleString("en-US");
+  }
+
+  function bits(perSecond) {
+    const units = ["bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"];
+    let value = Number(perSecond) || 0;
+    let unit = 0;
+    while (value >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return `${unit > 0 && value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
   }
 
   function setStatus(name, text) {
@@ -192,6 +205,8 @@
       card("peers", count(total(summary.peers)), breakdown(summary.peers)),
       card("messages handled", count(summary.messages)),
       card("evictions", count(summary.evictions_recorded)),
+      card("jobs running or queued", count(summary.jobs.unfinished),
+        breakdown({ succeeded: summary.jobs.succeeded, failed: summary.jobs.failed })),
     );
     fill(
       "decisions",
@@ -213,6 +228,18 @@
 
   // --- hosts ---------------------------------------------------------------------------
 
+  function uplinkCell(host) {
+    // What its children reported it served (a decayed rate), against what it announced.
+    const upload = host.upload;
+    const rate = upload.rate;
+    const title = `last ${Math.round(upload.window_seconds)} s: ${count(upload.window_bytes)} bytes, ` +
+      `${count(upload.window_pieces)} pieces; ${count(upload.in_flight)} in flight`;
+    const capacity = host.upload_bandwidth;
+    if (!capacity) return el("td", { title }, `${bits(rate)} (capacity not announced)`);
+    const meter = el("meter", { min: 0, max: capacity, value: Math.min(rate, capacity) });
+    return el("td", { title }, el("span", { className: "load" }, meter, `${bits(rate)} of ${bits(capacity)}`));
+  }
+
   function hostRow(host) {
     const used = host.concurrent_upload_count;
     const limit = host.concurrent_upload_limit;
@@ -228,6 +255,7 @@
       el("td", { title: when(host.last_contact_at) }, ago(host.last_contact_at)),
       el("td", { className: "num" }, count(host.peers)),
       el("td", null, el("span", { className: "load" }, meter, `${used} / ${limit}`)),
+      uplinkCell(host),
       el("td", { className: "num" }, count(host.upload_count)),
       el("td", null, host.session ? "open" : "none"),
     );
@@ -241,7 +269,7 @@
     const response = await api(`api/v1/hosts?${pageQuery(paging, params)}`);
     const hosts = await response.json();
     paging.next = response.headers.has("link") && hosts.length ? hosts[hosts.length - 1].id : null;
-    fill("hosts", hosts.map(hostRow), 10, "no hosts");
+    fill("hosts", hosts.map(hostRow), 11, "no hosts");
     pageInfo("hosts-page", paging, hosts.length);
   }
 
@@ -386,10 +414,37 @@
     fill("evictions", evictions.map(evictionRow), 7, "no evictions");
   }
 
+  // --- jobs ----------------------------------------------------------------------------
+
+  function jobRow(job) {
+    const hosts = job.hosts_by_state;
+    const done = `${count(hosts.succeeded)} ok, ${count(hosts.failed)} failed of ${count(job.host_count)}`;
+    const reasons = job.reasons.join("\n");
+    return el(
+      "tr",
+      null,
+      el("td", { className: "id", title: job.id }, job.id),
+      el("td", null, job.type),
+      el("td", { className: `state-${job.state}`, title: reasons || null }, job.state),
+      el("td", { className: "id", title: job.url }, job.url),
+      el("td", { className: "num" }, done),
+      el("td", { title: when(job.created_at) }, ago(job.created_at)),
+      el("td", { title: when(job.finished_at) }, job.finished_at === null ? "–" : ago(job.finished_at)),
+    );
+  }
+
+  async function loadJobs(force) {
+    const key = state.summary ? JSON.stringify(state.summary.jobs) : null;
+    if (!force && key === state.jobsShown) return;
+    const jobs = await (await api(`api/v1/jobs?limit=${JOBS_SHOWN}`)).json();
+    state.jobsShown = key;
+    fill("jobs", jobs.map(jobRow), 7, "no jobs");
+  }
+
   // --- keeping up ----------------------------------------------------------------------
 
   async function refresh(force) {
-    await Promise.all([loadHosts(), loadTasks(), loadTask(), loadEvictions(force)]);
+    await Promise.all([loadHosts(), loadTasks(), loadTask(), loadEvictions(force), loadJobs(force)]);
   }
 
   async function scheduleRefresh() {
