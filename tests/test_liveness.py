@@ -1,4 +1,4 @@
-"""Ping scheduling: the sans-IO deadline heap, and the service's one timer task under a mock clock.
+"""Ping scheduling: the sans-IO timing wheel, and the service's one timer task under a mock clock.
 
 A session is pinged only after ``ping_interval`` of silence; any frame counts as a
 sign of life; nothing within ``ping_timeout`` of the ping ends it.

@@ -83,7 +83,7 @@ def test_a_network_written_with_host_bits_is_its_network() -> None:
     )
 
 
-# --- the liveness heap ---------------------------------------------------------------------------
+# --- the liveness wheel --------------------------------------------------------------------------
 
 
 @attrs.define(eq=False)

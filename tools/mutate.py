@@ -70,6 +70,7 @@ _SESSION_TESTS: tuple[str, ...] = (
     "tests/test_session_scheduling.py",
     "tests/test_identity_rules.py",
     "tests/test_liveness.py",
+    "tests/test_liveness_wheel.py",
     "tests/test_host_addresses.py",
     "tests/test_batch_rules.py",
     "tests/test_input_hygiene.py",

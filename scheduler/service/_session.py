@@ -16,7 +16,7 @@ one task of its own, plus the connection's reader task:
   and ends the session when told to; queueing never blocks, the outbox is bounded
   (``outbox_size``), and messages leave in the order they were queued;
 * the timers of every session run in **one** task, :class:`SessionTimers`, over
-  one deadline heap (:class:`scheduler.session.Liveness`): a session silent for
+  one timing wheel (:class:`scheduler.session.Liveness`): a session silent for
   ``ping_interval`` is pinged (the timer task writes the ping, see
   :meth:`Session.ping`), and ends with ``ping_timeout`` when nothing arrives within
   ``ping_timeout`` of the ping; the same heap bounds the first ``announce_host``
