@@ -321,15 +321,18 @@ class Session:
             trio.lowlevel.reschedule(self._task)
 
     def _apply(self, outcome: Outcome) -> None:
+        # Each part is read only when the outcome has it (a pong's has none at all).
         metrics = self.env.metrics
-        for message_type in outcome.message_types:
-            metrics.count_message(message_type)
+        if outcome.message_type is not None:
+            for message_type in outcome.message_types:
+                metrics.count_message(message_type)
         if outcome.decision_seconds is not None:
             metrics.decision_seconds.observe(outcome.decision_seconds)
-        for reply in outcome.errors:
-            metrics.message_errors.labels(reply.code).inc()
-            if reply.code is ErrorCode.RATE_LIMITED:
-                metrics.rate_limited.inc()
+        if outcome.replies:
+            for reply in outcome.errors:
+                metrics.message_errors.labels(reply.code).inc()
+                if reply.code is ErrorCode.RATE_LIMITED:
+                    metrics.rate_limited.inc()
         if outcome.events:
             self.env.apply(outcome.events)
 
