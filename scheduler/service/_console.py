@@ -142,8 +142,9 @@ def summarize(
             for labels, value in sorted(_counted(counter), key=lambda c: c[0]["reason"])
         ],
         "evictions_recorded": evictions.total,
-        # Since start: jobs accepted and finished, and their hosts done (any change of a
-        # job's state or of a host's part moves one of these).
+        # Since start: jobs accepted and finished, and their hosts done. What the console's
+        # jobs table shows changes only with these (a queued job starts when one is
+        # accepted or another finishes).
         "jobs": {
             "submitted": jobs.jobs_submitted,
             "unfinished": jobs.jobs_submitted - sum(jobs.jobs_finished.values()),
