@@ -26,7 +26,6 @@ from scheduler.service import Scope, issue_token
 from tests.service_support import (
     LOOPBACK,
     Live,
-    announce,
     host_payload,
     open_client,
     request,
@@ -82,14 +81,11 @@ class Loop:
     live: Live
     nursery: trio.Nursery
 
-    def announce(self, hostname: str, ip: str, *, peer: str | None = None) -> None:
-        """Open a session in the loop and keep it open; announce; register ``peer``."""
-        trio.from_thread.run(self.nursery.start, _hold_session, self.live, hostname, ip, peer)
-
-    def announce_host(self, hostname: str, ip: str, **fields: Any) -> None:
-        """Open a session in the loop and keep it open, announcing a host with ``fields``."""
+    def announce(self, hostname: str, ip: str, *, peer: str | None = None, **fields: Any) -> None:
+        """Open a session in the loop and keep it open; announce the host (with ``fields``);
+        register ``peer``."""
         host = host_payload(hostname, ip, **fields)
-        trio.from_thread.run(self.nursery.start, _hold_host, self.live, host)
+        trio.from_thread.run(self.nursery.start, _hold_session, self.live, host, peer)
 
     def announce_with(self, token: str, hostname: str, ip: str) -> None:
         """The same through the client library, with a host token (authentication on)."""
@@ -109,26 +105,16 @@ async def _hold_client(
         await trio.sleep_forever()
 
 
-async def _hold_host(
-    live: Live, host: dict[str, Any], task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+async def _hold_session(
+    live: Live,
+    host: dict[str, Any],
+    peer: str | None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with open_client(live.ws_url) as ws:
         message = {"type": "announce_host", "id": 1, "host": host, "interval": 3600.0}
         reply = await request(ws, message)
         assert reply["type"] == "host_accepted", reply
-        task_status.started()
-        await trio.sleep_forever()  # a fetch_task it gets waits unread: the job runs on
-
-
-async def _hold_session(
-    live: Live,
-    hostname: str,
-    ip: str,
-    peer: str | None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    async with open_client(live.ws_url) as ws:
-        await announce(ws, hostname, ip, interval=3600.0)
         if peer is not None:
             task = {"url": "https://example.invalid/image.iso", "total_piece_count": 8}
             reply = await request(
@@ -136,23 +122,19 @@ async def _hold_session(
             )
             assert reply["type"] == "schedule", reply
         task_status.started()
-        await trio.sleep_forever()
+        await trio.sleep_forever()  # what it is sent (a fetch_task) waits unread
 
 
-def admin_request(method: str, url: str, token: str | None = None) -> int:
-    req = urllib.request.Request(url, method=method)
+def admin_request(
+    method: str, url: str, token: str | None = None, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    """The status and the decoded JSON answer of one admin request."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, method=method, data=data)
     if token is not None:
         req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=5) as response:
-        status: int = response.status
-        return status
-
-
-def admin_post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode())
-    with urllib.request.urlopen(req, timeout=5) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-        return response.status, answer
+        return response.status, json.loads(response.read())
 
 
 def text_of(element_id: str, needle: str) -> str:
@@ -251,7 +233,8 @@ async def test_the_console_shows_a_new_host_and_its_eviction_without_a_reload(
         )
 
         # An admin evicts it: it leaves the hosts and shows in the recent evictions.
-        assert admin_request("DELETE", f"{admin}/api/v1/hosts/{host_id}") == 200
+        status, _ = admin_request("DELETE", f"{admin}/api/v1/hosts/{host_id}")
+        assert status == 200
         page.wait_for_function(text_of("evictions", host_id), arg=host_id, timeout=LIVE_MS)
         page.wait_for_function(
             "(id) => !document.getElementById('hosts').innerText.includes(id)",
@@ -278,7 +261,7 @@ async def test_the_console_shows_a_hosts_uplink_and_a_new_job_without_a_reload(
         assert "no jobs" in page.inner_text("#jobs")
 
         # A host that announced its uplink: the page shows what it served against it.
-        loop.announce_host("uplink-host", "10.0.0.9", upload_bandwidth=1_000_000_000)
+        loop.announce("uplink-host", "10.0.0.9", upload_bandwidth=1_000_000_000)
         host_id = "10.0.0.9-uplink-host"
         page.wait_for_function(text_of("hosts", host_id), arg=host_id, timeout=LIVE_MS)
         row = page.locator("#hosts tbody tr", has_text=host_id)
@@ -286,7 +269,9 @@ async def test_the_console_shows_a_hosts_uplink_and_a_new_job_without_a_reload(
 
         # A preheat job submitted through the admin API shows, running, with its hosts.
         body = {"type": "preheat", "url": "https://example.invalid/warm.iso", "scope": "all_peers"}
-        status, job = admin_post(f"{admin}/api/v1/jobs", body | {"content_length": 8})
+        status, job = admin_request(
+            "POST", f"{admin}/api/v1/jobs", body=body | {"content_length": 8}
+        )
         assert status == 202
         page.wait_for_function(text_of("jobs", job["id"]), arg=job["id"], timeout=LIVE_MS)
         job_row = page.locator("#jobs tbody tr", has_text=job["id"]).inner_text()

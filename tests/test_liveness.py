@@ -26,8 +26,10 @@ from tests.test_client_scheduling import client
 A_ID = "10.0.0.1-alpha"
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Watch:
+    """A session as the liveness rules see it (compared by identity, as sessions are)."""
+
     heard_at: float = 0.0
     ping_sent_at: float | None = None
     sending_since: float | None = None

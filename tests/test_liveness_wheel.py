@@ -19,16 +19,7 @@ from hypothesis import strategies as st
 
 from scheduler.session import Check, Liveness
 from scheduler.session._liveness import ENDS, SLOT, W
-
-
-@attrs.define(eq=False)
-class Watch:
-    heard_at: float = 0.0
-    ping_sent_at: float | None = None
-    sending_since: float | None = None
-    announce_by: float | None = None
-    due: float = math.inf
-    watch_over: bool = False
+from tests.test_liveness import Watch
 
 
 class ReferenceHeap(Generic[W]):

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 
-import attrs
 import pytest
 
 from scheduler.core import (
@@ -42,6 +40,7 @@ from scheduler.session import (
     route_unsolicited,
     schedule_message,
 )
+from tests.test_liveness import Watch, heap
 
 A_ID = "10.0.0.1-alpha"
 
@@ -84,20 +83,6 @@ def test_a_network_written_with_host_bits_is_its_network() -> None:
 
 
 # --- the liveness wheel --------------------------------------------------------------------------
-
-
-@attrs.define(eq=False)
-class Watch:
-    heard_at: float = 0.0
-    ping_sent_at: float | None = None
-    sending_since: float | None = None
-    announce_by: float | None = None
-    due: float = math.inf
-    watch_over: bool = False
-
-
-def heap() -> Liveness[Watch]:
-    return Liveness(ping_interval=2.0, ping_timeout=1.0, send_timeout=5.0)
 
 
 @pytest.mark.parametrize(
