@@ -164,12 +164,12 @@ class ChurnSimulation:
             location=plan.location,
         )
         host = SimHost(plan=plan, info=info, connected_at=at)
-        if isinstance(self.transfers, NetworkTransfers):
-            # The host announces its uplink, as a daemon that knows its NIC would.
-            uplink = int(self.transfers.links_of(host)[0])
+        # With a network model, the host announces its uplink, as a daemon that knows its
+        # NIC would; the timed model gives none.
+        uplink = self.transfers.add_host(host)
+        if uplink:
             host.info = attrs.evolve(info, upload_bandwidth=uplink)
         self.truth.add_host(host)
-        self.transfers.add_host(host)
         self._announce(host, at)
         if plan.death is not None:
             death = plan.death

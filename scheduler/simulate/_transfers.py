@@ -23,8 +23,9 @@ _PIECE_SLACK: Final = 1e-9
 
 
 class Transfers(Protocol):
-    def add_host(self, host: SimHost) -> None:
-        """A host joined: give it its links."""
+    def add_host(self, host: SimHost) -> int:
+        """A host joined: give it its links. Returns the uplink it announces (bits/s; 0:
+        none, as a daemon that does not know its NIC)."""
 
     def batch(self, peer: SimPeer, parent_id: str | None, count: int, at: float) -> Batch:
         """The batch of ``count`` pieces ``peer`` starts now from ``parent_id`` (None: origin)."""
@@ -54,8 +55,8 @@ class TimedTransfers:
         self.queue = queue
         self.truth = truth
 
-    def add_host(self, host: SimHost) -> None:
-        return
+    def add_host(self, host: SimHost) -> int:
+        return 0
 
     def batch(self, peer: SimPeer, parent_id: str | None, count: int, at: float) -> Batch:
         if parent_id is None:
@@ -103,9 +104,10 @@ class NetworkTransfers:
         #: The batch callbacks of the flows a host sends, to end them when it dies.
         self._done: dict[Flow, Action] = {}
 
-    def add_host(self, host: SimHost) -> None:
+    def add_host(self, host: SimHost) -> int:
         up, down = self.links_of(host)
         self.links[host.id] = (Link(f"{host.id}/up", up / 8), Link(f"{host.id}/down", down / 8))
+        return int(up)
 
     def links_of(self, host: SimHost) -> tuple[float, float]:
         """The host's (uplink, downlink) in bits per second."""
