@@ -9,10 +9,10 @@ scheduler handed to that child). Per host the ledger keeps, in bounded memory:
 * the current upload rate, an exponentially decayed average of the bytes served
   with time constant :data:`RATE_TIME_CONSTANT` (one number and its time).
 
-Reads never drop a bucket; :meth:`UploadLedger.load` costs at most
-:data:`UPLOAD_BUCKETS` additions, and :meth:`UploadLedger.window_bytes` (read for every
-candidate of a decision) is O(1) while the newest bucket stays the same: the sum is
-kept until a report or a new bucket changes it.
+Reads never drop a bucket. Both reads of the window (:meth:`UploadLedger.load`, and
+:meth:`UploadLedger.window_bytes`, read for every candidate of a decision) sum it the
+same way, at most :data:`UPLOAD_BUCKETS` additions, and O(1) while the newest bucket
+stays the same: the sums are kept until a report or a new bucket changes them.
 """
 
 from __future__ import annotations
@@ -48,16 +48,16 @@ class UploadLoad:
 
 @final
 class _HostUploads:
-    __slots__ = ("buckets", "rate", "rate_at", "summed_at", "summed_bytes")
+    __slots__ = ("buckets", "rate", "rate_at", "summed", "summed_at")
 
     def __init__(self, now: float) -> None:
         #: ``[bucket index, bytes, pieces]``, oldest first, at most ``UPLOAD_BUCKETS``.
         self.buckets: deque[list[int]] = deque(maxlen=UPLOAD_BUCKETS)
         self.rate = 0.0  # bits/s at rate_at
         self.rate_at = now
-        #: The window's bytes as of bucket ``summed_at`` (None: to be summed again).
+        #: The window's (bytes, pieces) as of bucket ``summed_at`` (None: to sum again).
         self.summed_at: int | None = None
-        self.summed_bytes = 0
+        self.summed = (0, 0)
 
 
 @final
@@ -104,25 +104,13 @@ class UploadLedger:
         uploads = self._hosts.get(host_id)
         if uploads is None:
             return UploadLoad(in_flight=in_flight)
-        oldest = math.floor(now / self._width) - self._buckets
-        nbytes = pieces = 0
-        for index, b, p in uploads.buckets:
-            if index > oldest:
-                nbytes += b
-                pieces += p
+        nbytes, pieces = self._window(uploads, now)
         return UploadLoad(self._decayed(uploads, now), nbytes, pieces, in_flight)
 
     def window_bytes(self, host_id: str, now: float) -> int:
         """``load(host_id, now).window_bytes``, in O(1) while the newest bucket is the same."""
         uploads = self._hosts.get(host_id)
-        if uploads is None:
-            return 0
-        index = math.floor(now / self._width)
-        if uploads.summed_at != index:
-            oldest = index - self._buckets
-            uploads.summed_bytes = sum(b for i, b, _ in uploads.buckets if i > oldest)
-            uploads.summed_at = index
-        return uploads.summed_bytes
+        return 0 if uploads is None else self._window(uploads, now)[0]
 
     def host_ids(self) -> list[str]:
         """The hosts some child reported an upload from (for the invariants)."""
@@ -130,6 +118,19 @@ class UploadLedger:
 
     def forget(self, host_id: str) -> None:
         self._hosts.pop(host_id, None)
+
+    def _window(self, uploads: _HostUploads, now: float) -> tuple[int, int]:
+        """The (bytes, pieces) of the buckets in the window at ``now``, summed once per bucket."""
+        index = math.floor(now / self._width)
+        if uploads.summed_at != index:
+            oldest = index - self._buckets
+            nbytes = pieces = 0
+            for i, b, p in uploads.buckets:
+                if i > oldest:
+                    nbytes += b
+                    pieces += p
+            uploads.summed, uploads.summed_at = (nbytes, pieces), index
+        return uploads.summed
 
     def _decayed(self, uploads: _HostUploads, now: float) -> float:
         return uploads.rate * math.exp(-max(0.0, now - uploads.rate_at) / self._tau)
