@@ -32,10 +32,12 @@ import sys
 import time
 from pathlib import Path
 
+from scheduler.loadgen._procfs import proc_cpu_split
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_sessions import CLK_TCK, Lines, Server, metric_sum, raise_fd_limit  # noqa: E402
+from bench_sessions import Lines, Server, metric_sum, raise_fd_limit  # noqa: E402
 
 
 def idle_clients(url: str, n: int, prefix: str) -> tuple[subprocess.Popen[str], int]:
@@ -60,13 +62,6 @@ def close(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """(utime, stime) of a process, in seconds."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def floor_run(args: argparse.Namespace, per_client: int) -> tuple[float, float, float]:
@@ -161,10 +156,10 @@ def main() -> int:
         first = server.metrics()
         before = metric_sum(first, "scheduler_sessions")
         reads0 = metric_sum(first, "scheduler_reader_reads_total")
-        (user0, system0), t0 = cpu_split(server.pid), time.monotonic()
+        (user0, system0), t0 = proc_cpu_split(server.pid), time.monotonic()
         time.sleep(args.window)
         seconds = time.monotonic() - t0
-        user1, system1 = cpu_split(server.pid)
+        user1, system1 = proc_cpu_split(server.pid)
         cpu = (user1 - user0 + system1 - system0) / seconds
         after = server.metrics()
         sessions = metric_sum(after, "scheduler_sessions")
@@ -206,6 +201,10 @@ def main() -> int:
             f"SUMMARY floor (bare epoll loop, same clients): {rate:,.0f} pongs per second, "
             f"user {user:.1f} µs, system {system:.1f} µs per ping and pong"
         )
+        if system <= 0 or user + system <= 0:
+            # CPU time comes in 10 ms ticks: too few pairs left the floor's share at zero.
+            print("the floor's CPU was below one clock tick: raise --window or --sessions")
+            return 1
         print(
             f"SUMMARY ping CPU against the kernel: scheduler {total:.1f} µs per pair = "
             f"{total / system:.1f} x the kernel's {system:.1f} µs "

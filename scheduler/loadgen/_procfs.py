@@ -9,11 +9,17 @@ import resource
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all its threads, in seconds (``/proc/PID/stat``)."""
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of a process, all its threads, in seconds (``/proc/PID/stat``)."""
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # fields 14 and 15 of stat(5)
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads, in seconds."""
+    user, system = proc_cpu_split(pid)
+    return user + system
 
 
 def proc_rss_kb(pid: int) -> int:
